@@ -1,0 +1,278 @@
+"""The five recurrent cells, one class each, with their equations.
+
+Each cell computes one time step, ``state_t = cell(x_t, state_{t-1})``, written out gate by gate so
+the code reads like the equations in its docstring: these are the reference implementations.
+:class:`RecurrentLayer` runs a cell over a (B, T, E) sequence. By default it takes the cell's fused
+path: torch's own kernels for RNN, LSTM and GRU (cuDNN on a GPU) using the very same parameters,
+and the fast sequence kernels of :mod:`seqcopy.fast` for mLSTM and mGRU. Tests hold the two paths
+equal, so either may serve and a checkpoint loads into both.
+
+Notation: σ is the logistic sigmoid, ⊙ the element-wise product, E the embedding size, H the
+hidden size. Parameters are initialised as torch does, U(-1/√H, 1/√H).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+State = Tensor | tuple[Tensor, Tensor]
+
+CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")
+
+
+class Cell(nn.Module):
+    """Common parts: parameter creation, the initial state and the layer-facing API."""
+
+    has_cell_state = False  # LSTMs carry (h, c); the others carry h alone
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+
+    def _parameter(self, *shape: int) -> nn.Parameter:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> State:
+        zeros = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
+        return (zeros, zeros.clone()) if self.has_cell_state else zeros
+
+    @staticmethod
+    def output_of(state: State) -> Tensor:
+        """The hidden state h that the layer emits, whatever the state holds."""
+        return state[0] if isinstance(state, tuple) else state
+
+    def forward(self, x_t: Tensor, state: State) -> State:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fused_forward(self, x: Tensor, state: State) -> tuple[Tensor, State] | None:
+        """The whole (B, T, E) sequence at once, or None where the cell has no fused path."""
+        return None
+
+
+class RNNCell(Cell):
+    """Vanilla (Elman) RNN.
+
+        h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = self._parameter(hidden_size, input_size)
+        self.weight_hh = self._parameter(hidden_size, hidden_size)
+        self.bias_ih = self._parameter(hidden_size)
+        self.bias_hh = self._parameter(hidden_size)
+
+    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
+        return torch.tanh(x_t @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh)
+
+    def fused_forward(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        out, h_n = torch.rnn_tanh(x, h.unsqueeze(0), params, True, 1, 0.0, self.training, False, True)
+        return out, h_n.squeeze(0)
+
+
+class LSTMCell(Cell):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997, with a forget gate), torch's layout.
+
+        i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)        input gate
+        f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)        forget gate
+        g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)     candidate
+        o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)        output gate
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        h_t = o_t ⊙ tanh(c_t)
+
+    The four gates are stacked in the order i, f, g, o in ``weight_ih`` (4H, E) and ``weight_hh``
+    (4H, H), exactly as ``torch.nn.LSTM`` stores them.
+    """
+
+    has_cell_state = True
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = self._parameter(4 * hidden_size, input_size)
+        self.weight_hh = self._parameter(4 * hidden_size, hidden_size)
+        self.bias_ih = self._parameter(4 * hidden_size)
+        self.bias_hh = self._parameter(4 * hidden_size)
+
+    def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        h, c = state
+        gates = x_t @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+    def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
+        h, c = state
+        params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        out, h_n, c_n = torch.lstm(
+            x, (h.unsqueeze(0), c.unsqueeze(0)), params, True, 1, 0.0, self.training, False, True
+        )
+        return out, (h_n.squeeze(0), c_n.squeeze(0))
+
+
+class GRUCell(Cell):
+    """Gated recurrent unit (Cho et al. 2014), torch's formulation.
+
+        r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)                reset gate
+        z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)                update gate
+        n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))     candidate
+        h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+    Gates stacked r, z, n in ``weight_ih`` (3H, E) and ``weight_hh`` (3H, H), as in ``torch.nn.GRU``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = self._parameter(3 * hidden_size, input_size)
+        self.weight_hh = self._parameter(3 * hidden_size, hidden_size)
+        self.bias_ih = self._parameter(3 * hidden_size)
+        self.bias_hh = self._parameter(3 * hidden_size)
+
+    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
+        x_r, x_z, x_n = (x_t @ self.weight_ih.T + self.bias_ih).chunk(3, dim=1)
+        h_r, h_z, h_n = (h @ self.weight_hh.T + self.bias_hh).chunk(3, dim=1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        return (1 - z) * n + z * h
+
+    def fused_forward(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        out, h_n = torch.gru(x, h.unsqueeze(0), params, True, 1, 0.0, self.training, False, True)
+        return out, h_n.squeeze(0)
+
+
+class MLSTMCell(Cell):
+    """Multiplicative LSTM (Krause et al. 2016, "Multiplicative LSTM for sequence modelling").
+
+    An intermediate state m_t, the product of an input-dependent and a state-dependent factor,
+    takes the place of h_{t-1} in every gate, so each input symbol chooses its own recurrent
+    transition:
+
+        m_t = (W_mx x_t) ⊙ (W_mh h_{t-1})
+        i_t = σ(W_ix x_t + W_im m_t + b_i)
+        f_t = σ(W_fx x_t + W_fm m_t + b_f)
+        g_t = tanh(W_gx x_t + W_gm m_t + b_g)
+        o_t = σ(W_ox x_t + W_om m_t + b_o)
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        h_t = o_t ⊙ tanh(c_t)
+
+    Parameters: ``weight_mx`` (H, E), ``weight_mh`` (H, H), and the gates stacked i, f, g, o in
+    ``weight_ih`` (4H, E), ``weight_mg`` (4H, H) and ``bias`` (4H).
+    """
+
+    has_cell_state = True
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.weight_mx = self._parameter(hidden_size, input_size)
+        self.weight_mh = self._parameter(hidden_size, hidden_size)
+        self.weight_ih = self._parameter(4 * hidden_size, input_size)
+        self.weight_mg = self._parameter(4 * hidden_size, hidden_size)
+        self.bias = self._parameter(4 * hidden_size)
+
+    def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        h, c = state
+        m = (x_t @ self.weight_mx.T) * (h @ self.weight_mh.T)
+        gates = x_t @ self.weight_ih.T + m @ self.weight_mg.T + self.bias
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+    def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
+        from .fast import mlstm_sequence
+
+        return mlstm_sequence(x, state, self)
+
+
+class MGRUCell(Cell):
+    """Multiplicative GRU: the mLSTM's idea applied to the GRU.
+
+    m_t replaces h_{t-1} inside the gates and the candidate; the reset gate scales m_t before its
+    recurrent product; the update still interpolates with h_{t-1}:
+
+        m_t = (W_mx x_t) ⊙ (W_mh h_{t-1})
+        r_t = σ(W_rx x_t + b_rx + W_rm m_t + b_rm)
+        z_t = σ(W_zx x_t + b_zx + W_zm m_t + b_zm)
+        n_t = tanh(W_nx x_t + b_nx + W_nm (r_t ⊙ m_t) + b_nm)
+        h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+    Parameters: ``weight_mx`` (H, E), ``weight_mh`` (H, H), and the gates stacked r, z, n in
+    ``weight_ih`` (3H, E), ``bias_ih`` (3H), ``weight_mg`` (3H, H) and ``bias_mg`` (3H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self.weight_mx = self._parameter(hidden_size, input_size)
+        self.weight_mh = self._parameter(hidden_size, hidden_size)
+        self.weight_ih = self._parameter(3 * hidden_size, input_size)
+        self.bias_ih = self._parameter(3 * hidden_size)
+        self.weight_mg = self._parameter(3 * hidden_size, hidden_size)
+        self.bias_mg = self._parameter(3 * hidden_size)
+
+    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
+        hidden = self.hidden_size
+        m = (x_t @ self.weight_mx.T) * (h @ self.weight_mh.T)
+        x_r, x_z, x_n = (x_t @ self.weight_ih.T + self.bias_ih).chunk(3, dim=1)
+        w_rz, w_n = self.weight_mg[: 2 * hidden], self.weight_mg[2 * hidden :]
+        b_rz, b_n = self.bias_mg[: 2 * hidden], self.bias_mg[2 * hidden :]
+        m_r, m_z = (m @ w_rz.T + b_rz).chunk(2, dim=1)
+        r = torch.sigmoid(x_r + m_r)
+        z = torch.sigmoid(x_z + m_z)
+        n = torch.tanh(x_n + (r * m) @ w_n.T + b_n)
+        return (1 - z) * n + z * h
+
+    def fused_forward(self, x: Tensor, h: Tensor):
+        from .fast import mgru_sequence
+
+        return mgru_sequence(x, h, self)
+
+
+CELLS: dict[str, type[Cell]] = {
+    "rnn": RNNCell,
+    "lstm": LSTMCell,
+    "gru": GRUCell,
+    "mlstm": MLSTMCell,
+    "mgru": MGRUCell,
+}
+
+
+def make_cell(name: str, input_size: int, hidden_size: int) -> Cell:
+    try:
+        return CELLS[name](input_size, hidden_size)
+    except KeyError:
+        raise ValueError(f"unknown cell {name!r}: choose one of {', '.join(CELL_NAMES)}") from None
+
+
+class RecurrentLayer(nn.Module):
+    """Runs a cell over a batch-first sequence: (B, T, E), state → (B, T, H), new state.
+
+    ``fused=False`` forces the reference path: one Python step per time step, looping over
+    ``x.unbind(1)`` (slicing inside the loop would make every slice's backward allocate the
+    gradient of the whole sequence).
+    """
+
+    def __init__(self, cell: Cell, fused: bool = True):
+        super().__init__()
+        self.cell = cell
+        self.fused = fused
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        if state is None:
+            state = self.cell.initial_state(x.shape[0], x.device, x.dtype)
+        if self.fused:
+            result = self.cell.fused_forward(x, state)
+            if result is not None:
+                return result
+        outputs = []
+        for x_t in x.unbind(1):
+            state = self.cell(x_t, state)
+            outputs.append(self.cell.output_of(state))
+        return torch.stack(outputs, dim=1), state
