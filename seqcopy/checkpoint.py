@@ -1,0 +1,76 @@
+"""Checkpoints: a model's state_dict with its RunConfig, as bytes or a file.
+
+Loading always uses ``torch.load(weights_only=True)``: a checkpoint is data, never code. Anything
+that is not a checkpoint of ours raises :class:`CheckpointError` with one line saying why.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig
+from .model import CopyModel
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A file or blob that is not a loadable seqcopy checkpoint."""
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
+
+
+def build_model(config: RunConfig) -> CopyModel:
+    return CopyModel(
+        config.cell,
+        embedding_size=config.embedding_size,
+        hidden_size=config.hidden_size,
+        fused=config.fused,
+    )
+
+
+def to_bytes(model: CopyModel, config: RunConfig) -> bytes:
+    buffer = io.BytesIO()
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    torch.save({"format": FORMAT, "config": config.to_dict(), "state_dict": state}, buffer)
+    return buffer.getvalue()
+
+
+def from_bytes(data: bytes) -> tuple[CopyModel, RunConfig]:
+    """Rebuild the model (on the CPU, in eval mode) and its config from checkpoint bytes."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for foreign or truncated files
+        raise CheckpointError(f"not a readable checkpoint ({_first_line(error)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError("not a seqcopy checkpoint (missing or unknown format marker)")
+    try:
+        config = RunConfig.from_dict(payload["config"])
+        model = build_model(config)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint does not match its config: {_first_line(error)}") from None
+    return model.eval(), config
+
+
+def save_file(path: str | Path, model: CopyModel, config: RunConfig) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".partial")
+    temporary.write_bytes(to_bytes(model, config))
+    temporary.replace(path)  # never leave a half-written checkpoint under the real name
+    return path
+
+
+def load_file(path: str | Path) -> tuple[CopyModel, RunConfig]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"cannot read {path}: {error.strerror or error}") from None
+    return from_bytes(data)

@@ -1,0 +1,226 @@
+"""python -m seqcopy {train,submit,worker,runs,cancel,bench,report}.
+
+Bad input (a flag, a config, a database URL, a run id) exits with status 2 and one line on
+stderr, never a traceback, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from . import checkpoint
+from .cells import CELL_NAMES
+from .config import ConfigError, RunConfig
+from .flags import add_config_flags, config_from_args
+from .store import DEFAULT_LEASE, StoreError, UnknownRun, open_store, worker_name
+from .train import EpochResult
+from .worker import RunExecution, Worker
+
+
+class UsageError(Exception):
+    """Bad input: reported on one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="SQLAlchemy URL of the runs store (default: $SEQCOPY_DB or sqlite:///runs.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    train = commands.add_parser("train", help="train one run here and now, recorded in the store", allow_abbrev=False)
+    add_config_flags(train)
+    _add_db(train)
+
+    submit = commands.add_parser("submit", help="queue one run per cell × seed; prints their ids", allow_abbrev=False)
+    add_config_flags(submit, with_location=False)
+    submit.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}); default: -c")
+    submit.add_argument("--seeds", help="comma-separated seeds; default: -s")
+    _add_db(submit)
+
+    worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
+    worker.add_argument("--once", action="store_true", help="run one queued run, then exit")
+    worker.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds without a heartbeat before a run is taken back")
+    worker.add_argument("--idle-exit", type=float, help="exit after this many seconds with an empty queue")
+    _add_db(worker)
+
+    runs = commands.add_parser("runs", help="list runs", allow_abbrev=False)
+    runs.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    _add_db(runs)
+
+    cancel = commands.add_parser("cancel", help="cancel a queued run, or stop a running one", allow_abbrev=False)
+    cancel.add_argument("run_id", type=int)
+    _add_db(cancel)
+
+    bench = commands.add_parser("bench", help="training-step speed of each cell, as ratios", allow_abbrev=False)
+    from . import benchmark
+
+    benchmark.add_arguments(bench)
+    return parser
+
+
+def _parse_list(text: str | None, kind, name: str) -> list:
+    if text is None:
+        return []
+    try:
+        items = [kind(item.strip()) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise UsageError(f"--{name}: expected a comma-separated list, got {text!r}") from None
+    if not items:
+        raise UsageError(f"--{name}: the list is empty")
+    return items
+
+
+def _config_or_exit(config: RunConfig) -> RunConfig:
+    errors = config.validate()
+    if errors:
+        field, message = next(iter(errors.items()))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UsageError(f"{field.replace('_', '-')}: {message}{more}")
+    return config
+
+
+class ProgressPrinter:
+    """A line per epoch on stdout, and a progress bar on stderr while an epoch runs on a terminal."""
+
+    def __init__(self, config: RunConfig):
+        self.epochs = config.epochs
+        self.curriculum = config.curriculum
+        self.bar = sys.stderr.isatty()
+
+    def on_batch(self, done: int, total: int) -> None:
+        if self.bar and (done == total or done % max(1, total // 50) == 0):
+            filled = int(30 * done / total)
+            sys.stderr.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} batches")
+            sys.stderr.flush()
+
+    def on_epoch(self, e: EpochResult) -> None:
+        if self.bar:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+        stage = f" stage K={e.stage_seq_len} N={e.stage_output_len}" if self.curriculum else ""
+        print(
+            f"epoch {e.epoch}/{self.epochs}  train loss {e.train_loss:.4f}  test loss {e.test_loss:.4f}  "
+            f"acc {e.test_acc:.3f}  copy acc {e.test_copy_acc:.3f} (chance 0.111)  seq acc {e.test_seq_acc:.3f}  "
+            f"{e.seconds:.1f}s  {e.samples_per_sec:,.0f} samples/s{stage}",
+            flush=True,
+        )
+
+
+def checkpoint_path(location: str, run_id: int, config: RunConfig) -> Path:
+    path = Path(location)
+    if path.suffix in (".pt", ".pth"):
+        return path
+    return path / f"run{run_id}-{config.cell}-seed{config.seed}.pt"
+
+
+def cmd_train(args) -> int:
+    config = _config_or_exit(config_from_args(args))
+    store = open_store(args.db)
+    worker_id = f"cli:{worker_name()}"
+    run_id = store.submit(config, status="running", worker_id=worker_id)
+    printer = ProgressPrinter(config)
+    print(f"run {run_id}: {config.cell}, seed {config.seed}, recorded in {store.safe_url}", flush=True)
+    run = store.get_run(run_id)
+    shutdown = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: shutdown.set())
+    signal.signal(signal.SIGTERM, lambda *_: shutdown.set())
+    execution = RunExecution(store, run, worker_id, DEFAULT_LEASE, shutdown, printer.on_epoch, printer.on_batch)
+    status = execution.execute()
+    result = execution.result
+    if status == "failed" or result is None:
+        print(f"run {run_id} failed: {store.get_run(run_id).error.splitlines()[0]}", file=sys.stderr)
+        return 1
+    if result.epochs:
+        path = checkpoint.save_file(checkpoint_path(args.location, run_id, config), result.model, config)
+        print(f"checkpoint saved to {path}", flush=True)
+    summary = result.summary() | {"run_id": run_id, "status": status}
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+def cmd_submit(args) -> int:
+    cells = _parse_list(args.cells, str, "cells") or [args.cell]
+    seeds = _parse_list(args.seeds, int, "seeds") or [args.seed]
+    configs = [_config_or_exit(config_from_args(args, cell=cell, seed=seed)) for cell in cells for seed in seeds]
+    store = open_store(args.db)
+    for run_id in store.submit_many(configs):
+        print(run_id)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    store = open_store(args.db)
+    worker = Worker(store, lease=args.lease)
+    worker.install_signal_handlers()
+    print(f"worker {worker.worker_id} on {store.safe_url}", file=sys.stderr, flush=True)
+    done = worker.run(once=args.once, idle_exit=args.idle_exit)
+    print(f"worker {worker.worker_id} stopped after {done} run(s)", file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = open_store(args.db)
+    runs = store.list_runs()
+    rows = [
+        {
+            "id": r.id, "cell": r.config.cell, "seed": r.config.seed, "status": r.status,
+            "epochs_done": r.epochs_done, "epochs": r.epochs_total, "tag": r.tag, **r.latest,
+        }
+        for r in runs
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no runs yet: python -m seqcopy submit … or the dashboard's Launch page")
+        return 0
+    print(f"{'id':>5} {'cell':6} {'seed':>5} {'status':10} {'epochs':>7} {'test copy acc':>13} {'test acc':>8}  tag")
+    for row in rows:
+        copy = "—" if row["test_copy_acc"] is None else f"{row['test_copy_acc']:.3f}"
+        acc = "—" if row["test_acc"] is None else f"{row['test_acc']:.3f}"
+        print(f"{row['id']:>5} {row['cell']:6} {row['seed']:>5} {row['status']:10} "
+              f"{row['epochs_done']:>3}/{row['epochs']:<3} {copy:>13} {acc:>8}  {row['tag']}")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    store = open_store(args.db)
+    status = store.request_cancel(args.run_id)
+    message = {
+        "cancelled": f"run {args.run_id} cancelled",
+        "running": f"run {args.run_id} will stop at its next check (within one epoch)",
+    }.get(status, f"run {args.run_id} already {status}")
+    print(message)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import benchmark
+
+    return benchmark.run(args)
+
+
+COMMANDS = {"train": cmd_train, "submit": cmd_submit, "worker": cmd_worker, "runs": cmd_runs, "cancel": cmd_cancel, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError, StoreError, UnknownRun, checkpoint.CheckpointError) as error:
+        print(f"seqcopy: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,82 @@
+"""Loss and the accuracies, on (B, T, V) logits and (B, T) targets.
+
+Accuracy over all positions is the historical number, and it flatters: the K + P blank targets
+are easy, so a model that never copies still scores (K + P + N/9) / (K + P + N). Copy accuracy
+counts only the N target symbols, whose chance level is 1/9; sequence accuracy asks for every
+copied symbol of a sequence to be right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def sequence_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy per time step, averaged over steps and sequences."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+@dataclass
+class Counts:
+    """Running sums from which every accuracy is derived; add batches with ``update``."""
+
+    loss_sum: float = 0.0  # sum over batches of (mean loss × positions)
+    positions: int = 0
+    correct: int = 0
+    copy_positions: int = 0
+    copy_correct: int = 0
+    sequences: int = 0
+    sequences_correct: int = 0
+
+    def update(self, logits: Tensor, targets: Tensor, copy_start: int, loss: Tensor | None = None) -> None:
+        """Add one batch; ``copy_start`` is the index of the first target symbol."""
+        if loss is None:
+            loss = sequence_loss(logits, targets)
+        right = logits.argmax(-1) == targets
+        copy_right = right[:, copy_start:]
+        self.loss_sum += float(loss) * targets.numel()
+        self.positions += targets.numel()
+        self.correct += int(right.sum())
+        self.copy_positions += copy_right.numel()
+        self.copy_correct += int(copy_right.sum())
+        self.sequences += targets.shape[0]
+        self.sequences_correct += int(copy_right.all(dim=1).sum())
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.positions, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.positions, 1)
+
+    @property
+    def copy_accuracy(self) -> float:
+        return self.copy_correct / max(self.copy_positions, 1)
+
+    @property
+    def sequence_accuracy(self) -> float:
+        return self.sequences_correct / max(self.sequences, 1)
+
+
+def batch_counts(logits: Tensor, targets: Tensor, copy_start: int) -> Counts:
+    """Counts of one batch, for one-off measurements (the playground, tests)."""
+    counts = Counts()
+    counts.update(logits, targets, copy_start)
+    return counts
+
+
+def position_accuracy(logits: Tensor, targets: Tensor, copy_start: int) -> list[float]:
+    """Copy accuracy at each output position 1..N, averaged over sequences."""
+    right = logits.argmax(-1)[:, copy_start:] == targets[:, copy_start:]
+    return right.float().mean(dim=0).tolist()
+
+
+def blank_baseline_accuracy(symbols: int, padding: int, output: int) -> float:
+    """Accuracy over all positions of a model that writes blanks right and guesses the copy."""
+    return (symbols + padding + output / 9) / (symbols + padding + output)
+
+

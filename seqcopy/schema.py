@@ -1,0 +1,182 @@
+"""The runs store's tables: SQLAlchemy 2.0 typed models, one class per table.
+
+Every run, however started, is one ``runs`` row holding its whole RunConfig (as JSON) and its
+life: queued → running → completed | failed | cancelled. Each finished epoch is one ``epochs``
+row, unique on (run_id, epoch). The last epoch's headline metrics are copied onto the run so
+listing runs is one cheap query (MLflow keeps a ``latest_metrics`` table for the same reason).
+Checkpoints live in the database so workers on other machines need no shared disk.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
+
+# The per-epoch metrics, in the order the pages show them.
+EPOCH_METRICS = (
+    "train_loss",
+    "train_acc",
+    "train_copy_acc",
+    "train_seq_acc",
+    "test_loss",
+    "test_acc",
+    "test_copy_acc",
+    "test_seq_acc",
+    "seconds",
+    "samples_per_sec",
+    "lr",
+)
+# The metrics copied onto the run row after each epoch.
+LATEST_METRICS = ("train_loss", "test_loss", "test_acc", "test_copy_acc", "test_seq_acc")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key–value facts about the database itself (its schema version)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Run(Base):
+    """One training run: its config, its state in the queue, and its latest metrics."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_status_id", "status", "id"),  # the claim: oldest queued run
+        Index("ix_runs_cell", "cell"),
+        Index("ix_runs_tag", "tag"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    """Run id, shown everywhere."""
+    config: Mapped[str] = mapped_column(Text)
+    """The whole RunConfig as JSON."""
+    cell: Mapped[str] = mapped_column(String(16))
+    """Copied out of the config for filtering."""
+    seed: Mapped[int] = mapped_column(Integer)
+    """Copied out of the config for grouping seeds."""
+    tag: Mapped[str] = mapped_column(String(200), default="")
+    """A short note or tag the user can edit."""
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    """queued, running, completed, failed or cancelled."""
+    created_at: Mapped[float] = mapped_column(Float)
+    """Unix time of submission."""
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Unix time a worker claimed it."""
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Unix time it reached a final status."""
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """host:pid of the worker running it."""
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Unix time of the worker's last sign of life."""
+    lease_seconds: Mapped[float] = mapped_column(Float, default=120.0)
+    """How long past its heartbeat a running run is presumed dead."""
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Set by cancel; the worker stops at its next check."""
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why it failed or was cancelled."""
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    """Epochs recorded so far."""
+    epochs_total: Mapped[int] = mapped_column(Integer)
+    """Epochs asked for."""
+    batch_done: Mapped[int] = mapped_column(Integer, default=0)
+    """Progress within the current epoch: batches done..."""
+    batch_total: Mapped[int] = mapped_column(Integer, default=0)
+    """...out of this many."""
+    train_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Latest epoch's training loss."""
+    test_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Latest epoch's test loss."""
+    test_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Latest epoch's accuracy over all test positions."""
+    test_copy_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Latest epoch's copy accuracy on the test set."""
+    test_seq_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Latest epoch's sequence accuracy on the test set."""
+
+
+class Epoch(Base):
+    """One finished epoch of one run, with every metric the trainer reports."""
+
+    __tablename__ = "epochs"
+    __table_args__ = (Index("ix_epochs_run", "run_id"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    """The run."""
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """1-based epoch number; unique per run."""
+    wall_time: Mapped[float] = mapped_column(Float)
+    """Unix time the epoch was recorded."""
+    stage_output_len: Mapped[int] = mapped_column(Integer)
+    """Curriculum stage: output length trained this epoch."""
+    stage_seq_len: Mapped[int] = mapped_column(Integer)
+    """Curriculum stage: input length trained this epoch."""
+    train_loss: Mapped[float] = mapped_column(Float)
+    train_acc: Mapped[float] = mapped_column(Float)
+    train_copy_acc: Mapped[float] = mapped_column(Float)
+    train_seq_acc: Mapped[float] = mapped_column(Float)
+    test_loss: Mapped[float] = mapped_column(Float)
+    test_acc: Mapped[float] = mapped_column(Float)
+    test_copy_acc: Mapped[float] = mapped_column(Float)
+    test_seq_acc: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    samples_per_sec: Mapped[float] = mapped_column(Float)
+    lr: Mapped[float] = mapped_column(Float)
+
+
+class Checkpoint(Base):
+    """A finished run's weights: the checkpoint bytes (state_dict and config)."""
+
+    __tablename__ = "checkpoints"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    """The run."""
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    """torch.save bytes; loaded with weights_only=True."""
+    size: Mapped[int] = mapped_column(Integer)
+    """len(data), to list without reading the blob."""
+    epoch: Mapped[int] = mapped_column(Integer)
+    """The epoch these weights finished."""
+
+
+class PositionResult(Base):
+    """Final copy accuracy at one output position of the test set."""
+
+    __tablename__ = "position_results"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """1-based output position."""
+    copy_acc: Mapped[float] = mapped_column(Float)
+
+
+class LengthResult(Base):
+    """Final copy accuracy at one test length (length generalisation)."""
+
+    __tablename__ = "length_results"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq_len: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """K of the test sequences."""
+    output_len: Mapped[int] = mapped_column(Integer)
+    """N of the test sequences."""
+    copy_acc: Mapped[float] = mapped_column(Float)
+    seq_acc: Mapped[float] = mapped_column(Float)

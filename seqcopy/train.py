@@ -1,0 +1,272 @@
+"""Training and evaluation. Reports each epoch through a callback; knows no database.
+
+One epoch: shuffled mini-batches of the training set; Adam; cross-entropy per time step
+averaged; every gradient clamped to [-1, 1] (the seed's choice; ``clip='norm'`` is the option).
+Then the test set, at the test lengths, fed in chunks of the training length with the state
+carried across ``forward`` calls, as the seed did. At the end: copy accuracy by output position,
+and over a range of test lengths (length generalisation).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import data
+from .checkpoint import build_model
+from .config import RunConfig, resolve_device
+from .data import Layout
+from .metrics import Counts, sequence_loss
+from .model import CopyModel, detach_state
+
+EVAL_BATCH = 250  # sequences per evaluation batch: bounds memory on long test sequences
+SWEEP_SAMPLES = 250  # sequences per length in the final length sweep
+SWEEP_FACTORS = (1, 2, 5)  # test lengths as multiples of the training length
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    train_copy_acc: float
+    train_seq_acc: float
+    test_loss: float
+    test_acc: float
+    test_copy_acc: float
+    test_seq_acc: float
+    seconds: float
+    samples_per_sec: float
+    lr: float
+    stage_output_len: int  # the curriculum's output length this epoch (N when it is off)
+    stage_seq_len: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    config: RunConfig
+    model: CopyModel
+    epochs: list[EpochResult] = field(default_factory=list)
+    position_acc: list[float] = field(default_factory=list)  # copy accuracy at output 1..N
+    length_acc: list[dict] = field(default_factory=list)  # {seq_len, output_len, copy_acc, seq_acc}
+    stopped: bool = False  # True when should_stop() ended training early
+
+    def summary(self) -> dict:
+        """The run's final numbers, as the CLI prints them on its last line."""
+        last = self.epochs[-1] if self.epochs else None
+        pick = (lambda name: round(getattr(last, name), 6)) if last else (lambda name: None)
+        return {
+            "cell": self.config.cell,
+            "seed": self.config.seed,
+            "epochs": len(self.epochs),
+            "train_loss": pick("train_loss"),
+            "test_loss": pick("test_loss"),
+            "train_acc": pick("train_acc"),
+            "test_acc": pick("test_acc"),
+            "train_copy_acc": pick("train_copy_acc"),
+            "test_copy_acc": pick("test_copy_acc"),
+            "test_seq_acc": pick("test_seq_acc"),
+            "seconds": round(sum(e.seconds for e in self.epochs), 3),
+        }
+
+
+class Stopped(Exception):
+    """Raised inside the loop when ``should_stop`` says so."""
+
+
+def curriculum_stages(config: RunConfig) -> list[tuple[int, int]]:
+    """The (K, N) of each curriculum stage: N doubles from ``curriculum_start`` up to the
+    configured N, and K keeps the configured ratio K/N (so the last stage is the real task)."""
+    final = (config.train_seq_len, config.train_output_len)
+    if not config.curriculum:
+        return [final]
+    ratio = config.train_seq_len / config.train_output_len
+    stages, output = [], min(config.curriculum_start, config.train_output_len)
+    while output < config.train_output_len:
+        stages.append((max(output, round(output * ratio)), output))
+        output *= 2
+    return stages + [final]
+
+
+def evaluate(
+    model: CopyModel,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    layout: Layout,
+    chunk: int,
+    device: str,
+    positions: bool = False,
+) -> tuple[Counts, list[float]]:
+    """Counts over a data set, feeding each sequence in chunks of ``chunk`` steps with the
+    state carried across calls; optionally the copy accuracy per output position."""
+    model.eval()
+    counts = Counts()
+    right_per_position = torch.zeros(layout.output)
+    with torch.inference_mode():
+        for start in range(0, len(inputs), EVAL_BATCH):
+            x = inputs[start : start + EVAL_BATCH].to(device)
+            y = targets[start : start + EVAL_BATCH].to(device)
+            logits = run_in_chunks(model, x, chunk)
+            counts.update(logits, y, layout.copy_start)
+            if positions:
+                right = logits.argmax(-1)[:, layout.copy_start :] == y[:, layout.copy_start :]
+                right_per_position += right.float().sum(0).cpu()
+    per_position = (right_per_position / max(len(inputs), 1)).tolist() if positions else []
+    return counts, per_position
+
+
+def run_in_chunks(model: CopyModel, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Logits of a (B, T) batch fed ``chunk`` steps at a time, state carried: equal to one pass."""
+    state, pieces = None, []
+    for piece in x.split(chunk, dim=1):
+        logits, state = model(piece, state)
+        state = detach_state(state)
+        pieces.append(logits)
+    return torch.cat(pieces, dim=1)
+
+
+def _learning_rate(config: RunConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Warm-up (linear) then constant or cosine decay; 'plateau' is handled by its scheduler."""
+    warmup = config.warmup_epochs * steps_per_epoch
+    if warmup and step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.lr_schedule == "cosine":
+        progress = (step - warmup) / max(total_steps - warmup, 1)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return config.lr
+
+
+def train(
+    config: RunConfig,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train one run. ``on_epoch`` gets each EpochResult; ``on_batch(done, total)`` reports
+    progress within an epoch; ``should_stop()`` is asked before every batch and ends the run
+    early (the epoch in progress is dropped, finished epochs are kept)."""
+    config.check()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = build_model(config).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=2)
+        if config.lr_schedule == "plateau"
+        else None
+    )
+    result = TrainResult(config=config, model=model)
+
+    test_layout = Layout(config.test_seq_len, config.padding, config.test_output_len)
+    test_inputs, test_targets = data.random_sequences(
+        data.generator(config.seed, data.TEST_STREAM), config.test_samples, test_layout
+    )
+    shuffle_rng = data.generator(config.seed, data.SHUFFLE_STREAM)
+    stages = curriculum_stages(config)
+    stage = 0
+    train_set = _stage_data(config, stages, stage)
+    total_steps = config.epochs * config.batches_per_epoch
+    step = 0
+
+    try:
+        for epoch in range(1, config.epochs + 1):
+            layout, inputs, targets = train_set
+            model.train()
+            counts = Counts()
+            started = time.perf_counter()
+            batches = data.shuffled_batches(inputs, targets, config.batch_size, shuffle_rng)
+            for done, (x, y) in enumerate(batches, start=1):
+                if should_stop is not None and should_stop():
+                    raise Stopped
+                if plateau is None:
+                    for group in optimiser.param_groups:
+                        group["lr"] = _learning_rate(config, step, total_steps, config.batches_per_epoch)
+                x, y = x.to(device), y.to(device)
+                logits, _ = model(x)
+                loss = sequence_loss(logits, y)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip == "value":
+                    torch.nn.utils.clip_grad_value_(model.parameters(), 1.0)
+                else:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimiser.step()
+                counts.update(logits.detach(), y, layout.copy_start, loss.detach())
+                step += 1
+                if on_batch is not None:
+                    on_batch(done, config.batches_per_epoch)
+            train_seconds = time.perf_counter() - started
+            test_counts, _ = evaluate(
+                model, test_inputs, test_targets, test_layout, config.train_length, device
+            )
+            seconds = time.perf_counter() - started
+            epoch_result = EpochResult(
+                epoch=epoch,
+                train_loss=counts.loss,
+                train_acc=counts.accuracy,
+                train_copy_acc=counts.copy_accuracy,
+                train_seq_acc=counts.sequence_accuracy,
+                test_loss=test_counts.loss,
+                test_acc=test_counts.accuracy,
+                test_copy_acc=test_counts.copy_accuracy,
+                test_seq_acc=test_counts.sequence_accuracy,
+                seconds=seconds,
+                samples_per_sec=len(inputs) / max(train_seconds, 1e-9),
+                lr=optimiser.param_groups[0]["lr"],
+                stage_output_len=layout.output,
+                stage_seq_len=layout.symbols,
+            )
+            result.epochs.append(epoch_result)
+            if on_epoch is not None:
+                on_epoch(epoch_result)
+            if plateau is not None and epoch >= config.warmup_epochs:
+                plateau.step(test_counts.copy_accuracy)
+            # The curriculum moves on once the current stage is copied well enough.
+            if stage < len(stages) - 1 and counts.copy_accuracy >= config.curriculum_threshold:
+                stage += 1
+                train_set = _stage_data(config, stages, stage)
+    except Stopped:
+        result.stopped = True
+        return result
+
+    _final_evaluation(result, test_inputs, test_targets, test_layout, device)
+    return result
+
+
+def _stage_data(config: RunConfig, stages: list[tuple[int, int]], stage: int):
+    symbols, output = stages[stage]
+    layout = Layout(symbols, config.padding, output)
+    # Each stage draws from its own stream; the last stage is the plain task's training set.
+    stream = data.TRAIN_STREAM if stage == len(stages) - 1 else 100 + stage
+    inputs, targets = data.random_sequences(data.generator(config.seed, stream), config.train_samples, layout)
+    return layout, inputs, targets
+
+
+def _final_evaluation(result: TrainResult, test_inputs, test_targets, test_layout, device) -> None:
+    """Copy accuracy by output position on the test set, and by test length."""
+    config, model = result.config, result.model
+    _, result.position_acc = evaluate(
+        model, test_inputs, test_targets, test_layout, config.train_length, device, positions=True
+    )
+    rng = data.generator(config.seed, data.SWEEP_STREAM)
+    ratio = config.train_output_len / config.train_seq_len
+    for factor in SWEEP_FACTORS:
+        symbols = config.train_seq_len * factor
+        layout = Layout(symbols, config.padding, max(1, round(symbols * ratio)))
+        inputs, targets = data.random_sequences(rng, min(config.test_samples, SWEEP_SAMPLES), layout)
+        counts, _ = evaluate(model, inputs, targets, layout, config.train_length, device)
+        result.length_acc.append(
+            {
+                "seq_len": symbols,
+                "output_len": layout.output,
+                "copy_acc": counts.copy_accuracy,
+                "seq_acc": counts.sequence_accuracy,
+            }
+        )
