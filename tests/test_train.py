@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from seqcopy.config import RunConfig
+from seqcopy.train import Stopped, curriculum_stages, train
+
+TINY = RunConfig(
+    train_seq_len=4, test_seq_len=8, padding=2, train_output_len=4, test_output_len=6,
+    batch_size=16, embedding_size=4, hidden_size=8, epochs=2, train_samples=64, test_samples=20,
+)
+METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "train_copy_acc", "test_copy_acc", "test_seq_acc")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mlstm", "mgru"])
+def test_same_config_and_seed_give_identical_metrics(cell):
+    config = TINY.replace(cell=cell)
+    first = [e.to_dict() for e in train(config).epochs]
+    second = [e.to_dict() for e in train(config).epochs]
+    for a, b in zip(first, second, strict=True):
+        assert [a[m] for m in METRICS] == [b[m] for m in METRICS]
+
+
+def test_another_seed_gives_other_metrics():
+    a = train(TINY).epochs[-1]
+    b = train(TINY.replace(seed=1)).epochs[-1]
+    assert a.train_loss != b.train_loss
+
+
+def test_reports_every_epoch_and_final_results():
+    seen, progress = [], []
+    result = train(TINY, on_epoch=seen.append, on_batch=lambda d, t: progress.append((d, t)))
+    assert [e.epoch for e in seen] == [1, 2]
+    assert progress[-1] == (4, 4) and len(progress) == 8
+    for e in seen:
+        for name in METRICS:
+            assert 0 <= getattr(e, name) <= (20 if "loss" in name else 1)
+        assert e.samples_per_sec > 0 and e.seconds > 0
+    assert len(result.position_acc) == TINY.test_output_len
+    assert [item["seq_len"] for item in result.length_acc] == [4, 8, 20]
+    summary = result.summary()
+    assert summary["epochs"] == 2 and summary["test_copy_acc"] == pytest.approx(seen[-1].test_copy_acc, abs=1e-6)
+
+
+def test_should_stop_ends_early_keeping_finished_epochs():
+    calls = {"n": 0}
+
+    def stop_during_second_epoch():
+        calls["n"] += 1
+        return calls["n"] > 5  # 4 batches per epoch: stops in epoch 2
+
+    result = train(TINY, should_stop=stop_during_second_epoch)
+    assert result.stopped and len(result.epochs) == 1
+    assert result.position_acc == []  # no final evaluation for a stopped run
+
+
+def test_on_epoch_may_stop_the_run():
+    def stop(_):
+        raise Stopped
+
+    assert len(train(TINY, on_epoch=stop).epochs) == 1
+
+
+def test_invalid_config_refused_before_training():
+    with pytest.raises(ValueError, match="hidden_size"):
+        train(TINY.replace(hidden_size=0))
+
+
+def test_curriculum_stages_double_up_to_the_task():
+    config = RunConfig(train_seq_len=20, train_output_len=20, curriculum=True, curriculum_start=2)
+    assert curriculum_stages(config) == [(2, 2), (4, 4), (8, 8), (16, 16), (20, 20)]
+    ratio = RunConfig(train_seq_len=20, train_output_len=10, curriculum=True, curriculum_start=3)
+    assert curriculum_stages(ratio) == [(6, 3), (12, 6), (20, 10)]
+    assert curriculum_stages(config.replace(curriculum=False)) == [(20, 20)]
+
+
+def test_curriculum_advances_when_the_stage_is_learnt():
+    # threshold 0 → every epoch passes the bar, so the stage grows each epoch
+    config = TINY.replace(train_seq_len=8, train_output_len=8, curriculum=True, curriculum_start=2,
+                          curriculum_threshold=1e-9, epochs=4)
+    stages = [e.stage_output_len for e in train(config).epochs]
+    assert stages == [2, 4, 8, 8]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "plateau"])
+def test_learning_rate_schedules(schedule):
+    config = TINY.replace(lr_schedule=schedule, warmup_epochs=1, epochs=3, lr=0.01)
+    lrs = [e.lr for e in train(config).epochs]
+    assert lrs[0] == pytest.approx(0.01)  # warm-up reaches the peak at its last step
+    if schedule == "cosine":
+        assert lrs[2] < lrs[1] < 0.01
+
+
+def test_reference_cells_train_the_same_as_fused():
+    fused = train(TINY.replace(cell="gru")).epochs[-1]
+    reference = train(TINY.replace(cell="gru", fused=False)).epochs[-1]
+    assert reference.train_loss == pytest.approx(fused.train_loss, rel=1e-4)
+
+
+def test_clip_by_norm_trains():
+    assert train(TINY.replace(clip="norm")).epochs[-1].train_loss > 0
+
+
+def test_training_does_not_touch_global_rng_results():
+    """The model's initial weights come from the seed, whatever ran before."""
+    torch.manual_seed(123)
+    a = train(TINY).epochs[-1].train_loss
+    torch.manual_seed(999)
+    b = train(TINY).epochs[-1].train_loss
+    assert a == b
