@@ -1,4 +1,4 @@
-"""python -m seqcopy {train,submit,worker,runs,cancel,bench,report}.
+"""python -m seqcopy {train,submit,worker,runs,cancel,report,bench}.
 
 Bad input (a flag, a config, a database URL, a run id) exits with status 2 and one line on
 stderr, never a traceback, and writes nothing.
@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a queued run, or stop a running one", allow_abbrev=False)
     cancel.add_argument("run_id", type=int)
     _add_db(cancel)
+
+    report = commands.add_parser("report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False)
+    report.add_argument("--tags", help="comma-separated tags to include (default: all)")
+    _add_db(report)
 
     bench = commands.add_parser("bench", help="training-step speed of each cell, as ratios", allow_abbrev=False)
     from . import benchmark
@@ -208,13 +212,21 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    tags = _parse_list(args.tags, str, "tags") or None
+    print(build_report(open_store(args.db), tags))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import benchmark
 
     return benchmark.run(args)
 
 
-COMMANDS = {"train": cmd_train, "submit": cmd_submit, "worker": cmd_worker, "runs": cmd_runs, "cancel": cmd_cancel, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "submit": cmd_submit, "worker": cmd_worker, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
