@@ -109,6 +109,7 @@ def test_three_workers_run_every_run_exactly_once_while_the_app_reads(store, db_
                     app.checkpoint_ids()
                     app.position_results(ids)
                     reads += 1
+                    time.sleep(0.005)  # a busy app, not a spinning core stolen from the workers
                 except Exception as error:  # noqa: BLE001 - every error is a failure here
                     reader_errors.append(f"{type(error).__name__}: {error}")
         finally:
