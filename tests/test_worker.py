@@ -279,3 +279,15 @@ def test_the_worker_survives_a_database_outage(store, monkeypatch, one_thread, c
     assert Worker(store, worker_id="test:outage", lease=5, poll=0.01).run(idle_exit=0.1) == 1
     assert store.get_run(run_id).status == "completed"
     assert capsys.readouterr().err.count("database unavailable") == 2
+
+
+def test_sigterm_stops_an_idle_worker_at_once(sqlite_url):
+    Store(sqlite_url).close()
+    worker = start_worker(sqlite_url, idle_exit=None)
+    try:
+        line = worker.stderr.readline()  # "worker host:pid on URL" once its handlers are in place
+        assert f":{worker.pid} on " in line
+        worker.send_signal(signal.SIGTERM)
+    finally:
+        code, err = finish(worker, timeout=15)
+    assert code == 0 and "stopped after 0 run(s)" in err
