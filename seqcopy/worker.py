@@ -161,7 +161,7 @@ class Worker:
                 failures += 1
                 delay = min(30.0, self.poll * 2**failures)
                 print(f"worker {self.worker_id}: database unavailable ({_describe(error)}); "
-                      f"retrying in {delay:.0f} s", file=sys.stderr, flush=True)
+                      f"retrying in {delay:.1f} s", file=sys.stderr, flush=True)
                 self.shutdown.wait(delay)
                 status = None
             if status is not None:
