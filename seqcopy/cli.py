@@ -167,6 +167,11 @@ def cmd_submit(args) -> int:
 
 
 def cmd_worker(args) -> int:
+    # A lease of 0 (or NaN) would let every other worker take this worker's runs at once.
+    if not args.lease > 0:
+        raise UsageError(f"--lease: must be above 0 seconds, got {args.lease}")
+    if args.idle_exit is not None and not args.idle_exit >= 0:
+        raise UsageError(f"--idle-exit: must be 0 seconds or more, got {args.idle_exit}")
     store = open_store(args.db)
     worker = Worker(store, lease=args.lease)
     worker.install_signal_handlers()
@@ -203,6 +208,10 @@ def cmd_runs(args) -> int:
 
 def cmd_cancel(args) -> int:
     store = open_store(args.db)
+    before = store.get_run(args.run_id).status  # request_cancel answers 'cancelled' either way
+    if before in ("completed", "failed", "cancelled"):
+        print(f"run {args.run_id} already {before}")
+        return 0
     status = store.request_cancel(args.run_id)
     message = {
         "cancelled": f"run {args.run_id} cancelled",

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
@@ -39,6 +39,7 @@ from .schema import (
 
 DEFAULT_URL = "sqlite:///runs.db"
 DEFAULT_LEASE = 120.0
+SCHEMA_LOCK = 0x5E0C0B7  # PostgreSQL advisory lock held while the schema is checked or created
 
 runs_t = Run.__table__
 epochs_t = Epoch.__table__
@@ -182,6 +183,10 @@ class Store:
 
     def _prepare(self, create: bool) -> None:
         with self._write() as conn:
+            if not self.is_sqlite:
+                # Workers started together on a fresh database: one creates the tables, the
+                # others wait here and then find them (SQLite's BEGIN IMMEDIATE does the same).
+                conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
             tables = set(inspect(conn).get_table_names())
             if "meta" not in tables:
                 if tables & {"runs", "epochs"}:
@@ -339,12 +344,15 @@ class Store:
             if status is None:
                 raise UnknownRun(f"no run with id {run_id}")
             if status == "queued":
-                conn.execute(
-                    update(runs_t).where(runs_t.c.id == run_id)
+                changed = conn.execute(
+                    update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "queued")
                     .values(status="cancelled", cancel_requested=True, finished_at=time.time(),
                             error="cancelled before it started")
                 )
-                return "cancelled"
+                if changed.rowcount == 1:
+                    return "cancelled"
+                # A worker claimed it meanwhile (PostgreSQL): ask the running run to stop.
+                status = conn.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
             if status == "running":
                 conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(cancel_requested=True))
             return status
@@ -360,13 +368,17 @@ class Store:
                     runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now,
                 )
             ).all()
+            taken = []
             for run_id, worker, beat in expired:
-                conn.execute(
-                    update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running")
+                changed = conn.execute(
+                    update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running",
+                                         runs_t.c.heartbeat_at == beat)
                     .values(status="failed", finished_at=now,
                             error=f"worker {worker} stopped responding: no heartbeat for {now - beat:.0f} s")
                 )
-        return [row[0] for row in expired]
+                if changed.rowcount == 1:  # not finished, beaten or taken back meanwhile
+                    taken.append(run_id)
+        return taken
 
     # ------------------------------------------------------------------ editing
     def set_tag(self, run_id: int, tag: str) -> None:

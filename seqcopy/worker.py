@@ -11,13 +11,16 @@ lease: their worker was killed, and they are marked failed with the reason, epoc
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 
+from sqlalchemy.exc import OperationalError
+
 from . import checkpoint
-from .store import DEFAULT_LEASE, LeaseLost, RunInfo, Store, worker_name
+from .store import DEFAULT_LEASE, LeaseLost, RunInfo, Store, _describe, worker_name
 from .train import EpochResult, Stopped, TrainResult, train
 
 
@@ -145,9 +148,22 @@ class Worker:
     def run(self, once: bool = False, idle_exit: float | None = None) -> int:
         """Loop until shutdown; ``once`` stops after one run (or at once if none is queued);
         ``idle_exit`` stops after that many seconds with an empty queue. Returns runs done."""
-        done, idle_since = 0, time.monotonic()
+        done, idle_since, failures = 0, time.monotonic(), 0
         while not self.shutdown.is_set():
-            status = self.run_one()
+            try:
+                status = self.run_one()
+                failures = 0
+            except OperationalError as error:
+                if once:
+                    raise
+                # The database went away for a moment (a server restart, a network cut): wait and
+                # try again rather than die; a run in hand is taken back after its lease.
+                failures += 1
+                delay = min(30.0, self.poll * 2**failures)
+                print(f"worker {self.worker_id}: database unavailable ({_describe(error)}); "
+                      f"retrying in {delay:.1f} s", file=sys.stderr, flush=True)
+                self.shutdown.wait(delay)
+                status = None
             if status is not None:
                 done += 1
                 idle_since = time.monotonic()

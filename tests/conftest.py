@@ -1,0 +1,86 @@
+"""Store URLs for the store, worker and CLI tests: a temporary SQLite file, and a fresh database
+on the real PostgreSQL server at 127.0.0.1:5432.
+
+PostgreSQL tests are skipped only when no server answers there; with the environment variable CI
+set they fail instead, so continuous integration can never silently skip them. Each test gets
+its own database ``seqcopy_test_<session>_<n>``, created on the ``test`` database in autocommit
+and dropped afterwards (with any leftovers of this session at its end).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # plain `pytest` as well as `python -m pytest` from the root
+    sys.path.insert(0, str(REPO))
+
+PG_HOST = os.environ.get("SEQCOPY_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("SEQCOPY_TEST_PG_PORT", "5432"))
+PG_ADMIN_DB = "test"
+PG_USERS = ("postgres", "root")
+SESSION = uuid.uuid4().hex[:8]
+_counter = itertools.count(1)
+
+
+def _connect_admin():
+    """(user, autocommit connection to the ``test`` database) for the first user that works."""
+    import psycopg
+
+    last: Exception | None = None
+    for user in PG_USERS:
+        try:
+            conn = psycopg.connect(
+                host=PG_HOST, port=PG_PORT, dbname=PG_ADMIN_DB, user=user, autocommit=True, connect_timeout=3
+            )
+            return user, conn
+        except psycopg.OperationalError as error:
+            last = error
+    raise last  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """The PostgreSQL server's (user, admin connection); skip (fail under CI) when none answers."""
+    try:
+        user, conn = _connect_admin()
+    except Exception as error:  # no driver, refused, no such user…
+        message = f"no PostgreSQL server answers on {PG_HOST}:{PG_PORT} ({' '.join(str(error).split())[:200]})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must not skip the PostgreSQL tests", pytrace=False)
+        pytest.skip(message)
+    yield user, conn
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"seqcopy_test_{SESSION}_%",)
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture
+def pg_url(pg_admin):
+    """A fresh, empty PostgreSQL database for one test, dropped after it."""
+    user, conn = pg_admin
+    name = f"seqcopy_test_{SESSION}_{next(_counter)}"
+    conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://{user}@{PG_HOST}:{PG_PORT}/{name}"
+    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """A fresh SQLite file for one test."""
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """The URL of a fresh, empty runs store: once on SQLite, once on PostgreSQL."""
+    return request.getfixturevalue(f"{'pg' if request.param == 'postgresql' else 'sqlite'}_url")

@@ -1,0 +1,285 @@
+"""The runs store on SQLite and on a real PostgreSQL server: queueing, claims, epochs, cancel,
+recovery of runs whose worker died, and the errors a user sees for a database we cannot use."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from seqcopy.config import ConfigError, RunConfig
+from seqcopy.schema import EPOCH_METRICS
+from seqcopy.store import LeaseLost, Store, StoreError, UnknownRun, open_store
+
+TINY = RunConfig(
+    hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
+    test_output_len=4, train_samples=64, test_samples=16, batch_size=16, epochs=3,
+)
+
+
+def epoch_row(epoch: int) -> dict:
+    row = {name: 0.5 for name in EPOCH_METRICS}
+    return row | {"epoch": epoch, "test_copy_acc": 0.1 * epoch, "stage_output_len": 4, "stage_seq_len": 4}
+
+
+@pytest.fixture
+def store(db_url):
+    store = Store(db_url)
+    yield store
+    store.close()
+
+
+def count_rows(store: Store, table: str) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+# ---------------------------------------------------------------------------- opening
+def test_a_fresh_database_gets_the_schema_and_opens_again(db_url):
+    first = Store(db_url)
+    run_id = first.submit(TINY)
+    first.close()
+    again = Store(db_url, create=False)
+    assert again.get_run(run_id).config == TINY
+    again.close()
+
+
+def test_workers_opening_a_fresh_database_together_all_succeed(db_url):
+    # Regression: on PostgreSQL, concurrent CREATE TABLEs failed with a pg_type unique violation.
+    errors, stores = [], []
+
+    def open_one():
+        try:
+            stores.append(Store(db_url))
+        except Exception as error:  # noqa: BLE001 - the test reports any
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert stores[0].list_runs() == []
+    for store in stores:
+        store.close()
+
+
+def test_schema_version_mismatch_is_refused_with_a_clear_message(store, db_url):
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE meta SET value = '999' WHERE key = 'schema_version'"))
+    store.close()
+    with pytest.raises(StoreError) as caught:
+        open_store(db_url)
+    message = str(caught.value)
+    assert "schema version 999" in message and "version 1" in message and "\n" not in message
+
+
+def test_tables_seqcopy_did_not_write_are_refused(db_url):
+    from sqlalchemy import create_engine
+
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="tables that seqcopy did not write"):
+        open_store(db_url)
+
+
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database\n" * 200)
+    with pytest.raises(StoreError) as caught:
+        open_store(f"sqlite:///{path}")
+    assert "not a database" in str(caught.value) and "\n" not in str(caught.value)
+    assert path.read_bytes().startswith(b"these are my notes")  # left untouched
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("garbage", "not a database URL"),
+        ("mysql://user@host/db", "unsupported database 'mysql'"),
+        ("postgresql://postgres@127.0.0.1:1/test", "Connection refused"),
+        ("sqlite:////nonexistent-folder/sub/runs.db", "unable to open database file"),
+    ],
+)
+def test_unusable_urls_raise_store_error_on_one_line(url, expected):
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- queueing
+def test_submit_many_queues_in_order_with_config_and_totals(store):
+    configs = [TINY.replace(cell=cell, seed=seed) for cell in ("rnn", "gru") for seed in (0, 1)]
+    ids = store.submit_many(configs)
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    runs = {run.id: run for run in store.list_runs()}
+    for run_id, config in zip(ids, configs):
+        run = runs[run_id]
+        assert (run.config, run.status, run.epochs_total, run.epochs_done) == (config, "queued", 3, 0)
+        assert run.batch_total == config.batches_per_epoch
+    assert store.count_runs() == {"queued": 4}
+
+
+INVALID = {
+    "cell": "transformer",
+    "hidden_size": 0,
+    "embedding_size": -1,
+    "train_seq_len": 0,
+    "train_output_len": 5,  # longer than train_seq_len 4
+    "test_output_len": 9,  # longer than test_seq_len 8
+    "padding": 0,
+    "batch_size": 0,
+    "epochs": 0,
+    "lr": 0.0,
+    "seed": -1,
+    "train_samples": 0,
+    "test_samples": 0,
+    "device": "tpu",
+    "lr_schedule": "sometimes",
+    "clip": "hard",
+    "curriculum_threshold": 1.5,
+    "tag": "x" * 201,
+}
+
+
+@pytest.mark.parametrize("field", sorted(INVALID))
+def test_submit_many_validates_everything_and_writes_nothing_on_error(store, field):
+    good = TINY.replace(seed=7)
+    bad = TINY.replace(**{field: INVALID[field]})
+    with pytest.raises(ConfigError) as caught:
+        store.submit_many([good, bad, good])
+    assert field in caught.value.errors
+    assert count_rows(store, "runs") == 0
+
+
+# ---------------------------------------------------------------------------- claims
+def test_claim_takes_the_oldest_queued_run_then_none(store):
+    first, second = store.submit_many([TINY, TINY.replace(seed=1)])
+    run = store.claim("w1", lease=30)
+    assert run.id == first and run.status == "running" and run.worker_id == "w1"
+    assert run.heartbeat_at is not None and run.started_at is not None
+    assert store.claim("w2").id == second
+    assert store.claim("w3") is None
+
+
+def test_concurrent_claims_never_hand_out_a_run_twice(db_url):
+    Store(db_url).submit_many([TINY.replace(seed=s) for s in range(30)])
+    claimed: dict[str, list[int]] = {}
+    errors = []
+
+    def claimer(name):
+        store = Store(db_url)
+        try:
+            while (run := store.claim(name)) is not None:
+                claimed.setdefault(name, []).append(run.id)
+        except Exception as error:  # noqa: BLE001
+            errors.append(repr(error))
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    every = [run_id for ids in claimed.values() for run_id in ids]
+    assert sorted(every) == sorted(set(every)) and len(every) == 30
+    check = Store(db_url)
+    assert {run.worker_id for run in check.list_runs()} <= set(claimed)
+    check.close()
+
+
+# ---------------------------------------------------------------------------- a run's life
+def test_record_epoch_writes_row_latest_metrics_and_heartbeat(store):
+    run_id = store.submit(TINY)
+    claimed = store.claim("w1")
+    time.sleep(0.01)
+    assert store.record_epoch(run_id, "w1", epoch_row(1)) is False
+    run = store.get_run(run_id)
+    assert run.epochs_done == 1 and run.latest["test_copy_acc"] == pytest.approx(0.1)
+    assert run.heartbeat_at > claimed.heartbeat_at
+    [row] = store.epochs([run_id])
+    assert row["epoch"] == 1 and row["stage_seq_len"] == 4
+
+
+def test_finish_stores_checkpoint_and_final_results(store):
+    run_id = store.submit(TINY)
+    store.claim("w1")
+    for epoch in (1, 2, 3):
+        store.record_epoch(run_id, "w1", epoch_row(epoch))
+    store.finish(run_id, "w1", "completed", checkpoint=b"weights", position_acc=[0.5, 0.25],
+                 length_acc=[{"seq_len": 4, "output_len": 4, "copy_acc": 0.5, "seq_acc": 0.1}])
+    run = store.get_run(run_id)
+    assert run.status == "completed" and run.finished_at is not None and run.error is None
+    assert store.checkpoint(run_id) == b"weights" and store.checkpoint_ids() == {run_id}
+    assert [r["copy_acc"] for r in store.position_results([run_id])] == [0.5, 0.25]
+    assert store.length_results([run_id])[0]["seq_len"] == 4
+
+
+def test_only_the_holding_worker_may_write(store):
+    run_id = store.submit(TINY)
+    store.claim("w1")
+    with pytest.raises(LeaseLost):
+        store.heartbeat(run_id, "intruder")
+    with pytest.raises(LeaseLost):
+        store.record_epoch(run_id, "intruder", epoch_row(1))
+    with pytest.raises(LeaseLost):
+        store.finish(run_id, "intruder", "completed")
+    assert store.epochs([run_id]) == [] and store.get_run(run_id).status == "running"
+
+
+def test_cancel_of_a_queued_run_is_immediate(store):
+    run_id = store.submit(TINY)
+    assert store.request_cancel(run_id) == "cancelled"
+    run = store.get_run(run_id)
+    assert run.status == "cancelled" and run.finished_at is not None and run.epochs_done == 0
+    assert store.claim("w1") is None  # never handed out
+    assert store.epochs([run_id]) == []
+
+
+def test_cancel_of_a_running_run_is_a_request_seen_by_the_heartbeat(store):
+    run_id = store.submit(TINY)
+    store.claim("w1")
+    assert store.heartbeat(run_id, "w1") is False
+    assert store.request_cancel(run_id) == "running"
+    assert store.heartbeat(run_id, "w1", 2, 4) is True
+    assert store.record_epoch(run_id, "w1", epoch_row(1)) is True
+    store.finish(run_id, "w1", "cancelled", error="cancelled by request")
+    assert store.request_cancel(run_id) == "cancelled"  # already finished: unchanged
+
+
+def test_cancel_of_an_unknown_run(store):
+    with pytest.raises(UnknownRun, match="no run with id 424242"):
+        store.request_cancel(424242)
+
+
+def test_reclaim_fails_lapsed_runs_with_the_reason_and_keeps_epochs(store):
+    dead, alive = store.submit_many([TINY, TINY.replace(seed=1)])
+    store.claim("host:111", lease=2)
+    store.claim("host:222", lease=60)
+    store.record_epoch(dead, "host:111", epoch_row(1))
+    assert store.reclaim_expired() == []  # nobody lapsed yet
+    later = time.time() + 10
+    assert store.reclaim_expired(now=later) == [dead]
+    run = store.get_run(dead)
+    assert run.status == "failed" and "host:111" in run.error and "no heartbeat" in run.error
+    assert run.finished_at == later and [e["epoch"] for e in store.epochs([dead])] == [1]
+    assert store.get_run(alive).status == "running"
+    with pytest.raises(LeaseLost):  # the dead worker, should it wake, may not write any more
+        store.record_epoch(dead, "host:111", epoch_row(2))
+    assert store.reclaim_expired(now=later) == []
+
+
+def test_tag_and_delete(store):
+    run_id = store.submit(TINY)
+    store.set_tag(run_id, "baseline")
+    assert store.get_run(run_id).tag == "baseline"
+    store.delete_run(run_id)
+    with pytest.raises(UnknownRun):
+        store.get_run(run_id)
