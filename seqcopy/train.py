@@ -174,6 +174,7 @@ def train(
     train_set = _stage_data(config, stages, stage)
     total_steps = config.epochs * config.batches_per_epoch
     step = 0
+    finished_weights = None  # weights at the end of the last finished epoch
 
     try:
         for epoch in range(1, config.epochs + 1):
@@ -224,6 +225,7 @@ def train(
                 stage_seq_len=layout.symbols,
             )
             result.epochs.append(epoch_result)
+            finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
             if on_epoch is not None:
                 on_epoch(epoch_result)
             if plateau is not None and epoch >= config.warmup_epochs:
@@ -233,6 +235,10 @@ def train(
                 stage += 1
                 train_set = _stage_data(config, stages, stage)
     except Stopped:
+        # A stop inside an epoch leaves half-trained weights; the run's checkpoint must be the
+        # weights of the last epoch it reports, so put those back.
+        if finished_weights is not None:
+            model.load_state_dict(finished_weights)
         result.stopped = True
         return result
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from seqcopy import checkpoint
 from seqcopy.config import RunConfig
 from seqcopy.train import Stopped, curriculum_stages, train
 
@@ -41,16 +42,28 @@ def test_reports_every_epoch_and_final_results():
     assert summary["epochs"] == 2 and summary["test_copy_acc"] == pytest.approx(seen[-1].test_copy_acc, abs=1e-6)
 
 
-def test_should_stop_ends_early_keeping_finished_epochs():
+def test_should_stop_ends_early_keeping_finished_epochs(monkeypatch):
+    import seqcopy.train as train_module
+
+    built = []
+    monkeypatch.setattr(train_module, "build_model", lambda c: built.append(checkpoint.build_model(c)) or built[-1])
     calls = {"n": 0}
 
     def stop_during_second_epoch():
         calls["n"] += 1
         return calls["n"] > 5  # 4 batches per epoch: stops in epoch 2
 
-    result = train(TINY, should_stop=stop_during_second_epoch)
+    after_first = {}
+
+    def keep_weights(_epoch):
+        after_first.update({k: v.clone() for k, v in built[0].state_dict().items()})
+
+    result = train(TINY, should_stop=stop_during_second_epoch, on_epoch=keep_weights)
     assert result.stopped and len(result.epochs) == 1
     assert result.position_acc == []  # no final evaluation for a stopped run
+    # the half-trained second epoch is undone: the weights are those reported with epoch 1
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(tensor, after_first[name])
 
 
 def test_on_epoch_may_stop_the_run():
