@@ -152,7 +152,7 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
                            "finishes or is cancelled after at least one epoch).")
     with manage_tab:
         common = {infos[i].tag for i in infos}
-        tag = st.text_input("Tag", value=common.pop() if len(common) == 1 else "", max_chars=200, key=f"runs_tag_{run_ids}")
+        tag = st.text_input("Tag", value=common.pop() if len(common) == 1 else "", max_chars=200, key="runs_tag_" + "-".join(map(str, sorted(infos))))
         if st.button(f"Set this tag on {len(infos)} run(s)", key="runs_set_tag"):
             for run_id in infos:
                 try:

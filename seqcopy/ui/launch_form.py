@@ -123,12 +123,16 @@ def build_configs(values: Mapping, cells: Iterable[str], seeds_text: str) -> For
         errors["seeds"] = str(error)
         seeds = []
     known = {f.name for f in fields(RunConfig)}
-    base = {name: value for name, value in values.items() if name in known}
-    configs = [RunConfig(**base, cell=cell, seed=seed) for cell in cells for seed in seeds]
-    if len(configs) > MAX_GRID:
-        errors["seeds"] = f"{len(cells)} cells × {len(seeds)} seeds = {len(configs)} runs: at most {MAX_GRID} at once"
-    # Validate one config per cell (seeds differ only in the seed, checked for each).
-    for config in configs:
-        for name, message in config.validate().items():
+    base = {name: value for name, value in values.items() if name in known and name not in ("cell", "seed")}
+    if len(cells) * len(seeds) > MAX_GRID:
+        errors["seeds"] = f"{len(cells)} cells × {len(seeds)} seeds = {len(cells) * len(seeds)} runs: at most {MAX_GRID} at once"
+    # Every field is checked even when the grid itself is wrong, so all errors show at once:
+    # each cell with the first seed, and each seed with the first cell, stand in for the grid.
+    probe_cells, probe_seeds = cells or ["lstm"], seeds[:MAX_GRID] or [0]
+    probes = [(cell, probe_seeds[0]) for cell in probe_cells] + [(probe_cells[0], seed) for seed in probe_seeds[1:]]
+    for cell, seed in probes:
+        for name, message in RunConfig(**base, cell=cell, seed=seed).validate().items():
             errors.setdefault(name, message)
-    return FormResult(configs=[] if errors else configs, errors=errors)
+    if errors:
+        return FormResult(configs=[], errors=errors)
+    return FormResult(configs=[RunConfig(**base, cell=cell, seed=seed) for cell in cells for seed in seeds], errors={})
