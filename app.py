@@ -12,10 +12,10 @@ from seqcopy.ui import state
 st.set_page_config(page_title="seqcopy", page_icon="🔁", layout="wide")
 
 pages = [
-    st.Page("pages/launch.py", title="Launch", icon="🚀", default=True),
-    st.Page("pages/runs.py", title="Runs", icon="📈"),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
-    st.Page("pages/playground.py", title="Playground", icon="🎛️"),
+    st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:", default=True),
+    st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("pages/playground.py", title="Playground", icon=":material/keyboard:"),
 ]
 page = st.navigation(pages)
 

@@ -18,7 +18,7 @@ st.title("Compare")
 all_runs = state.runs(state.url())
 if not all_runs:
     st.info("No runs yet: queue a few seeds of several cells on the Launch page, then compare them here.")
-    st.page_link("pages/launch.py", label="Open Launch", icon="🚀")
+    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
     st.stop()
 
 frame = runs_frame(all_runs)

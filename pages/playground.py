@@ -52,7 +52,7 @@ def stepper(trace) -> None:
     step = st.slider("Step", 0, last, key="play_step", help="drag to walk through the sequence one time step at a time")
     columns = st.columns(4)
     columns[0].metric("Input at this step", trace.inputs[step])
-    columns[1].metric("Model writes", trace.outputs[step], f"p = {trace.probabilities.iloc[:, step].max():.2f}", delta_color="off")
+    columns[1].metric("Model writes", trace.outputs[step], f"p = {trace.probabilities.iloc[:, step].max():.2f}", delta_color="off", delta_arrow="off")
     columns[2].metric("Should write", trace.targets[step])
     if step >= trace.copy_start:
         columns[3].metric("Copy", "right ✓" if trace.outputs[step] == trace.targets[step] else "wrong ✗")
@@ -73,7 +73,7 @@ st.title("Playground")
 all_runs = state.runs(state.url())
 if not all_runs:
     st.info("No runs yet. Train one on the Launch page (the Quick demo preset learns in about a minute), then come back.")
-    st.page_link("pages/launch.py", label="Open Launch", icon="🚀")
+    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
     st.stop()
 with_checkpoint = state.checkpoint_ids(state.url())
 usable = [run for run in all_runs if run.id in with_checkpoint and run.status in ("completed", "cancelled")]
@@ -125,7 +125,7 @@ if len(trace.sequence) > config.train_seq_len:
 right = int(trace.copied["right"].sum())
 st.markdown(f"**Read:** `{trace.sequence}`  \n**Wrote:** {marked(trace)}  \n"
             ":green[green] is a right symbol, :red[red] a wrong one.")
-st.metric("Copied right", f"{right}/{len(trace.copied)}", f"{trace.copy_accuracy:.0%}", delta_color="off")
+st.metric("Copied right", f"{right}/{len(trace.copied)}", f"{trace.copy_accuracy:.0%}", delta_color="off", delta_arrow="off")
 
 play_column, _ = st.columns([1, 5])
 playing = st.session_state.get("play_on", False)

@@ -77,7 +77,7 @@ def render_table(frame: pd.DataFrame, selected: list[int]) -> list[int]:
     event = st.dataframe(
         shown[TABLE_COLUMNS], key=table_key, on_select="rerun", selection_mode="multi-row", hide_index=True,
         column_config=TABLE_CONFIG, height=min(400, 38 + 35 * max(len(shown), 1)),
-        selection_default={"selection": {"rows": positions}},
+        selection_default={"selection": {"rows": positions}}, placeholder="—",
     )
     st.caption(f"{len(shown)} of {len(frame)} runs · tick rows to select them · click a header to sort")
     return [int(shown["id"].iloc[row]) for row in event.selection.rows if row < len(shown)]
@@ -134,7 +134,7 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
         rows = state.epochs(state.url(), tuple(run_ids))
         csv = pd.DataFrame(rows).to_csv(index=False) if rows else ""
         st.download_button("Metrics of the selected runs (CSV)", csv, file_name="seqcopy-metrics.csv",
-                           mime="text/csv", disabled=not rows, icon="📄")
+                           mime="text/csv", disabled=not rows, icon=":material/download:")
         with_checkpoint = state.checkpoint_ids(state.url())
         for run_id in run_ids:
             run = infos.get(run_id)
@@ -145,7 +145,7 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
                     f"Checkpoint of run {run_id} ({run.config.cell}, seed {run.config.seed})",
                     data=lambda run_id=run_id: store.checkpoint(run_id) or b"",  # read only when clicked
                     file_name=f"run{run_id}-{run.config.cell}-seed{run.config.seed}.pt",
-                    mime="application/octet-stream", key=f"runs_ckpt_{run_id}", icon="💾",
+                    mime="application/octet-stream", key=f"runs_ckpt_{run_id}", icon=":material/download:",
                 )
             else:
                 st.caption(f"Run {run_id} has no checkpoint ({run.status}: checkpoints are saved when a run "
@@ -182,7 +182,7 @@ st.title("Runs")
 all_runs = state.runs(state.url())
 if not all_runs:
     st.info("No runs yet. Queue some on the Launch page; they appear here as soon as they are queued.")
-    st.page_link("pages/launch.py", label="Open Launch", icon="🚀")
+    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
     st.stop()
 
 frame = runs_frame(all_runs, now=time.time())

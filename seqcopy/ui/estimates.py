@@ -60,7 +60,7 @@ def estimate_grid(configs: Sequence[RunConfig], factor: float | None = None) -> 
 
 def format_duration(seconds: float) -> str:
     if seconds < 1:
-        return "under a second"
+        return "< 1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:

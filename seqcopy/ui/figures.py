@@ -37,10 +37,15 @@ def rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False, height: int = 360) -> go.Figure:
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False, height: int = 300) -> go.Figure:
+    """Title, axes, and a legend below the plot with room for it: figures side by side in
+    narrow columns wrap their legend to about one entry a row, so the bottom margin grows with
+    the number of entries (and all figures of one page with the same entries stay aligned)."""
+    entries = sum(1 for trace in fig.data if trace.showlegend is not False)
+    bottom = 60 + 22 * entries
     fig.update_layout(
-        title=title, height=height, margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=-0.35, x=0),
+        title=title, height=height + bottom, margin=dict(l=10, r=10, t=50, b=bottom),
+        legend=dict(orientation="h", yanchor="top", y=-60 / max(height - 50, 1), x=0),
         xaxis_title=x_title, yaxis_title=y_title, hovermode="x unified",
     )
     if log_y:
@@ -78,23 +83,22 @@ def run_curves_figure(
         for split, dash in (("train", "dash"), ("test", "solid")):
             fig.add_trace(go.Scatter(
                 x=run[x], y=run[f"{split}_{metric}"], mode="lines+markers" if len(run) < 30 else "lines",
-                name=f"{label} {split}", legendgroup=str(run_id),
+                name=label if split == "test" else f"{label} train", legendgroup=str(run_id),
+                showlegend=split == "test",  # one entry per run; clicking it hides both lines
                 line=dict(color=colour(index), dash=dash, width=2), marker=dict(size=5),
             ))
     if stages is not None and not stages.empty:
         # One vertical dotted line per stage change, labelled with the new output length.
-        fig.add_trace(go.Scatter(
-            x=stages[x], y=[None] * len(stages), mode="markers", name="curriculum stage change",
-            marker=dict(symbol="line-ns", size=12, color="black"), showlegend=True,
-        ))
         for _, change in stages.iterrows():
             fig.add_vline(x=change[x], line=dict(color="black", dash="dot", width=1),
-                          annotation_text=f"N={int(change['stage_output_len'])}", annotation_position="top")
+                          annotation_text=f"curriculum → N={int(change['stage_output_len'])}",
+                          annotation_position="top", annotation_font_size=10)
     if metric == "copy_acc":
         add_chance_line(fig)
     if metric != "loss":
         fig.update_yaxes(range=None if log_y else [0, 1.02])
-    return _layout(fig, METRIC_TITLES.get(metric, metric), X_TITLES.get(x, x), metric.replace("_", " "), log_y)
+    title = f"{METRIC_TITLES.get(metric, metric)}<br><sup>solid: test · dashed: train</sup>"
+    return _layout(fig, title, X_TITLES.get(x, x), metric.replace("_", " "), log_y)
 
 
 def seed_band_figure(
@@ -149,6 +153,8 @@ def seed_band_figure(
         ))
     if chance:
         add_chance_line(fig)
+    if y.endswith("acc") and not log_y:
+        fig.update_yaxes(range=[0, 1.02])  # accuracies on their whole scale, chance in view
     return _layout(fig, title, x_title or x, y_title or y.replace("_", " "), log_y)
 
 
@@ -178,4 +184,5 @@ def heatmap_figure(
         fig.update_xaxes(tickmode="array", tickvals=steps, ticktext=list(x_labels), tickangle=0)
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
                       xaxis_title="time step (input symbol)")
+    fig.update_yaxes(autorange="reversed")  # first row (symbol 'a', unit h0) on top, read like a table
     return fig
