@@ -125,13 +125,19 @@ def seed_band_figure(
         runs = members[run].nunique()
         stats = members.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
         if show_seeds:
-            for seed_index, (run_id, one) in enumerate(members.groupby(run, sort=True)):
-                label = one["label"].iloc[0] if "label" in one else f"#{run_id}"
-                fig.add_trace(go.Scatter(
-                    x=one[x], y=one[y], mode="lines", name=f"{name}: {label}", legendgroup=str(name),
-                    showlegend=False, line=dict(color=rgba(hue, 0.45), width=1), hoverinfo="skip",
-                    meta={"kind": "seed", "group": str(name), "run": int(run_id)},
-                ))
+            # All seeds of a group in one trace, runs separated by gaps (None): one trace per
+            # group instead of one per run keeps a 200-run comparison fast to build and draw.
+            ordered = members.sort_values([run, x])
+            run_ids = ordered[run].to_numpy()
+            ends = np.append(np.flatnonzero(run_ids[1:] != run_ids[:-1]) + 1, len(run_ids))
+            xs = np.insert(ordered[x].to_numpy(dtype=float), ends, np.nan)  # NaN: a gap
+            ys = np.insert(ordered[y].to_numpy(dtype=float), ends, np.nan)
+            ids = [int(i) for i in pd.unique(run_ids)]
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines", name=f"{name}: seeds", legendgroup=str(name), showlegend=False,
+                line=dict(color=rgba(hue, 0.45), width=1), hoverinfo="skip", connectgaps=False,
+                meta={"kind": "seeds", "group": str(name), "runs": ids},
+            ))
         if runs > 1:
             upper = stats["mean"] + stats["std"].fillna(0)
             lower = stats["mean"] - stats["std"].fillna(0)

@@ -62,15 +62,20 @@ def epochs_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo]) -> pd.Dat
     if frame.empty:
         return frame.assign(label=pd.Series(dtype=str), cell=pd.Series(dtype=str),
                             seed=pd.Series(dtype=int), minutes=pd.Series(dtype=float))
-    info = {run_id: runs[run_id] for run_id in frame["run_id"].unique() if run_id in runs}
-    frame["label"] = frame["run_id"].map(lambda i: run_label(i, info[i].config.cell, info[i].config.seed) if i in info else f"#{i}")
-    frame["cell"] = frame["run_id"].map(lambda i: info[i].config.cell if i in info else "?")
-    frame["seed"] = frame["run_id"].map(lambda i: info[i].config.seed if i in info else -1)
-    # Wall time from the run's start (or its first epoch, for runs never claimed, e.g. imports).
-    start = frame["run_id"].map(lambda i: info[i].started_at if i in info and info[i].started_at else np.nan)
+    # One merge with a small per-run table: a per-row lookup is slow on 10,000 epochs.
+    ids = [int(i) for i in frame["run_id"].unique()]
+    meta = pd.DataFrame({
+        "run_id": ids,
+        "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) if i in runs else f"#{i}" for i in ids],
+        "cell": [runs[i].config.cell if i in runs else "?" for i in ids],
+        "seed": [runs[i].config.seed if i in runs else -1 for i in ids],
+        "started": [runs[i].started_at if i in runs and runs[i].started_at else np.nan for i in ids],
+    })
+    frame = frame.merge(meta, on="run_id", how="left")
+    # Wall time from the run's start (or its first epoch's start, for runs never claimed).
     first = frame.groupby("run_id")["wall_time"].transform("min") - frame.groupby("run_id")["seconds"].transform("first")
-    frame["minutes"] = (frame["wall_time"] - start.fillna(first)) / 60.0
-    return frame
+    frame["minutes"] = (frame["wall_time"] - frame["started"].fillna(first)) / 60.0
+    return frame.drop(columns="started")
 
 
 def smooth(frame: pd.DataFrame, columns: Sequence[str], weight: float, by: str = "run_id") -> pd.DataFrame:
@@ -154,7 +159,11 @@ def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_ke
     frame = pd.DataFrame(list(rows))
     if frame.empty:
         return frame
-    frame = frame[frame["run_id"].isin(list(runs))].copy()
-    frame["group"] = frame["run_id"].map(lambda i: group_of(runs[i].config, group_key))
-    frame["label"] = frame["run_id"].map(lambda i: run_label(i, runs[i].config.cell, runs[i].config.seed))
-    return frame
+    frame = frame[frame["run_id"].isin(list(runs))]
+    ids = [int(i) for i in frame["run_id"].unique()]
+    meta = pd.DataFrame({
+        "run_id": ids,
+        "group": [group_of(runs[i].config, group_key) for i in ids],
+        "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) for i in ids],
+    })
+    return frame.merge(meta, on="run_id", how="left")
