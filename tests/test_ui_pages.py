@@ -262,3 +262,19 @@ def test_runs_page_sets_a_tag_and_deletes_a_run(empty_db):
     at.button(key="runs_delete").click().run()
     assert not at.exception
     assert [r.id for r in store.list_runs()] == [keep]
+
+
+def test_the_app_starts_one_local_worker_unless_told_workers_are_external(empty_db, monkeypatch):
+    from seqcopy.ui import state
+
+    monkeypatch.delenv("SEQCOPY_WORKER")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    again = AppTest.from_file(APP, default_timeout=60).run()
+    try:
+        assert not at.exception
+        worker = state._local_worker(empty_db)
+        assert worker.alive() and worker.starts == 1  # one per server process, however many sessions
+        assert f"Local worker: running (pid {worker.pid})" in texts(again.sidebar.caption)
+    finally:
+        state._local_worker(empty_db).stop()
