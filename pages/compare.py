@@ -59,7 +59,7 @@ else:
     figure = seed_band_figure(
         epochs, x="epoch", y=metric, title=f"{metric.replace('_', ' ')} by {group_key}: mean ± std across seeds",
         chance=metric.endswith("copy_acc"), show_seeds=show_seeds, log_y=metric.endswith("loss"),
-        y_title=metric.replace("_", " "),
+        y_title=metric.replace("_", " "), legend_columns=4,
     )
     st.plotly_chart(figure, width="stretch", key="compare_curves")
 
@@ -79,12 +79,14 @@ with left:
         st.info("Copy accuracy by output position is recorded when a run completes; none of these has yet.")
     else:
         st.plotly_chart(seed_band_figure(positions, x="position", y="copy_acc", title="Copy accuracy by output position (test set)",
-                                         chance=True, show_seeds=show_seeds, x_title="output position", y_title="copy accuracy"),
+                                         chance=True, show_seeds=show_seeds, x_title="output position", y_title="copy accuracy",
+                                         legend_columns=2),
                         width="stretch", key="compare_positions")
 with right:
     if lengths.empty:
         st.info("Copy accuracy by test length is recorded when a run completes; none of these has yet.")
     else:
         st.plotly_chart(seed_band_figure(lengths, x="seq_len", y="copy_acc", title="Copy accuracy by test length K (generalisation)",
-                                         chance=True, show_seeds=show_seeds, x_title="input length K", y_title="copy accuracy"),
+                                         chance=True, show_seeds=show_seeds, x_title="input length K", y_title="copy accuracy",
+                                         legend_columns=2),
                         width="stretch", key="compare_lengths")

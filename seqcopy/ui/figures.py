@@ -37,12 +37,15 @@ def rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False, height: int = 300) -> go.Figure:
+def _layout(
+    fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False, height: int = 300, legend_columns: int = 1
+) -> go.Figure:
     """Title, axes, and a legend below the plot with room for it: figures side by side in
     narrow columns wrap their legend to about one entry a row, so the bottom margin grows with
-    the number of entries (and all figures of one page with the same entries stay aligned)."""
+    the number of entries (and all figures of one page with the same entries stay aligned);
+    a wider figure says how many entries fit on a row with ``legend_columns``."""
     entries = sum(1 for trace in fig.data if trace.showlegend is not False)
-    bottom = 60 + 22 * entries
+    bottom = 60 + 22 * -(-entries // max(legend_columns, 1))
     fig.update_layout(
         title=title, height=height + bottom, margin=dict(l=10, r=10, t=50, b=bottom),
         legend=dict(orientation="h", yanchor="top", y=-60 / max(height - 50, 1), x=0),
@@ -113,6 +116,7 @@ def seed_band_figure(
     show_seeds: bool = True,
     x_title: str | None = None,
     y_title: str | None = None,
+    legend_columns: int = 1,
 ) -> go.Figure:
     """Per group, one colour: the mean of ``y`` across its runs (seeds) at each ``x``, a band of
     ± one sample standard deviation (ddof 1), and each seed as a thin line.
@@ -161,7 +165,7 @@ def seed_band_figure(
         add_chance_line(fig)
     if y.endswith("acc") and not log_y:
         fig.update_yaxes(range=[0, 1.02])  # accuracies on their whole scale, chance in view
-    return _layout(fig, title, x_title or x, y_title or y.replace("_", " "), log_y)
+    return _layout(fig, title, x_title or x, y_title or y.replace("_", " "), log_y, legend_columns=legend_columns)
 
 
 def heatmap_figure(
