@@ -1,0 +1,137 @@
+"""Server-side render time of each dashboard page on a big store: 1,000 runs × 50 epochs.
+
+    .venv/bin/python bench/bench_pages.py [--runs 1000] [--epochs 50]
+
+Fills a temporary SQLite store with bulk inserts (seconds, not a real training), then times one
+AppTest run of every page: first with the read caches empty ("cold"), then again within their
+few-second lifetime ("warm"). Target: under a second per page. Prints a table; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert  # noqa: E402
+
+from seqcopy import checkpoint  # noqa: E402
+from seqcopy.cells import CELL_NAMES  # noqa: E402
+from seqcopy.config import RunConfig  # noqa: E402
+from seqcopy.store import Store, checkpoints_t, epochs_t, lengths_t, positions_t, runs_t  # noqa: E402
+
+PAGES = ["pages/launch.py", "pages/runs.py", "pages/compare.py", "pages/playground.py"]
+
+
+def fill(url: str, runs: int, epochs: int) -> list[int]:
+    """``runs`` runs of five cells × many seeds with ``epochs`` epochs each, in a few transactions."""
+    store = Store(url)
+    now = time.time() - runs * epochs
+    run_rows, epoch_rows, position_rows, length_rows = [], [], [], []
+    for index in range(runs):
+        run_id = index + 1
+        cell = CELL_NAMES[index % len(CELL_NAMES)]
+        config = RunConfig(cell=cell, seed=index // len(CELL_NAMES), epochs=epochs, hidden_size=16, embedding_size=4,
+                           tag=f"sweep{index % 4}")
+        status = "completed" if index < runs - 10 else ("running" if index < runs - 5 else "queued")
+        done = epochs if status == "completed" else (epochs // 2 if status == "running" else 0)
+        start = now + index * epochs
+        last = 0.1 + 0.8 * (1 - 1 / (1 + done / 10))
+        run_rows.append(dict(
+            id=run_id, config=config.to_json(), cell=cell, seed=config.seed, tag=config.tag, status=status,
+            created_at=start, started_at=start if done else None, finished_at=start + epochs if status == "completed" else None,
+            worker_id="bench:1" if done else None, heartbeat_at=time.time() if status == "running" else None,
+            lease_seconds=1e9, cancel_requested=False, error=None, epochs_done=done, epochs_total=epochs,
+            batch_done=0, batch_total=config.batches_per_epoch, train_loss=1.0, test_loss=1.0, test_acc=0.8,
+            test_copy_acc=last, test_seq_acc=last ** 10,
+        ))
+        for epoch in range(1, done + 1):
+            acc = 0.1 + 0.8 * (1 - 1 / (1 + epoch / 10)) + 0.01 * (index % 7)
+            epoch_rows.append(dict(
+                run_id=run_id, epoch=epoch, wall_time=start + epoch, stage_output_len=10, stage_seq_len=20,
+                train_loss=2 - acc, train_acc=acc, train_copy_acc=acc, train_seq_acc=acc ** 10, test_loss=2 - acc,
+                test_acc=acc, test_copy_acc=acc, test_seq_acc=acc ** 10, seconds=1.0, samples_per_sec=1e4, lr=1e-3,
+            ))
+        if status == "completed":
+            position_rows += [dict(run_id=run_id, position=p, copy_acc=last - 0.01 * p) for p in range(1, 21)]
+            length_rows += [dict(run_id=run_id, seq_len=k, output_len=k // 2, copy_acc=last / f, seq_acc=0.1)
+                            for f, k in ((1, 20), (2, 40), (5, 100))]
+    blob_config = RunConfig.from_dict(eval_json(run_rows[0]["config"]))
+    blob = checkpoint.to_bytes(checkpoint.build_model(blob_config), blob_config)
+    with store.engine.begin() as conn:
+        conn.execute(insert(runs_t), run_rows)
+        for chunk in range(0, len(epoch_rows), 10_000):
+            conn.execute(insert(epochs_t), epoch_rows[chunk : chunk + 10_000])
+        conn.execute(insert(positions_t), position_rows)
+        conn.execute(insert(lengths_t), length_rows)
+        conn.execute(insert(checkpoints_t), [dict(run_id=i, data=blob, size=len(blob), epoch=epochs) for i in range(1, 11)])
+    store.close()
+    return [row["id"] for row in run_rows]
+
+
+def eval_json(text: str) -> dict:
+    import json
+
+    return json.loads(text)
+
+
+def render(page: str, query: dict | None = None) -> float:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    if page != PAGES[0]:
+        at.run()  # the entry page first: AppTest switches pages from a run
+        at.switch_page(page)
+    started = time.perf_counter()
+    at.run()
+    seconds = time.perf_counter() - started
+    if at.exception:
+        raise SystemExit(f"{page} raised: {at.exception[0].value}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=50)
+    args = parser.parse_args()
+    folder = tempfile.mkdtemp(prefix="seqcopy-bench-")
+    url = f"sqlite:///{folder}/runs.db"
+    os.environ.update(SEQCOPY_DB=url, SEQCOPY_WORKER="external")
+    started = time.perf_counter()
+    fill(url, args.runs, args.epochs)
+    print(f"filled {args.runs} runs × {args.epochs} epochs in {time.perf_counter() - started:.1f} s ({url})")
+
+    import streamlit as st
+
+    views = [
+        ("Launch", PAGES[0], None),
+        ("Runs, nothing selected", PAGES[1], None),
+        ("Runs, 5 selected (?runs=)", PAGES[1], {"runs": ",".join(str(i) for i in range(args.runs - 6, args.runs - 1))}),
+        ("Compare (200 most recent)", PAGES[2], None),
+        ("Playground", PAGES[3], None),
+    ]
+    for _, page, query in views:  # imports and the model's first load, not timed
+        render(page, query)
+    print(f"{'page':28} {'cold cache':>11} {'warm cache':>11}")
+    worst = 0.0
+    for name, page, query in views:
+        st.cache_data.clear()
+        cold = render(page, query)
+        warm = statistics.median(render(page, query) for _ in range(3))
+        worst = max(worst, cold)
+        print(f"{name:28} {cold:10.3f}s {warm:10.3f}s")
+    print(f"slowest page: {worst:.3f} s (target < 1 s)")
+
+
+if __name__ == "__main__":
+    main()

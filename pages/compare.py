@@ -1,0 +1,92 @@
+"""Compare: runs grouped by cell (or any config key), one colour per group: the mean across
+seeds with a ± std band and each seed as a thin line; final metrics as mean ± std; copy
+accuracy by output position and by test length."""
+
+import streamlit as st
+
+from seqcopy.config import RunConfig
+from seqcopy.schema import EPOCH_METRICS, STATUSES
+from seqcopy.ui import state
+from seqcopy.ui.figures import seed_band_figure
+from seqcopy.ui.frames import differing_keys, epochs_frame, final_metrics_table, group_of, results_frame, runs_frame
+
+MAX_COMPARED = 200  # the most recent runs that match; epochs are read only for these
+GROUP_KEYS = [name for name in RunConfig().to_dict() if name != "seed"]
+CURVE_METRICS = [m for m in EPOCH_METRICS if m not in ("lr",)]
+
+st.title("Compare")
+all_runs = state.runs(state.url())
+if not all_runs:
+    st.info("No runs yet: queue a few seeds of several cells on the Launch page, then compare them here.")
+    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
+    st.stop()
+
+frame = runs_frame(all_runs)
+top = st.columns(4)
+group_key = top[0].selectbox("Group by", GROUP_KEYS, index=GROUP_KEYS.index("cell"), key="compare_group",
+                             help="runs with the same value form one group; its seeds are averaged")
+statuses = top[1].multiselect("Status", STATUSES, default=["completed"], key="compare_status")
+tags = top[2].multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="compare_tag")
+metric = top[3].selectbox("Curve", CURVE_METRICS, index=CURVE_METRICS.index("test_copy_acc"), key="compare_metric")
+
+chosen = [run for run in all_runs if (not statuses or run.status in statuses) and (not tags or run.tag in tags)]
+if not chosen:
+    st.info("No run matches these filters" + (" (completed runs only by default: add other statuses above)." if statuses == ["completed"] else "."))
+    st.stop()
+if len(chosen) > MAX_COMPARED:
+    st.caption(f"{len(chosen)} runs match; comparing the {MAX_COMPARED} most recent. Narrow the filters to choose others.")
+    chosen = chosen[:MAX_COMPARED]
+infos = {run.id: run for run in chosen}
+groups = {}
+for run in chosen:
+    groups.setdefault(group_of(run.config, group_key), []).append(run)
+
+summary = []
+for name, members in sorted(groups.items()):
+    mixed = differing_keys([m.config for m in members], ignore=("seed", "tag", group_key))
+    note = f"{name}: {len(members)} seed(s)" if len(members) > 1 else f"{name}: a single seed, so no band"
+    if mixed:
+        note += f" — mixes runs that differ in {', '.join(mixed)}"
+    summary.append(note)
+st.caption(" · ".join(summary))
+
+show_seeds = st.toggle("Show each seed as a thin line", value=True, key="compare_seeds")
+epochs = epochs_frame(state.epochs(state.url(), tuple(sorted(infos))), infos)
+if epochs.empty:
+    st.info("The matching runs have no recorded epochs yet.")
+else:
+    epochs["group"] = epochs["run_id"].map(lambda i: group_of(infos[i].config, group_key))
+    figure = seed_band_figure(
+        epochs, x="epoch", y=metric, title=f"{metric.replace('_', ' ')} by {group_key}: mean ± std across seeds",
+        chance=metric.endswith("copy_acc"), show_seeds=show_seeds, log_y=metric.endswith("loss"),
+        y_title=metric.replace("_", " "), legend_columns=4,
+    )
+    st.plotly_chart(figure, width="stretch", key="compare_curves")
+
+st.subheader("Final metrics")
+table = frame[frame["id"].isin(list(infos))].copy()
+table["group"] = table["id"].map(lambda i: group_of(infos[i].config, group_key))
+st.dataframe(final_metrics_table(table).rename(columns={"group": group_key}), hide_index=True, width="stretch")
+st.caption("Each cell: mean ± sample standard deviation across the group's seeds (n seeds), from each run's last epoch.")
+
+st.subheader("Where copying breaks down")
+ids = tuple(sorted(infos))
+positions = results_frame(state.position_results(state.url(), ids), infos, group_key)
+lengths = results_frame(state.length_results(state.url(), ids), infos, group_key)
+left, right = st.columns(2)
+with left:
+    if positions.empty:
+        st.info("Copy accuracy by output position is recorded when a run completes; none of these has yet.")
+    else:
+        st.plotly_chart(seed_band_figure(positions, x="position", y="copy_acc", title="Copy accuracy by output position (test set)",
+                                         chance=True, show_seeds=show_seeds, x_title="output position", y_title="copy accuracy",
+                                         legend_columns=2),
+                        width="stretch", key="compare_positions")
+with right:
+    if lengths.empty:
+        st.info("Copy accuracy by test length is recorded when a run completes; none of these has yet.")
+    else:
+        st.plotly_chart(seed_band_figure(lengths, x="seq_len", y="copy_acc", title="Copy accuracy by test length K (generalisation)",
+                                         chance=True, show_seeds=show_seeds, x_title="input length K", y_title="copy accuracy",
+                                         legend_columns=2),
+                        width="stretch", key="compare_lengths")

@@ -1,0 +1,210 @@
+"""Runs: every run in a table; the selected runs' curves (live while they run), their config
+diff, CSV and checkpoint downloads, tags and deletion. The selection lives in the URL
+(?runs=3,7) so a view can be shared or reloaded."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from seqcopy.schema import STATUSES
+from seqcopy.store import UnknownRun
+from seqcopy.ui import state
+from seqcopy.ui.figures import run_curves_figure
+from seqcopy.ui.frames import config_diff, epochs_frame, filter_runs, runs_frame, smooth, stage_changes
+
+MAX_PLOTTED = 20  # runs drawn at once: beyond this the curves are unreadable anyway
+CURVE_COLUMNS = [f"{split}_{metric}" for split in ("train", "test") for metric in ("loss", "acc", "copy_acc")]
+TABLE_CONFIG = {
+    "id": st.column_config.NumberColumn("run", format="%d", width="small"),
+    "progress": st.column_config.ProgressColumn("epochs", format="percent", min_value=0, max_value=1),
+    "test_copy_acc": st.column_config.NumberColumn("test copy acc", format="%.3f"),
+    "test_acc": st.column_config.NumberColumn("test acc", format="%.3f"),
+    "test_seq_acc": st.column_config.NumberColumn("test seq acc", format="%.3f"),
+    "test_loss": st.column_config.NumberColumn("test loss", format="%.4f"),
+    "train_loss": st.column_config.NumberColumn("train loss", format="%.4f"),
+    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+    "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
+}
+TABLE_COLUMNS = ["id", "cell", "seed", "status", "progress", "test_copy_acc", "test_acc", "test_seq_acc",
+                 "test_loss", "tag", "created", "duration_s", "error"]
+
+
+def ids_from_url() -> tuple[list[int], list[str]]:
+    """?runs=3,7 → [3, 7]; anything that is not a run id is reported, not fatal."""
+    text = st.query_params.get("runs", "")
+    ids, bad = [], []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            (ids if part.isdigit() else bad).append(int(part) if part.isdigit() else part)
+    return ids, bad
+
+
+def selection_from_url(known: set[int]) -> list[int]:
+    """Follow the URL when it changed since we last wrote it (first load, reload, shared link)."""
+    text = st.query_params.get("runs", "")
+    if st.session_state.get("runs_url_seen") != text:
+        ids, bad = ids_from_url()
+        missing = [i for i in ids if i not in known]
+        if bad or missing:
+            st.warning("Ignored in the link: " + ", ".join(map(str, bad + missing)) + " (no such run)")
+        st.session_state["runs_selected"] = [i for i in ids if i in known]
+        st.session_state["runs_url_seen"] = text
+    return st.session_state.get("runs_selected", [])
+
+
+def remember_selection(ids: list[int]) -> None:
+    st.session_state["runs_selected"] = ids
+    text = ",".join(map(str, ids))
+    if text:
+        st.query_params["runs"] = text
+    elif "runs" in st.query_params:
+        del st.query_params["runs"]
+    st.session_state["runs_url_seen"] = text
+
+
+def render_table(frame: pd.DataFrame, selected: list[int]) -> list[int]:
+    left, middle, right = st.columns(3)
+    cells = left.multiselect("Cell", sorted(frame["cell"].unique()), key="runs_filter_cell")
+    statuses = middle.multiselect("Status", [s for s in STATUSES if s in set(frame["status"])], key="runs_filter_status")
+    tags = right.multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="runs_filter_tag")
+    shown = filter_runs(frame, cells, statuses, tags).reset_index(drop=True)
+    positions = [int(i) for i in shown.index[shown["id"].isin(selected)]]
+    # The key follows the rows shown, so the table is rebuilt (with the remembered selection)
+    # whenever they change, and a row index always means the same run.
+    table_key = f"runs_table_{hash(tuple(shown['id']))}"
+    event = st.dataframe(
+        shown[TABLE_COLUMNS], key=table_key, on_select="rerun", selection_mode="multi-row", hide_index=True,
+        column_config=TABLE_CONFIG, height=min(400, 38 + 35 * max(len(shown), 1)),
+        selection_default={"selection": {"rows": positions}}, placeholder="—",
+    )
+    st.caption(f"{len(shown)} of {len(frame)} runs · tick rows to select them · click a header to sort")
+    return [int(shown["id"].iloc[row]) for row in event.selection.rows if row < len(shown)]
+
+
+def render_curves(run_ids: list[int]) -> None:
+    """The curves of the selected runs; a fragment that refreshes while any of them runs."""
+    database = state.url()
+    infos = {run.id: run for run in state.runs(database) if run.id in set(run_ids)}
+    frame = epochs_frame(state.epochs(database, tuple(run_ids)), infos)
+    running = {i for i, run in infos.items() if run.status in ("running", "queued")}
+    was_running = st.session_state.get("runs_curves_running", set())
+    st.session_state["runs_curves_running"] = running
+    if was_running - running:
+        st.rerun()  # a run just finished: refresh the whole page (table, downloads) once
+    if frame.empty:
+        st.info("No epoch has been recorded for the selected runs yet"
+                + (": they are queued or in their first epoch." if running else "."))
+        return
+    weight, x, log_y = st.session_state.get("runs_smoothing", 0.0), st.session_state.get("runs_x", "epoch"), st.session_state.get("runs_log", False)
+    stages = stage_changes(frame)
+    frame = smooth(frame, CURVE_COLUMNS, weight)
+    columns = st.columns(3)
+    for column, metric in zip(columns, ("loss", "acc", "copy_acc")):
+        with column:
+            st.plotly_chart(run_curves_figure(frame, metric, x=x, log_y=log_y and metric == "loss", stages=stages),
+                            width="stretch", key=f"runs_curve_{metric}")
+    if running:
+        st.caption(f"Live: {len(running)} selected run(s) still going; refreshing every {state.LIVE_REFRESH_S} s.")
+
+
+def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
+    store = state.get_store()
+    infos = {run.id: run for run in state.runs(state.url()) if run.id in set(run_ids)}
+    diff_tab, export_tab, manage_tab = st.tabs(["Config diff", "Downloads", "Tag and delete"])
+    with diff_tab:
+        configs = {i: infos[i].config for i in run_ids if i in infos}
+        if len(configs) == 1:
+            (run_id, config), = configs.items()
+            st.caption(f"Run {run_id}'s configuration (select two or more runs to see what differs)")
+            st.dataframe(pd.DataFrame({"value": [str(v) for v in config.to_dict().values()]}, index=list(config.to_dict())), width="stretch")
+        else:
+            diff = config_diff(configs)
+            if diff.empty:
+                st.info("The selected runs have identical configurations.")
+            else:
+                st.caption(f"Only the {len(diff)} setting(s) that differ")
+                st.dataframe(diff, width="stretch")
+        for run in infos.values():
+            if run.error and run.status == "failed":
+                with st.expander(f"Run {run.id} failed: {run.error.splitlines()[0][:120]}"):
+                    st.code(run.error)
+    with export_tab:
+        rows = state.epochs(state.url(), tuple(run_ids))
+        csv = pd.DataFrame(rows).to_csv(index=False) if rows else ""
+        st.download_button("Metrics of the selected runs (CSV)", csv, file_name="seqcopy-metrics.csv",
+                           mime="text/csv", disabled=not rows, icon=":material/download:")
+        with_checkpoint = state.checkpoint_ids(state.url())
+        for run_id in run_ids:
+            run = infos.get(run_id)
+            if run is None:
+                continue
+            if run_id in with_checkpoint:
+                st.download_button(
+                    f"Checkpoint of run {run_id} ({run.config.cell}, seed {run.config.seed})",
+                    data=lambda run_id=run_id: store.checkpoint(run_id) or b"",  # read only when clicked
+                    file_name=f"run{run_id}-{run.config.cell}-seed{run.config.seed}.pt",
+                    mime="application/octet-stream", key=f"runs_ckpt_{run_id}", icon=":material/download:",
+                )
+            else:
+                st.caption(f"Run {run_id} has no checkpoint ({run.status}: checkpoints are saved when a run "
+                           "finishes or is cancelled after at least one epoch).")
+    with manage_tab:
+        common = {infos[i].tag for i in infos}
+        tag = st.text_input("Tag", value=common.pop() if len(common) == 1 else "", max_chars=200, key="runs_tag_" + "-".join(map(str, sorted(infos))))
+        if st.button(f"Set this tag on {len(infos)} run(s)", key="runs_set_tag"):
+            for run_id in infos:
+                try:
+                    store.set_tag(run_id, tag.strip())
+                except (UnknownRun, ValueError) as error:
+                    st.error(str(error))
+            state.clear_reads()
+            st.rerun()
+        st.divider()
+        sure = st.checkbox(f"Delete {len(infos)} run(s), their epochs and checkpoints", key="runs_delete_sure")
+        if st.button("Delete", type="primary", disabled=not sure, key="runs_delete"):
+            problems = []
+            for run_id in infos:
+                try:
+                    store.delete_run(run_id)
+                except (UnknownRun, ValueError) as error:
+                    problems.append(str(error))
+            state.clear_reads()
+            remember_selection([])
+            st.session_state["runs_delete_problems"] = problems
+            st.rerun()
+    for problem in st.session_state.pop("runs_delete_problems", []):
+        st.warning(problem)
+
+
+st.title("Runs")
+all_runs = state.runs(state.url())
+if not all_runs:
+    st.info("No runs yet. Queue some on the Launch page; they appear here as soon as they are queued.")
+    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
+    st.stop()
+
+frame = runs_frame(all_runs, now=time.time())
+selected = selection_from_url(set(frame["id"]))
+chosen = render_table(frame, selected)
+if chosen != selected:
+    remember_selection(chosen)
+if not chosen:
+    st.info("Select runs in the table (tick the boxes at the left) to see their curves, compare their "
+            "configs and download their metrics or checkpoints.")
+    st.stop()
+
+st.subheader(f"{len(chosen)} selected run(s)")
+if len(chosen) > MAX_PLOTTED:
+    st.caption(f"Curves show the first {MAX_PLOTTED} of them.")
+controls = st.columns([2, 2, 1])
+controls[0].slider("Smoothing (EMA weight)", 0.0, 0.95, 0.0, 0.05, key="runs_smoothing",
+                   help="0 is the raw curve; heavier smoothing shows the trend of noisy runs")
+controls[1].radio("x-axis", ["epoch", "minutes"], key="runs_x", horizontal=True,
+                  format_func=lambda v: "epoch" if v == "epoch" else "wall time (min)")
+controls[2].toggle("log-scale loss", key="runs_log")
+plotted = chosen[:MAX_PLOTTED]
+live = any(run.status in ("running", "queued") for run in all_runs if run.id in set(plotted))
+st.fragment(render_curves, run_every=state.LIVE_REFRESH_S if live else None)(plotted)
+render_details(chosen, frame)

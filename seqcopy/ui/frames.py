@@ -1,0 +1,169 @@
+"""Store rows → pandas DataFrames, and the small reshapes the pages and figures need.
+
+Everything here is a pure function of plain data so it can be tested without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config import RunConfig
+from ..schema import EPOCH_METRICS
+from ..store import RunInfo
+
+RUN_COLUMNS = [
+    "id", "cell", "seed", "status", "progress", "epochs_done", "epochs_total", "test_copy_acc",
+    "test_acc", "test_seq_acc", "test_loss", "train_loss", "tag", "created", "duration_s", "error",
+]
+EPOCH_COLUMNS = ["run_id", "epoch", "wall_time", "stage_output_len", "stage_seq_len", *EPOCH_METRICS]
+
+
+def run_label(run_id: int, cell: str, seed: int) -> str:
+    """The short name a run has in legends: '#12 lstm s0'."""
+    return f"#{run_id} {cell} s{seed}"
+
+
+def runs_frame(runs: Sequence[RunInfo], now: float | None = None) -> pd.DataFrame:
+    """One row per run, newest first, with the latest metrics; no epochs are read."""
+    rows = []
+    for run in runs:
+        end = run.finished_at or (now if run.status == "running" else None)
+        duration = (end - run.started_at) if (end and run.started_at) else np.nan
+        rows.append({
+            "id": run.id, "cell": run.config.cell, "seed": run.config.seed, "status": run.status,
+            "progress": run.epochs_done / max(run.epochs_total, 1),
+            "epochs_done": run.epochs_done, "epochs_total": run.epochs_total,
+            **{name: run.latest.get(name) for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss")},
+            "tag": run.tag, "created": pd.Timestamp(run.created_at, unit="s"),
+            "duration_s": duration, "error": (run.error or "").splitlines()[0] if run.error else "",
+        })
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss", "duration_s"):
+        frame[name] = frame[name].astype(float)
+    return frame
+
+
+def filter_runs(frame: pd.DataFrame, cells: Iterable[str] = (), statuses: Iterable[str] = (), tags: Iterable[str] = ()) -> pd.DataFrame:
+    """Rows matching every non-empty filter (an empty filter keeps everything)."""
+    mask = pd.Series(True, index=frame.index)
+    for column, wanted in (("cell", cells), ("status", statuses), ("tag", tags)):
+        wanted = list(wanted)
+        if wanted:
+            mask &= frame[column].isin(wanted)
+    return frame[mask]
+
+
+def epochs_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo]) -> pd.DataFrame:
+    """Epoch rows with each run's label, cell and seed, and the minutes since it started."""
+    frame = pd.DataFrame(list(rows), columns=EPOCH_COLUMNS)
+    if frame.empty:
+        return frame.assign(label=pd.Series(dtype=str), cell=pd.Series(dtype=str),
+                            seed=pd.Series(dtype=int), minutes=pd.Series(dtype=float))
+    # One merge with a small per-run table: a per-row lookup is slow on 10,000 epochs.
+    ids = [int(i) for i in frame["run_id"].unique()]
+    meta = pd.DataFrame({
+        "run_id": ids,
+        "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) if i in runs else f"#{i}" for i in ids],
+        "cell": [runs[i].config.cell if i in runs else "?" for i in ids],
+        "seed": [runs[i].config.seed if i in runs else -1 for i in ids],
+        "started": [runs[i].started_at if i in runs and runs[i].started_at else np.nan for i in ids],
+    })
+    frame = frame.merge(meta, on="run_id", how="left")
+    # Wall time from the run's start (or its first epoch's start, for runs never claimed).
+    first = frame.groupby("run_id")["wall_time"].transform("min") - frame.groupby("run_id")["seconds"].transform("first")
+    frame["minutes"] = (frame["wall_time"] - frame["started"].fillna(first)) / 60.0
+    return frame.drop(columns="started")
+
+
+def smooth(frame: pd.DataFrame, columns: Sequence[str], weight: float, by: str = "run_id") -> pd.DataFrame:
+    """Exponential moving average of ``columns`` within each run (TensorBoard's smoothing:
+    weight 0 is the raw curve, 0.9 is heavy). Returns a copy."""
+    if weight <= 0 or frame.empty:
+        return frame.copy()
+    out = frame.copy()
+    alpha = 1.0 - min(weight, 0.999)
+    for column in columns:
+        out[column] = frame.groupby(by)[column].transform(lambda s: s.ewm(alpha=alpha, adjust=True).mean())
+    return out
+
+
+def stage_changes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The epochs where a run's curriculum moved to a new stage (first epoch of each stage
+    after the first), with the stage's output length."""
+    if frame.empty:
+        return frame.iloc[0:0][["run_id", "epoch", "stage_output_len"]]
+    ordered = frame.sort_values(["run_id", "epoch"])
+    previous = ordered.groupby("run_id")["stage_output_len"].shift()
+    changed = ordered[previous.notna() & (ordered["stage_output_len"] != previous)]
+    return changed[["run_id", "epoch", "stage_output_len", "label", "minutes"]].reset_index(drop=True)
+
+
+def config_diff(configs: Mapping[int, RunConfig]) -> pd.DataFrame:
+    """Keys whose values differ between the configs, one column per run ('run 3', …)."""
+    if len(configs) < 2:
+        return pd.DataFrame()
+    dicts = {f"run {run_id}": config.to_dict() for run_id, config in configs.items()}
+    keys = list(next(iter(dicts.values())))
+    differing = [key for key in keys if len({repr(d.get(key)) for d in dicts.values()}) > 1]
+    return pd.DataFrame({name: [str(d.get(key)) for key in differing] for name, d in dicts.items()}, index=differing)
+
+
+def differing_keys(configs: Iterable[RunConfig], ignore: Iterable[str] = ("seed", "tag")) -> list[str]:
+    """Config keys (besides ``ignore``) that are not the same in all ``configs``."""
+    dicts = [config.to_dict() for config in configs]
+    if not dicts:
+        return []
+    skip = set(ignore)
+    return [key for key in dicts[0] if key not in skip and len({repr(d[key]) for d in dicts}) > 1]
+
+
+def group_of(config: RunConfig, key: str) -> str:
+    """The group a run falls in when runs are grouped by the config key ``key``."""
+    return str(getattr(config, key))
+
+
+def mean_std(values: pd.Series) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof 1; NaN for one value) and count."""
+    values = values.dropna().astype(float)
+    return float(values.mean()) if len(values) else np.nan, float(values.std(ddof=1)) if len(values) > 1 else np.nan, len(values)
+
+
+def format_mean_std(mean: float, std: float, n: int, digits: int = 3) -> str:
+    """'0.912 ± 0.013 (n=3)', or '0.912 (1 seed)' where there is no spread to show."""
+    if n == 0 or np.isnan(mean):
+        return "—"
+    if n == 1 or np.isnan(std):
+        return f"{mean:.{digits}f} (1 seed)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+
+
+FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "train_loss")
+
+
+def final_metrics_table(runs: pd.DataFrame, group: str = "group", metrics: Sequence[str] = FINAL_METRICS) -> pd.DataFrame:
+    """One row per group: each metric's final value across the group's runs as 'mean ± std (n)'."""
+    rows = []
+    for name, members in runs.groupby(group, sort=True):
+        row = {group: name, "runs": len(members)}
+        for metric in metrics:
+            row[metric] = format_mean_std(*mean_std(members[metric]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_key: str) -> pd.DataFrame:
+    """position_results or length_results rows, with each run's group and seed label."""
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        return frame
+    frame = frame[frame["run_id"].isin(list(runs))]
+    ids = [int(i) for i in frame["run_id"].unique()]
+    meta = pd.DataFrame({
+        "run_id": ids,
+        "group": [group_of(runs[i].config, group_key) for i in ids],
+        "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) for i in ids],
+    })
+    return frame.merge(meta, on="run_id", how="left")

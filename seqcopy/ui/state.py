@@ -1,0 +1,113 @@
+"""The Streamlit side: one cached Store and local worker per server process, and short-lived
+caches of reads so that a page rerun (every widget change, every live refresh) stays cheap.
+
+Reads are cached for a couple of seconds: long enough that the several parts of one page share
+one query, short enough that live views stay live. Writes clear the caches they make stale.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import streamlit as st
+
+from ..checkpoint import CheckpointError, from_bytes
+from ..config import RunConfig
+from ..model import CopyModel
+from ..store import RunInfo, Store, database_url, open_store
+from .local_worker import LocalWorker
+
+LIVE_REFRESH_S = 2
+
+
+def url() -> str:
+    return database_url()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(database: str) -> Store:
+    return open_store(database)
+
+
+def get_store() -> Store:
+    """The process-wide Store of SEQCOPY_DB (or runs.db). Raises StoreError when unusable."""
+    return _store(url())
+
+
+def external_workers() -> bool:
+    return os.environ.get("SEQCOPY_WORKER", "").strip().lower() == "external"
+
+
+@st.cache_resource(show_spinner=False)
+def _local_worker(database: str) -> LocalWorker:
+    worker = LocalWorker(database)
+    worker.start()
+    return worker
+
+
+def ensure_local_worker() -> LocalWorker | None:
+    """Start the local worker once per server process, unless SEQCOPY_WORKER=external."""
+    if external_workers():
+        return None
+    return _local_worker(url())
+
+
+# ----------------------------------------------------------------------------- cached reads
+@st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
+def runs(database: str) -> list[RunInfo]:
+    """Every run row (no epochs), newest first."""
+    return _store(database).list_runs()
+
+
+@st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
+def active_runs(database: str) -> list[RunInfo]:
+    return _store(database).list_runs(statuses=("queued", "running"))
+
+
+@st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
+def epochs(database: str, run_ids: tuple[int, ...]) -> list[dict]:
+    return _store(database).epochs(list(run_ids))
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def position_results(database: str, run_ids: tuple[int, ...]) -> list[dict]:
+    return _store(database).position_results(list(run_ids))
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def length_results(database: str, run_ids: tuple[int, ...]) -> list[dict]:
+    return _store(database).length_results(list(run_ids))
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def checkpoint_ids(database: str) -> set[int]:
+    return _store(database).checkpoint_ids()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def speed_history(database: str, limit: int = 20) -> list[tuple[RunConfig, float]]:
+    """(config, median seconds per epoch) of the latest completed runs: calibrates estimates."""
+    store = _store(database)
+    done = store.list_runs(statuses=("completed",), limit=limit)
+    rows = store.epochs([run.id for run in done])
+    seconds: dict[int, list[float]] = {}
+    for row in rows:
+        seconds.setdefault(row["run_id"], []).append(row["seconds"])
+    return [(run.config, statistics.median(seconds[run.id])) for run in done if run.id in seconds]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def model_for(database: str, run_id: int, finished_at: float | None) -> tuple[CopyModel, RunConfig]:
+    """The run's checkpoint as a model in eval mode (finished_at keys the cache to this very
+    run, should an id be reused after a delete). Raises CheckpointError."""
+    data = _store(database).checkpoint(run_id)
+    if data is None:
+        raise CheckpointError(f"run {run_id} has no checkpoint")
+    return from_bytes(data)
+
+
+def clear_reads() -> None:
+    """After a write: the next read sees it."""
+    for cached in (runs, active_runs, epochs, checkpoint_ids):
+        cached.clear()

@@ -1,0 +1,226 @@
+"""End to end in a real browser: queue a quick run in the Launch form, a worker trains it, its
+curves appear on Runs, Compare draws it, and the Playground copies a typed sequence.
+
+Runs `streamlit run app.py` on a temporary database with SEQCOPY_WORKER=external and starts one
+worker itself (OMP_NUM_THREADS=1: two torch processes on two cores must not thrash). Screenshots
+of each page go to test-artifacts/. Needs Debian's Chromium at /usr/bin/chromium; Playwright
+never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed at /usr/bin/chromium"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+            return response.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """A running dashboard on a fresh database, with one worker of our own."""
+    yield from serve(tmp_path, f"sqlite:///{tmp_path / 'runs.db'}", with_worker=True)
+
+
+def serve(tmp_path, database: str, with_worker: bool):
+    port = free_port()
+    env = dict(os.environ, SEQCOPY_DB=database, SEQCOPY_WORKER="external", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "seqcopy", "worker", "--db", database],
+        cwd=ROOT, env=env, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
+    ) if with_worker else None
+    base = f"http://localhost:{port}"
+    try:
+        wait_until(lambda: healthy(base) or server.poll() is not None, 60, "the Streamlit server")
+        assert server.poll() is None, (logs / "server.log").read_text()
+        yield base, database, logs
+    finally:
+        processes = [p for p in (worker, server) if p is not None]
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def filled_dashboard(tmp_path):
+    """A dashboard (no worker) on a store holding every kind of run: for screenshots."""
+    import ui_store
+
+    database = f"sqlite:///{tmp_path / 'filled.db'}"
+    ui_store.fill(database)
+    yield from serve(tmp_path, database, with_worker=False)
+
+
+def settle(page) -> None:
+    """Wait for Streamlit to finish the rerun a change started."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
+    page.wait_for_timeout(200)
+
+
+def set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    settle(page)
+
+
+def test_launch_train_watch_compare_and_play(dashboard):
+    from playwright.sync_api import expect, sync_playwright
+
+    from seqcopy.store import Store
+
+    base, database, logs = dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.set_default_timeout(30_000)
+        expect.set_options(timeout=30_000)  # the first page load imports torch: seconds on 2 cores
+        try:
+            # Launch: the Quick demo preset, made tiny so it trains in seconds.
+            page.goto(base)
+            expect(page.get_by_role("heading", name="Launch runs")).to_be_visible()
+            expect(page.get_by_label("Epochs", exact=True)).to_be_visible()
+            settle(page)
+            for label, value in (("Epochs", 3), ("Training sequences", 600), ("Test sequences", 100), ("Hidden size", 32)):
+                set_number(page, label, value)
+            set_number(page, "Hidden size", 0)  # a bad field: refused beside the form
+            expect(page.get_by_text("must be at least 1, got 0").first).to_be_visible()
+            page.get_by_role("button", name="Queue runs").click()
+            expect(page.get_by_text("Nothing was queued")).to_be_visible()
+            assert Store(database).count_runs() == {}
+            set_number(page, "Hidden size", 32)
+            page.get_by_role("button", name="Queue runs").click()
+            expect(page.get_by_text("Queued 1 run(s): #1")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "launch.png"), full_page=True)
+
+            # The worker trains it; the queue (a live fragment) empties on its own.
+            store = Store(database)
+            wait_until(lambda: store.get_run(1).status in ("completed", "failed"), 120, "run 1 to finish")
+            assert store.get_run(1).status == "completed", store.get_run(1).error
+            expect(page.get_by_text("Nothing is queued or running")).to_be_visible(timeout=15_000)
+            page.screenshot(path=str(ARTIFACTS / "launch-after.png"), full_page=True)
+
+            # Runs: the selection comes from the URL; three charts with the run's curves.
+            page.goto(f"{base}/runs?runs=1")
+            expect(page.get_by_text("1 selected run(s)")).to_be_visible()
+            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            expect(page.locator(".js-plotly-plot").first.get_by_text("#1 lstm s0").first).to_be_attached()
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
+
+            # Compare: the lstm group (a single seed) and its final results.
+            page.goto(f"{base}/compare")
+            expect(page.get_by_text("a single seed, so no band")).to_be_visible()
+            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+            # Playground: a bad sequence is refused, a good one is read and copied.
+            page.goto(f"{base}/playground")
+            box = page.get_by_label("Sequence to copy")
+            box.fill("axq!")
+            box.press("Enter")
+            expect(page.get_by_text("only the letters")).to_be_visible()
+            box.fill("axcrywbtoa")
+            box.press("Enter")
+            settle(page)
+            expect(page.get_by_text("Copied right")).to_be_visible()
+            expect(page.locator(".js-plotly-plot")).to_have_count(2)
+            page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            for log in sorted(logs.glob("*.log")):
+                print(log.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+
+
+def test_every_page_with_every_kind_of_run(filled_dashboard):
+    """Screenshots of a busy store: the queue with a running run, several runs' curves with a
+    curriculum stage change, seed bands on Compare."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _, logs = filled_dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.set_default_timeout(30_000)
+        expect.set_options(timeout=30_000)  # the first page load imports torch: seconds on 2 cores
+        try:
+            page.goto(base)
+            expect(page.get_by_text("1 running, 1 queued")).to_be_visible()
+            expect(page.get_by_label("Epochs", exact=True)).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "filled-launch.png"))
+            page.goto(f"{base}/runs?runs=1,4,10,11")
+            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "filled-runs.png"))
+            page.goto(f"{base}/compare")
+            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "filled-compare.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            for log in sorted(logs.glob("*.log")):
+                print(log.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()

@@ -1,0 +1,280 @@
+"""Every dashboard page under streamlit.testing.v1.AppTest, on an empty store and on one that
+holds completed, running, failed, cancelled and queued runs of several cells and seeds.
+
+SEQCOPY_WORKER=external keeps the app from starting a worker; SEQCOPY_DB points at a temp file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui_store
+from seqcopy.store import Store
+from seqcopy.ui.launch_form import label_for
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["pages/launch.py", "pages/runs.py", "pages/compare.py", "pages/playground.py"]
+
+
+def open_page(page: str, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def empty_db(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    monkeypatch.setenv("SEQCOPY_DB", url)
+    monkeypatch.setenv("SEQCOPY_WORKER", "external")
+    return url
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('filled') / 'runs.db'}"
+    return url, ui_store.fill(url)
+
+
+@pytest.fixture
+def filled_db(filled, monkeypatch):
+    url, ids = filled
+    monkeypatch.setenv("SEQCOPY_DB", url)
+    monkeypatch.setenv("SEQCOPY_WORKER", "external")
+    return url, ids
+
+
+# ----------------------------------------------------------------------------- empty store
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_on_an_empty_store_points_to_launch(empty_db, page):
+    at = open_page(page)
+    if page == "pages/launch.py":
+        assert "Nothing is queued" in texts(at.info)
+    else:
+        assert "Launch" in texts(at.info)
+
+
+def test_a_bad_database_url_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    foreign = tmp_path / "foreign.db"
+    foreign.write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("SEQCOPY_DB", f"sqlite:///{foreign}")
+    monkeypatch.setenv("SEQCOPY_WORKER", "external")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "cannot be used" in texts(at.error)
+
+
+# ----------------------------------------------------------------------------- filled store
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_on_a_store_with_every_kind_of_run(filled_db, page):
+    at = open_page(page)
+    assert not at.error
+
+
+def test_runs_page_draws_the_runs_named_in_the_url(filled_db):
+    _, ids = filled_db
+    chosen = [ids["completed"][0], ids["completed"][3], ids["running"][0], ids["single"][0]]
+    at = open_page("pages/runs.py", {"runs": ",".join(map(str, chosen))})
+    assert f"{len(chosen)} selected run(s)" in texts(at.subheader)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # loss, accuracy, copy accuracy
+    assert "Live" in texts(at.caption)  # a running run is selected: the curves refresh
+    # The config diff shows only what differs: cell, seed, epochs, curriculum…, never tag.
+    diff = [df for df in at.dataframe if "run " + str(chosen[0]) in df.value.columns]
+    assert diff and "cell" in diff[0].value.index and "tag" not in diff[0].value.index
+
+
+def test_runs_page_ignores_what_is_not_a_run_in_the_url(filled_db):
+    at = open_page("pages/runs.py", {"runs": "1,x,99999"})
+    assert "Ignored in the link" in texts(at.warning)
+    assert "1 selected run(s)" in texts(at.subheader)
+
+
+def test_runs_page_filters_and_shows_a_failed_runs_error(filled_db):
+    _, ids = filled_db
+    at = open_page("pages/runs.py", {"runs": str(ids["failed"][0])})
+    assert any("failed" in e.label for e in at.expander)
+    at.multiselect(key="runs_filter_status").set_value(["failed"]).run()
+    assert not at.exception
+    table = [df for df in at.dataframe if "status" in df.value.columns][0].value
+    assert set(table["status"]) == {"failed"}
+
+
+def test_compare_page_groups_by_any_key_and_names_single_seed_groups(filled_db):
+    at = open_page("pages/compare.py")
+    assert "a single seed" in texts(at.caption)  # the mgru group
+    final = at.dataframe[0].value
+    assert set(final["cell"]) == {"lstm", "gru", "rnn", "mgru"}
+    assert final.set_index("cell").loc["mgru", "test_copy_acc"].endswith("(1 seed)")
+    assert "(n=3)" in final.set_index("cell").loc["lstm", "test_copy_acc"]
+    assert len(at.get("plotly_chart")) == 3  # curves, by position, by length
+    at.selectbox(key="compare_group").set_value("curriculum").run()
+    assert not at.exception
+    at.multiselect(key="compare_status").set_value(["running", "failed"]).run()
+    assert not at.exception
+
+
+# ----------------------------------------------------------------------------- launch form
+BAD_FIELDS = [
+    ("train_seq_len", 0), ("test_seq_len", -3), ("padding", 0), ("train_output_len", 50),
+    ("test_output_len", 0), ("batch_size", 0), ("embedding_size", 0), ("hidden_size", 100_000),
+    ("epochs", 0), ("lr", 0.0), ("train_samples", 0), ("test_samples", 0), ("warmup_epochs", -1),
+    ("curriculum_start", 0), ("curriculum_threshold", 1.5),
+]
+
+
+def queue_with(at: AppTest) -> AppTest:
+    at.button[[b.label for b in at.button].index("Queue runs")].click().run()
+    assert not at.exception
+    return at
+
+
+@pytest.mark.parametrize("field, bad", BAD_FIELDS)
+def test_the_form_refuses_each_bad_field_and_queues_nothing(empty_db, field, bad):
+    at = open_page("pages/launch.py")
+    at.number_input(key=f"launch_{field}").set_value(bad).run()
+    assert any(m.value.startswith(":red[") for m in at.markdown)  # the message under the field
+    assert label_for(field) in texts(at.error)  # and in the list beside the form
+    queue_with(at)
+    assert "Nothing was queued" in texts(at.error)
+    assert Store(empty_db).count_runs() == {}
+
+
+@pytest.mark.parametrize("widget, bad, message", [
+    ("seeds", "0, x", "not a seed"), ("seeds", "", "at least one seed"), ("cells", [], "at least one cell"),
+    ("device", "cuda", "CUDA"),
+])
+def test_the_form_refuses_bad_cells_seeds_and_device(empty_db, widget, bad, message):
+    at = open_page("pages/launch.py")
+    if widget == "seeds":
+        at.text_input(key="launch_seeds").set_value(bad).run()
+    elif widget == "cells":
+        at.multiselect(key="launch_cells").set_value(bad).run()
+    else:
+        at.selectbox(key="launch_device").set_value(bad).run()
+    assert message in texts(at.error)
+    queue_with(at)
+    assert "Nothing was queued" in texts(at.error)
+    assert Store(empty_db).count_runs() == {}
+
+
+def test_a_good_submit_queues_cells_times_seeds(empty_db):
+    at = open_page("pages/launch.py")
+    at.multiselect(key="launch_cells").set_value(["lstm", "gru"]).run()
+    at.text_input(key="launch_seeds").set_value("0-2").run()
+    at.text_input(key="launch_tag").set_value("grid").run()
+    assert "6" in [str(m.value) for m in at.metric if m.label == "Runs to queue"][0]
+    queue_with(at)
+    assert "Queued 6 run(s)" in texts(at.success)
+    runs = Store(empty_db).list_runs()
+    assert sorted((r.config.cell, r.config.seed) for r in runs) == sorted((c, s) for c in ("lstm", "gru") for s in range(3))
+    assert {r.status for r in runs} == {"queued"} and {r.tag for r in runs} == {"grid"}
+    assert "6 queued" in texts(at.caption)  # the queue below shows them
+
+
+def test_a_preset_fills_the_form(empty_db):
+    at = open_page("pages/launch.py")
+    at.selectbox(key="launch_preset").set_value("The original final configuration").run()
+    assert at.number_input(key="launch_train_seq_len").value == 100
+    assert at.number_input(key="launch_hidden_size").value == 256
+
+
+def test_the_queue_cancels_a_queued_run(empty_db):
+    store = Store(empty_db)
+    run_id = store.submit(ui_store.TINY)
+    at = open_page("pages/launch.py")
+    at.button(key=f"cancel_{run_id}").click().run()
+    assert not at.exception
+    assert store.get_run(run_id).status == "cancelled"
+
+
+# ----------------------------------------------------------------------------- playground
+def playground(query=None) -> AppTest:
+    at = open_page("pages/playground.py", query)
+    assert at.text_input(key="play_text") is not None
+    return at
+
+
+@pytest.mark.parametrize("text, message", [
+    ("axz!", "not '!', 'z'"), ("", "type at least one"), ("a" * 400, "too long"), ("a x", "not ' '"),
+])
+def test_the_playground_refuses_bad_text(filled_db, text, message):
+    at = playground()
+    at.text_input(key="play_text").set_value(text).run()
+    assert not at.exception
+    assert message in texts(at.error)
+    assert not at.get("plotly_chart")
+
+
+def test_the_playground_shows_the_models_copy_with_right_and_wrong_marks(filled_db):
+    at = playground()
+    at.text_input(key="play_text").set_value("axcr").run()
+    assert not at.exception and not at.error
+    assert "**Read:** `axcr`" in texts(at.markdown)
+    copied = [df.value for df in at.dataframe if "target" in df.value.columns][0]
+    assert list(copied["target"]) == list("axcr")
+    assert set(copied["right"]) <= {"✓ right", "✗ wrong"}
+    assert len(at.get("plotly_chart")) == 2  # probabilities and hidden state over time
+    at.slider(key="play_step").set_value(6).run()  # K=4, P=1: step 5 is the first copy step
+    assert {m.label for m in at.metric} >= {"Input at this step", "Model writes", "Copy"}
+
+
+def test_the_playground_tries_a_longer_random_sequence(filled_db):
+    at = playground()
+    at.button[[b.label for b in at.button].index("Random, 8 letters")].click().run()
+    assert not at.exception
+    assert len(at.text_input(key="play_text").value) == 8
+    assert "longer than the 4 it was trained on" in texts(at.warning)
+
+
+def test_the_playground_says_plainly_when_no_run_has_a_checkpoint(empty_db):
+    store = Store(empty_db)
+    ui_store.add_run(store, ui_store.TINY, "completed", with_checkpoint=False)
+    at = open_page("pages/playground.py")
+    assert "has no checkpoint" in texts(at.info)
+
+
+# ----------------------------------------------------------------------------- editing
+def test_runs_page_sets_a_tag_and_deletes_a_run(empty_db):
+    store = Store(empty_db)
+    keep = ui_store.add_run(store, ui_store.TINY, "completed")
+    gone = ui_store.add_run(store, ui_store.TINY.replace(seed=1), "cancelled", epochs=1)
+    at = open_page("pages/runs.py", {"runs": f"{keep},{gone}"})
+    at.text_input(key=f"runs_tag_{keep}-{gone}").set_value("best").run()
+    at.button(key="runs_set_tag").click().run()
+    assert not at.exception
+    assert {store.get_run(keep).tag, store.get_run(gone).tag} == {"best"}
+    at = open_page("pages/runs.py", {"runs": str(gone)})
+    at.checkbox(key="runs_delete_sure").check().run()
+    at.button(key="runs_delete").click().run()
+    assert not at.exception
+    assert [r.id for r in store.list_runs()] == [keep]
+
+
+def test_the_app_starts_one_local_worker_unless_told_workers_are_external(empty_db, monkeypatch):
+    from seqcopy.ui import state
+
+    monkeypatch.delenv("SEQCOPY_WORKER")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    again = AppTest.from_file(APP, default_timeout=60).run()
+    try:
+        assert not at.exception
+        worker = state._local_worker(empty_db)
+        assert worker.alive() and worker.starts == 1  # one per server process, however many sessions
+        assert f"Local worker: running (pid {worker.pid})" in texts(again.sidebar.caption)
+    finally:
+        state._local_worker(empty_db).stop()
