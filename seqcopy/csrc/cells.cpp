@@ -10,7 +10,8 @@
 // Notation as in seqcopy/cells.py; σ'(z) = σ(1-σ) and tanh'(z) = 1 - tanh², both written in terms
 // of the activated value (at::sigmoid_backward / at::tanh_backward take the output, not z).
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/csrc/utils/pybind.h>  // pybind11 with the Tensor casters, lighter than torch/extension.h
 
 #include <vector>
 
