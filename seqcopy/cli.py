@@ -245,3 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, StoreError, UnknownRun, checkpoint.CheckpointError) as error:
         print(f"seqcopy: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python -m seqcopy runs | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
