@@ -71,7 +71,7 @@ def render_form(errors: dict[str, str]) -> None:
             if errors.get("cells"):
                 st.markdown(f":red[**{errors['cells']}**]")
         with right:
-            st.text_input(label_for("seeds"), key=key("seeds"), help=help_for("seeds"))
+            st.text_input(label_for("seeds"), key=key("seeds"), help=help_for("seeds"), max_chars=500)
             if errors.get("seeds"):
                 st.markdown(f":red[**{errors['seeds']}**]")
     for group, names in GROUPS.items():

@@ -107,7 +107,7 @@ st.caption(f"Trained to copy {config.train_output_len} of {config.train_seq_len}
            f"'$' between. Type up to {limit} of the letters {' '.join(ALPHABET)}; longer than K tests how it generalises.")
 st.session_state.setdefault("play_text", random_sequence(min(config.train_seq_len, limit), np.random.default_rng(0)))
 text_column, random_column, long_column = st.columns([4, 1, 1], vertical_alignment="bottom")
-text = text_column.text_input("Sequence to copy", key="play_text")
+text = text_column.text_input("Sequence to copy", key="play_text", max_chars=2 * limit)
 random_column.button("Random sequence", on_click=set_random, args=(min(config.train_seq_len, limit),), width="stretch")
 longer = min(limit, 2 * config.train_seq_len)
 long_column.button(f"Random, {longer} letters", on_click=set_random, args=(longer,), width="stretch",

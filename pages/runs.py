@@ -11,7 +11,7 @@ from seqcopy.schema import STATUSES
 from seqcopy.store import UnknownRun
 from seqcopy.ui import state
 from seqcopy.ui.figures import run_curves_figure
-from seqcopy.ui.frames import config_diff, epochs_frame, filter_runs, runs_frame, smooth, stage_changes
+from seqcopy.ui.frames import config_diff, epochs_frame, filter_runs, parse_run_ids, runs_frame, smooth, stage_changes
 
 MAX_PLOTTED = 20  # runs drawn at once: beyond this the curves are unreadable anyway
 CURVE_COLUMNS = [f"{split}_{metric}" for split in ("train", "test") for metric in ("loss", "acc", "copy_acc")]
@@ -32,13 +32,7 @@ TABLE_COLUMNS = ["id", "cell", "seed", "status", "progress", "test_copy_acc", "t
 
 def ids_from_url() -> tuple[list[int], list[str]]:
     """?runs=3,7 → [3, 7]; anything that is not a run id is reported, not fatal."""
-    text = st.query_params.get("runs", "")
-    ids, bad = [], []
-    for part in text.split(","):
-        part = part.strip()
-        if part:
-            (ids if part.isdigit() else bad).append(int(part) if part.isdigit() else part)
-    return ids, bad
+    return parse_run_ids(st.query_params.get("runs", ""))
 
 
 def selection_from_url(known: set[int]) -> list[int]:

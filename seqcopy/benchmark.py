@@ -155,6 +155,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """One line saying what is wrong with the arguments, before anything is measured."""
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in CELL_NAMES]
+    if not cells or unknown:
+        return f"--cells: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(CELL_NAMES)}"
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    bad = [s for s in settings if s not in SETTINGS]
+    if not settings or bad:
+        return f"--settings: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(SETTINGS)}"
+    if args.repeats < 1:
+        return f"--repeats: at least 1, got {args.repeats}"
+    if args.warmup < 0:
+        return f"--warmup: 0 or more, got {args.warmup}"
+    if args.threads < 0:
+        return f"--threads: 0 (leave as is) or more, got {args.threads}"
+    return None
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -166,12 +185,12 @@ def _cpu_name() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = check_arguments(args)
+    if problem:
+        raise SystemExit(problem)
     if args.threads:
         torch.set_num_threads(args.threads)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    unknown = [c for c in cells if c not in CELL_NAMES]
-    if unknown:
-        raise SystemExit(f"unknown cells: {', '.join(unknown)}")
     settings = ["quick"] if args.quick else [s.strip() for s in args.settings.split(",")]
     repeats, warmup = (1, 1) if args.quick else (args.repeats, args.warmup)
     from . import fast

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 State = Tensor | tuple[Tensor, Tensor]
 
-CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")
+from .config import CELL_NAMES  # noqa: F401 - the names live with the config, free of torch
 
 
 class Cell(nn.Module):

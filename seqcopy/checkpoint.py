@@ -52,9 +52,17 @@ def from_bytes(data: bytes) -> tuple[CopyModel, RunConfig]:
         raise CheckpointError("not a seqcopy checkpoint (missing or unknown format marker)")
     try:
         config = RunConfig.from_dict(payload["config"])
+        # Validate before building: a crafted config could ask for terabytes. The device is
+        # not checked, so a model trained on a GPU loads on a CPU-only machine.
+        problems = config.validate(check_device=False)
+        if problems:
+            field, message = next(iter(problems.items()))
+            raise CheckpointError(f"checkpoint holds an invalid config ({field}: {message})")
         model = build_model(config)
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as error:
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"checkpoint does not match its config: {_first_line(error)}") from None
     return model.eval(), config
 

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 import threading
 from pathlib import Path
 
-from . import checkpoint
-from .cells import CELL_NAMES
-from .config import ConfigError, RunConfig
+from sqlalchemy.exc import SQLAlchemyError
+
+from .config import CELL_NAMES, ConfigError, RunConfig
 from .flags import add_config_flags, config_from_args
 from .store import DEFAULT_LEASE, StoreError, UnknownRun, open_store, worker_name
-from .train import EpochResult
-from .worker import RunExecution, Worker
+
+# torch is imported only by the commands that train or load models (train, worker, bench), so
+# listing or cancelling runs starts in a fraction of a second.
 
 
 class UsageError(Exception):
@@ -68,10 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tags", help="comma-separated tags to include (default: all)")
     _add_db(report)
 
-    bench = commands.add_parser("bench", help="training-step speed of each cell, as ratios", allow_abbrev=False)
-    from . import benchmark
-
-    benchmark.add_arguments(bench)
+    # The benchmark's own parser (seqcopy.benchmark) reads these arguments; it needs torch.
+    commands.add_parser("bench", help="training-step speed of each cell, as ratios (bench --help)", add_help=False)
     return parser
 
 
@@ -87,8 +89,8 @@ def _parse_list(text: str | None, kind, name: str) -> list:
     return items
 
 
-def _config_or_exit(config: RunConfig) -> RunConfig:
-    errors = config.validate()
+def _config_or_exit(config: RunConfig, check_device: bool = True) -> RunConfig:
+    errors = config.validate(check_device)
     if errors:
         field, message = next(iter(errors.items()))
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -110,7 +112,7 @@ class ProgressPrinter:
             sys.stderr.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} batches")
             sys.stderr.flush()
 
-    def on_epoch(self, e: EpochResult) -> None:
+    def on_epoch(self, e) -> None:
         if self.bar:
             sys.stderr.write("\r" + " " * 60 + "\r")
         stage = f" stage K={e.stage_seq_len} N={e.stage_output_len}" if self.curriculum else ""
@@ -129,37 +131,79 @@ def checkpoint_path(location: str, run_id: int, config: RunConfig) -> Path:
     return path / f"run{run_id}-{config.cell}-seed{config.seed}.pt"
 
 
+def _check_writable(folder: Path) -> None:
+    """Refuse a checkpoint location before training rather than lose the file after it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".seqcopy-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"-l/--location: cannot write checkpoints in {folder}: {error.strerror or error}") from None
+
+
+def _json_safe(summary: dict) -> dict:
+    """NaN and infinities (a diverged run) as null: JSON has no NaN."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+
+
+def install_stop_handlers(shutdown: threading.Event, hurry: threading.Event) -> None:
+    """The first SIGINT/SIGTERM finishes the epoch in progress; a second one stops at the next batch."""
+
+    def stop(_signum, _frame):
+        if shutdown.is_set():
+            hurry.set()
+        shutdown.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def cmd_train(args) -> int:
+    from . import checkpoint
+    from .worker import RunExecution
+
     config = _config_or_exit(config_from_args(args))
+    target = checkpoint_path(args.location, 0, config)  # run id 0: just to check the folder
+    _check_writable(target.parent)
     store = open_store(args.db)
     worker_id = f"cli:{worker_name()}"
     run_id = store.submit(config, status="running", worker_id=worker_id)
     printer = ProgressPrinter(config)
     print(f"run {run_id}: {config.cell}, seed {config.seed}, recorded in {store.safe_url}", flush=True)
-    run = store.get_run(run_id)
-    shutdown = threading.Event()
-    import signal
-
-    signal.signal(signal.SIGINT, lambda *_: shutdown.set())
-    signal.signal(signal.SIGTERM, lambda *_: shutdown.set())
-    execution = RunExecution(store, run, worker_id, DEFAULT_LEASE, shutdown, printer.on_epoch, printer.on_batch)
+    shutdown, hurry = threading.Event(), threading.Event()
+    install_stop_handlers(shutdown, hurry)
+    execution = RunExecution(
+        store, store.get_run(run_id), worker_id, DEFAULT_LEASE, shutdown, printer.on_epoch, printer.on_batch, hurry
+    )
     status = execution.execute()
     result = execution.result
+    if status == "lost":
+        print(f"run {run_id} was taken back by another process; its result is not recorded", file=sys.stderr)
+        return 1
     if status == "failed" or result is None:
-        print(f"run {run_id} failed: {store.get_run(run_id).error.splitlines()[0]}", file=sys.stderr)
+        print(f"run {run_id} failed: {(store.get_run(run_id).error or 'unknown error').splitlines()[0]}", file=sys.stderr)
         return 1
     if result.epochs:
-        path = checkpoint.save_file(checkpoint_path(args.location, run_id, config), result.model, config)
-        print(f"checkpoint saved to {path}", flush=True)
+        try:
+            path = checkpoint.save_file(checkpoint_path(args.location, run_id, config), result.model, config)
+            print(f"checkpoint saved to {path}", flush=True)
+        except OSError as error:  # the run and its checkpoint are safe in the store all the same
+            print(f"checkpoint not saved to {args.location}: {error.strerror or error} (it is in the store)", file=sys.stderr)
     summary = result.summary() | {"run_id": run_id, "status": status}
-    print(json.dumps(summary), flush=True)
+    print(json.dumps(_json_safe(summary)), flush=True)
     return 0
 
 
 def cmd_submit(args) -> int:
     cells = _parse_list(args.cells, str, "cells") or [args.cell]
     seeds = _parse_list(args.seeds, int, "seeds") or [args.seed]
-    configs = [_config_or_exit(config_from_args(args, cell=cell, seed=seed)) for cell in cells for seed in seeds]
+    # The device is checked by the worker that trains the run: this machine may have no GPU.
+    configs = [
+        _config_or_exit(config_from_args(args, cell=cell, seed=seed), check_device=False)
+        for cell in cells
+        for seed in seeds
+    ]
     store = open_store(args.db)
     for run_id in store.submit_many(configs):
         print(run_id)
@@ -172,6 +216,8 @@ def cmd_worker(args) -> int:
         raise UsageError(f"--lease: must be above 0 seconds, got {args.lease}")
     if args.idle_exit is not None and not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit: must be 0 seconds or more, got {args.idle_exit}")
+    from .worker import Worker
+
     store = open_store(args.db)
     worker = Worker(store, lease=args.lease)
     worker.install_signal_handlers()
@@ -182,7 +228,7 @@ def cmd_worker(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    store = open_store(args.db)
+    store = open_store(args.db, create=False)
     runs = store.list_runs()
     rows = [
         {
@@ -192,7 +238,7 @@ def cmd_runs(args) -> int:
         for r in runs
     ]
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps([_json_safe(row) for row in rows]))
         return 0
     if not rows:
         print("no runs yet: python -m seqcopy submit … or the dashboard's Launch page")
@@ -207,7 +253,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    store = open_store(args.db)
+    store = open_store(args.db, create=False)
     before = store.get_run(args.run_id).status  # request_cancel answers 'cancelled' either way
     if before in ("completed", "failed", "cancelled"):
         print(f"run {args.run_id} already {before}")
@@ -215,7 +261,7 @@ def cmd_cancel(args) -> int:
     status = store.request_cancel(args.run_id)
     message = {
         "cancelled": f"run {args.run_id} cancelled",
-        "running": f"run {args.run_id} will stop at its next check (within one epoch)",
+        "running": f"run {args.run_id} will stop within seconds (at its worker's next heartbeat, then the next batch)",
     }.get(status, f"run {args.run_id} already {status}")
     print(message)
     return 0
@@ -225,14 +271,20 @@ def cmd_report(args) -> int:
     from .report import build_report
 
     tags = _parse_list(args.tags, str, "tags") or None
-    print(build_report(open_store(args.db), tags))
+    print(build_report(open_store(args.db, create=False), tags))
     return 0
 
 
 def cmd_bench(args) -> int:
     from . import benchmark
 
-    return benchmark.run(args)
+    parser = OneLineParser(prog="python -m seqcopy bench", description=benchmark.__doc__, allow_abbrev=False)
+    benchmark.add_arguments(parser)
+    bench_args = parser.parse_args(args.extra)
+    problem = benchmark.check_arguments(bench_args)
+    if problem:
+        raise UsageError(problem)
+    return benchmark.run(bench_args)
 
 
 COMMANDS = {"train": cmd_train, "submit": cmd_submit, "worker": cmd_worker, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
@@ -240,11 +292,18 @@ COMMANDS = {"train": cmd_train, "submit": cmd_submit, "worker": cmd_worker, "run
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        if extra and args.command != "bench":  # only bench passes its arguments on
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, StoreError, UnknownRun, checkpoint.CheckpointError) as error:
+    except (UsageError, ConfigError, StoreError, UnknownRun, ValueError) as error:
+        # ValueError covers CheckpointError and a bad tag, without importing torch here
         print(f"seqcopy: error: {error}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as error:  # the database went away mid-command
+        print(f"seqcopy: database error: {' '.join(str(getattr(error, 'orig', error)).split())[:300]}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `python -m seqcopy runs | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0

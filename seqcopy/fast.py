@@ -18,6 +18,7 @@ chooses: ``cpp`` (the default), ``python`` (the twin), ``off`` (plain autograd t
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -49,6 +50,11 @@ def compiled_kernels():
             try:
                 from torch.utils.cpp_extension import load
 
+                # torch builds with ninja; pip installs it next to this interpreter, which is not
+                # on PATH unless the virtualenv is activated.
+                here = os.path.dirname(sys.executable)
+                if here not in os.environ.get("PATH", "").split(os.pathsep):
+                    os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
                 _compiled = load("seqcopy_cells", [str(_SOURCE)], extra_cflags=["-O3"])
             except Exception as error:  # noqa: BLE001 - any build failure means: fall back
                 warnings.warn(f"seqcopy: C++ cell kernels unavailable, using Python: {error}")

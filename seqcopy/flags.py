@@ -1,4 +1,4 @@
-"""The seed's sixteen training flags, shared by ``train``, ``submit`` and ``sweep``.
+"""The seed's sixteen training flags, shared by ``train`` and ``submit``.
 
 Short names and defaults are the seed's; each long name is the RunConfig field it sets.
 """
@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cells import CELL_NAMES
-from .config import CLIP_MODES, LR_SCHEDULES, RunConfig
+from .config import CELL_NAMES, CLIP_MODES, LR_SCHEDULES, RunConfig
 
 DEFAULTS = RunConfig()
 

@@ -219,6 +219,10 @@ class Store:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def _any(self, *conditions) -> bool:
+        with self._read() as conn:
+            return conn.execute(select(runs_t.c.id).where(*conditions).limit(1)).first() is not None
+
     # ------------------------------------------------------------------ queueing
     def submit(self, config: RunConfig, status: str = "queued", worker_id: str | None = None) -> int:
         return self.submit_many([config], status=status, worker_id=worker_id)[0]
@@ -228,7 +232,7 @@ class Store:
     ) -> list[int]:
         """Queue runs (all or none): every config is validated before anything is written."""
         for config in configs:
-            errors = config.validate()
+            errors = config.validate(check_device=False)  # the worker checks the device
             if errors:
                 raise ConfigError(errors)
         now = time.time()
@@ -249,6 +253,9 @@ class Store:
     def claim(self, worker_id: str, lease: float = DEFAULT_LEASE) -> RunInfo | None:
         """Atomically take the oldest queued run for ``worker_id``; None when the queue is empty."""
         now = time.time()
+        # An idle worker polls often: look with a read first, take the write lock only for work.
+        if not self._any(runs_t.c.status == "queued"):
+            return None
         with self._write() as conn:
             query = select(runs_t.c.id).where(runs_t.c.status == "queued").order_by(runs_t.c.id).limit(1)
             if not self.is_sqlite:
@@ -361,12 +368,12 @@ class Store:
         """Fail running runs whose worker stopped sending heartbeats past the lease. Their
         finished epochs stay; the reason is recorded. Returns the ids taken back."""
         now = time.time() if now is None else now
+        lapsed = (runs_t.c.status == "running", runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now)
+        if not self._any(*lapsed):
+            return []
         with self._write() as conn:
             expired = conn.execute(
-                select(runs_t.c.id, runs_t.c.worker_id, runs_t.c.heartbeat_at).where(
-                    runs_t.c.status == "running",
-                    runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now,
-                )
+                select(runs_t.c.id, runs_t.c.worker_id, runs_t.c.heartbeat_at).where(*lapsed)
             ).all()
             taken = []
             for run_id, worker, beat in expired:
@@ -449,10 +456,24 @@ class Store:
             return set(conn.execute(select(checkpoints_t.c.run_id)).scalars())
 
 
-def open_store(url: str | None = None) -> Store:
-    """A Store for ``url`` (or SEQCOPY_DB, or runs.db); StoreError with one line when unusable."""
+def _refuse_missing_sqlite_file(url: str | None) -> None:
     try:
-        return Store(url)
+        parsed = make_url(database_url(url))
+    except ArgumentError:
+        return  # Store() reports a malformed URL in its own words
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not os.path.exists(parsed.database):
+            raise StoreError(f"no runs store at {parsed.database} (nothing has been run here yet?)")
+
+
+def open_store(url: str | None = None, create: bool = True) -> Store:
+    """A Store for ``url`` (or SEQCOPY_DB, or runs.db); StoreError with one line when unusable.
+    ``create=False`` (for commands that only read or cancel) refuses to create a new store, so a
+    mistyped path reports an error instead of leaving an empty runs.db behind."""
+    try:
+        if not create:
+            _refuse_missing_sqlite_file(url)
+        return Store(url, create=create)
     except StoreError:
         raise
     except SQLAlchemyError as error:

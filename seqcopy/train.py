@@ -186,7 +186,9 @@ def train(
             for done, (x, y) in enumerate(batches, start=1):
                 if should_stop is not None and should_stop():
                     raise Stopped
-                if plateau is None:
+                # The schedule sets the rate; with 'plateau' only through the warm-up, after
+                # which ReduceLROnPlateau owns it.
+                if plateau is None or step <= config.warmup_epochs * config.batches_per_epoch:
                     for group in optimiser.param_groups:
                         group["lr"] = _learning_rate(config, step, total_steps, config.batches_per_epoch)
                 x, y = x.to(device), y.to(device)
@@ -204,9 +206,12 @@ def train(
                 if on_batch is not None:
                     on_batch(done, config.batches_per_epoch)
             train_seconds = time.perf_counter() - started
-            test_counts, _ = evaluate(
-                model, test_inputs, test_targets, test_layout, config.train_length, device
+            last_epoch = epoch == config.epochs  # its test pass also gives the per-position result
+            test_counts, per_position = evaluate(
+                model, test_inputs, test_targets, test_layout, config.train_length, device, positions=last_epoch
             )
+            if last_epoch:
+                result.position_acc = per_position
             seconds = time.perf_counter() - started
             epoch_result = EpochResult(
                 epoch=epoch,
@@ -242,7 +247,7 @@ def train(
         result.stopped = True
         return result
 
-    _final_evaluation(result, test_inputs, test_targets, test_layout, device)
+    _length_sweep(result, device)
     return result
 
 
@@ -255,12 +260,9 @@ def _stage_data(config: RunConfig, stages: list[tuple[int, int]], stage: int):
     return layout, inputs, targets
 
 
-def _final_evaluation(result: TrainResult, test_inputs, test_targets, test_layout, device) -> None:
-    """Copy accuracy by output position on the test set, and by test length."""
+def _length_sweep(result: TrainResult, device) -> None:
+    """Copy accuracy at several test lengths: the training length, 2× and 5× (generalisation)."""
     config, model = result.config, result.model
-    _, result.position_acc = evaluate(
-        model, test_inputs, test_targets, test_layout, config.train_length, device, positions=True
-    )
     rng = data.generator(config.seed, data.SWEEP_STREAM)
     ratio = config.train_output_len / config.train_seq_len
     for factor in SWEEP_FACTORS:

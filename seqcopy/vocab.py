@@ -57,10 +57,10 @@ def validate_symbols(text: str, max_length: int) -> list[int]:
     cleaned = text.strip().lower()
     if not cleaned:
         raise InvalidSequence(f"type at least one of the letters {' '.join(ALPHABET)}")
+    if len(cleaned) > max_length:  # checked first: no work on an over-long text
+        raise InvalidSequence(f"{len(cleaned)} letters is too long: at most {max_length}")
     bad = sorted({ch for ch in cleaned if ch not in ALPHABET})
     if bad:
-        shown = ", ".join(repr(ch) for ch in bad)
+        shown = ", ".join(repr(ch) for ch in bad[:10])
         raise InvalidSequence(f"only the letters {' '.join(ALPHABET)} can be copied; not {shown}")
-    if len(cleaned) > max_length:
-        raise InvalidSequence(f"{len(cleaned)} letters is too long: at most {max_length}")
     return [_INDEX_OF[ch] for ch in cleaned]

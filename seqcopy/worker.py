@@ -36,12 +36,15 @@ class RunExecution:
         shutdown: threading.Event,
         on_epoch: Callable[[EpochResult], None] | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        hurry: threading.Event | None = None,
     ):
         self.store = store
         self.run = run
         self.worker_id = worker_id
         self.beat_every = max(0.2, min(5.0, lease / 4))
         self.shutdown = shutdown  # set by SIGTERM/SIGINT: stop after the current epoch
+        self.hurry = hurry or threading.Event()  # set by a second signal: stop at the next batch
+        self.lease = lease
         self.cancelled = threading.Event()  # set when the user cancels: stop at the next batch
         self.lost = threading.Event()  # set when the run was taken back from us
         self.progress = (0, run.config.batches_per_epoch)
@@ -56,15 +59,29 @@ class RunExecution:
             self._listeners[1](done, total)
 
     def _should_stop(self) -> bool:
-        return self.cancelled.is_set() or self.lost.is_set()
+        return self.cancelled.is_set() or self.lost.is_set() or self.hurry.is_set()
 
     def _on_epoch(self, result: EpochResult) -> None:
-        if self.store.record_epoch(self.run.id, self.worker_id, result.to_dict()):
+        if self._record_epoch(result):
             self.cancelled.set()
         if self._listeners[0] is not None:
             self._listeners[0](result)
-        if self.shutdown.is_set() or self._should_stop():
+        last = result.epoch == self.run.config.epochs  # a finished run completes, whatever came
+        if not last and (self.shutdown.is_set() or self._should_stop()):
             raise Stopped  # the epoch is safely recorded; end the run here
+
+    def _record_epoch(self, result: EpochResult) -> bool:
+        """record_epoch, retried with backoff through a passing database outage (up to the
+        lease: past it the run is no longer ours anyway)."""
+        deadline, delay = time.monotonic() + self.lease, 0.5
+        while True:
+            try:
+                return self.store.record_epoch(self.run.id, self.worker_id, result.to_dict())
+            except OperationalError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _heartbeat_loop(self) -> None:
         while not self._done.wait(self.beat_every):
@@ -116,6 +133,12 @@ class RunExecution:
             self.store.finish(self.run.id, self.worker_id, status, **details)
         except LeaseLost:
             pass  # another worker already declared this run dead; its verdict stands
+        except Exception as error:  # e.g. a checkpoint the database refuses: record why
+            reason = f"could not record the {status} run: {type(error).__name__}: {_describe(error)}"
+            try:
+                self.store.finish(self.run.id, self.worker_id, "failed", error=reason)
+            except Exception:
+                pass  # the database is gone: the lease expiry will take the run back
 
 
 class Worker:
@@ -127,11 +150,15 @@ class Worker:
         self.lease = lease
         self.poll = poll
         self.shutdown = threading.Event()
+        self.hurry = threading.Event()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT finish the current epoch, record it, and stop."""
+        """SIGTERM and SIGINT finish the current epoch, record it, and stop; a second signal
+        stops at the next batch (the run keeps its finished epochs)."""
 
-        def stop(signum, _frame):
+        def stop(_signum, _frame):
+            if self.shutdown.is_set():
+                self.hurry.set()
             self.shutdown.set()
 
         signal.signal(signal.SIGTERM, stop)
@@ -143,7 +170,7 @@ class Worker:
         run = self.store.claim(self.worker_id, self.lease)
         if run is None:
             return None
-        return RunExecution(self.store, run, self.worker_id, self.lease, self.shutdown).execute()
+        return RunExecution(self.store, run, self.worker_id, self.lease, self.shutdown, hurry=self.hurry).execute()
 
     def run(self, once: bool = False, idle_exit: float | None = None) -> int:
         """Loop until shutdown; ``once`` stops after one run (or at once if none is queued);

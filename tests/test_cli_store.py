@@ -87,7 +87,7 @@ BAD_SUBMISSIONS = {
     "batch 0": (["-b", "0"], "batch-size"),
     "no train samples": (["-trs", "0"], "train-samples"),
     "no test samples": (["-ts", "0"], "test-samples"),
-    "no such device": (["-d", "cuda"], "device"),
+    "no such device": (["-d", "tpu"], "device"),
     "clip mode": (["--clip", "hard"], "clip"),
     "lr schedule": (["--lr-schedule", "sometimes"], "lr-schedule"),
     "tag too long": (["--tag", "x" * 201], "tag"),
@@ -121,6 +121,8 @@ def test_bad_urls_exit_2_with_one_line(capsys, command, case):
     url, needle = BAD_URLS[case]
     argv = {"submit": ["submit", *TINY_FLAGS], "worker": ["worker", "--once"], "runs": ["runs"], "cancel": ["cancel", "1"]}[command]
     code, out, err = run_cli(capsys, *argv, "--db", url)
+    if case == "missing folder" and command in ("runs", "cancel"):
+        needle = "no runs store at"  # the read-only commands never create a store
     assert_one_line_error(code, err, needle)
 
 
@@ -154,6 +156,7 @@ def test_a_real_process_prints_one_line_and_no_traceback():
 
 # ---------------------------------------------------------------------------- cancel, worker
 def test_cancel_of_an_unknown_run_exits_2(db_url, capsys):
+    Store(db_url).close()  # an existing, empty store
     code, out, err = run_cli(capsys, "cancel", "424242", "--db", db_url)
     assert_one_line_error(code, err, "no run with id 424242")
     code, out, err = run_cli(capsys, "cancel", "seven", "--db", db_url)
@@ -206,3 +209,14 @@ def test_train_with_a_bad_config_writes_nothing(db_url, capsys):
     code, out, err = run_cli(capsys, "train", *TINY_FLAGS, "-hs", "0", "--db", db_url)
     assert_one_line_error(code, err, "hidden-size")
     assert run_count(db_url) == 0
+
+
+def test_a_gpu_run_can_be_queued_from_a_machine_without_one(tmp_path, capsys):
+    """The device is the training worker's business: a CPU-only machine may queue a cuda run."""
+    from seqcopy.cli import main
+    from seqcopy.store import Store
+
+    url = f"sqlite:///{tmp_path / 'gpu.db'}"
+    assert main(["submit", "-d", "cuda", "--db", url]) == 0
+    (run,) = Store(url).list_runs()
+    assert run.config.device == "cuda" and run.status == "queued"

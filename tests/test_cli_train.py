@@ -132,3 +132,36 @@ def test_pickled_code_is_refused(tmp_path):
 def test_missing_checkpoint_file(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="cannot read"):
         checkpoint.load_file(tmp_path / "absent.pt")
+
+
+def test_an_unwritable_location_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    db = tmp_path / "runs.db"
+    code = main(["train", *TINY_FLAGS, "-l", str(blocker / "sub"), "--db", f"sqlite:///{db}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write checkpoints" in err and len(err.strip().splitlines()) == 1
+    assert not db.exists()  # refused before any run was recorded
+
+
+def test_the_summary_is_valid_json_even_for_a_diverged_run():
+    from seqcopy.cli import _json_safe
+
+    line = json.dumps(_json_safe({"train_loss": float("nan"), "test_loss": float("inf"), "epochs": 3}))
+    assert json.loads(line) == {"train_loss": None, "test_loss": None, "epochs": 3}
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"cell": "lstm", "hidden_size": 10**6}, "invalid config"),  # would ask for terabytes
+        ("not a dict", "does not match"),
+    ],
+)
+def test_crafted_checkpoint_configs_are_refused(config, words):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"format": 1, "config": config, "state_dict": {}}, buffer)
+    with pytest.raises(checkpoint.CheckpointError, match=words):
+        checkpoint.from_bytes(buffer.getvalue())

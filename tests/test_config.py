@@ -55,3 +55,21 @@ def test_each_bad_field_has_its_message(changes, field, words):
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 def test_unavailable_device_refused():
     assert "no CUDA" in RunConfig(device="cuda").validate()["device"]
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"tag": None}, "tag"),
+        ({"curriculum_threshold": "high"}, "curriculum_threshold"),
+        ({"curriculum": "yes"}, "curriculum"),
+        ({"warmup_epochs": 10, "epochs": 10}, "warmup_epochs"),
+    ],
+)
+def test_stored_configs_of_the_wrong_type_are_reported_not_raised(changes, field):
+    assert field in RunConfig(**changes).validate()
+
+
+def test_device_names_are_checked_without_the_device():
+    assert RunConfig(device="cuda").validate(check_device=False) == {}
+    assert "unknown device" in RunConfig(device="tpu").validate(check_device=False)["device"]

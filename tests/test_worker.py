@@ -291,3 +291,24 @@ def test_sigterm_stops_an_idle_worker_at_once(sqlite_url):
     finally:
         code, err = finish(worker, timeout=15)
     assert code == 0 and "stopped after 0 run(s)" in err
+
+
+def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
+    """SIGTERM while the final epoch runs: every epoch finished, so the run completes with its
+    final results instead of being marked cancelled."""
+    import threading
+
+    from seqcopy.config import RunConfig
+    from seqcopy.store import Store
+    from seqcopy.worker import RunExecution
+
+    store = Store(sqlite_url)
+    config = RunConfig(train_seq_len=4, test_seq_len=6, padding=2, train_output_len=4, test_output_len=4,
+                       batch_size=16, embedding_size=4, hidden_size=8, epochs=1, train_samples=32, test_samples=8)
+    run_id = store.submit(config)
+    run = store.claim("w")
+    shutdown = threading.Event()
+    shutdown.set()  # the signal came before the (only, hence last) epoch ended
+    assert RunExecution(store, run, "w", 30.0, shutdown).execute() == "completed"
+    assert store.get_run(run_id).status == "completed"
+    assert store.position_results([run_id]) and store.checkpoint(run_id)

@@ -167,3 +167,19 @@ def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_ke
         "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) for i in ids],
     })
     return frame.merge(meta, on="run_id", how="left")
+
+
+def parse_run_ids(text: str, limit: int = 200) -> tuple[list[int], list[str]]:
+    """'3, 7,x' → ([3, 7], ['x']): the run ids of a shared link, and what is not one.
+    Only ASCII digits count ('²'.isdigit() is true, yet int('²') fails); at most ``limit`` ids."""
+    ids: list[int] = []
+    bad: list[str] = []
+    for part in text.split(",")[:limit]:
+        part = part.strip()
+        if not part:
+            continue
+        if part.isascii() and part.isdecimal():
+            ids.append(int(part))
+        else:
+            bad.append(part[:20])
+    return ids, bad
