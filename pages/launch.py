@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from seqcopy.cells import CELL_NAMES
+from seqcopy.config import CELL_NAMES
 from seqcopy.config import PRESETS, ConfigError, RunConfig
 from seqcopy.store import StoreError, UnknownRun
 from seqcopy.ui import state

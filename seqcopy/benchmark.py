@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .cells import CELL_NAMES
+from .config import CELL_NAMES
 from .model import CopyModel
 from .vocab import VOCAB_SIZE
 

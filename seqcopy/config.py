@@ -63,6 +63,7 @@ class RunConfig:
     lr_schedule: str = "constant"
     warmup_epochs: int = 0
     clip: str = "value"  # 'value': clamp each gradient to [-1, 1] as the seed did; 'norm': norm ≤ 1
+    fresh_data: bool = False  # draw a new training set every epoch instead of reusing one
     fused: bool = True  # False trains the readable reference cells instead of the fast kernels
     tag: str = ""
 
@@ -169,7 +170,7 @@ class RunConfig:
             errors["curriculum_threshold"] = f"must be a number in (0, 1], got {threshold!r}"
         if "warmup_epochs" not in errors and "epochs" not in errors and self.warmup_epochs >= self.epochs:
             errors["warmup_epochs"] = f"the warm-up ({self.warmup_epochs}) must be shorter than the run ({self.epochs} epochs)"
-        for name in ("curriculum", "fused"):
+        for name in ("curriculum", "fused", "fresh_data"):
             if not isinstance(getattr(self, name), bool):
                 errors[name] = f"must be true or false, got {getattr(self, name)!r}"
         if self.lr_schedule not in LR_SCHEDULES:

@@ -52,6 +52,7 @@ def add_config_flags(parser: argparse.ArgumentParser, with_location: bool = True
     extra.add_argument("--lr-schedule", default=DEFAULTS.lr_schedule, help=f"{', '.join(LR_SCHEDULES)}")
     extra.add_argument("--warmup-epochs", type=int, default=DEFAULTS.warmup_epochs, help="linear learning-rate warm-up")
     extra.add_argument("--clip", default=DEFAULTS.clip, help=f"gradient clipping: {', '.join(CLIP_MODES)} (value = the seed's [-1, 1])")
+    extra.add_argument("--fresh-data", action="store_true", help="draw a new training set every epoch (no memorising a fixed set)")
     extra.add_argument("--reference-cells", action="store_true", help="train the readable reference cells, not the fused kernels")
     extra.add_argument("--tag", default="", help="a short note stored with the run")
 
@@ -66,6 +67,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
         warmup_epochs=args.warmup_epochs,
         clip=args.clip,
         fused=not args.reference_cells,
+        fresh_data=args.fresh_data,
         tag=args.tag,
     )
     values.update(overrides)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from .cells import CELL_NAMES
+from .config import CELL_NAMES
 from .store import Store
 
 THRESHOLDS = (0.90, 0.99)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
 from . import data
@@ -236,9 +237,12 @@ def train(
             if plateau is not None and epoch >= config.warmup_epochs:
                 plateau.step(test_counts.copy_accuracy)
             # The curriculum moves on once the current stage is copied well enough.
-            if stage < len(stages) - 1 and counts.copy_accuracy >= config.curriculum_threshold:
-                stage += 1
-                train_set = _stage_data(config, stages, stage)
+            if epoch < config.epochs:
+                if stage < len(stages) - 1 and counts.copy_accuracy >= config.curriculum_threshold:
+                    stage += 1
+                    train_set = _stage_data(config, stages, stage)
+                elif config.fresh_data:
+                    train_set = _stage_data(config, stages, stage, epoch)
     except Stopped:
         # A stop inside an epoch leaves half-trained weights; the run's checkpoint must be the
         # weights of the last epoch it reports, so put those back.
@@ -251,12 +255,15 @@ def train(
     return result
 
 
-def _stage_data(config: RunConfig, stages: list[tuple[int, int]], stage: int):
+def _stage_data(config: RunConfig, stages: list[tuple[int, int]], stage: int, epoch: int = 0):
+    """The training set of a curriculum stage. Each stage draws from its own stream, and the last
+    stage is the plain task's training set; with ``fresh_data`` every epoch after the first draws
+    a new set (from a stream of its own, so runs stay reproducible)."""
     symbols, output = stages[stage]
     layout = Layout(symbols, config.padding, output)
-    # Each stage draws from its own stream; the last stage is the plain task's training set.
     stream = data.TRAIN_STREAM if stage == len(stages) - 1 else 100 + stage
-    inputs, targets = data.random_sequences(data.generator(config.seed, stream), config.train_samples, layout)
+    rng = data.generator(config.seed, stream) if epoch == 0 else np.random.default_rng([config.seed, stream, epoch])
+    inputs, targets = data.random_sequences(rng, config.train_samples, layout)
     return layout, inputs, targets
 
 

@@ -120,3 +120,24 @@ def test_training_does_not_touch_global_rng_results():
     torch.manual_seed(999)
     b = train(TINY).epochs[-1].train_loss
     assert a == b
+
+
+def test_fresh_data_draws_a_new_training_set_each_epoch_reproducibly(monkeypatch):
+    import seqcopy.train as train_module
+
+    drawn = []
+    original = train_module.data.random_sequences
+
+    def spy(rng, count, layout):
+        inputs, targets = original(rng, count, layout)
+        drawn.append(inputs)
+        return inputs, targets
+
+    monkeypatch.setattr(train_module.data, "random_sequences", spy)
+    config = TINY.replace(fresh_data=True, epochs=3)
+    first = [e.train_loss for e in train(config).epochs]
+    sets = [d for d in drawn if d.shape == (TINY.train_samples, TINY.train_length)]
+    assert len(sets) == 1 + 2  # the first set, then one per later epoch (the last needs none)
+    assert not torch.equal(sets[0], sets[1]) and not torch.equal(sets[1], sets[2])
+    drawn.clear()
+    assert [e.train_loss for e in train(config).epochs] == first  # still reproducible

@@ -8,8 +8,7 @@ from collections.abc import Iterable, Mapping
 import re
 from dataclasses import dataclass, fields
 
-from ..cells import CELL_NAMES
-from ..config import CLIP_MODES, DEVICES, FIELD_HELP, LR_SCHEDULES, RunConfig
+from ..config import CELL_NAMES, CLIP_MODES, DEVICES, FIELD_HELP, LR_SCHEDULES, RunConfig
 
 _RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 MAX_GRID = 100  # runs one submit may queue: a typo in the seeds must not queue thousands
@@ -35,6 +34,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "clip": ("Gradient clipping", "choice"),
     "device": ("Device", "choice"),
     "train_samples": ("Training sequences", "int"),
+    "fresh_data": ("New training set every epoch", "bool"),
     "test_samples": ("Test sequences", "int"),
     "tag": ("Tag", "text"),
 }
@@ -45,7 +45,7 @@ GROUPS: dict[str, list[str]] = {
              "curriculum", "curriculum_start", "curriculum_threshold"],
     "Model": ["embedding_size", "hidden_size", "fused"],
     "Training": ["epochs", "batch_size", "lr", "lr_schedule", "warmup_epochs", "clip", "device"],
-    "Data": ["train_samples", "test_samples", "tag"],
+    "Data": ["train_samples", "test_samples", "fresh_data", "tag"],
 }
 
 EXTRA_HELP = {
@@ -56,6 +56,7 @@ EXTRA_HELP = {
     "warmup_epochs": "epochs of linear learning-rate warm-up",
     "clip": "value: clamp each gradient to [-1, 1] (the original); norm: total gradient norm ≤ 1",
     "fused": "off trains the readable reference cells (slower, same maths)",
+    "fresh_data": "draw new training sequences every epoch, so the model cannot memorise a fixed set",
     "tag": "a short note stored with the runs, to find and group them later",
     "cells": "one run per cell and seed is queued",
     "seeds": "comma-separated seeds or ranges, e.g. 0, 1, 2 or 0-4",
