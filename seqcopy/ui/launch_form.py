@@ -34,7 +34,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "clip": ("Gradient clipping", "choice"),
     "device": ("Device", "choice"),
     "train_samples": ("Training sequences", "int"),
-    "fresh_data": ("New training set every epoch", "bool"),
+    "fresh_data": ("Fresh data each epoch", "bool"),
     "test_samples": ("Test sequences", "int"),
     "tag": ("Tag", "text"),
 }
