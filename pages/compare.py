@@ -73,20 +73,21 @@ st.subheader("Where copying breaks down")
 ids = tuple(sorted(infos))
 positions = results_frame(state.position_results(state.url(), ids), infos, group_key)
 lengths = results_frame(state.length_results(state.url(), ids), infos, group_key)
+
+
+
+def final_result_chart(column, frame, x: str, x_title: str, what: str, title: str, key: str) -> None:
+    with column:
+        if frame.empty:
+            st.info(f"Copy accuracy by {what} is recorded when a run completes; none of these has yet.")
+            return
+        figure = seed_band_figure(frame, x=x, y="copy_acc", title=title, chance=True, show_seeds=show_seeds,
+                                  x_title=x_title, y_title="copy accuracy", legend_columns=2)
+        st.plotly_chart(figure, width="stretch", key=key)
+
+
 left, right = st.columns(2)
-with left:
-    if positions.empty:
-        st.info("Copy accuracy by output position is recorded when a run completes; none of these has yet.")
-    else:
-        st.plotly_chart(seed_band_figure(positions, x="position", y="copy_acc", title="Copy accuracy by output position (test set)",
-                                         chance=True, show_seeds=show_seeds, x_title="output position", y_title="copy accuracy",
-                                         legend_columns=2),
-                        width="stretch", key="compare_positions")
-with right:
-    if lengths.empty:
-        st.info("Copy accuracy by test length is recorded when a run completes; none of these has yet.")
-    else:
-        st.plotly_chart(seed_band_figure(lengths, x="seq_len", y="copy_acc", title="Copy accuracy by test length K (generalisation)",
-                                         chance=True, show_seeds=show_seeds, x_title="input length K", y_title="copy accuracy",
-                                         legend_columns=2),
-                        width="stretch", key="compare_lengths")
+final_result_chart(left, positions, "position", "output position", "output position",
+                   "Copy accuracy by output position (test set)", "compare_positions")
+final_result_chart(right, lengths, "seq_len", "input length K", "test length",
+                   "Copy accuracy by test length K (generalisation)", "compare_lengths")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,23 @@ def filled_dashboard(tmp_path):
     yield from serve(tmp_path, database, with_worker=False)
 
 
+@contextmanager
+def chromium_page():
+    """A page of Debian's Chromium, closed afterwards; the timeouts allow for the first page
+    load, which imports torch (seconds on 2 cores)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.set_default_timeout(30_000)
+            expect.set_options(timeout=30_000)
+            yield page
+        finally:
+            browser.close()
+
+
 def settle(page) -> None:
     """Wait for Streamlit to finish the rerun a change started."""
     page.wait_for_timeout(300)
@@ -119,17 +137,13 @@ def set_number(page, label: str, value) -> None:
 
 
 def test_launch_train_watch_compare_and_play(dashboard):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from seqcopy.store import Store
 
     base, database, logs = dashboard
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
-        page.set_default_timeout(30_000)
-        expect.set_options(timeout=30_000)  # the first page load imports torch: seconds on 2 cores
+    with chromium_page() as page:
         try:
             # Launch: the Quick demo preset, made tiny so it trains in seconds.
             page.goto(base)
@@ -187,22 +201,16 @@ def test_launch_train_watch_compare_and_play(dashboard):
             for log in sorted(logs.glob("*.log")):
                 print(log.read_text()[-3000:])
             raise
-        finally:
-            browser.close()
 
 
 def test_every_page_with_every_kind_of_run(filled_dashboard):
     """Screenshots of a busy store: the queue with a running run, several runs' curves with a
     curriculum stage change, seed bands on Compare."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     base, _, logs = filled_dashboard
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 2000})
-        page.set_default_timeout(30_000)
-        expect.set_options(timeout=30_000)  # the first page load imports torch: seconds on 2 cores
+    with chromium_page() as page:
         try:
             page.goto(base)
             expect(page.get_by_text("1 running, 1 queued")).to_be_visible()
@@ -222,5 +230,3 @@ def test_every_page_with_every_kind_of_run(filled_dashboard):
             for log in sorted(logs.glob("*.log")):
                 print(log.read_text()[-3000:])
             raise
-        finally:
-            browser.close()
