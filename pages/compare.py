@@ -15,11 +15,7 @@ GROUP_KEYS = [name for name in RunConfig().to_dict() if name != "seed"]
 CURVE_METRICS = [m for m in EPOCH_METRICS if m not in ("lr",)]
 
 st.title("Compare")
-all_runs = state.runs(state.url())
-if not all_runs:
-    st.info("No runs yet: queue a few seeds of several cells on the Launch page, then compare them here.")
-    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
-    st.stop()
+all_runs = state.runs_or_stop("No runs yet: queue a few seeds of several cells on the Launch page, then compare them here.")
 
 frame = runs_frame(all_runs)
 top = st.columns(4)

@@ -70,11 +70,7 @@ def stepper(trace) -> None:
 
 
 st.title("Playground")
-all_runs = state.runs(state.url())
-if not all_runs:
-    st.info("No runs yet. Train one on the Launch page (the Quick demo preset learns in about a minute), then come back.")
-    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
-    st.stop()
+all_runs = state.runs_or_stop("No runs yet. Train one on the Launch page (the Quick demo preset learns in about a minute), then come back.")
 with_checkpoint = state.checkpoint_ids(state.url())
 usable = [run for run in all_runs if run.id in with_checkpoint and run.status in ("completed", "cancelled")]
 if not usable:

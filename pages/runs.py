@@ -173,11 +173,7 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
 
 
 st.title("Runs")
-all_runs = state.runs(state.url())
-if not all_runs:
-    st.info("No runs yet. Queue some on the Launch page; they appear here as soon as they are queued.")
-    st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
-    st.stop()
+all_runs = state.runs_or_stop("No runs yet. Queue some on the Launch page; they appear here as soon as they are queued.")
 
 frame = runs_frame(all_runs, now=time.time())
 selected = selection_from_url(set(frame["id"]))

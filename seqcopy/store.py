@@ -219,6 +219,14 @@ class Store:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @staticmethod
+    def _status(conn: Connection, run_id: int) -> str:
+        """The run's status, inside the caller's transaction; UnknownRun if there is none."""
+        status = conn.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
+        if status is None:
+            raise UnknownRun(f"no run with id {run_id}")
+        return status
+
     def _any(self, *conditions) -> bool:
         with self._read() as conn:
             return conn.execute(select(runs_t.c.id).where(*conditions).limit(1)).first() is not None
@@ -347,9 +355,7 @@ class Store:
     def request_cancel(self, run_id: int) -> str:
         """Cancel a queued run at once, or ask a running one to stop; returns its status after."""
         with self._write() as conn:
-            status = conn.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
-            if status is None:
-                raise UnknownRun(f"no run with id {run_id}")
+            status = self._status(conn, run_id)
             if status == "queued":
                 changed = conn.execute(
                     update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "queued")
@@ -398,9 +404,7 @@ class Store:
     def delete_run(self, run_id: int) -> None:
         """Delete a run that is not running, with everything recorded for it."""
         with self._write() as conn:
-            status = conn.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
-            if status is None:
-                raise UnknownRun(f"no run with id {run_id}")
+            status = self._status(conn, run_id)
             if status == "running":
                 raise ValueError(f"run {run_id} is running: cancel it first")
             for table in (epochs_t, checkpoints_t, positions_t, lengths_t):

@@ -60,6 +60,16 @@ def runs(database: str) -> list[RunInfo]:
     return _store(database).list_runs()
 
 
+def runs_or_stop(empty_message: str) -> list[RunInfo]:
+    """Every run; on an empty store, the page's pointer to Launch, and the page stops there."""
+    found = runs(url())
+    if not found:
+        st.info(empty_message)
+        st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
+        st.stop()
+    return found
+
+
 @st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
 def active_runs(database: str) -> list[RunInfo]:
     return _store(database).list_runs(statuses=("queued", "running"))
