@@ -12,10 +12,10 @@ from seqcopy.ui import state
 st.set_page_config(page_title="seqcopy", page_icon="🔁", layout="wide")
 
 pages = [
-    st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:", default=True),
-    st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-    st.Page("pages/playground.py", title="Playground", icon=":material/keyboard:"),
+    st.Page("views/launch.py", title="Launch", icon=":material/rocket_launch:", default=True),
+    st.Page("views/runs.py", title="Runs", icon=":material/monitoring:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/playground.py", title="Playground", icon=":material/keyboard:"),
 ]
 page = st.navigation(pages)
 

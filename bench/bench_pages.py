@@ -27,7 +27,7 @@ from seqcopy.cells import CELL_NAMES  # noqa: E402
 from seqcopy.config import RunConfig  # noqa: E402
 from seqcopy.store import Store, checkpoints_t, epochs_t, lengths_t, positions_t, runs_t  # noqa: E402
 
-PAGES = ["pages/launch.py", "pages/runs.py", "pages/compare.py", "pages/playground.py"]
+PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]
 
 
 def fill(url: str, runs: int, epochs: int) -> list[int]:

@@ -230,3 +230,16 @@ def test_every_page_with_every_kind_of_run(filled_dashboard):
             for log in sorted(logs.glob("*.log")):
                 print(log.read_text()[-3000:])
             raise
+
+
+def test_a_shared_link_opened_first_goes_through_the_app(filled_dashboard):
+    """The first request a fresh server gets is a shared /runs link: the page must still run
+    inside app.py (its navigation and sidebar), not as a bare script of a pages folder."""
+    from playwright.sync_api import expect
+
+    base, _, _ = filled_dashboard
+    with chromium_page() as page:
+        page.goto(f"{base}/runs?runs=1")
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        expect(page.get_by_text("Database:")).to_be_visible()  # written by app.py's sidebar
+        expect(page.get_by_role("link", name="Launch")).to_be_visible()  # app.py's st.navigation

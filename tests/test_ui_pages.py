@@ -16,7 +16,7 @@ from seqcopy.store import Store
 from seqcopy.ui.launch_form import label_for
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/launch.py", "pages/runs.py", "pages/compare.py", "pages/playground.py"]
+PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]
 
 
 def open_page(page: str, query: dict | None = None) -> AppTest:
@@ -61,7 +61,7 @@ def filled_db(filled, monkeypatch):
 @pytest.mark.parametrize("page", PAGES)
 def test_each_page_on_an_empty_store_points_to_launch(empty_db, page):
     at = open_page(page)
-    if page == "pages/launch.py":
+    if page == "views/launch.py":
         assert "Nothing is queued" in texts(at.info)
     else:
         assert "Launch" in texts(at.info)
@@ -87,7 +87,7 @@ def test_each_page_on_a_store_with_every_kind_of_run(filled_db, page):
 def test_runs_page_draws_the_runs_named_in_the_url(filled_db):
     _, ids = filled_db
     chosen = [ids["completed"][0], ids["completed"][3], ids["running"][0], ids["single"][0]]
-    at = open_page("pages/runs.py", {"runs": ",".join(map(str, chosen))})
+    at = open_page("views/runs.py", {"runs": ",".join(map(str, chosen))})
     assert f"{len(chosen)} selected run(s)" in texts(at.subheader)
     charts = at.get("plotly_chart")
     assert len(charts) == 3  # loss, accuracy, copy accuracy
@@ -98,14 +98,14 @@ def test_runs_page_draws_the_runs_named_in_the_url(filled_db):
 
 
 def test_runs_page_ignores_what_is_not_a_run_in_the_url(filled_db):
-    at = open_page("pages/runs.py", {"runs": "1,x,99999"})
+    at = open_page("views/runs.py", {"runs": "1,x,99999"})
     assert "Ignored in the link" in texts(at.warning)
     assert "1 selected run(s)" in texts(at.subheader)
 
 
 def test_runs_page_filters_and_shows_a_failed_runs_error(filled_db):
     _, ids = filled_db
-    at = open_page("pages/runs.py", {"runs": str(ids["failed"][0])})
+    at = open_page("views/runs.py", {"runs": str(ids["failed"][0])})
     assert any("failed" in e.label for e in at.expander)
     at.multiselect(key="runs_filter_status").set_value(["failed"]).run()
     assert not at.exception
@@ -114,7 +114,7 @@ def test_runs_page_filters_and_shows_a_failed_runs_error(filled_db):
 
 
 def test_compare_page_groups_by_any_key_and_names_single_seed_groups(filled_db):
-    at = open_page("pages/compare.py")
+    at = open_page("views/compare.py")
     assert "a single seed" in texts(at.caption)  # the mgru group
     final = at.dataframe[0].value
     assert set(final["cell"]) == {"lstm", "gru", "rnn", "mgru"}
@@ -144,7 +144,7 @@ def queue_with(at: AppTest) -> AppTest:
 
 @pytest.mark.parametrize("field, bad", BAD_FIELDS)
 def test_the_form_refuses_each_bad_field_and_queues_nothing(empty_db, field, bad):
-    at = open_page("pages/launch.py")
+    at = open_page("views/launch.py")
     at.number_input(key=f"launch_{field}").set_value(bad).run()
     assert any(m.value.startswith(":red[") for m in at.markdown)  # the message under the field
     assert label_for(field) in texts(at.error)  # and in the list beside the form
@@ -158,7 +158,7 @@ def test_the_form_refuses_each_bad_field_and_queues_nothing(empty_db, field, bad
     ("device", "cuda", "CUDA"),
 ])
 def test_the_form_refuses_bad_cells_seeds_and_device(empty_db, widget, bad, message):
-    at = open_page("pages/launch.py")
+    at = open_page("views/launch.py")
     if widget == "seeds":
         at.text_input(key="launch_seeds").set_value(bad).run()
     elif widget == "cells":
@@ -172,7 +172,7 @@ def test_the_form_refuses_bad_cells_seeds_and_device(empty_db, widget, bad, mess
 
 
 def test_a_good_submit_queues_cells_times_seeds(empty_db):
-    at = open_page("pages/launch.py")
+    at = open_page("views/launch.py")
     at.multiselect(key="launch_cells").set_value(["lstm", "gru"]).run()
     at.text_input(key="launch_seeds").set_value("0-2").run()
     at.text_input(key="launch_tag").set_value("grid").run()
@@ -186,7 +186,7 @@ def test_a_good_submit_queues_cells_times_seeds(empty_db):
 
 
 def test_a_preset_fills_the_form(empty_db):
-    at = open_page("pages/launch.py")
+    at = open_page("views/launch.py")
     at.selectbox(key="launch_preset").set_value("The original final configuration").run()
     assert at.number_input(key="launch_train_seq_len").value == 100
     assert at.number_input(key="launch_hidden_size").value == 256
@@ -195,7 +195,7 @@ def test_a_preset_fills_the_form(empty_db):
 def test_the_queue_cancels_a_queued_run(empty_db):
     store = Store(empty_db)
     run_id = store.submit(ui_store.TINY)
-    at = open_page("pages/launch.py")
+    at = open_page("views/launch.py")
     at.button(key=f"cancel_{run_id}").click().run()
     assert not at.exception
     assert store.get_run(run_id).status == "cancelled"
@@ -203,7 +203,7 @@ def test_the_queue_cancels_a_queued_run(empty_db):
 
 # ----------------------------------------------------------------------------- playground
 def playground(query=None) -> AppTest:
-    at = open_page("pages/playground.py", query)
+    at = open_page("views/playground.py", query)
     assert at.text_input(key="play_text") is not None
     return at
 
@@ -243,7 +243,7 @@ def test_the_playground_tries_a_longer_random_sequence(filled_db):
 def test_the_playground_says_plainly_when_no_run_has_a_checkpoint(empty_db):
     store = Store(empty_db)
     ui_store.add_run(store, ui_store.TINY, "completed", with_checkpoint=False)
-    at = open_page("pages/playground.py")
+    at = open_page("views/playground.py")
     assert "has no checkpoint" in texts(at.info)
 
 
@@ -252,12 +252,12 @@ def test_runs_page_sets_a_tag_and_deletes_a_run(empty_db):
     store = Store(empty_db)
     keep = ui_store.add_run(store, ui_store.TINY, "completed")
     gone = ui_store.add_run(store, ui_store.TINY.replace(seed=1), "cancelled", epochs=1)
-    at = open_page("pages/runs.py", {"runs": f"{keep},{gone}"})
+    at = open_page("views/runs.py", {"runs": f"{keep},{gone}"})
     at.text_input(key=f"runs_tag_{keep}-{gone}").set_value("best").run()
     at.button(key="runs_set_tag").click().run()
     assert not at.exception
     assert {store.get_run(keep).tag, store.get_run(gone).tag} == {"best"}
-    at = open_page("pages/runs.py", {"runs": str(gone)})
+    at = open_page("views/runs.py", {"runs": str(gone)})
     at.checkbox(key="runs_delete_sure").check().run()
     at.button(key="runs_delete").click().run()
     assert not at.exception

@@ -65,7 +65,7 @@ def runs_or_stop(empty_message: str) -> list[RunInfo]:
     found = runs(url())
     if not found:
         st.info(empty_message)
-        st.page_link("pages/launch.py", label="Open Launch", icon=":material/rocket_launch:")
+        st.page_link("views/launch.py", label="Open Launch", icon=":material/rocket_launch:")
         st.stop()
     return found
 

@@ -133,7 +133,7 @@ def render_queue() -> None:
     active = sorted(state.active_runs(state.url()), key=lambda r: (r.status != "running", r.id))
     if not active:
         st.info("Nothing is queued or running. Queue runs above; finished runs are on the Runs page.")
-        st.page_link("pages/runs.py", label="Open Runs", icon=":material/monitoring:")
+        st.page_link("views/runs.py", label="Open Runs", icon=":material/monitoring:")
         return
     running = [r for r in active if r.status == "running"]
     st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
