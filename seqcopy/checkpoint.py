@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import RunConfig
+from .init import initialise
 from .model import CopyModel
 
 FORMAT = 1
@@ -27,12 +28,15 @@ def _first_line(error: Exception) -> str:
 
 
 def build_model(config: RunConfig) -> CopyModel:
-    return CopyModel(
+    """A freshly initialised model for ``config`` (seed torch's generator first)."""
+    model = CopyModel(
         config.cell,
         embedding_size=config.embedding_size,
         hidden_size=config.hidden_size,
         fused=config.fused,
     )
+    initialise(model, config.init)
+    return model
 
 
 def to_bytes(model: CopyModel, config: RunConfig) -> bytes:

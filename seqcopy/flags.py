@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import CELL_NAMES, CLIP_MODES, LR_SCHEDULES, RunConfig
+from .config import CELL_NAMES, CLIP_MODES, INIT_SCHEMES, LR_SCHEDULES, RunConfig
 
 DEFAULTS = RunConfig()
 
@@ -49,9 +49,11 @@ def add_config_flags(parser: argparse.ArgumentParser, with_location: bool = True
     extra.add_argument("--curriculum", action="store_true", help="start with short copies, lengthen them as they are learnt")
     extra.add_argument("--curriculum-start", type=int, default=DEFAULTS.curriculum_start, help="first stage's output length")
     extra.add_argument("--curriculum-threshold", type=float, default=DEFAULTS.curriculum_threshold, help="copy accuracy that moves to the next stage")
+    extra.add_argument("--curriculum-step", type=int, default=DEFAULTS.curriculum_step, help="lengthen each stage's output by this much (0: double it)")
     extra.add_argument("--lr-schedule", default=DEFAULTS.lr_schedule, help=f"{', '.join(LR_SCHEDULES)}")
     extra.add_argument("--warmup-epochs", type=int, default=DEFAULTS.warmup_epochs, help="linear learning-rate warm-up")
     extra.add_argument("--clip", default=DEFAULTS.clip, help=f"gradient clipping: {', '.join(CLIP_MODES)} (value = the seed's [-1, 1])")
+    extra.add_argument("--init", default=DEFAULTS.init, help=f"initialisation: {', '.join(INIT_SCHEMES)} (uniform = the seed's)")
     extra.add_argument("--fresh-data", action="store_true", help="draw a new training set every epoch (no memorising a fixed set)")
     extra.add_argument("--reference-cells", action="store_true", help="train the readable reference cells, not the fused kernels")
     extra.add_argument("--tag", default="", help="a short note stored with the run")
@@ -63,11 +65,13 @@ def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
         curriculum=args.curriculum,
         curriculum_start=args.curriculum_start,
         curriculum_threshold=args.curriculum_threshold,
+        curriculum_step=args.curriculum_step,
         lr_schedule=args.lr_schedule,
         warmup_epochs=args.warmup_epochs,
         clip=args.clip,
         fused=not args.reference_cells,
         fresh_data=args.fresh_data,
+        init=args.init,
         tag=args.tag,
     )
     values.update(overrides)

@@ -3,6 +3,12 @@
 Runs are grouped by tag (one experiment per tag) and cell; each row gives the mean ± std over
 seeds of the final test copy accuracy and sequence accuracy, and how many epochs and minutes the
 runs took to first reach 90% and 99% test copy accuracy ("—" when some seed never did).
+
+Curriculum runs that advance at 99% on fresh data also give each seed's *copy frontier*: the
+longest output length whose stage reached 99% copy accuracy on training sequences the model had
+never seen (with fresh data every epoch's sequences are new, and each batch is scored before the
+model learns from it). Runs that reuse one training set get no frontier, because memorising the
+set flatters it; nor do runs that advance below 99%, which leave each stage before mastering it.
 """
 
 from __future__ import annotations
@@ -10,10 +16,13 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from .config import CELL_NAMES
+from .config import CELL_NAMES, RunConfig
 from .store import Store
 
 THRESHOLDS = (0.90, 0.99)
+FRONTIER_THRESHOLD = 0.99
+# Fields that tell runs of one group apart, or say nothing about the experiment's settings.
+NOT_SETTINGS = {"cell", "seed", "tag", "device", "fused"}
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:
@@ -45,6 +54,41 @@ def time_to(reached: list[tuple[int, float] | None]) -> str:
     return f"{mean_std(epochs, 1)} ep / {mean_std(minutes, 2)} min"
 
 
+def copy_frontier(config: RunConfig, epochs: list[dict]) -> int | None:
+    """The longest stage output length copied at ≥ 99% on unseen sequences (None: not measured,
+    0: no stage reached it)."""
+    if not (config.curriculum and config.fresh_data and config.curriculum_threshold >= FRONTIER_THRESHOLD):
+        return None
+    copied = [row["stage_output_len"] for row in epochs if row["train_copy_acc"] >= FRONTIER_THRESHOLD]
+    return max(copied, default=0)
+
+
+def settings_line(configs: list[RunConfig]) -> str:
+    """The settings a group's runs share, as flags where they differ from the defaults."""
+    defaults = RunConfig().to_dict()
+    first = configs[0].to_dict()
+    shared = {k: v for k, v in first.items() if k not in NOT_SETTINGS and all(c.to_dict()[k] == v for c in configs)}
+    varied = sorted(k for k in first if k not in NOT_SETTINGS and k not in shared)
+    parts = [
+        f"K={first['train_seq_len']}, N={first['train_output_len']}, P={first['padding']}, "
+        f"hidden {first['hidden_size']}, lr {first['lr']}, batch {first['batch_size']}, "
+        f"{first['epochs']} epochs × {first['train_samples']} samples, "
+        f"test K={first['test_seq_len']} N={first['test_output_len']}"
+    ]
+    sizes = {"train_seq_len", "train_output_len", "padding", "hidden_size", "lr", "batch_size", "epochs",
+             "train_samples", "test_seq_len", "test_output_len"}
+    extras = [
+        f"--{key.replace('_', '-')}" if value is True else f"--{key.replace('_', '-')} {value}"
+        for key, value in sorted(shared.items())
+        if key not in sizes and value != defaults[key]
+    ]
+    if extras:
+        parts.append(" ".join(extras))
+    if varied:
+        parts.append(f"(differs between runs: {', '.join(varied)})")
+    return "; ".join(parts)
+
+
 def build_report(store: Store, tags: list[str] | None = None) -> str:
     runs = [r for r in store.list_runs(statuses=["completed"]) if tags is None or r.tag in tags]
     if not runs:
@@ -61,16 +105,16 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
     order = {name: i for i, name in enumerate(CELL_NAMES)}
     lines = []
     for tag in sorted({tag for tag, _ in groups}):
-        sample = next(runs for (t, _), runs in groups.items() if t == tag)[0].config
+        configs = [r.config for (t, _), members in groups.items() if t == tag for r in members]
+        frontier = any(copy_frontier(c, []) is not None for c in configs)
         lines += [
             f"### {tag or '(no tag)'}",
             "",
-            f"K={sample.train_seq_len}, N={sample.train_output_len}, P={sample.padding}, hidden {sample.hidden_size}, "
-            f"lr {sample.lr}, {sample.epochs} epochs × {sample.train_samples} samples, test K={sample.test_seq_len} "
-            f"N={sample.test_output_len}{', curriculum' if sample.curriculum else ''}",
+            settings_line(configs),
             "",
-            "| cell | seeds | test copy acc | test seq acc | test acc (all positions) | to 90% copy | to 99% copy | wall time |",
-            "|---|---|---|---|---|---|---|---|",
+            "| cell | seeds | test copy acc | test seq acc | test acc (all positions) | to 90% copy | to 99% copy | wall time |"
+            + (" copy frontier (N at ≥ 99%, per seed) |" if frontier else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|" if frontier else ""),
         ]
         for (_, cell), members in sorted(((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: order.get(kv[0][1], 99)):
             histories = [epochs_by_run[r.id] for r in members]
@@ -83,7 +127,13 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
                 f"| {mean_std([f['test_acc'] for f in finals])} "
                 + "".join(f"| {time_to([first_reaching(h, t) for h in histories])} " for t in THRESHOLDS)
                 + f"| {mean_std(wall, 1)} min |"
+                + (f" {_frontiers(members, histories)} |" if frontier else "")
             )
         lines.append("")
     lines.append("Copy accuracy counts only the copied symbols (chance 1/9 = 0.111); accuracy over all positions includes the blanks.")
     return "\n".join(lines)
+
+
+def _frontiers(members: list, histories: list[list[dict]]) -> str:
+    values = [copy_frontier(run.config, history) for run, history in zip(members, histories)]
+    return ", ".join("—" if v is None else ("none" if v == 0 else str(v)) for v in values)

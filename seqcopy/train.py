@@ -83,8 +83,9 @@ class Stopped(Exception):
 
 
 def curriculum_stages(config: RunConfig) -> list[tuple[int, int]]:
-    """The (K, N) of each curriculum stage: N doubles from ``curriculum_start`` up to the
-    configured N, and K keeps the configured ratio K/N (so the last stage is the real task)."""
+    """The (K, N) of each curriculum stage: N grows from ``curriculum_start`` up to the configured
+    N, doubling or by ``curriculum_step``, and K keeps the configured ratio K/N (so the last stage
+    is the real task)."""
     final = (config.train_seq_len, config.train_output_len)
     if not config.curriculum:
         return [final]
@@ -92,7 +93,7 @@ def curriculum_stages(config: RunConfig) -> list[tuple[int, int]]:
     stages, output = [], min(config.curriculum_start, config.train_output_len)
     while output < config.train_output_len:
         stages.append((max(output, round(output * ratio)), output))
-        output *= 2
+        output = output + config.curriculum_step if config.curriculum_step else output * 2
     return stages + [final]
 
 

@@ -50,3 +50,40 @@ def test_report_groups_by_tag_and_cell(tmp_path):
 
 def test_empty_store(tmp_path):
     assert "No completed runs" in build_report(Store(f"sqlite:///{tmp_path / 'e.db'}"))
+
+
+def test_the_settings_line_names_every_option_off_its_default(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    base = RunConfig(epochs=2, tag="tuned", init="scaled", lr_schedule="cosine", fresh_data=True)
+    record(store, base.replace(seed=0), [0.5, 0.6])
+    record(store, base.replace(seed=1, lr=0.01), [0.5, 0.6])
+    text = build_report(store)
+    assert "--init scaled" in text and "--lr-schedule cosine" in text and "--fresh-data" in text
+    assert "--clip" not in text  # at its default
+    assert "differs between runs: lr" in text
+
+
+def test_copy_frontier_is_the_longest_stage_copied_on_unseen_sequences(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'f.db'}")
+    config = RunConfig(epochs=3, tag="frontier", curriculum=True, fresh_data=True, curriculum_threshold=0.99)
+
+    def run_with_stages(seed, stages_and_accs, fresh=True):
+        run_id = store.submit(config.replace(seed=seed, fresh_data=fresh))
+        store.claim("w")
+        for epoch, (stage, acc) in enumerate(stages_and_accs, start=1):
+            row = epoch_row(epoch, 0.5)
+            row.update(stage_output_len=stage, train_copy_acc=acc)
+            store.record_epoch(run_id, "w", row)
+        store.finish(run_id, "w", "completed")
+
+    run_with_stages(0, [(2, 0.995), (4, 0.999), (8, 0.95)])  # 4 is the longest copied stage
+    run_with_stages(1, [(2, 0.98), (2, 0.985), (2, 0.97)])  # never reached 99%
+    lstm = next(line for line in build_report(store).splitlines() if line.startswith("| lstm"))
+    assert lstm.endswith("| 4, none |")
+
+    store_fixed = Store(f"sqlite:///{tmp_path / 'fixed.db'}")
+    record(store_fixed, config.replace(fresh_data=False), [0.5, 0.6, 0.7])
+    assert "copy frontier" not in build_report(store_fixed)  # a reused training set flatters
+    store_early = Store(f"sqlite:///{tmp_path / 'early.db'}")
+    record(store_early, config.replace(curriculum_threshold=0.9), [0.5, 0.6, 0.7])
+    assert "copy frontier" not in build_report(store_early)  # stages left before mastered

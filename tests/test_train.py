@@ -84,6 +84,8 @@ def test_curriculum_stages_double_up_to_the_task():
     ratio = RunConfig(train_seq_len=20, train_output_len=10, curriculum=True, curriculum_start=3)
     assert curriculum_stages(ratio) == [(6, 3), (12, 6), (20, 10)]
     assert curriculum_stages(config.replace(curriculum=False)) == [(20, 20)]
+    steps = config.replace(curriculum_start=4, curriculum_step=5)
+    assert curriculum_stages(steps) == [(4, 4), (9, 9), (14, 14), (19, 19), (20, 20)]
 
 
 def test_curriculum_advances_when_the_stage_is_learnt():

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 import re
 from dataclasses import dataclass, fields
 
-from ..config import CELL_NAMES, CLIP_MODES, DEVICES, FIELD_HELP, LR_SCHEDULES, RunConfig
+from ..config import CELL_NAMES, CLIP_MODES, DEVICES, FIELD_HELP, INIT_SCHEMES, LR_SCHEDULES, RunConfig
 
 _RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 MAX_GRID = 100  # runs one submit may queue: a typo in the seeds must not queue thousands
@@ -23,8 +23,10 @@ FIELDS: dict[str, tuple[str, str]] = {
     "curriculum": ("Curriculum", "bool"),
     "curriculum_start": ("Curriculum: first output length", "int"),
     "curriculum_threshold": ("Curriculum: copy accuracy to advance", "float"),
+    "curriculum_step": ("Curriculum: lengthen by (0 = double)", "int"),
     "embedding_size": ("Embedding size", "int"),
     "hidden_size": ("Hidden size", "int"),
+    "init": ("Initialisation", "choice"),
     "fused": ("Fast fused kernels", "bool"),
     "epochs": ("Epochs", "int"),
     "batch_size": ("Batch size", "int"),
@@ -38,12 +40,12 @@ FIELDS: dict[str, tuple[str, str]] = {
     "test_samples": ("Test sequences", "int"),
     "tag": ("Tag", "text"),
 }
-CHOICES = {"lr_schedule": LR_SCHEDULES, "clip": CLIP_MODES, "device": DEVICES}
+CHOICES = {"lr_schedule": LR_SCHEDULES, "clip": CLIP_MODES, "init": INIT_SCHEMES, "device": DEVICES}
 
 GROUPS: dict[str, list[str]] = {
     "Task": ["train_seq_len", "train_output_len", "padding", "test_seq_len", "test_output_len",
-             "curriculum", "curriculum_start", "curriculum_threshold"],
-    "Model": ["embedding_size", "hidden_size", "fused"],
+             "curriculum", "curriculum_start", "curriculum_threshold", "curriculum_step"],
+    "Model": ["embedding_size", "hidden_size", "init", "fused"],
     "Training": ["epochs", "batch_size", "lr", "lr_schedule", "warmup_epochs", "clip", "device"],
     "Data": ["train_samples", "test_samples", "fresh_data", "tag"],
 }
@@ -52,9 +54,11 @@ EXTRA_HELP = {
     "curriculum": "start with short outputs and lengthen them as copying is learnt",
     "curriculum_start": "output length of the curriculum's first stage",
     "curriculum_threshold": "training copy accuracy that moves the curriculum to the next stage",
+    "curriculum_step": "each stage's output is this many symbols longer than the last; 0 doubles it",
     "lr_schedule": "constant; cosine decay to 0; or halve on a plateau of test copy accuracy",
     "warmup_epochs": "epochs of linear learning-rate warm-up",
     "clip": "value: clamp each gradient to [-1, 1] (the original); norm: total gradient norm ≤ 1",
+    "init": "uniform: torch's default, as the original; scaled: orthogonal recurrent weights, forget bias 1, unit-scale multiplicative factors",
     "fused": "off trains the readable reference cells (slower, same maths)",
     "fresh_data": "draw new training sequences every epoch, so the model cannot memorise a fixed set",
     "tag": "a short note stored with the runs, to find and group them later",

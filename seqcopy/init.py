@@ -1,0 +1,52 @@
+"""Initialisation schemes for a CopyModel's recurrent cell.
+
+``uniform`` keeps what the cells are built with, torch's U(-1/√H, 1/√H) for every parameter: the
+seed's behaviour, and the default.
+
+``scaled`` sets the scales that memorising a sequence needs from the first step:
+
+- every H×H recurrent block (each gate's slice of ``weight_hh``, ``weight_mh``, ``weight_mg``) is
+  orthogonal, so h neither shrinks nor blows up when it passes through it many times;
+- LSTM and mLSTM forget gates start biased to 1, so the cell state is kept rather than forgotten
+  until the model learns otherwise (Gers et al. 2000; Jozefowicz et al. 2015).
+
+Measured on the copy task (README, "Copies of 20 symbols"): an LSTM at K = N = 20 reaches 99% test
+copy accuracy in about half the epochs. Rescaling the multiplicative cells' input factor W_mx x_t
+to unit variance was tried too and left out: their m_t then flips sign from symbol to symbol at
+full strength, and mLSTM and mGRU learnt far more slowly than with the small uniform factor.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .cells import Cell, LSTMCell, MLSTMCell
+from .config import INIT_SCHEMES
+from .model import CopyModel
+
+FORGET_BIAS = 1.0
+
+
+def initialise(model: CopyModel, scheme: str) -> None:
+    """Re-initialise ``model``'s cell in place (uses torch's global generator: seed it first)."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown initialisation {scheme!r}: choose one of {', '.join(INIT_SCHEMES)}")
+    if scheme == "scaled":
+        with torch.no_grad():
+            _scaled(model.recurrent.cell)
+
+
+def _scaled(cell: Cell) -> None:
+    hidden = cell.hidden_size
+    for name in ("weight_hh", "weight_mh", "weight_mg"):
+        weight = getattr(cell, name, None)
+        if weight is not None:
+            for block in weight.split(hidden, dim=0):  # one H×H block per gate
+                nn.init.orthogonal_(block)
+    forget = slice(hidden, 2 * hidden)  # gates are stacked i, f, g, o
+    if isinstance(cell, LSTMCell):
+        cell.bias_ih[forget] = FORGET_BIAS
+        cell.bias_hh[forget] = 0.0
+    elif isinstance(cell, MLSTMCell):
+        cell.bias[forget] = FORGET_BIAS
