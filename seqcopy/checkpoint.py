@@ -27,15 +27,17 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0][:160] if text else type(error).__name__
 
 
-def build_model(config: RunConfig) -> CopyModel:
-    """A freshly initialised model for ``config`` (seed torch's generator first)."""
+def build_model(config: RunConfig, initialised: bool = True) -> CopyModel:
+    """A freshly initialised model for ``config`` (seed torch's generator first); with
+    ``initialised=False`` the scheme is skipped, for weights about to be loaded."""
     model = CopyModel(
         config.cell,
         embedding_size=config.embedding_size,
         hidden_size=config.hidden_size,
         fused=config.fused,
     )
-    initialise(model, config.init)
+    if initialised:
+        initialise(model, config.init)
     return model
 
 
@@ -62,7 +64,7 @@ def from_bytes(data: bytes) -> tuple[CopyModel, RunConfig]:
         if problems:
             field, message = next(iter(problems.items()))
             raise CheckpointError(f"checkpoint holds an invalid config ({field}: {message})")
-        model = build_model(config)
+        model = build_model(config, initialised=False)
         model.load_state_dict(payload["state_dict"])
     except CheckpointError:
         raise

@@ -7,7 +7,8 @@ runs took to first reach 90% and 99% test copy accuracy ("—" when some seed ne
 Curriculum runs that advance at 99% on fresh data also give each seed's *copy frontier*: the
 longest output length whose stage reached 99% copy accuracy on training sequences the model had
 never seen (with fresh data every epoch's sequences are new, and each batch is scored before the
-model learns from it). Runs that reuse one training set get no frontier, because memorising the
+model learns from it; stages of 4 symbols or fewer have fewer than 9⁴ = 6,561 sequences and
+repeat, which is why the frontier runs start at 8). Runs that reuse one training set get no frontier, because memorising the
 set flatters it; nor do runs that advance below 99%, which leave each stage before mastering it.
 """
 
@@ -69,6 +70,7 @@ def settings_line(configs: list[RunConfig]) -> str:
     first = configs[0].to_dict()
     shared = {k: v for k, v in first.items() if k not in NOT_SETTINGS and all(c.to_dict()[k] == v for c in configs)}
     varied = sorted(k for k in first if k not in NOT_SETTINGS and k not in shared)
+    first = {k: ("varies" if k in varied else v) for k, v in first.items()}
     parts = [
         f"K={first['train_seq_len']}, N={first['train_output_len']}, P={first['padding']}, "
         f"hidden {first['hidden_size']}, lr {first['lr']}, batch {first['batch_size']}, "

@@ -73,3 +73,28 @@ def test_an_unknown_scheme_is_refused():
     with pytest.raises(ValueError, match="unknown initialisation"):
         initialise(CopyModel("lstm", hidden_size=8), "xavier")
     assert "init" in RunConfig(init="xavier").validate()
+
+
+def test_the_flags_and_old_configs_carry_the_new_options():
+    from seqcopy.cli import build_parser
+    from seqcopy.flags import config_from_args
+
+    args = build_parser().parse_args(["train", "--init", "scaled", "--curriculum-step", "4"])
+    config = config_from_args(args)
+    assert (config.init, config.curriculum_step) == ("scaled", 4)
+    # A config stored before these options existed keeps the old behaviour.
+    old = RunConfig.from_dict({key: value for key, value in RunConfig().to_dict().items()
+                               if key not in ("init", "curriculum_step")})
+    assert (old.init, old.curriculum_step) == ("uniform", 0)
+    assert "curriculum_step" in RunConfig(curriculum_step=-1).validate()
+
+
+def test_a_scaled_checkpoint_round_trips():
+    from seqcopy.checkpoint import from_bytes, to_bytes
+
+    config = SMALL.replace(cell="mlstm", init="scaled")
+    model = _built("mlstm", "scaled")
+    loaded, loaded_config = from_bytes(to_bytes(model, config))
+    assert loaded_config == config
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)

@@ -60,7 +60,7 @@ def test_the_settings_line_names_every_option_off_its_default(tmp_path):
     text = build_report(store)
     assert "--init scaled" in text and "--lr-schedule cosine" in text and "--fresh-data" in text
     assert "--clip" not in text  # at its default
-    assert "differs between runs: lr" in text
+    assert "differs between runs: lr" in text and "lr varies" in text
 
 
 def test_copy_frontier_is_the_longest_stage_copied_on_unseen_sequences(tmp_path):

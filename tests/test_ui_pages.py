@@ -132,7 +132,7 @@ BAD_FIELDS = [
     ("train_seq_len", 0), ("test_seq_len", -3), ("padding", 0), ("train_output_len", 50),
     ("test_output_len", 0), ("batch_size", 0), ("embedding_size", 0), ("hidden_size", 100_000),
     ("epochs", 0), ("lr", 0.0), ("train_samples", 0), ("test_samples", 0), ("warmup_epochs", -1),
-    ("curriculum_start", 0), ("curriculum_threshold", 1.5),
+    ("curriculum_start", 0), ("curriculum_threshold", 1.5), ("curriculum_step", -1),
 ]
 
 

@@ -58,7 +58,7 @@ EXTRA_HELP = {
     "lr_schedule": "constant; cosine decay to 0; or halve on a plateau of test copy accuracy",
     "warmup_epochs": "epochs of linear learning-rate warm-up",
     "clip": "value: clamp each gradient to [-1, 1] (the original); norm: total gradient norm ≤ 1",
-    "init": "uniform: torch's default, as the original; scaled: orthogonal recurrent weights, forget bias 1, unit-scale multiplicative factors",
+    "init": "uniform: torch's default, as the original; scaled: orthogonal recurrent weights, forget bias 1",
     "fused": "off trains the readable reference cells (slower, same maths)",
     "fresh_data": "draw new training sequences every epoch, so the model cannot memorise a fixed set",
     "tag": "a short note stored with the runs, to find and group them later",
