@@ -7,9 +7,10 @@ runs took to first reach 90% and 99% test copy accuracy ("—" when some seed ne
 Curriculum runs that advance at 99% on fresh data also give each seed's *copy frontier*: the
 longest output length whose stage reached 99% copy accuracy on training sequences the model had
 never seen (with fresh data every epoch's sequences are new, and each batch is scored before the
-model learns from it; stages of 4 symbols or fewer have fewer than 9⁴ = 6,561 sequences and
-repeat, which is why the frontier runs start at 8). Runs that reuse one training set get no frontier, because memorising the
-set flatters it; nor do runs that advance below 99%, which leave each stage before mastering it.
+model learns from it; stages of 4 symbols or fewer have at most 9⁴ = 6,561 distinct sequences
+and repeat, which is why the frontier runs start at 8). Runs that reuse one training set get no
+frontier, because memorising the set flatters it; nor do runs that advance below 99%, which leave
+each stage before mastering it.
 """
 
 from __future__ import annotations
