@@ -56,10 +56,15 @@ def time_to(reached: list[tuple[int, float] | None]) -> str:
     return f"{mean_std(epochs, 1)} ep / {mean_std(minutes, 2)} min"
 
 
+def measures_frontier(config: RunConfig) -> bool:
+    """Whether a run's stages say how long a copy it masters (see the module's docstring)."""
+    return config.curriculum and config.fresh_data and config.curriculum_threshold >= FRONTIER_THRESHOLD
+
+
 def copy_frontier(config: RunConfig, epochs: list[dict]) -> int | None:
     """The longest stage output length copied at ≥ 99% on unseen sequences (None: not measured,
     0: no stage reached it)."""
-    if not (config.curriculum and config.fresh_data and config.curriculum_threshold >= FRONTIER_THRESHOLD):
+    if not measures_frontier(config):
         return None
     copied = [row["stage_output_len"] for row in epochs if row["train_copy_acc"] >= FRONTIER_THRESHOLD]
     return max(copied, default=0)
@@ -68,15 +73,15 @@ def copy_frontier(config: RunConfig, epochs: list[dict]) -> int | None:
 def settings_line(configs: list[RunConfig]) -> str:
     """The settings a group's runs share, as flags where they differ from the defaults."""
     defaults = RunConfig().to_dict()
-    first = configs[0].to_dict()
-    shared = {k: v for k, v in first.items() if k not in NOT_SETTINGS and all(c.to_dict()[k] == v for c in configs)}
-    varied = sorted(k for k in first if k not in NOT_SETTINGS and k not in shared)
-    first = {k: ("varies" if k in varied else v) for k, v in first.items()}
+    dicts = [c.to_dict() for c in configs]
+    varied = sorted(k for k in dicts[0] if k not in NOT_SETTINGS and any(d[k] != dicts[0][k] for d in dicts))
+    shared = {k: v for k, v in dicts[0].items() if k not in NOT_SETTINGS and k not in varied}
+    shown = {k: ("varies" if k in varied else v) for k, v in dicts[0].items()}
     parts = [
-        f"K={first['train_seq_len']}, N={first['train_output_len']}, P={first['padding']}, "
-        f"hidden {first['hidden_size']}, lr {first['lr']}, batch {first['batch_size']}, "
-        f"{first['epochs']} epochs × {first['train_samples']} samples, "
-        f"test K={first['test_seq_len']} N={first['test_output_len']}"
+        f"K={shown['train_seq_len']}, N={shown['train_output_len']}, P={shown['padding']}, "
+        f"hidden {shown['hidden_size']}, lr {shown['lr']}, batch {shown['batch_size']}, "
+        f"{shown['epochs']} epochs × {shown['train_samples']} samples, "
+        f"test K={shown['test_seq_len']} N={shown['test_output_len']}"
     ]
     sizes = {"train_seq_len", "train_output_len", "padding", "hidden_size", "lr", "batch_size", "epochs",
              "train_samples", "test_seq_len", "test_output_len"}
@@ -109,7 +114,7 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
     lines = []
     for tag in sorted({tag for tag, _ in groups}):
         configs = [r.config for (t, _), members in groups.items() if t == tag for r in members]
-        frontier = any(copy_frontier(c, []) is not None for c in configs)
+        frontier = any(measures_frontier(c) for c in configs)
         lines += [
             f"### {tag or '(no tag)'}",
             "",
