@@ -16,6 +16,9 @@ accuracy in half the epochs (14 against 29), and 99% at epoch 36 where the unifo
 reached it after 90. Rescaling the multiplicative cells' input factor W_mx x_t to unit variance
 was tried too and left out: their m_t then flips sign from symbol to symbol at
 full strength, and mLSTM and mGRU learnt far more slowly than with the small uniform factor.
+Starting that factor at 1 for every symbol (so that mLSTM begins as an LSTM) was tried as well and
+left out: it lifted training copy accuracy at K = N = 8, but at K = N = 20 mLSTM still stalled at
+the N = 16 stage (88% training, 64% test copy accuracy after 40 epochs, seed 0).
 """
 
 from __future__ import annotations

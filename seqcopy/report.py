@@ -99,7 +99,12 @@ def settings_line(configs: list[RunConfig]) -> str:
 
 def build_report(store: Store, tags: list[str] | None = None) -> str:
     runs = [r for r in store.list_runs(statuses=["completed"]) if tags is None or r.tag in tags]
-    if not runs:
+    # A failed run is a missing seed the reader must know about (a divergence is a result too).
+    failed: dict[str, list] = defaultdict(list)
+    for run in store.list_runs(statuses=["failed"]):
+        if tags is None or run.tag in tags:
+            failed[run.tag].append(run)
+    if not runs and not failed:
         return "No completed runs in this store."
     epochs_by_run: dict[int, list[dict]] = defaultdict(list)
     for row in store.epochs([r.id for r in runs]):
@@ -112,12 +117,14 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
 
     order = {name: i for i, name in enumerate(CELL_NAMES)}
     lines = []
-    for tag in sorted({tag for tag, _ in groups}):
+    for tag in sorted({tag for tag, _ in groups} | set(failed)):
+        lines += [f"### {tag or '(no tag)'}", ""]
+        if not any(t == tag for t, _ in groups):
+            lines += _failed_lines(failed[tag]) + [""]
+            continue
         configs = [r.config for (t, _), members in groups.items() if t == tag for r in members]
         frontier = any(measures_frontier(c) for c in configs)
         lines += [
-            f"### {tag or '(no tag)'}",
-            "",
             settings_line(configs),
             "",
             "| cell | seeds | test copy acc | test seq acc | test acc (all positions) | to 90% copy | to 99% copy | wall time |"
@@ -138,6 +145,8 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
                 + (f" {_frontiers(members, histories)} |" if frontier else "")
             )
         lines.append("")
+        if failed[tag]:
+            lines += _failed_lines(failed[tag]) + [""]
     lines.append("Copy accuracy counts only the copied symbols (chance 1/9 = 0.111); accuracy over all positions includes the blanks.")
     return "\n".join(lines)
 
@@ -145,3 +154,12 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
 def _frontiers(members: list, histories: list[list[dict]]) -> str:
     values = [copy_frontier(run.config, history) for run, history in zip(members, histories)]
     return ", ".join("—" if v is None else ("none" if v == 0 else str(v)) for v in values)
+
+
+def _failed_lines(runs: list) -> list[str]:
+    order = {name: i for i, name in enumerate(CELL_NAMES)}
+    return ["Failed, so not in the table:", ""] + [
+        f"- {run.config.cell} seed {run.config.seed}, after {run.epochs_done} of {run.config.epochs} epochs: "
+        f"{(run.error or 'no reason recorded').splitlines()[0]}"
+        for run in sorted(runs, key=lambda r: (order.get(r.config.cell, 99), r.config.seed))
+    ]

@@ -58,6 +58,7 @@ class TrainResult:
     position_acc: list[float] = field(default_factory=list)  # copy accuracy at output 1..N
     length_acc: list[dict] = field(default_factory=list)  # {seq_len, output_len, copy_acc, seq_acc}
     stopped: bool = False  # True when should_stop() ended training early
+    diverged: str | None = None  # why training stopped on a non-finite loss, if it did
 
     def summary(self) -> dict:
         """The run's final numbers, as the CLI prints them on its last line."""
@@ -80,6 +81,10 @@ class TrainResult:
 
 class Stopped(Exception):
     """Raised inside the loop when ``should_stop`` says so."""
+
+
+class Diverged(Exception):
+    """Raised inside the loop when a batch's loss is NaN or infinite: the weights are ruined."""
 
 
 def curriculum_stages(config: RunConfig) -> list[tuple[int, int]]:
@@ -196,6 +201,13 @@ def train(
                 x, y = x.to(device), y.to(device)
                 logits, _ = model(x)
                 loss = sequence_loss(logits, y)
+                # One NaN step ruins every weight, so stop at the batch it happens. (The check
+                # waits for the batch on an accelerator: small beside a sequence's kernel launches.)
+                if not torch.isfinite(loss):
+                    raise Diverged(
+                        f"training diverged at epoch {epoch}, batch {done}: the loss is {loss.item()}; "
+                        "try a lower learning rate or --clip norm"
+                    )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.clip == "value":
@@ -212,6 +224,11 @@ def train(
             test_counts, per_position = evaluate(
                 model, test_inputs, test_targets, test_layout, config.train_length, device, positions=last_epoch
             )
+            if not math.isfinite(test_counts.loss):  # the epoch's last step broke the weights
+                raise Diverged(
+                    f"training diverged at the end of epoch {epoch}: the test loss is {test_counts.loss}; "
+                    "try a lower learning rate or --clip norm"
+                )
             if last_epoch:
                 result.position_acc = per_position
             seconds = time.perf_counter() - started
@@ -244,12 +261,14 @@ def train(
                     train_set = _stage_data(config, stages, stage)
                 elif config.fresh_data:
                     train_set = _stage_data(config, stages, stage, epoch)
-    except Stopped:
-        # A stop inside an epoch leaves half-trained weights; the run's checkpoint must be the
-        # weights of the last epoch it reports, so put those back.
+    except (Stopped, Diverged) as reason:
+        # A stop inside an epoch leaves half-trained (or, diverged, NaN) weights; the run's
+        # checkpoint must be the weights of the last epoch it reports, so put those back.
         if finished_weights is not None:
             model.load_state_dict(finished_weights)
         result.stopped = True
+        if isinstance(reason, Diverged):
+            result.diverged = str(reason)
         return result
 
     _length_sweep(result, device)

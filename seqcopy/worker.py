@@ -121,6 +121,11 @@ class RunExecution:
         if not result.stopped:
             self._finish("completed", checkpoint=blob, position_acc=result.position_acc, length_acc=result.length_acc)
             return "completed"
+        if result.diverged:
+            # A finished experiment whose answer is "this diverges": failed, with the reason on
+            # one line, and the epochs and weights before the divergence kept.
+            self._finish("failed", error=result.diverged, checkpoint=blob)
+            return "failed"
         if self.cancelled.is_set():
             reason = f"cancelled by request after {len(result.epochs)} epoch(s)"
         else:

@@ -84,3 +84,21 @@ def sqlite_url(tmp_path):
 def db_url(request):
     """The URL of a fresh, empty runs store: once on SQLite, once on PostgreSQL."""
     return request.getfixturevalue(f"{'pg' if request.param == 'postgresql' else 'sqlite'}_url")
+
+
+@pytest.fixture
+def nan_loss_from_batch(monkeypatch):
+    """Call with n: the training loss turns NaN from the n-th batch on (counted from 1)."""
+    import seqcopy.train as train_module
+
+    real_loss, calls = train_module.sequence_loss, {"n": 0}
+
+    def make_nan_from(first_bad: int) -> None:
+        def loss(logits, targets):
+            calls["n"] += 1
+            value = real_loss(logits, targets)
+            return value * float("nan") if calls["n"] >= first_bad else value
+
+        monkeypatch.setattr(train_module, "sequence_loss", loss)
+
+    return make_nan_from

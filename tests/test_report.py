@@ -48,6 +48,25 @@ def test_report_groups_by_tag_and_cell(tmp_path):
     assert "### demo" in text
 
 
+def test_failed_runs_are_named_below_their_table(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'f.db'}")
+    base = RunConfig(epochs=3, tag="demo")
+    record(store, base.replace(seed=0), [0.5, 0.95, 0.99])
+    diverged = store.submit(base.replace(cell="mgru", seed=100))
+    store.claim("w")
+    store.record_epoch(diverged, "w", epoch_row(1, 0.1))
+    store.finish(diverged, "w", "failed", error="training diverged at epoch 2, batch 7: the loss is nan\nmore")
+    alone = store.submit(base.replace(tag="only failures"))
+    store.claim("w")
+    store.finish(alone, "w", "failed", error="RuntimeError: out of memory")
+    text = build_report(store)
+    assert "- mgru seed 100, after 1 of 3 epochs: training diverged at epoch 2, batch 7: the loss is nan" in text
+    assert "more" not in text  # only the first line of the reason
+    assert "| mgru" not in text  # not averaged into the table
+    assert "### only failures" in text and "- lstm seed 0, after 0 of 3 epochs: RuntimeError: out of memory" in text
+    assert "### only failures" not in build_report(store, tags=["demo"])
+
+
 def test_empty_store(tmp_path):
     assert "No completed runs" in build_report(Store(f"sqlite:///{tmp_path / 'e.db'}"))
 

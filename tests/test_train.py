@@ -66,6 +66,46 @@ def test_should_stop_ends_early_keeping_finished_epochs(monkeypatch):
         assert torch.equal(tensor, after_first[name])
 
 
+def test_a_diverging_run_stops_with_the_reason_and_keeps_its_finished_epochs(monkeypatch, nan_loss_from_batch):
+    import seqcopy.train as train_module
+
+    built = []
+    monkeypatch.setattr(train_module, "build_model", lambda c: built.append(checkpoint.build_model(c)) or built[-1])
+    after_first = {}
+    nan_loss_from_batch(6)  # 4 batches per epoch: epoch 2, batch 2
+    result = train(
+        TINY.replace(epochs=3),
+        on_epoch=lambda _: after_first or after_first.update({k: v.clone() for k, v in built[0].state_dict().items()}),
+    )
+    assert result.stopped and result.diverged.startswith("training diverged at epoch 2, batch 2: the loss is nan")
+    assert [e.epoch for e in result.epochs] == [1]
+    # No NaN weights in the result: they are those reported with epoch 1.
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(tensor, after_first[name]) and torch.isfinite(tensor).all()
+
+
+def test_weights_broken_by_an_epochs_last_step_are_caught_by_its_test(monkeypatch):
+    import seqcopy.train as train_module
+
+    real_evaluate, calls = train_module.evaluate, {"n": 0}
+
+    def broken_after_first_epoch(model, *args, **kwargs):
+        counts, per_position = real_evaluate(model, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] >= 2:  # as if epoch 2's last step had made the weights NaN
+            counts.loss_sum = counts.loss_sum * float("nan")
+        return counts, per_position
+
+    monkeypatch.setattr(train_module, "evaluate", broken_after_first_epoch)
+    result = train(TINY.replace(epochs=3))
+    assert result.diverged.startswith("training diverged at the end of epoch 2: the test loss is")
+    assert [e.epoch for e in result.epochs] == [1]
+
+
+def test_a_finite_run_does_not_diverge():
+    assert train(TINY).diverged is None
+
+
 def test_on_epoch_may_stop_the_run():
     def stop(_):
         raise Stopped

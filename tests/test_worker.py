@@ -250,6 +250,20 @@ def test_a_training_exception_fails_the_run_and_the_worker_goes_on(store, monkey
     assert store.checkpoint(ids[1]) is None and store.checkpoint(ids[2]) is not None
 
 
+def test_a_diverging_run_fails_on_one_line_with_its_epochs_kept(store, nan_loss_from_batch, one_thread):
+    from seqcopy.worker import Worker
+
+    config = TINY.replace(epochs=3)
+    nan_loss_from_batch(2 * config.batches_per_epoch + 1)  # epoch 3, batch 1
+    run_id = store.submit(config)
+    assert Worker(store, worker_id="test:nan", lease=5).run(once=True) == 1
+    run = store.get_run(run_id)
+    assert run.status == "failed" and run.epochs_done == 2
+    assert run.error == "training diverged at epoch 3, batch 1: the loss is nan; try a lower learning rate or --clip norm"
+    assert [row["epoch"] for row in store.epochs([run_id])] == [1, 2]
+    assert store.checkpoint(run_id) is not None  # the weights of epoch 2, for a look in the Playground
+
+
 def test_worker_once_runs_one_and_exits(store, one_thread):
     from seqcopy.worker import Worker
 
