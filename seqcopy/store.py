@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -153,7 +154,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 30000")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
@@ -162,6 +163,21 @@ def _configure_sqlite(engine: Engine) -> None:
         # Writers take the write lock at BEGIN: no lock upgrade, so no SQLITE_BUSY deadlock.
         writing = connection.get_execution_options().get("seqcopy_write", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def _enable_wal(cursor, patience: float = 30.0) -> None:
+    """Switch to WAL, waiting for the lock it needs. SQLite answers "database is locked" at once
+    here, without its busy handler, when other connections open a fresh database at the same
+    moment (several workers started together), so wait as busy_timeout would."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Store:

@@ -3,6 +3,7 @@ recovery of runs whose worker died, and the errors a user sees for a database we
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -65,6 +66,34 @@ def test_workers_opening_a_fresh_database_together_all_succeed(db_url):
     assert stores[0].list_runs() == []
     for store in stores:
         store.close()
+
+
+class _LockedCursor:
+    """A cursor whose first ``locked`` executes fail the way SQLite's WAL switch does."""
+
+    def __init__(self, locked: int, message: str = "database is locked"):
+        self.locked, self.message, self.calls = locked, message, 0
+
+    def execute(self, statement):
+        self.calls += 1
+        if self.calls <= self.locked:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_the_wal_switch_waits_for_a_lock_like_busy_timeout_would():
+    # Regression: workers opening a fresh SQLite file together got "database is locked" at once,
+    # because SQLite does not call its busy handler on that path.
+    from seqcopy.store import _enable_wal
+
+    cursor = _LockedCursor(locked=3)
+    _enable_wal(cursor)
+    assert cursor.calls == 4
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # but not for ever
+        _enable_wal(_LockedCursor(locked=10**6), patience=0.1)
+    other = _LockedCursor(locked=1, message="disk I/O error")  # other errors are not retried
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _enable_wal(other)
+    assert other.calls == 1
 
 
 def test_schema_version_mismatch_is_refused_with_a_clear_message(store, db_url):

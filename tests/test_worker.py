@@ -261,7 +261,7 @@ def test_a_diverging_run_fails_on_one_line_with_its_epochs_kept(store, nan_loss_
     assert run.status == "failed" and run.epochs_done == 2
     assert run.error == "training diverged at epoch 3, batch 1: the loss is nan; try a lower learning rate or --clip norm"
     assert [row["epoch"] for row in store.epochs([run_id])] == [1, 2]
-    assert store.checkpoint(run_id) is not None  # the weights of epoch 2, for a look in the Playground
+    assert store.checkpoint(run_id) is not None  # the weights of epoch 2, downloadable from the Runs page
 
 
 def test_worker_once_runs_one_and_exits(store, one_thread):
