@@ -25,6 +25,7 @@ THRESHOLDS = (0.90, 0.99)
 FRONTIER_THRESHOLD = 0.99
 # Fields that tell runs of one group apart, or say nothing about the experiment's settings.
 NOT_SETTINGS = {"cell", "seed", "tag", "device", "fused"}
+CELL_ORDER = {name: i for i, name in enumerate(CELL_NAMES)}  # rows in the order the README lists cells
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:
@@ -98,11 +99,12 @@ def settings_line(configs: list[RunConfig]) -> str:
 
 
 def build_report(store: Store, tags: list[str] | None = None) -> str:
-    runs = [r for r in store.list_runs(statuses=["completed"]) if tags is None or r.tag in tags]
+    chosen = [r for r in store.list_runs(statuses=["completed", "failed"]) if tags is None or r.tag in tags]
+    runs = [r for r in chosen if r.status == "completed"]
     # A failed run is a missing seed the reader must know about (a divergence is a result too).
     failed: dict[str, list] = defaultdict(list)
-    for run in store.list_runs(statuses=["failed"]):
-        if tags is None or run.tag in tags:
+    for run in chosen:
+        if run.status == "failed":
             failed[run.tag].append(run)
     if not runs and not failed:
         return "No completed runs in this store."
@@ -115,7 +117,6 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
     for members in groups.values():
         members.sort(key=lambda r: r.config.seed)
 
-    order = {name: i for i, name in enumerate(CELL_NAMES)}
     lines = []
     for tag in sorted({tag for tag, _ in groups} | set(failed)):
         lines += [f"### {tag or '(no tag)'}", ""]
@@ -131,7 +132,7 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
             + (" copy frontier (N at ≥ 99%, per seed) |" if frontier else ""),
             "|---|---|---|---|---|---|---|---|" + ("---|" if frontier else ""),
         ]
-        for (_, cell), members in sorted(((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: order.get(kv[0][1], 99)):
+        for (_, cell), members in sorted(((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: CELL_ORDER.get(kv[0][1], 99)):
             histories = [epochs_by_run[r.id] for r in members]
             finals = [h[-1] for h in histories if h]
             wall = [sum(row["seconds"] for row in h) / 60 for h in histories]
@@ -157,9 +158,8 @@ def _frontiers(members: list, histories: list[list[dict]]) -> str:
 
 
 def _failed_lines(runs: list) -> list[str]:
-    order = {name: i for i, name in enumerate(CELL_NAMES)}
     return ["Failed, so not in the table:", ""] + [
         f"- {run.config.cell} seed {run.config.seed}, after {run.epochs_done} of {run.config.epochs} epochs: "
         f"{(run.error or 'no reason recorded').splitlines()[0]}"
-        for run in sorted(runs, key=lambda r: (order.get(r.config.cell, 99), r.config.seed))
+        for run in sorted(runs, key=lambda r: (CELL_ORDER.get(r.config.cell, 99), r.config.seed))
     ]

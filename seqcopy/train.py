@@ -84,7 +84,10 @@ class Stopped(Exception):
 
 
 class Diverged(Exception):
-    """Raised inside the loop when a batch's loss is NaN or infinite: the weights are ruined."""
+    """Raised inside the loop when a loss is NaN or infinite: the weights are ruined."""
+
+    def __init__(self, where: str, what: str, value: float):
+        super().__init__(f"training diverged {where}: {what} is {value}; try a lower learning rate or --clip norm")
 
 
 def curriculum_stages(config: RunConfig) -> list[tuple[int, int]]:
@@ -204,10 +207,7 @@ def train(
                 # One NaN step ruins every weight, so stop at the batch it happens. (The check
                 # waits for the batch on an accelerator: small beside a sequence's kernel launches.)
                 if not torch.isfinite(loss):
-                    raise Diverged(
-                        f"training diverged at epoch {epoch}, batch {done}: the loss is {loss.item()}; "
-                        "try a lower learning rate or --clip norm"
-                    )
+                    raise Diverged(f"at epoch {epoch}, batch {done}", "the loss", loss.item())
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.clip == "value":
@@ -225,10 +225,7 @@ def train(
                 model, test_inputs, test_targets, test_layout, config.train_length, device, positions=last_epoch
             )
             if not math.isfinite(test_counts.loss):  # the epoch's last step broke the weights
-                raise Diverged(
-                    f"training diverged at the end of epoch {epoch}: the test loss is {test_counts.loss}; "
-                    "try a lower learning rate or --clip norm"
-                )
+                raise Diverged(f"at the end of epoch {epoch}", "the test loss", test_counts.loss)
             if last_epoch:
                 result.position_acc = per_position
             seconds = time.perf_counter() - started
