@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .config import CELL_NAMES
+from .costs import step_macs
 from .model import CopyModel
 from .vocab import VOCAB_SIZE
 
@@ -36,8 +37,6 @@ SETTINGS = {
     "quick": (4, 4, 8, 5),
 }
 TORCH_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU, "mlstm": nn.LSTM, "mgru": nn.GRU}
-# Products per step, in units of (E·H + H·H): RNN 1, LSTM 4, GRU 3, mLSTM 1 + 4, mGRU 1 + 3.
-PRODUCTS = {"rnn": 1, "lstm": 4, "gru": 3, "mlstm": 5, "mgru": 4}
 
 
 def _seed_reference():
@@ -88,8 +87,7 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
 
 def step_flops(cell: str, batch: int, embedding: int, hidden: int, length: int) -> float:
     """Matrix-product FLOPs of one training step of our model (forward + backward = 3 × forward)."""
-    recurrent = PRODUCTS[cell] * (embedding * hidden + hidden * hidden)
-    forward = 2 * batch * length * (recurrent + hidden * VOCAB_SIZE)
+    forward = 2 * batch * length * step_macs(cell, embedding, hidden)
     return 3 * forward
 
 

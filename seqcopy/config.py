@@ -100,22 +100,23 @@ class RunConfig:
         return -(-self.train_samples // self.batch_size)
 
     def estimate_memory_bytes(self) -> int:
-        """A generous estimate of peak memory: data sets, parameters with Adam, activations."""
+        """A generous estimate of peak memory: data sets, parameters with Adam, activations (for a
+        valid cell: ``validate`` asks only then)."""
+        from .costs import SAVED_VECTORS, parameter_count
+
         data = 2 * 8 * (self.train_samples * self.train_length + self.test_samples * self.test_length)
-        gates = {"rnn": 1, "gru": 3, "lstm": 4, "mgru": 5, "mlstm": 6}.get(self.cell, 6)
-        h, e = self.hidden_size, self.embedding_size
-        params = (gates + 1) * h * (h + e) + 11 * (e + h + 1)
+        params = parameter_count(self.cell, self.embedding_size, self.hidden_size)
         optimiser = 4 * 4 * params  # weights, gradients and Adam's two moments, float32
-        # Saved activations of one training step: each gate plus h and c, per step and sample,
-        # and the logits; evaluation of a chunk needs no graph.
-        activations = 4 * self.batch_size * self.train_length * ((gates + 3) * h + 3 * 11)
+        # Saved activations of one training step, per step and sample, and the logits;
+        # evaluation of a chunk needs no graph.
+        activations = 4 * self.batch_size * self.train_length * (SAVED_VECTORS[self.cell] * self.hidden_size + 3 * 11)
         return data + optimiser + 3 * activations
 
     def estimate_flops_per_epoch(self) -> float:
         """Matrix-product FLOPs of one epoch's training (forward + backward ≈ 3× forward)."""
-        gates = {"rnn": 1, "gru": 3, "lstm": 4, "mgru": 5, "mlstm": 6}.get(self.cell, 6)
-        h, e = self.hidden_size, self.embedding_size
-        per_step = 2 * gates * h * (h + e) + 2 * h * 11
+        from .costs import step_macs
+
+        per_step = 2 * step_macs(self.cell, self.embedding_size, self.hidden_size)
         train = 3 * per_step * self.train_samples * self.train_length
         test = per_step * self.test_samples * self.test_length
         return float(train + test)

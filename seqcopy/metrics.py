@@ -68,19 +68,6 @@ class Counts:
         return float(self.sequences_correct) / max(self.sequences, 1)
 
 
-def batch_counts(logits: Tensor, targets: Tensor, copy_start: int) -> Counts:
-    """Counts of one batch, for one-off measurements (the playground, tests)."""
-    counts = Counts()
-    counts.update(logits, targets, copy_start)
-    return counts
-
-
-def position_accuracy(logits: Tensor, targets: Tensor, copy_start: int) -> list[float]:
-    """Copy accuracy at each output position 1..N, averaged over sequences."""
-    right = logits.argmax(-1)[:, copy_start:] == targets[:, copy_start:]
-    return right.float().mean(dim=0).tolist()
-
-
 def blank_baseline_accuracy(symbols: int, padding: int, output: int) -> float:
     """Accuracy over all positions of a model that writes blanks right and guesses the copy."""
     return (symbols + padding + output * CHANCE_LEVEL) / (symbols + padding + output)

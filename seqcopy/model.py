@@ -22,7 +22,6 @@ class CopyModel(nn.Module):
         fused: bool = True,
     ):
         super().__init__()
-        self.cell_name = cell
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.recurrent = RecurrentLayer(make_cell(cell, embedding_size, hidden_size), fused=fused)
         self.decoder = nn.Linear(hidden_size, vocab_size)

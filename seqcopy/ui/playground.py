@@ -65,10 +65,6 @@ class CopyTrace:
         copied = self.copied
         return float(copied["right"].mean()) if len(copied) else 0.0
 
-    @property
-    def output_text(self) -> str:
-        return "".join(self.outputs[self.copy_start :])
-
 
 def run_copy(model: CopyModel, config: RunConfig, text: str) -> CopyTrace:
     """Let ``model`` read ``text`` and copy it back. Raises vocab.InvalidSequence (one line
