@@ -7,24 +7,32 @@ that is not a checkpoint of ours raises :class:`CheckpointError` with one line s
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import torch
 
 from .config import RunConfig
+from .errors import InputError
 from .init import initialise
 from .model import CopyModel
 
 FORMAT = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError, ValueError):
     """A file or blob that is not a loadable seqcopy checkpoint."""
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:160] if text else type(error).__name__
+    text = str(error)
+    # torch's weights_only refusal is a page of advice (with terminal escapes); its reason is
+    # the line after "WeightsUnpickler error:".
+    reason = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    if reason:
+        text = f"weights_only=True refused it: {reason.group(1).split('. ')[0]}"
+    text = re.sub(r"\x1b\[[0-9;]*m|[\x00-\x1f\x7f]", "", text.strip().splitlines()[0] if text.strip() else "")
+    return text[:160] or type(error).__name__
 
 
 def build_model(config: RunConfig, initialised: bool = True) -> CopyModel:

@@ -1,7 +1,7 @@
-"""python -m seqcopy {train,submit,worker,runs,cancel,report,bench}.
+"""seqcopy {train,evaluate,submit,worker,runs,cancel,report,bench} (also ``python -m seqcopy``).
 
-Bad input (a flag, a config, a database URL, a run id) exits with status 2 and one line on
-stderr, never a traceback, and writes nothing.
+Bad input (a flag, a config, a name, a file, a database URL, a run id) exits with status 2 and one
+line on stderr, never a traceback, and writes nothing.
 """
 
 from __future__ import annotations
@@ -9,24 +9,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import CELL_NAMES, ConfigError, RunConfig
-from .flags import add_config_flags, config_from_args
+from .errors import InputError
+from .flags import SEED_FLAGS, add_config_flags, config_from_args, field_name
 from .store import DEFAULT_LEASE, StoreError, UnknownRun, open_store, worker_name
 
-# torch is imported only by the commands that train or load models (train, worker, bench), so
-# listing or cancelling runs starts in a fraction of a second.
+# torch is imported only by the commands that train or load models (train, evaluate, worker,
+# bench), so listing or cancelling runs starts in a fraction of a second.
 
 
-class UsageError(Exception):
-    """Bad input: reported on one line, exit status 2."""
+class UsageError(InputError):
+    """A bad flag or argument."""
+
+
+# The user's bad input, reported on one line with exit status 2: the project's own errors only
+# (InputError covers usage, names, checkpoints and evaluation), so a bug keeps its traceback.
+BAD_INPUT = (InputError, ConfigError, StoreError, UnknownRun)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -41,12 +45,21 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False)
+    parser = OneLineParser(prog="seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     train = commands.add_parser("train", help="train one run here and now, recorded in the store", allow_abbrev=False)
     add_config_flags(train)
     _add_db(train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="test a saved model (a run or a .pth file) at any length", allow_abbrev=False,
+        description="Test a saved model as its training run's test pass does: the state carried across "
+        "chunks of the training length. Unset flags take the model's own setting.",
+    )
+    evaluate.add_argument("model", metavar="RUN_ID|FILE", help="a run id in the store, or a .pth/.pt checkpoint file")
+    _add_test_flags(evaluate)
+    _add_db(evaluate)
 
     submit = commands.add_parser("submit", help="queue one run per cell × seed; prints their ids", allow_abbrev=False)
     add_config_flags(submit, with_location=False)
@@ -77,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The settings `evaluate` may change; the rest (the cell, its sizes, the training length that
+# sets the chunks) belong to the model.
+TEST_SETTINGS = ("test_seq_len", "test_output_len", "padding", "test_samples", "seed", "device")
+
+
+def _add_test_flags(parser: argparse.ArgumentParser) -> None:
+    """The seed's flags of the test settings, each defaulting to the model's own."""
+    group = parser.add_argument_group("test settings (default: the model's own)")
+    for short, long, kind, text in SEED_FLAGS:
+        if field_name(long) in TEST_SETTINGS:
+            group.add_argument(short, long, type=kind, default=None, help=text)
+
+
 def _parse_list(text: str | None, kind, name: str) -> list:
     if text is None:
         return []
@@ -99,47 +125,38 @@ def _config_or_exit(config: RunConfig, check_device: bool = True) -> RunConfig:
 
 
 class ProgressPrinter:
-    """A line per epoch on stdout, and a progress bar on stderr while an epoch runs on a terminal."""
+    """Each epoch's line on stdout and in the runtime log; while an epoch runs, a tqdm bar on
+    stderr when it is a terminal (never in a pipe or a log file)."""
 
-    def __init__(self, config: RunConfig):
-        self.epochs = config.epochs
-        self.curriculum = config.curriculum
-        self.bar = sys.stderr.isatty()
+    def __init__(self, config: RunConfig, experiment):
+        self.config = config
+        self.experiment = experiment
+        self.show_bar = sys.stderr.isatty()
+        self.bar = None
+        self.epoch = 1
 
     def on_batch(self, done: int, total: int) -> None:
-        if self.bar and (done == total or done % max(1, total // 50) == 0):
-            filled = int(30 * done / total)
-            sys.stderr.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} batches")
-            sys.stderr.flush()
+        if not self.show_bar:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
 
-    def on_epoch(self, e) -> None:
-        if self.bar:
-            sys.stderr.write("\r" + " " * 60 + "\r")
-        stage = f" stage K={e.stage_seq_len} N={e.stage_output_len}" if self.curriculum else ""
-        print(
-            f"epoch {e.epoch}/{self.epochs}  train loss {e.train_loss:.4f}  test loss {e.test_loss:.4f}  "
-            f"acc {e.test_acc:.3f}  copy acc {e.test_copy_acc:.3f} (chance 0.111)  seq acc {e.test_seq_acc:.3f}  "
-            f"{e.seconds:.1f}s  {e.samples_per_sec:,.0f} samples/s{stage}",
-            flush=True,
-        )
+            self.bar = tqdm(total=total, desc=f"epoch {self.epoch}/{self.config.epochs}", unit="batch", leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
 
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
-def checkpoint_path(location: str, run_id: int, config: RunConfig) -> Path:
-    path = Path(location)
-    if path.suffix in (".pt", ".pth"):
-        return path
-    return path / f"run{run_id}-{config.cell}-seed{config.seed}.pt"
+    def on_epoch(self, epoch) -> None:
+        from .experiment import epoch_line
 
-
-def _check_writable(folder: Path) -> None:
-    """Refuse a checkpoint location before training rather than lose the file after it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".seqcopy-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(f"-l/--location: cannot write checkpoints in {folder}: {error.strerror or error}") from None
+        self.close_bar()
+        self.epoch = epoch.epoch + 1
+        line = epoch_line(epoch, self.config)
+        print(line, flush=True)
+        self.experiment.log(line)
 
 
 def _json_safe(summary: dict) -> dict:
@@ -160,38 +177,75 @@ def install_stop_handlers(shutdown: threading.Event, hurry: threading.Event) -> 
 
 
 def cmd_train(args) -> int:
-    from . import checkpoint
+    from .experiment import Experiment
     from .worker import RunExecution
 
     config = _config_or_exit(config_from_args(args))
-    target = checkpoint_path(args.location, 0, config)  # run id 0: just to check the folder
-    _check_writable(target.parent)
-    store = open_store(args.db)
+    experiment = Experiment(args.log, args.logs_dir)
+    experiment.prepare()  # a bad name or an unwritable folder is refused before any run exists
+    try:
+        store = open_store(args.db)
+    except BaseException:
+        experiment.discard()
+        raise
     worker_id = f"cli:{worker_name()}"
     run_id = store.submit(config, status="running", worker_id=worker_id)
-    printer = ProgressPrinter(config)
-    print(f"run {run_id}: {config.cell}, seed {config.seed}, recorded in {store.safe_url}", flush=True)
+    print(f"run {run_id}: {config.cell}, seed {config.seed}, recorded in {store.safe_url}; outputs in {experiment.folder}", flush=True)
+    try:
+        experiment.start_log(run_id, config, store.safe_url)
+    except OSError as error:  # the folder was writable a moment ago; train all the same
+        print(f"runtime log not written to {experiment.log_path}: {error.strerror or error}", file=sys.stderr)
+    printer = ProgressPrinter(config, experiment)
     shutdown, hurry = threading.Event(), threading.Event()
     install_stop_handlers(shutdown, hurry)
     execution = RunExecution(
         store, store.get_run(run_id), worker_id, DEFAULT_LEASE, shutdown, printer.on_epoch, printer.on_batch, hurry
     )
-    status = execution.execute()
-    result = execution.result
+    try:
+        status = execution.execute()
+        printer.close_bar()
+        return _report_training(store, run_id, status, execution.result, experiment)
+    finally:
+        printer.close_bar()
+        experiment.close_log()
+
+
+def _report_training(store, run_id: int, status: str, result, experiment) -> int:
+    """The run's last lines, on the terminal and in the runtime log, and its outputs in the
+    experiment folder (whatever epochs it finished, also when it was stopped or diverged)."""
+
+    def say(line: str, stream=sys.stdout) -> None:
+        print(line, file=stream, flush=True)
+        experiment.log(line)
+
     if status == "lost":
-        print(f"run {run_id} was taken back by another process; its result is not recorded", file=sys.stderr)
+        say(f"run {run_id} was taken back by another process; its result is not recorded", sys.stderr)
         return 1
-    if status == "failed" or result is None:
-        print(f"run {run_id} failed: {(store.get_run(run_id).error or 'unknown error').splitlines()[0]}", file=sys.stderr)
-        return 1
-    if result.epochs:
+    if result is not None and result.epochs:
         try:
-            path = checkpoint.save_file(checkpoint_path(args.location, run_id, config), result.model, config)
-            print(f"checkpoint saved to {path}", flush=True)
+            experiment.save_results(result)
+            say(f"plots, model and config saved in {experiment.folder}")
         except OSError as error:  # the run and its checkpoint are safe in the store all the same
-            print(f"checkpoint not saved to {args.location}: {error.strerror or error} (it is in the store)", file=sys.stderr)
+            say(f"outputs not saved in {experiment.folder}: {error.strerror or error} (the run is in the store)", sys.stderr)
+    if status == "failed" or result is None:
+        say(f"run {run_id} failed: {(store.get_run(run_id).error or 'unknown error').splitlines()[0]}", sys.stderr)
+        return 1
+    if status == "cancelled":
+        say(f"run {run_id}: {(store.get_run(run_id).error or 'cancelled').splitlines()[0]}", sys.stderr)
     summary = result.summary() | {"run_id": run_id, "status": status}
-    print(json.dumps(_json_safe(summary)), flush=True)
+    say(json.dumps(_json_safe(summary)))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate_model, load_model, with_test_settings
+
+    loaded = load_model(args.model, args.db)
+    config = _config_or_exit(with_test_settings(loaded.config, **{name: getattr(args, name) for name in TEST_SETTINGS}))
+    evaluation = evaluate_model(loaded, config)
+    for line in evaluation.report_lines():
+        print(line)
+    print(json.dumps(_json_safe(evaluation.summary())), flush=True)
     return 0
 
 
@@ -278,7 +332,7 @@ def cmd_report(args) -> int:
 def cmd_bench(args) -> int:
     from . import benchmark
 
-    parser = OneLineParser(prog="python -m seqcopy bench", description=benchmark.__doc__, allow_abbrev=False)
+    parser = OneLineParser(prog="seqcopy bench", description=benchmark.__doc__, allow_abbrev=False)
     benchmark.add_arguments(parser)
     bench_args = parser.parse_args(args.extra)
     problem = benchmark.check_arguments(bench_args)
@@ -287,7 +341,7 @@ def cmd_bench(args) -> int:
     return benchmark.run(bench_args)
 
 
-COMMANDS = {"train": cmd_train, "submit": cmd_submit, "worker": cmd_worker, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, "worker": cmd_worker, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,13 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         args.extra = extra
         return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, StoreError, UnknownRun, ValueError) as error:
-        # ValueError covers CheckpointError and a bad tag, without importing torch here
+    except BAD_INPUT as error:
         print(f"seqcopy: error: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:  # the database went away mid-command
         print(f"seqcopy: database error: {' '.join(str(getattr(error, 'orig', error)).split())[:300]}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `python -m seqcopy runs | head`: the reader left, nothing is wrong
+    except BrokenPipeError:  # `seqcopy runs | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0

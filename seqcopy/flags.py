@@ -39,8 +39,13 @@ def add_config_flags(parser: argparse.ArgumentParser, with_location: bool = True
     group = parser.add_argument_group("the seed's flags")
     if with_location:
         group.add_argument(
-            "-l", "--location", default="checkpoints",
-            help="where to save the checkpoint: a folder, or a file ending in .pt (default: checkpoints)",
+            "-l", "--log", default="rnn.log", metavar="NAME",
+            help="names the experiment: its log, plots, model (.pth) and config go to LOGS_DIR/NAME/, "
+            "NAME less a trailing .log (default: rnn.log, the seed's, so logs/rnn/)",
+        )
+        group.add_argument(
+            "--logs-dir", default="logs", metavar="LOGS_DIR",
+            help="the folder that holds the experiments' folders (default: logs)",
         )
     for short, long, kind, text in SEED_FLAGS:
         default = getattr(DEFAULTS, field_name(long))

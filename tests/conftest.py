@@ -102,3 +102,29 @@ def nan_loss_from_batch(monkeypatch):
         monkeypatch.setattr(train_module, "sequence_loss", loss)
 
     return make_nan_from
+
+
+# A tiny model trained once per session by `seqcopy train -l tiny` in a real process: its
+# experiment folder, its store and its final summary (tests/test_experiment.py, test_evaluation.py).
+# The test lengths are longer than the training ones, so the test pass feeds two chunks.
+TINY_TRAIN_FLAGS = ["-iseq", "3", "-oseq", "3", "-tseq", "6", "-toseq", "4", "-p", "1", "-hs", "8", "-em", "4",
+                    "-b", "8", "-trs", "64", "-ts", "32", "-ep", "2", "-c", "lstm", "-lr", "0.05", "-s", "3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory):
+    import json
+    import subprocess
+    from types import SimpleNamespace
+
+    root = tmp_path_factory.mktemp("tiny-experiment")
+    db_url = f"sqlite:///{root / 'runs.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "seqcopy", "train", *TINY_TRAIN_FLAGS, "-l", "tiny.log", "--db", db_url],
+        cwd=root, capture_output=True, text=True, timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return SimpleNamespace(root=root, folder=root / "logs" / "tiny", db_url=db_url, run_id=summary["run_id"],
+                           summary=summary, stdout=done.stdout, stderr=done.stderr)

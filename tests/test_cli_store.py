@@ -179,9 +179,10 @@ def test_worker_refuses_bad_leases(sqlite_url, capsys, flags, needle):
 
 # ---------------------------------------------------------------------------- train
 def test_train_records_its_run_in_the_store(db_url, tmp_path):
-    target = tmp_path / "out" / "tiny.pt"
+    target = tmp_path / "out" / "tiny" / "tiny.pth"
     done = subprocess.run(
-        [sys.executable, "-m", "seqcopy", "train", *TINY_FLAGS, "-c", "gru", "-s", "5", "-l", str(target), "--db", db_url],
+        [sys.executable, "-m", "seqcopy", "train", *TINY_FLAGS, "-c", "gru", "-s", "5", "-l", "tiny",
+         "--logs-dir", str(tmp_path / "out"), "--db", db_url],
         cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

@@ -69,10 +69,10 @@ def test_bad_flags_exit_2_with_one_line(flags, words, capsys, tmp_path):
 
 
 def test_train_prints_progress_and_a_json_summary_and_saves_a_loadable_checkpoint(tmp_path):
-    target = tmp_path / "model.pt"
+    target = tmp_path / "model" / "model.pth"
     out = subprocess.run(
         [sys.executable, "-m", "seqcopy", "train", *TINY_FLAGS, "-c", "mgru", "-s", "3",
-         "-l", str(target), "--db", f"sqlite:///{tmp_path / 'runs.db'}"],
+         "-l", "model", "--logs-dir", str(tmp_path), "--db", f"sqlite:///{tmp_path / 'runs.db'}"],
         capture_output=True, text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
@@ -134,13 +134,13 @@ def test_missing_checkpoint_file(tmp_path):
         checkpoint.load_file(tmp_path / "absent.pt")
 
 
-def test_an_unwritable_location_is_refused_before_training(tmp_path, capsys):
+def test_an_unwritable_logs_folder_is_refused_before_training(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     db = tmp_path / "runs.db"
-    code = main(["train", *TINY_FLAGS, "-l", str(blocker / "sub"), "--db", f"sqlite:///{db}"])
+    code = main(["train", *TINY_FLAGS, "--logs-dir", str(blocker / "sub"), "--db", f"sqlite:///{db}"])
     err = capsys.readouterr().err
-    assert code == 2 and "cannot write checkpoints" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "cannot write in" in err and len(err.strip().splitlines()) == 1
     assert not db.exists()  # refused before any run was recorded
 
 

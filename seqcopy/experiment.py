@@ -1,0 +1,150 @@
+"""The seed's experiment folder: ``train -l/--log NAME`` keeps a run's outputs under ``logs/NAME/``.
+
+As the seed's rnn.py did, the name of the log names the experiment (``rnn.log`` → ``logs/rnn/``):
+
+    logs/NAME/NAME.log                 the runtime log: run id and config, one line per epoch as it
+                                       ends (flushed, so ``tail -f`` follows it), the final summary
+    logs/NAME/train_loss.png           train and test loss per epoch
+    logs/NAME/train_accuracy.png       accuracy over all positions, with the never-copying baseline
+    logs/NAME/train_copy_accuracy.png  copy accuracy, with the chance level 1/9
+    logs/NAME/NAME.pth                 the model: state_dict + config (loads with weights_only=True)
+    logs/NAME/config.json              the run's config
+
+The folder is checked before training, so a bad name or a folder that cannot be written is refused
+while nothing has been spent on it. The same name again replaces the outputs (the store keeps every
+run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import unicodedata
+from pathlib import Path
+
+from . import checkpoint, plots
+from .config import RunConfig
+from .errors import InputError
+from .metrics import blank_baseline_accuracy
+from .train import EpochResult, TrainResult
+from .vocab import CHANCE_LEVEL
+
+MAX_NAME = 200
+CONFIG_FILE = "config.json"
+
+
+class ExperimentError(InputError):
+    """An experiment name or folder that cannot be used."""
+
+
+def experiment_name(log: str) -> str:
+    """The experiment's name from the ``-l/--log`` value: the value less a trailing ``.log``.
+    Refuses what is not a plain file name, so the outputs stay inside the logs folder."""
+    name = log[: -len(".log")] if log.endswith(".log") else log
+    if not name:
+        problem = "the experiment name is empty"
+    elif len(name) > MAX_NAME:
+        problem = f"the experiment name is {len(name)} characters long; at most {MAX_NAME}"
+    elif "/" in name or "\\" in name or (os.altsep and os.altsep in name):
+        problem = "the experiment name contains a path separator (--logs-dir chooses the place)"
+    elif name in (".", ".."):
+        problem = "'.' and '..' name folders, not experiments"
+    elif any(unicodedata.category(char).startswith("C") for char in name):
+        problem = "the experiment name contains a control character"
+    else:
+        return name
+    shown = log if len(log) <= 60 else log[:57] + "..."
+    raise ExperimentError(f"-l/--log {shown!r}: {problem}")
+
+
+def epoch_line(epoch: EpochResult, config: RunConfig) -> str:
+    """One epoch as the command line prints it and the runtime log keeps it: copy accuracy and its
+    chance level beside the accuracy over all positions, whose never-copying baseline is shown."""
+    baseline = blank_baseline_accuracy(config.test_seq_len, config.padding, config.test_output_len)
+    stage = f" stage K={epoch.stage_seq_len} N={epoch.stage_output_len}" if config.curriculum else ""
+    return (
+        f"epoch {epoch.epoch}/{config.epochs}  train loss {epoch.train_loss:.4f}  test loss {epoch.test_loss:.4f}  "
+        f"acc {epoch.test_acc:.3f} (never copying {baseline:.3f})  "
+        f"copy acc {epoch.test_copy_acc:.3f} (chance {CHANCE_LEVEL:.3f})  seq acc {epoch.test_seq_acc:.3f}  "
+        f"{epoch.seconds:.1f}s  {epoch.samples_per_sec:,.0f} samples/s{stage}"
+    )
+
+
+class Experiment:
+    """The folder of one named experiment and the files in it."""
+
+    def __init__(self, log: str, logs_dir: str | Path):
+        self.name = experiment_name(log)
+        self.folder = Path(logs_dir) / self.name
+        self._created: list[Path] = []  # folders that prepare() made, removed by discard()
+        self._log = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / f"{self.name}.log"
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / f"{self.name}.pth"
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_FILE
+
+    def output_paths(self) -> list[Path]:
+        return [self.log_path, *(self.folder / name for name in plots.PLOT_FILES), self.model_path, self.config_path]
+
+    # ------------------------------------------------------------------ before training
+    def prepare(self) -> None:
+        """Make the folder and prove it writable, or raise ExperimentError with one line."""
+        for path in self.output_paths():
+            if path.is_dir():
+                raise ExperimentError(f"-l/--log: cannot write {path}: a folder of that name is in the way")
+            if path.exists() and not os.access(path, os.W_OK):
+                raise ExperimentError(f"-l/--log: cannot replace {path}: it is read-only")
+        missing = [parent for parent in (self.folder, *self.folder.parents) if not parent.exists()]
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._created = [path for path in missing if path.is_dir()]
+            probe = self.folder / f".seqcopy-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            self.discard()
+            raise ExperimentError(f"-l/--log: cannot write in {self.folder}: {error.strerror or error}") from None
+
+    def discard(self) -> None:
+        """Remove the folders prepare() made, if nothing was written in them (a run refused later)."""
+        for folder in self._created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        self._created = []
+
+    # ------------------------------------------------------------------ the runtime log
+    def start_log(self, run_id: int, config: RunConfig, store_url: str) -> None:
+        """Open the runtime log (replacing an earlier one of this name) and write its header."""
+        self._log = self.log_path.open("w", encoding="utf-8")
+        self.log(f"seqcopy run {run_id}, recorded in {store_url}, started {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
+        self.log(f"outputs in {self.folder}")
+        self.log(f"config {config.to_json()}")
+
+    def log(self, line: str) -> None:
+        if self._log is not None:
+            self._log.write(line + "\n")
+            self._log.flush()  # the log is read while the run goes on
+
+    def close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    # ------------------------------------------------------------------ after training
+    def save_results(self, result: TrainResult) -> list[Path]:
+        """The plots, the model and its config, for the epochs the run finished."""
+        plots.write_training_plots(self.folder, result.epochs, result.config)
+        checkpoint.save_file(self.model_path, result.model, result.config)
+        self.config_path.write_text(json.dumps(result.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return [self.folder / name for name in plots.PLOT_FILES] + [self.model_path, self.config_path]
