@@ -202,11 +202,10 @@ def cmd_train(args) -> int:
         store, store.get_run(run_id), worker_id, DEFAULT_LEASE, shutdown, printer.on_epoch, printer.on_batch, hurry
     )
     try:
-        status = execution.execute()
+        status = execution.execute()  # a failure inside training is recorded, not raised
         printer.close_bar()
         return _report_training(store, run_id, status, execution.result, experiment)
     finally:
-        printer.close_bar()
         experiment.close_log()
 
 
