@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import CELL_NAMES, ConfigError, RunConfig
-from .flags import add_config_flags, config_from_args
+from .flags import add_config_flags, config_from_args, flag_of
 from .store import DEFAULT_LEASE, StoreError, UnknownRun, open_store, worker_name
 
 # torch is imported only by the commands that train or load models (train, worker, bench), so
@@ -29,8 +29,21 @@ class UsageError(Exception):
     """Bad input: reported on one line, exit status 2."""
 
 
+class CompactHelp(argparse.HelpFormatter):
+    """'-iseq, --train_seq_len, --train-seq-len K' rather than the value's name after each spelling."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return f"{', '.join(action.option_strings)} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (no usage dump) and exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", CompactHelp)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(message)
@@ -49,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(train)
 
     submit = commands.add_parser("submit", help="queue one run per cell × seed; prints their ids", allow_abbrev=False)
-    add_config_flags(submit, with_location=False)
+    add_config_flags(submit, with_log=False)
     submit.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}); default: -c")
     submit.add_argument("--seeds", help="comma-separated seeds; default: -s")
     _add_db(submit)
@@ -94,7 +107,7 @@ def _config_or_exit(config: RunConfig, check_device: bool = True) -> RunConfig:
     if errors:
         field, message = next(iter(errors.items()))
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UsageError(f"{field.replace('_', '-')}: {message}{more}")
+        raise UsageError(f"{flag_of(field)}: {message}{more}")
     return config
 
 
@@ -124,22 +137,23 @@ class ProgressPrinter:
         )
 
 
-def checkpoint_path(location: str, run_id: int, config: RunConfig) -> Path:
-    path = Path(location)
-    if path.suffix in (".pt", ".pth"):
-        return path
-    return path / f"run{run_id}-{config.cell}-seed{config.seed}.pt"
+def experiment_folder(args) -> tuple[str, Path]:
+    """(name, folder) of the experiment -l/--log names: 'rnn.log' → ('rnn', logs/rnn/)."""
+    name = args.log[: -len(".log")] if args.log.endswith(".log") else args.log
+    if not name or any(ch in name for ch in "/\\") or name in (".", ".."):
+        raise UsageError(f"-l/--log: {args.log!r} is not an experiment name (letters, digits, '_', '-', '.')")
+    return name, Path(args.logs_dir) / name
 
 
 def _check_writable(folder: Path) -> None:
-    """Refuse a checkpoint location before training rather than lose the file after it."""
+    """Refuse an experiment folder before training rather than lose the model after it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".seqcopy-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise UsageError(f"-l/--location: cannot write checkpoints in {folder}: {error.strerror or error}") from None
+        raise UsageError(f"-l/--log: cannot write in {folder}: {error.strerror or error}") from None
 
 
 def _json_safe(summary: dict) -> dict:
@@ -164,8 +178,8 @@ def cmd_train(args) -> int:
     from .worker import RunExecution
 
     config = _config_or_exit(config_from_args(args))
-    target = checkpoint_path(args.location, 0, config)  # run id 0: just to check the folder
-    _check_writable(target.parent)
+    name, folder = experiment_folder(args)
+    _check_writable(folder)
     store = open_store(args.db)
     worker_id = f"cli:{worker_name()}"
     run_id = store.submit(config, status="running", worker_id=worker_id)
@@ -186,21 +200,22 @@ def cmd_train(args) -> int:
         return 1
     if result.epochs:
         try:
-            path = checkpoint.save_file(checkpoint_path(args.location, run_id, config), result.model, config)
-            print(f"checkpoint saved to {path}", flush=True)
+            path = checkpoint.save_file(folder / f"{name}.pth", result.model, config)
+            print(f"model saved to {path}", flush=True)
         except OSError as error:  # the run and its checkpoint are safe in the store all the same
-            print(f"checkpoint not saved to {args.location}: {error.strerror or error} (it is in the store)", file=sys.stderr)
+            print(f"model not saved in {folder}: {error.strerror or error} (it is in the store)", file=sys.stderr)
     summary = result.summary() | {"run_id": run_id, "status": status}
     print(json.dumps(_json_safe(summary)), flush=True)
     return 0
 
 
 def cmd_submit(args) -> int:
-    cells = _parse_list(args.cells, str, "cells") or [args.cell]
-    seeds = _parse_list(args.seeds, int, "seeds") or [args.seed]
+    base = config_from_args(args)
+    cells = _parse_list(args.cells, str, "cells") or [base.cell]
+    seeds = _parse_list(args.seeds, int, "seeds") or [base.seed]
     # The device is checked by the worker that trains the run: this machine may have no GPU.
     configs = [
-        _config_or_exit(config_from_args(args, cell=cell, seed=seed), check_device=False)
+        _config_or_exit(base.replace(cell=cell, seed=seed), check_device=False)
         for cell in cells
         for seed in seeds
     ]
