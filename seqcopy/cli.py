@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import CELL_NAMES, ConfigError, RunConfig
 from .errors import InputError
-from .flags import SEED_FLAGS, add_config_flags, config_from_args, field_name
+from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
 from .store import DEFAULT_LEASE, StoreError, UnknownRun, open_store, worker_name
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
@@ -33,8 +33,21 @@ class UsageError(InputError):
 BAD_INPUT = (InputError, ConfigError, StoreError, UnknownRun)
 
 
+class CompactHelp(argparse.HelpFormatter):
+    """'-iseq, --train_seq_len, --train-seq-len K' rather than the value's name after each spelling."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return f"{', '.join(action.option_strings)} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (no usage dump) and exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", CompactHelp)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(message)
@@ -62,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(evaluate)
 
     submit = commands.add_parser("submit", help="queue one run per cell × seed; prints their ids", allow_abbrev=False)
-    add_config_flags(submit, with_location=False)
+    add_config_flags(submit, with_log=False)
     submit.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}); default: -c")
     submit.add_argument("--seeds", help="comma-separated seeds; default: -s")
     _add_db(submit)
@@ -98,9 +111,8 @@ TEST_SETTINGS = ("test_seq_len", "test_output_len", "padding", "test_samples", "
 def _add_test_flags(parser: argparse.ArgumentParser) -> None:
     """The seed's flags of the test settings, each defaulting to the model's own."""
     group = parser.add_argument_group("test settings (default: the model's own)")
-    for short, long, kind, text in SEED_FLAGS:
-        if field_name(long) in TEST_SETTINGS:
-            group.add_argument(short, long, type=kind, default=None, help=text)
+    for name in TEST_SETTINGS:
+        add_setting_flag(group, name)
 
 
 def _parse_list(text: str | None, kind, name: str) -> list:
@@ -120,7 +132,7 @@ def _config_or_exit(config: RunConfig, check_device: bool = True) -> RunConfig:
     if errors:
         field, message = next(iter(errors.items()))
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UsageError(f"{field.replace('_', '-')}: {message}{more}")
+        raise UsageError(f"{flag_of(field)}: {message}{more}")
     return config
 
 
@@ -240,7 +252,8 @@ def cmd_evaluate(args) -> int:
     from .evaluation import evaluate_model, load_model, with_test_settings
 
     loaded = load_model(args.model, args.db)
-    config = _config_or_exit(with_test_settings(loaded.config, **{name: getattr(args, name) for name in TEST_SETTINGS}))
+    given = {name: getattr(args, name) for name in TEST_SETTINGS if hasattr(args, name)}
+    config = _config_or_exit(with_test_settings(loaded.config, **given))
     evaluation = evaluate_model(loaded, config)
     for line in evaluation.report_lines():
         print(line)
@@ -249,11 +262,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    cells = _parse_list(args.cells, str, "cells") or [args.cell]
-    seeds = _parse_list(args.seeds, int, "seeds") or [args.seed]
+    base = config_from_args(args)
+    cells = _parse_list(args.cells, str, "cells") or [base.cell]
+    seeds = _parse_list(args.seeds, int, "seeds") or [base.seed]
     # The device is checked by the worker that trains the run: this machine may have no GPU.
     configs = [
-        _config_or_exit(config_from_args(args, cell=cell, seed=seed), check_device=False)
+        _config_or_exit(base.replace(cell=cell, seed=seed), check_device=False)
         for cell in cells
         for seed in seeds
     ]

@@ -11,6 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 
+from .settings import Setting, declared, setting
+
 
 CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")  # seqcopy.cells implements each
 LR_SCHEDULES = ("constant", "cosine", "plateau")
@@ -26,6 +28,7 @@ MAX_TEST_SEQ = 10_000
 MAX_SAMPLES = 1_000_000
 MAX_EPOCHS = 10_000
 MAX_PADDING = 1000
+MAX_TAG = 200
 MAX_MEMORY_BYTES = 8 * 2**30  # the estimate of a run's peak memory must stay below this
 DEVICES = ("cpu", "cuda", "mps", "auto")
 
@@ -40,35 +43,127 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Every setting of one training run. Defaults are the command line's defaults."""
+    """Every setting of one training run. Each field declares, once, its flags, its label and help,
+    its place in the Launch form and its limits (seqcopy.settings). Defaults are the seed's: its
+    sixteen flags keep the defaults of the original assignment; the options beyond it default to
+    what the seed did."""
 
-    cell: str = "lstm"
-    train_seq_len: int = 20  # K while training (-iseq)
-    test_seq_len: int = 40  # K at test time (-tseq)
-    padding: int = 3  # P delimiters '$' (-p)
-    train_output_len: int = 10  # N while training (-oseq)
-    test_output_len: int = 20  # N at test time (-toseq)
-    batch_size: int = 32
-    embedding_size: int = 16
-    hidden_size: int = 128
-    epochs: int = 10
-    lr: float = 0.001
-    seed: int = 0
-    train_samples: int = 10_000
-    test_samples: int = 1_000
-    device: str = "cpu"
-    # Options beyond the seed's flags; their defaults keep the seed's behaviour.
-    curriculum: bool = False  # start with short outputs and lengthen them as copying is learnt
-    curriculum_start: int = 2  # the first stage's output length
-    curriculum_threshold: float = 0.9  # copy accuracy that moves the curriculum to the next stage
-    curriculum_step: int = 0  # each stage's output is this much longer; 0 doubles it
-    lr_schedule: str = "constant"
-    warmup_epochs: int = 0
-    clip: str = "value"  # 'value': clamp each gradient to [-1, 1] as the seed did; 'norm': norm ≤ 1
-    fresh_data: bool = False  # draw a new training set every epoch instead of reusing one
-    init: str = "uniform"  # 'uniform': torch's U(-1/√H, 1/√H), as the seed; 'scaled': see seqcopy.init
-    fused: bool = True  # False trains the readable reference cells instead of the fast kernels
-    tag: str = ""
+    # ---- the grid: the form asks for several cells and seeds at once
+    cell: str = setting(
+        "rnn", label="Cell", help="recurrent cell", group="Grid",
+        flags=("-c", "--cell"), choices=CELL_NAMES, seed=True,
+    )
+    seed: int = setting(
+        42, label="Seed", help="seed of the data and of the initial weights", group="Grid",
+        flags=("-s", "--seed"), low=0, high=2**32 - 1, seed=True,
+    )
+    # ---- the task
+    train_seq_len: int = setting(
+        100, label="Input length K (train)", help="K: symbols read while training", group="Task",
+        flags=("-iseq", "--train_seq_len", "--train-seq-len"), low=1, high=MAX_TRAIN_SEQ, seed=True,
+    )
+    train_output_len: int = setting(
+        50, label="Output length N (train)", help="N: symbols to copy back while training (at most K)",
+        group="Task", flags=("-oseq", "--train_output_len", "--train-output-len"), low=1, high=MAX_TRAIN_SEQ,
+        seed=True,
+    )
+    padding: int = setting(
+        10, label="Padding P ('$' delimiters)", help="P: delimiters '$' between the input and the copy",
+        group="Task", flags=("-p", "--padding"), low=1, high=MAX_PADDING, seed=True,
+    )
+    test_seq_len: int = setting(
+        100, label="Input length K (test)", help="K at test time (longer than training tests generalisation)",
+        group="Task", flags=("-tseq", "--test_seq_len", "--test-seq-len"), low=1, high=MAX_TEST_SEQ, seed=True,
+    )
+    test_output_len: int = setting(
+        50, label="Output length N (test)", help="N at test time (at most the test K)", group="Task",
+        flags=("-toseq", "--test_output_len", "--test-output-len"), low=1, high=MAX_TEST_SEQ, seed=True,
+    )
+    curriculum: bool = setting(
+        False, label="Curriculum", help="start with short outputs and lengthen them as copying is learnt",
+        group="Task", flags=("--curriculum",),
+    )
+    curriculum_start: int = setting(
+        2, label="Curriculum: first output length", help="output length of the curriculum's first stage",
+        group="Task", flags=("--curriculum-start",), low=1, high=MAX_TRAIN_SEQ,
+    )
+    curriculum_threshold: float = setting(
+        0.9, label="Curriculum: copy accuracy to advance",
+        help="training copy accuracy that moves the curriculum to the next stage", group="Task",
+        flags=("--curriculum-threshold",), low=0.01, high=1.0, step=0.01,
+    )
+    curriculum_step: int = setting(
+        0, label="Curriculum: lengthen by (0 = double)",
+        help="each stage's output is this many symbols longer than the last; 0 doubles it", group="Task",
+        flags=("--curriculum-step",), low=0, high=MAX_TRAIN_SEQ,
+    )
+    # ---- the model
+    embedding_size: int = setting(
+        11, label="Embedding size", help="size of the symbol embedding", group="Model",
+        flags=("-em", "--embedding_size", "--embedding-size"), low=1, high=MAX_EMBEDDING, seed=True,
+    )
+    hidden_size: int = setting(
+        128, label="Hidden size", help="size of the recurrent state", group="Model",
+        flags=("-hs", "--hidden_size", "--hidden-size"), low=1, high=MAX_HIDDEN, seed=True,
+    )
+    init: str = setting(
+        "uniform", label="Initialisation",
+        help="uniform: torch's default, as the seed; scaled: orthogonal recurrent weights, forget bias 1",
+        group="Model", flags=("--init",), choices=INIT_SCHEMES,
+    )
+    fused: bool = setting(
+        True, label="Fast fused kernels", help="off trains the readable reference cells (slower, same maths)",
+        group="Model", flags=("--fused",),
+    )
+    # ---- training
+    epochs: int = setting(
+        10, label="Epochs", help="passes over the training set", group="Training",
+        flags=("-ep", "--epochs"), low=1, high=MAX_EPOCHS, seed=True,
+    )
+    batch_size: int = setting(
+        32, label="Batch size", help="sequences per mini-batch", group="Training",
+        flags=("-b", "--batch_size", "--batch-size"), low=1, high=MAX_BATCH, seed=True,
+    )
+    lr: float = setting(
+        0.1, label="Learning rate", help="Adam's learning rate", group="Training",
+        flags=("-lr", "--learning_rate", "--lr", "--learning-rate"), low=1e-7, high=10.0, step=0.0005, seed=True,
+    )
+    lr_schedule: str = setting(
+        "constant", label="Learning-rate schedule",
+        help="constant; cosine decay to 0; or halve on a plateau of test copy accuracy", group="Training",
+        flags=("--lr-schedule",), choices=LR_SCHEDULES,
+    )
+    warmup_epochs: int = setting(
+        0, label="Warm-up epochs", help="epochs of linear learning-rate warm-up", group="Training",
+        flags=("--warmup-epochs",), low=0, high=MAX_EPOCHS,
+    )
+    clip: str = setting(
+        "value", label="Gradient clipping",
+        help="value: clamp each gradient to [-1, 1], as the seed; norm: total gradient norm at most 1",
+        group="Training", flags=("--clip",), choices=CLIP_MODES,
+    )
+    device: str = setting(
+        "cpu", label="Device", help="cpu, cuda, mps, or auto (the best one present)", group="Training",
+        flags=("-d", "--device"), choices=DEVICES, seed=True,
+    )
+    # ---- data
+    train_samples: int = setting(
+        10_000, label="Training sequences", help="sequences in the training set", group="Data",
+        flags=("-trs", "--train_samples", "--train-samples"), low=1, high=MAX_SAMPLES, seed=True,
+    )
+    test_samples: int = setting(
+        1_000, label="Test sequences", help="sequences in the test set", group="Data",
+        flags=("-ts", "--test_samples", "--test-samples"), low=1, high=MAX_SAMPLES, seed=True,
+    )
+    fresh_data: bool = setting(
+        False, label="Fresh data each epoch",
+        help="draw new training sequences every epoch, so the model cannot memorise a fixed set", group="Data",
+        flags=("--fresh-data",),
+    )
+    tag: str = setting(
+        "", label="Tag", help="a short note stored with the runs, to find and group them later", group="Data",
+        flags=("--tag",), high=MAX_TAG,
+    )
 
     # ----------------------------------------------------------------- conversion
     def to_dict(self) -> dict:
@@ -127,33 +222,10 @@ class RunConfig:
         ``check_device=False`` the device need only be a known name: a CPU-only machine may queue
         a run for a GPU worker, which checks availability when it trains."""
         errors: dict[str, str] = {}
-
-        def at_least(name: str, low: int, high: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                errors[name] = f"must be a whole number, got {value!r}"
-            elif value < low:
-                errors[name] = f"must be at least {low}, got {value}"
-            elif value > high:
-                errors[name] = f"must be at most {high:,} on this machine, got {value:,}"
-
-        if self.cell not in CELL_NAMES:
-            errors["cell"] = f"unknown cell {self.cell!r}: choose one of {', '.join(CELL_NAMES)}"
-        at_least("train_seq_len", 1, MAX_TRAIN_SEQ)
-        at_least("test_seq_len", 1, MAX_TEST_SEQ)
-        at_least("padding", 1, MAX_PADDING)
-        at_least("train_output_len", 1, MAX_TRAIN_SEQ)
-        at_least("test_output_len", 1, MAX_TEST_SEQ)
-        at_least("batch_size", 1, MAX_BATCH)
-        at_least("embedding_size", 1, MAX_EMBEDDING)
-        at_least("hidden_size", 1, MAX_HIDDEN)
-        at_least("epochs", 1, MAX_EPOCHS)
-        at_least("seed", 0, 2**32 - 1)
-        at_least("train_samples", 1, MAX_SAMPLES)
-        at_least("test_samples", 1, MAX_SAMPLES)
-        at_least("curriculum_start", 1, MAX_TRAIN_SEQ)
-        at_least("curriculum_step", 0, MAX_TRAIN_SEQ)
-        at_least("warmup_epochs", 0, MAX_EPOCHS)
+        for name, declaration in SETTINGS.items():
+            problem = declaration.problem(getattr(self, name))
+            if problem:
+                errors[name] = problem
         if "train_output_len" not in errors and "train_seq_len" not in errors:
             if self.train_output_len > self.train_seq_len:
                 errors["train_output_len"] = (
@@ -166,31 +238,12 @@ class RunConfig:
                     f"the test output ({self.test_output_len}) cannot be longer than the test "
                     f"sequence ({self.test_seq_len})"
                 )
-        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
-            errors["lr"] = f"the learning rate must be above 0, got {self.lr!r}"
-        elif self.lr > 10:
-            errors["lr"] = f"a learning rate of {self.lr} would diverge: at most 10"
-        threshold = self.curriculum_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-            errors["curriculum_threshold"] = f"must be a number in (0, 1], got {threshold!r}"
         if "warmup_epochs" not in errors and "epochs" not in errors and self.warmup_epochs >= self.epochs:
             errors["warmup_epochs"] = f"the warm-up ({self.warmup_epochs}) must be shorter than the run ({self.epochs} epochs)"
-        for name in ("curriculum", "fused", "fresh_data"):
-            if not isinstance(getattr(self, name), bool):
-                errors[name] = f"must be true or false, got {getattr(self, name)!r}"
-        if self.lr_schedule not in LR_SCHEDULES:
-            errors["lr_schedule"] = f"choose one of {', '.join(LR_SCHEDULES)}"
-        if self.clip not in CLIP_MODES:
-            errors["clip"] = f"choose one of {', '.join(CLIP_MODES)}"
-        if self.init not in INIT_SCHEMES:
-            errors["init"] = f"choose one of {', '.join(INIT_SCHEMES)}"
-        if not isinstance(self.tag, str):
-            errors["tag"] = f"must be text, got {self.tag!r}"
-        elif len(self.tag) > 200:
-            errors["tag"] = "at most 200 characters"
-        device_error = device_problem(self.device, check_available=check_device)
-        if device_error:
-            errors["device"] = device_error
+        if "device" not in errors and check_device:
+            unavailable = device_problem(self.device)
+            if unavailable:
+                errors["device"] = unavailable
         if not errors and self.estimate_memory_bytes() > MAX_MEMORY_BYTES:
             need = self.estimate_memory_bytes() / 2**30
             errors["batch_size"] = (
@@ -207,12 +260,8 @@ class RunConfig:
         return self
 
 
-def device_problem(device: str, check_available: bool = True) -> str | None:
-    """Why ``device`` cannot be used here, or None."""
-    if device not in DEVICES:
-        return f"unknown device {device!r}: choose one of {', '.join(DEVICES)}"
-    if not check_available:
-        return None
+def device_problem(device: str) -> str | None:
+    """Why the known device name ``device`` cannot be used on this machine, or None."""
     import torch  # only here: the store and the CLI's listing commands need no torch
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -235,47 +284,5 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-FIELD_HELP = {
-    "cell": "recurrent cell: rnn, lstm, gru, mlstm or mgru",
-    "train_seq_len": "K, symbols to read while training",
-    "test_seq_len": "K at test time (longer than training tests generalisation)",
-    "padding": "P, delimiters '$' between the input and the copy",
-    "train_output_len": "N, symbols to copy back while training (≤ K)",
-    "test_output_len": "N at test time (≤ test K)",
-    "batch_size": "sequences per mini-batch",
-    "embedding_size": "size of the symbol embedding",
-    "hidden_size": "size of the recurrent state",
-    "epochs": "passes over the training set",
-    "lr": "Adam's learning rate",
-    "seed": "seed of the data and of the initial weights",
-    "train_samples": "sequences in the training set",
-    "test_samples": "sequences in the test set",
-    "device": "cpu, cuda, mps or auto",
-}
-
-
-PRESETS: dict[str, RunConfig] = {
-    # Learns to copy short sequences in about a minute on a 2-core CPU (measured, LSTM seed 0:
-    # 90% test copy accuracy at epoch 8, 98.6% at epoch 15, about 2 s an epoch).
-    "Quick demo": RunConfig(
-        train_seq_len=10, test_seq_len=10, train_output_len=10, test_output_len=10,
-        hidden_size=128, lr=0.003, epochs=15, train_samples=10_000, test_samples=500,
-        tag="quick demo",
-    ),
-    # Copies of 20 symbols at ≥ 99% test copy accuracy within 10 CPU-minutes for LSTM and mGRU
-    # (README, issue #6; GRU lands at 98.3–99.8%, mLSTM fails):
-    # the curriculum 8 → 16 → 20 on fresh data, orthogonal recurrent weights with forget bias 1,
-    # and a cosine-decayed learning rate.
-    "Copies of 20 symbols": RunConfig(
-        train_seq_len=20, test_seq_len=20, train_output_len=20, test_output_len=20,
-        hidden_size=256, lr=0.003, lr_schedule="cosine", epochs=70, init="scaled",
-        curriculum=True, curriculum_start=8, fresh_data=True, tag="copy 20",
-    ),
-    # The seed's final configuration, as it was.
-    "The original final configuration": RunConfig(
-        train_seq_len=100, test_seq_len=500, padding=3, train_output_len=100,
-        test_output_len=200, batch_size=64, embedding_size=16, hidden_size=256, epochs=10,
-        lr=0.005, tag="original final configuration",
-    ),
-}
-
+SETTINGS: dict[str, Setting] = declared(RunConfig)
+SEED_FIELDS = [name for name, declaration in SETTINGS.items() if declaration.seed]

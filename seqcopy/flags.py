@@ -1,83 +1,86 @@
-"""The seed's sixteen training flags, shared by ``train`` and ``submit``.
+"""The command-line flags of a RunConfig, generated from its declarations (seqcopy.settings).
 
-Short names and defaults are the seed's; each long name is the RunConfig field it sets.
+The seed's sixteen flags keep its short names, its long names as it spells them
+(``--train_seq_len``, ``--learning_rate``, …, with the hyphenated spellings as aliases) and its
+defaults; ``-l/--log`` names the experiment (train only). Every other option comes from the
+same declarations. ``--preset NAME`` starts from a preset instead of the seed's defaults: flags
+are parsed with no default of their own, so exactly the flags a person typed override it.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .config import CELL_NAMES, CLIP_MODES, INIT_SCHEMES, LR_SCHEDULES, RunConfig
+from .config import SETTINGS, RunConfig
+from .presets import BY_SLUG
 
 DEFAULTS = RunConfig()
-
-# (short, long, type, help) for each seed flag; the long name maps to the RunConfig field.
-SEED_FLAGS = [
-    ("-d", "--device", str, "cpu, cuda, mps or auto"),
-    ("-iseq", "--train-seq-len", int, "K: symbols read while training"),
-    ("-tseq", "--test-seq-len", int, "K at test time"),
-    ("-p", "--padding", int, "P: delimiters '$' before the copy"),
-    ("-oseq", "--train-output-len", int, "N: symbols to copy while training (<= K)"),
-    ("-toseq", "--test-output-len", int, "N at test time (<= test K)"),
-    ("-b", "--batch-size", int, "sequences per mini-batch"),
-    ("-em", "--embedding-size", int, "embedding size"),
-    ("-hs", "--hidden-size", int, "hidden size"),
-    ("-c", "--cell", str, f"cell: {', '.join(CELL_NAMES)}"),
-    ("-ep", "--epochs", int, "epochs"),
-    ("-lr", "--lr", float, "Adam's learning rate"),
-    ("-s", "--seed", int, "seed of the data and the initial weights"),
-    ("-trs", "--train-samples", int, "training sequences"),
-    ("-ts", "--test-samples", int, "test sequences"),
-]
+DEFAULT_LOG = "rnn.log"  # the seed's
 
 
-def field_name(long_flag: str) -> str:
-    return long_flag.lstrip("-").replace("-", "_")
+def _default_text(name: str) -> str:
+    value = getattr(DEFAULTS, name)
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    elif value == "":
+        value = "none"
+    return f"default: {value}, the seed's" if SETTINGS[name].seed else f"default: {value}"
 
 
-def add_config_flags(parser: argparse.ArgumentParser, with_location: bool = True) -> None:
-    group = parser.add_argument_group("the seed's flags")
-    if with_location:
-        group.add_argument(
-            "-l", "--log", default="rnn.log", metavar="NAME",
-            help="names the experiment: its log, plots, model (.pth) and config go to LOGS_DIR/NAME/, "
-            "NAME less a trailing .log (default: rnn.log, the seed's, so logs/rnn/)",
-        )
-        group.add_argument(
-            "--logs-dir", default="logs", metavar="LOGS_DIR",
-            help="the folder that holds the experiments' folders (default: logs)",
-        )
-    for short, long, kind, text in SEED_FLAGS:
-        default = getattr(DEFAULTS, field_name(long))
-        group.add_argument(short, long, type=kind, default=default, help=f"{text} (default: {default})")
+def add_config_flags(parser: argparse.ArgumentParser, with_log: bool = True) -> None:
+    """Every RunConfig field's flags on ``parser``; ``with_log`` adds train's -l/--log."""
+    seed = parser.add_argument_group("the seed's flags")
     extra = parser.add_argument_group("options beyond the seed")
-    extra.add_argument("--curriculum", action="store_true", help="start with short copies, lengthen them as they are learnt")
-    extra.add_argument("--curriculum-start", type=int, default=DEFAULTS.curriculum_start, help="first stage's output length")
-    extra.add_argument("--curriculum-threshold", type=float, default=DEFAULTS.curriculum_threshold, help="copy accuracy that moves to the next stage")
-    extra.add_argument("--curriculum-step", type=int, default=DEFAULTS.curriculum_step, help="lengthen each stage's output by this much (0: double it)")
-    extra.add_argument("--lr-schedule", default=DEFAULTS.lr_schedule, help=f"{', '.join(LR_SCHEDULES)}")
-    extra.add_argument("--warmup-epochs", type=int, default=DEFAULTS.warmup_epochs, help="linear learning-rate warm-up")
-    extra.add_argument("--clip", default=DEFAULTS.clip, help=f"gradient clipping: {', '.join(CLIP_MODES)} (value = the seed's [-1, 1])")
-    extra.add_argument("--init", default=DEFAULTS.init, help=f"initialisation: {', '.join(INIT_SCHEMES)} (uniform = the seed's)")
-    extra.add_argument("--fresh-data", action="store_true", help="draw a new training set every epoch (no memorising a fixed set)")
-    extra.add_argument("--reference-cells", action="store_true", help="train the readable reference cells, not the fused kernels")
-    extra.add_argument("--tag", default="", help="a short note stored with the run")
+    if with_log:
+        seed.add_argument("-l", "--log", default=DEFAULT_LOG, metavar="NAME",
+                          help=f"name of the experiment: its log, plots and model go to logs/NAME/ "
+                               f"(default: {DEFAULT_LOG}, the seed's, so logs/rnn/)")  # fmt: skip
+        extra.add_argument("--logs-dir", default="logs", metavar="DIR", help="folder of the experiments' folders (default: logs)")
+    for name, declaration in SETTINGS.items():
+        add_setting_flag(seed if declaration.seed else extra, name, f"{declaration.help} ({_default_text(name)})")
+    # The readable cells' older spelling.
+    extra.add_argument("--reference-cells", dest="fused", action="store_false", default=argparse.SUPPRESS,
+                       help="the same as --no-fused")  # fmt: skip
+    extra.add_argument("--preset", choices=sorted(BY_SLUG), default=None,
+                       help="start from a preset's settings instead of the seed's defaults; "
+                            "flags given beside it override it")  # fmt: skip
+
+
+def add_setting_flag(group, name: str, text: str | None = None) -> None:
+    """The flags of one RunConfig field, as its declaration spells them. A flag left out is
+    absent from the parsed arguments (no default of its own)."""
+    declaration = SETTINGS[name]
+    common = dict(dest=name, default=argparse.SUPPRESS, help=text or declaration.help)
+    if declaration.kind == "bool":
+        group.add_argument(*declaration.flags, action=argparse.BooleanOptionalAction, **common)
+    elif declaration.kind == "choice":
+        # Checked by RunConfig.validate, so a bad value reads the same as in the form.
+        group.add_argument(*declaration.flags, metavar="{" + ",".join(declaration.choices) + "}", **common)
+    else:
+        kind = {"int": int, "float": float, "text": str}[declaration.kind]
+        metavar = {"int": "N", "float": "X", "text": "TEXT"}[declaration.kind]
+        group.add_argument(*declaration.flags, type=kind, metavar=metavar, **common)
+
+
+def flag_of(name: str) -> str:
+    """How a RunConfig field is spelled on the command line, for messages: '-hs/--hidden_size'."""
+    flags = SETTINGS[name].flags
+    return "/".join(flags[:2]) if flags[0].startswith("-") and not flags[0].startswith("--") else flags[0]
+
+
+def long_flag(name: str, value=None) -> str:
+    """A setting as a long flag with its value, as a command line would give it:
+    '--embedding_size 16', '--curriculum', '--no-fused'."""
+    flag = next(f for f in SETTINGS[name].flags if f.startswith("--"))
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return flag if value is None else f"{flag} {value}"
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
-    values = {field_name(long): getattr(args, field_name(long)) for _, long, _, _ in SEED_FLAGS}
-    values.update(
-        curriculum=args.curriculum,
-        curriculum_start=args.curriculum_start,
-        curriculum_threshold=args.curriculum_threshold,
-        curriculum_step=args.curriculum_step,
-        lr_schedule=args.lr_schedule,
-        warmup_epochs=args.warmup_epochs,
-        clip=args.clip,
-        fused=not args.reference_cells,
-        fresh_data=args.fresh_data,
-        init=args.init,
-        tag=args.tag,
-    )
-    values.update(overrides)
-    return RunConfig(**values)
+    """The RunConfig the flags describe: the preset's (or the seed's defaults), then every flag
+    given, then ``overrides``."""
+    preset = getattr(args, "preset", None)
+    base = BY_SLUG[preset].config if preset else DEFAULTS
+    given = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
+    return base.replace(**given, **overrides)

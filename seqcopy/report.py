@@ -19,6 +19,7 @@ import statistics
 from collections import defaultdict
 
 from .config import CELL_NAMES, RunConfig
+from .flags import long_flag
 from .store import Store
 
 THRESHOLDS = (0.90, 0.99)
@@ -86,11 +87,7 @@ def settings_line(configs: list[RunConfig]) -> str:
     ]
     sizes = {"train_seq_len", "train_output_len", "padding", "hidden_size", "lr", "batch_size", "epochs",
              "train_samples", "test_seq_len", "test_output_len"}
-    extras = [
-        f"--{key.replace('_', '-')}" if value is True else f"--{key.replace('_', '-')} {value}"
-        for key, value in sorted(shared.items())
-        if key not in sizes and value != defaults[key]
-    ]
+    extras = [long_flag(key, value) for key, value in sorted(shared.items()) if key not in sizes and value != defaults[key]]
     if extras:
         parts.append(" ".join(extras))
     if varied:

@@ -71,22 +71,22 @@ def test_seqcopy_db_names_the_store(db_url, capsys, monkeypatch):
 
 
 BAD_SUBMISSIONS = {
-    "hidden size 0": (["-hs", "0"], "hidden-size"),
-    "embedding 0": (["-em", "0"], "embedding-size"),
+    "hidden size 0": (["-hs", "0"], "--hidden_size"),
+    "embedding 0": (["-em", "0"], "--embedding_size"),
     "unknown cell": (["-c", "transformer"], "cell"),
     "unknown cell in --cells": (["--cells", "lstm,transformer"], "transformer"),
     "seed not a number": (["--seeds", "1,x"], "--seeds"),
     "empty seed list": (["--seeds", ","], "--seeds"),
     "negative seed": (["-s", "-1"], "seed"),
-    "output longer than input": (["-iseq", "4", "-oseq", "5"], "train-output-len"),
-    "test output longer": (["-tseq", "8", "-toseq", "9"], "test-output-len"),
+    "output longer than input": (["-iseq", "4", "-oseq", "5"], "--train_output_len"),
+    "test output longer": (["-tseq", "8", "-toseq", "9"], "--test_output_len"),
     "padding 0": (["-p", "0"], "padding"),
     "learning rate 0": (["-lr", "0"], "lr"),
     "learning rate huge": (["-lr", "1000"], "lr"),
     "no epochs": (["-ep", "0"], "epochs"),
-    "batch 0": (["-b", "0"], "batch-size"),
-    "no train samples": (["-trs", "0"], "train-samples"),
-    "no test samples": (["-ts", "0"], "test-samples"),
+    "batch 0": (["-b", "0"], "--batch_size"),
+    "no train samples": (["-trs", "0"], "--train_samples"),
+    "no test samples": (["-ts", "0"], "--test_samples"),
     "no such device": (["-d", "tpu"], "device"),
     "clip mode": (["--clip", "hard"], "clip"),
     "lr schedule": (["--lr-schedule", "sometimes"], "lr-schedule"),
@@ -208,7 +208,7 @@ def test_train_records_its_run_in_the_store(db_url, tmp_path):
 
 def test_train_with_a_bad_config_writes_nothing(db_url, capsys):
     code, out, err = run_cli(capsys, "train", *TINY_FLAGS, "-hs", "0", "--db", db_url)
-    assert_one_line_error(code, err, "hidden-size")
+    assert_one_line_error(code, err, "--hidden_size")
     assert run_count(db_url) == 0
 
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from seqcopy.config import PRESETS, ConfigError, RunConfig
+from seqcopy.config import ConfigError, RunConfig
+from seqcopy.presets import PRESETS
 
 
 def test_defaults_are_valid_and_round_trip():
@@ -28,10 +29,17 @@ def test_presets_are_valid(name):
         ({"embedding_size": -3}, "embedding_size", "at least 1"),
         ({"batch_size": 0}, "batch_size", "at least 1"),
         ({"padding": 0}, "padding", "at least 1"),
-        ({"lr": 0.0}, "lr", "above 0"),
-        ({"lr": -1.0}, "lr", "above 0"),
-        ({"train_output_len": 30}, "train_output_len", "cannot be longer"),
-        ({"test_output_len": 50}, "test_output_len", "cannot be longer"),
+        ({"lr": 0.0}, "lr", "at least"),
+        ({"lr": -1.0}, "lr", "at least"),
+        ({"lr": 1e-320}, "lr", "at least"),
+        ({"lr": float("nan")}, "lr", "finite"),
+        ({"lr": 11.0}, "lr", "at most"),
+        ({"curriculum_threshold": 0.0}, "curriculum_threshold", "at least"),
+        ({"tag": "a\x00b"}, "tag", "control characters"),
+        ({"tag": "x" * 201}, "tag", "at most 200"),
+        ({"init": "xavier"}, "init", "unknown initialisation"),
+        ({"train_output_len": 130}, "train_output_len", "cannot be longer"),
+        ({"test_output_len": 150}, "test_output_len", "cannot be longer"),
         ({"train_samples": 0}, "train_samples", "at least 1"),
         ({"test_samples": 0}, "test_samples", "at least 1"),
         ({"epochs": 0}, "epochs", "at least 1"),
@@ -39,6 +47,8 @@ def test_presets_are_valid(name):
         ({"hidden_size": 100_000}, "hidden_size", "at most"),
         ({"train_seq_len": 5000, "train_output_len": 10}, "train_seq_len", "at most"),
         ({"train_samples": 1_000_000, "train_seq_len": 1000, "train_output_len": 1000, "hidden_size": 2048}, "batch_size", "GiB"),
+        ({"seed": -1}, "seed", "at least 0"),
+        ({"seed": 2**32}, "seed", "at most"),
         ({"hidden_size": 2.5}, "hidden_size", "whole number"),
         ({"lr_schedule": "sometimes"}, "lr_schedule", "choose one"),
         ({"clip": "none"}, "clip", "choose one"),

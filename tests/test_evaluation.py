@@ -58,7 +58,9 @@ def test_evaluate_prints_the_metrics_and_a_json_last_line(tiny_experiment, capsy
 def test_evaluate_a_file_at_new_lengths_from_another_folder(tiny_experiment, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     model = str(tiny_experiment.folder / "tiny.pth")
-    code, out, err = run_cli(capsys, "evaluate", model, "-tseq", "30", "-toseq", "25", "-p", "2", "-ts", "40", "-s", "7")
+    # The seed's spellings, long and short, and the hyphenated alias.
+    code, out, err = run_cli(capsys, "evaluate", model, "--test_seq_len", "30", "--test-output-len", "25", "-p", "2",
+                             "-ts", "40", "-s", "7")
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert (summary["test_seq_len"], summary["test_output_len"], summary["padding"]) == (30, 25, 2)
@@ -112,10 +114,10 @@ def test_unknown_runs_and_runs_without_a_checkpoint_are_refused(sqlite_url, tiny
 @pytest.mark.parametrize(
     "flags, words",
     [
-        (["-tseq", str(MAX_TEST_SEQ + 1)], "test-seq-len: must be at most"),
+        (["-tseq", str(MAX_TEST_SEQ + 1)], "-tseq/--test_seq_len: must be at most"),
         (["-tseq", "5", "-toseq", "6"], "cannot be longer"),
-        (["-ts", "0"], "test-samples"),
-        (["-ts", "2000000"], "test-samples: must be at most"),
+        (["-ts", "0"], "-ts/--test_samples: must be at least"),
+        (["-ts", "2000000"], "-ts/--test_samples: must be at most"),
         (["-p", "0"], "padding"),
         (["-d", "tpu"], "unknown device"),
         (["-s", "-1"], "seed"),

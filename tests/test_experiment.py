@@ -120,7 +120,7 @@ def test_the_seeds_cuda_example_fails_in_one_line_before_anything_is_written(tmp
     monkeypatch.chdir(tmp_path)
     code = main(["train", *SEED_EXAMPLE])  # the seed's `python rnn.py …` example, unchanged
     err = capsys.readouterr().err
-    assert code == 2 and err == "seqcopy: error: device: no CUDA device is available on this machine\n"
+    assert code == 2 and err == "seqcopy: error: -d/--device: no CUDA device is available on this machine\n"
     assert list(tmp_path.iterdir()) == []  # no log folder, no runs.db
 
 

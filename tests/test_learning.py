@@ -2,7 +2,7 @@
 
 import pytest
 
-from seqcopy.config import PRESETS
+from seqcopy.presets import PRESETS
 from seqcopy.train import Stopped, train
 
 

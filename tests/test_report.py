@@ -32,7 +32,7 @@ def test_mean_std_and_first_reaching():
 
 def test_report_groups_by_tag_and_cell(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    base = RunConfig(epochs=3, tag="demo")
+    base = RunConfig(cell="lstm", epochs=3, tag="demo")
     record(store, base.replace(seed=0), [0.5, 0.95, 0.99])
     record(store, base.replace(seed=1), [0.5, 0.91, 0.97])
     record(store, base.replace(cell="gru", seed=0), [0.1, 0.1, 0.1])
@@ -50,13 +50,13 @@ def test_report_groups_by_tag_and_cell(tmp_path):
 
 def test_failed_runs_are_named_below_their_table(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'f.db'}")
-    base = RunConfig(epochs=3, tag="demo")
+    base = RunConfig(cell="lstm", epochs=3, tag="demo")
     record(store, base.replace(seed=0), [0.5, 0.95, 0.99])
     diverged = store.submit(base.replace(cell="mgru", seed=100))
     store.claim("w")
     store.record_epoch(diverged, "w", epoch_row(1, 0.1))
     store.finish(diverged, "w", "failed", error="training diverged at epoch 2, batch 7: the loss is nan\nmore")
-    alone = store.submit(base.replace(tag="only failures"))
+    alone = store.submit(base.replace(tag="only failures", seed=0))
     store.claim("w")
     store.finish(alone, "w", "failed", error="RuntimeError: out of memory")
     text = build_report(store)
@@ -73,7 +73,7 @@ def test_empty_store(tmp_path):
 
 def test_the_settings_line_names_every_option_off_its_default(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
-    base = RunConfig(epochs=2, tag="tuned", init="scaled", lr_schedule="cosine", fresh_data=True)
+    base = RunConfig(cell="lstm", epochs=2, tag="tuned", init="scaled", lr_schedule="cosine", fresh_data=True)
     record(store, base.replace(seed=0), [0.5, 0.6])
     record(store, base.replace(seed=1, lr=0.01), [0.5, 0.6])
     text = build_report(store)
@@ -84,7 +84,7 @@ def test_the_settings_line_names_every_option_off_its_default(tmp_path):
 
 def test_copy_frontier_is_the_longest_stage_copied_on_unseen_sequences(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'f.db'}")
-    config = RunConfig(epochs=3, tag="frontier", curriculum=True, fresh_data=True, curriculum_threshold=0.99)
+    config = RunConfig(cell="lstm", epochs=3, tag="frontier", curriculum=True, fresh_data=True, curriculum_threshold=0.99)
 
     def run_with_stages(seed, stages_and_accs, fresh=True):
         run_id = store.submit(config.replace(seed=seed, fresh_data=fresh))

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from seqcopy.checkpoint import build_model
-from seqcopy.config import PRESETS, RunConfig
+from seqcopy.config import RunConfig
+from seqcopy.presets import PRESETS
 from seqcopy.ui import figures, frames
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration, predicted_epoch_seconds
 from seqcopy.ui.launch_form import build_configs, form_values, parse_seeds
@@ -147,7 +148,7 @@ def test_config_diff_shows_only_the_keys_that_differ():
     diff = frames.config_diff({1: RunConfig(), 2: RunConfig(cell="gru", seed=3), 3: RunConfig(seed=3)})
     assert list(diff.index) == ["cell", "seed"]
     assert list(diff.columns) == ["run 1", "run 2", "run 3"]
-    assert diff.loc["cell"].tolist() == ["lstm", "gru", "lstm"]
+    assert diff.loc["cell"].tolist() == ["rnn", "gru", "rnn"]
     assert frames.config_diff({1: RunConfig()}).empty
 
 
@@ -177,7 +178,7 @@ def test_the_playground_pass_lays_out_the_sequence_like_training():
 
 @pytest.mark.parametrize("text", ["", "hello", "a$x", "a" * 1000])
 def test_the_playground_refuses_what_is_not_a_sequence(text):
-    config = RunConfig(cell="rnn", hidden_size=4, embedding_size=2)
+    config = RunConfig(cell="rnn", hidden_size=4, embedding_size=2, train_seq_len=20, train_output_len=10)
     with pytest.raises(InvalidSequence):
         run_copy(build_model(config), config, text)
     assert max_sequence_length(config) == 100

@@ -192,6 +192,17 @@ def test_a_preset_fills_the_form(empty_db):
     assert at.number_input(key="launch_hidden_size").value == 256
 
 
+def test_every_form_widget_shows_its_declared_label_and_help(empty_db):
+    from seqcopy.config import SETTINGS
+    from seqcopy.ui.launch_form import FIELDS
+
+    at = open_page("views/launch.py")
+    widgets = {w.key: w for kind in ("number_input", "toggle", "selectbox", "text_input") for w in getattr(at, kind)}
+    for name in FIELDS:
+        widget = widgets[f"launch_{name}"]
+        assert (widget.label, widget.help) == (SETTINGS[name].label, SETTINGS[name].help), name
+
+
 def test_the_queue_cancels_a_queued_run(empty_db):
     store = Store(empty_db)
     run_id = store.submit(ui_store.TINY)

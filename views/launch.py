@@ -5,12 +5,12 @@ import time
 
 import streamlit as st
 
-from seqcopy.config import CELL_NAMES
-from seqcopy.config import PRESETS, ConfigError, RunConfig
+from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig
+from seqcopy.presets import PRESETS
 from seqcopy.store import StoreError, UnknownRun
 from seqcopy.ui import state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
-from seqcopy.ui.launch_form import CHOICES, FIELDS, GROUPS, build_configs, form_values, help_for, label_for
+from seqcopy.ui.launch_form import FIELDS, GROUPS, build_configs, form_values, help_for, label_for
 
 CUSTOM = "(custom)"
 DEFAULT_PRESET = "Quick demo"
@@ -39,18 +39,20 @@ def initialise() -> None:
 
 
 def field_widget(name: str, error: str | None) -> None:
-    label, kind = FIELDS[name]
-    common = dict(label=label, key=key(name), help=help_for(name))
-    if kind == "int":
+    """The widget RunConfig's declaration of ``name`` asks for (seqcopy.settings)."""
+    declaration = SETTINGS[name]
+    common = dict(label=declaration.label, key=key(name), help=declaration.help)
+    if declaration.kind == "int":
         st.number_input(step=1, **common)
-    elif kind == "float":
-        st.number_input(step=0.0005 if name == "lr" else 0.05, format="%.4f" if name == "lr" else "%.2f", **common)
-    elif kind == "bool":
+    elif declaration.kind == "float":
+        step = declaration.step or 0.05
+        st.number_input(step=step, format="%.4f" if step < 0.01 else "%.2f", **common)
+    elif declaration.kind == "bool":
         st.toggle(**common)
-    elif kind == "choice":
-        st.selectbox(options=CHOICES[name], **common)
+    elif declaration.kind == "choice":
+        st.selectbox(options=declaration.choices, **common)
     else:
-        st.text_input(max_chars=200, **common)
+        st.text_input(max_chars=int(declaration.high or 200), **common)
     if error:
         st.markdown(f":red[**{error}**]")
 

@@ -6,77 +6,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from ..config import CELL_NAMES, CLIP_MODES, DEVICES, FIELD_HELP, INIT_SCHEMES, LR_SCHEDULES, RunConfig
+from ..config import CELL_NAMES, SETTINGS, RunConfig
 
 _RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 MAX_GRID = 100  # runs one submit may queue: a typo in the seeds must not queue thousands
 
-# Field → (label, kind); kind picks the widget: int, float, choice, bool, text.
-FIELDS: dict[str, tuple[str, str]] = {
-    "train_seq_len": ("Input length K (train)", "int"),
-    "train_output_len": ("Output length N (train)", "int"),
-    "padding": ("Padding P ('$' delimiters)", "int"),
-    "test_seq_len": ("Input length K (test)", "int"),
-    "test_output_len": ("Output length N (test)", "int"),
-    "curriculum": ("Curriculum", "bool"),
-    "curriculum_start": ("Curriculum: first output length", "int"),
-    "curriculum_threshold": ("Curriculum: copy accuracy to advance", "float"),
-    "curriculum_step": ("Curriculum: lengthen by (0 = double)", "int"),
-    "embedding_size": ("Embedding size", "int"),
-    "hidden_size": ("Hidden size", "int"),
-    "init": ("Initialisation", "choice"),
-    "fused": ("Fast fused kernels", "bool"),
-    "epochs": ("Epochs", "int"),
-    "batch_size": ("Batch size", "int"),
-    "lr": ("Learning rate", "float"),
-    "lr_schedule": ("Learning-rate schedule", "choice"),
-    "warmup_epochs": ("Warm-up epochs", "int"),
-    "clip": ("Gradient clipping", "choice"),
-    "device": ("Device", "choice"),
-    "train_samples": ("Training sequences", "int"),
-    "fresh_data": ("Fresh data each epoch", "bool"),
-    "test_samples": ("Test sequences", "int"),
-    "tag": ("Tag", "text"),
-}
-CHOICES = {"lr_schedule": LR_SCHEDULES, "clip": CLIP_MODES, "init": INIT_SCHEMES, "device": DEVICES}
+# The form's fields and groups come from RunConfig's declarations (seqcopy.settings); cell and
+# seed are asked for as a grid (several cells, a list of seeds) above the groups.
+FIELDS: list[str] = [name for name, declaration in SETTINGS.items() if declaration.group != "Grid"]
+GROUPS: dict[str, list[str]] = {}
+for _name in FIELDS:
+    GROUPS.setdefault(SETTINGS[_name].group, []).append(_name)
 
-GROUPS: dict[str, list[str]] = {
-    "Task": ["train_seq_len", "train_output_len", "padding", "test_seq_len", "test_output_len",
-             "curriculum", "curriculum_start", "curriculum_threshold", "curriculum_step"],
-    "Model": ["embedding_size", "hidden_size", "init", "fused"],
-    "Training": ["epochs", "batch_size", "lr", "lr_schedule", "warmup_epochs", "clip", "device"],
-    "Data": ["train_samples", "test_samples", "fresh_data", "tag"],
-}
-
-EXTRA_HELP = {
-    "curriculum": "start with short outputs and lengthen them as copying is learnt",
-    "curriculum_start": "output length of the curriculum's first stage",
-    "curriculum_threshold": "training copy accuracy that moves the curriculum to the next stage",
-    "curriculum_step": "each stage's output is this many symbols longer than the last; 0 doubles it",
-    "lr_schedule": "constant; cosine decay to 0; or halve on a plateau of test copy accuracy",
-    "warmup_epochs": "epochs of linear learning-rate warm-up",
-    "clip": "value: clamp each gradient to [-1, 1] (the original); norm: total gradient norm ≤ 1",
-    "init": "uniform: torch's default, as the original; scaled: orthogonal recurrent weights, forget bias 1",
-    "fused": "off trains the readable reference cells (slower, same maths)",
-    "fresh_data": "draw new training sequences every epoch, so the model cannot memorise a fixed set",
-    "tag": "a short note stored with the runs, to find and group them later",
-    "cells": "one run per cell and seed is queued",
-    "seeds": "comma-separated seeds or ranges, e.g. 0, 1, 2 or 0-4",
+GRID_FIELDS = {
+    "cells": ("Cells", "one run per cell and seed is queued"),
+    "seeds": ("Seeds", "comma-separated seeds or ranges, e.g. 0, 1, 2 or 0-4"),
 }
 
 
 def help_for(name: str) -> str:
-    return FIELD_HELP.get(name) or EXTRA_HELP.get(name, "")
+    return GRID_FIELDS[name][1] if name in GRID_FIELDS else SETTINGS[name].help
 
 
 def label_for(name: str) -> str:
-    if name == "cells":
-        return "Cells"
-    if name == "seeds":
-        return "Seeds"
-    return FIELDS.get(name, (name.replace("_", " "), ""))[0]
+    return GRID_FIELDS[name][0] if name in GRID_FIELDS else SETTINGS[name].label
 
 
 def form_values(config: RunConfig) -> dict:
@@ -127,8 +82,7 @@ def build_configs(values: Mapping, cells: Iterable[str], seeds_text: str) -> For
     except ValueError as error:
         errors["seeds"] = str(error)
         seeds = []
-    known = {f.name for f in fields(RunConfig)}
-    base = {name: value for name, value in values.items() if name in known and name not in ("cell", "seed")}
+    base = {name: value for name, value in values.items() if name in FIELDS}
     if len(cells) * len(seeds) > MAX_GRID:
         errors["seeds"] = f"{len(cells)} cells × {len(seeds)} seeds = {len(cells) * len(seeds)} runs: at most {MAX_GRID} at once"
     # Every field is checked even when the grid itself is wrong, so all errors show at once:
