@@ -4,6 +4,8 @@ summaries and the state trajectory."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from copiers import shift_register
 from seqcopy.cells import CELL_NAMES, Cell, make_cell
 from seqcopy.checkpoint import build_model
 from seqcopy.config import RunConfig
-from seqcopy.ui import inside
+from seqcopy.ui import inside, warmup
 from seqcopy.ui.playground import (
     as_plain_text, changed_positions, copies_frame, edit_sequence, position_from_selection, run_copy, suggest_partner,
 )
@@ -271,3 +273,24 @@ def test_the_partner_model_is_another_cell_of_the_same_sweep():
 def test_user_text_is_escaped_for_markdown():
     assert as_plain_text("**bold** $x$ :red[no] <b>") == r"\*\*bold\*\* \$x\$ \:red\[no\] \<b\>"
     assert as_plain_text("plain words, 'quoted'; 50% = ok?") == "plain words, 'quoted'; 50% = ok?"
+
+
+def test_the_warm_up_imports_the_playground_once_in_the_background():
+    """In a fresh interpreter: nothing heavy at import, torch and the model code after the
+    thread ran, and one thread however often it is asked for."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from seqcopy.ui import warmup\n"
+        "assert 'torch' not in sys.modules\n"
+        "thread = warmup.warm_up_in_background()\n"
+        "assert warmup.warm_up_in_background() is thread and thread.daemon\n"
+        "thread.join(60)\n"
+        "print(sorted(name for name in warmup.MODULES if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(sorted(warmup.MODULES))

@@ -228,7 +228,7 @@ def test_the_playground_shows_the_models_copy_with_right_and_wrong_marks(filled_
     copied = [df.value for df in at.dataframe if "target" in df.value.columns][0]
     assert list(copied["target"]) == list("axcr")
     assert set(copied["right"]) <= {"✓ right", "✗ wrong"}
-    assert len(at.get("plotly_chart")) == 2  # probabilities, and the states and gates inside the cell, over time
+    assert len(at.get("plotly_chart")) == 1  # probabilities, states and gates on one time axis
     at.slider(key="play_step").set_value(6).run()  # K=4, P=1: step 5 is the first copy step
     assert {m.label for m in at.metric} >= {"Input at this step", "Model writes", "Copy"}
 

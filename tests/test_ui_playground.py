@@ -93,7 +93,9 @@ def test_step_by_step_draws_the_gates_and_states_of_each_cell(cells_db, cell):
     spec = figure(at, "play_inside")
     assert [t for t in titles(spec) if t in panels] == panels
     assert summary in texts(at.caption)
-    heatmaps = [trace for trace in spec["data"] if trace["type"] == "heatmap"]
+    assert titles(spec)[0] == "probability of each symbol"  # on the same time axis, above the cell
+    probabilities, *heatmaps = [trace for trace in spec["data"] if trace["type"] == "heatmap"]
+    assert array(probabilities["z"]).shape == (11, 4 + 1 + 4)
     assert len(heatmaps) == len(panels) and all(array(h["z"]).shape == (8, 4 + 1 + 4) for h in heatmaps)
     # The step slider moves the red outline on every panel.
     at.slider(key="play_step").set_value(6).run()
@@ -108,10 +110,10 @@ def test_the_drawn_quantities_and_units_can_be_picked(cells_db):
     copier = playground_on(cells_db["copier"])  # 54 units: more than drawn at once
     assert copier.slider(key="play_units_54").value == (1, 32)
     copier.slider(key="play_units_54").set_value((5, 14)).run()
-    heatmap = next(t for t in figure(copier, "play_inside")["data"] if t["type"] == "heatmap")
+    heatmap = [t for t in figure(copier, "play_inside")["data"] if t["type"] == "heatmap"][1]  # below the probabilities
     assert array(heatmap["z"]).shape[0] == 10
     copier.selectbox(key="play_order").set_value("unit number").run()
-    heatmap = next(t for t in figure(copier, "play_inside")["data"] if t["type"] == "heatmap")
+    heatmap = [t for t in figure(copier, "play_inside")["data"] if t["type"] == "heatmap"][1]
     assert heatmap["y"] == [f"u{i}" for i in range(4, 14)]
 
 

@@ -34,6 +34,14 @@ def test_the_inside_figure_stacks_one_heatmap_per_quantity_on_one_time_axis():
     assert list(fig.layout.xaxis.ticktext) == labels and fig.layout.xaxis.anchor == "y3"
 
 
+def test_the_inside_figure_puts_the_probabilities_on_top_of_the_same_axis():
+    probabilities = pd.DataFrame(np.full((11, 4), 1 / 11), index=list("axcrywbto$·"))
+    fig = pf.inside_figure({"h": pd.DataFrame(np.zeros((2, 4)))}, list("a$··"), 1, 1, step=0, probabilities=probabilities)
+    assert [h.name for h in fig.data] == ["p", "h"] and list(fig.data[0].y) == list("axcrywbto$·")
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (0.0, 1.0)
+    assert fig.layout.annotations[0].text == "probability of each symbol" and fig.layout.xaxis.anchor == "y2"
+
+
 def test_the_inside_figure_of_one_quantity_and_no_step():
     fig = pf.inside_figure({"h": pd.DataFrame(np.zeros((4, 100)))}, ["a"] * 100, letters=50, padding=0)
     assert len(fig.data) == 1 and fig.layout.xaxis.anchor == "y"
@@ -100,3 +108,13 @@ def test_the_input_row_highlights_the_chosen_letter():
     (row,) = fig.data
     assert list(row.text) == list("axcr") and list(row.customdata) == [1, 2, 3, 4]
     assert [c == "#ff7f0e" for c in row.marker.color] == [False, False, True, False]
+
+
+def test_every_panel_fits_on_the_page_however_many_are_drawn():
+    from seqcopy.ui.inside import QUANTITIES
+
+    states = {name: pd.DataFrame(np.zeros((units, 30))) for name, units in zip(QUANTITIES, (1, 5, 40, 128, 64, 3, 7, 90, 2, 128))}
+    fig = pf.inside_figure(states, ["a"] * 30, 10, 3, step=29, probabilities=pd.DataFrame(np.zeros((11, 30))))
+    domains = [fig.layout[f"yaxis{i if i > 1 else ''}"].domain for i in range(1, len(states) + 2)]
+    assert all(0 <= low < high <= 1 for low, high in domains)
+    assert all(upper[0] > lower[1] for upper, lower in zip(domains, domains[1:]))

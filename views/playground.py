@@ -2,12 +2,13 @@
 step by step; look inside the cell (gates, cell state, m_t), at which input each output reads,
 at what an edit changes, at a second model beside it, and at the path of its state."""
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
 from seqcopy.checkpoint import CheckpointError
 from seqcopy.ui import state
-from seqcopy.ui.figures import heatmap_figure
 from seqcopy.ui.inside import QUANTITIES, UNIT_ORDERS, UntraceableCell, phase_means, summary_line, unit_order
 from seqcopy.ui.playground import (
     MAX_EXTRA_DELIMITERS, as_plain_text, changed_positions, copies_frame, edit_sequence, marked_copy,
@@ -113,11 +114,10 @@ def stepper(trace, cell: str) -> None:
         columns[3].metric("Copy", "right ✓" if trace.outputs[step] == trace.targets[step] else "wrong ✗")
     else:
         columns[3].metric("Phase", phase(trace, step))
-    st.plotly_chart(heatmap_figure(trace.probabilities, "Probability of each symbol over time", step=step, zmin=0, zmax=1,
-                                   x_labels=trace.inputs, y_title="symbol"), width="stretch", key="play_probs")
     states = inside_controls(trace, cell)
     st.caption(summary_line(phase_means(trace.states, trace.phases)))
-    st.plotly_chart(inside_figure(states, trace.inputs, len(trace.sequence), trace.padding, step=step),
+    st.plotly_chart(inside_figure(states, trace.inputs, len(trace.sequence), trace.padding, step=step,
+                                  probabilities=trace.probabilities),
                     width="stretch", key="play_inside")
     if finished:
         st.rerun()  # the whole page: the button says Play again and the timer stops
@@ -177,7 +177,7 @@ def what_if(run, trace, config) -> None:
         st.session_state["whatif_position"] = 1
     position = st.session_state.get("whatif_position", 1)
     st.caption("Click a letter (or pick its position), choose a new letter, and see which outputs change.")
-    st.plotly_chart(input_row_figure(text, position), width="stretch", key="whatif_click", on_select=pick_position,
+    st.plotly_chart(input_row_figure(text, position), width="stretch", key="whatif_click", on_select=partial(pick_position, letters),
                     selection_mode="points", config={"displayModeBar": False})
     columns = st.columns(3)
     position = columns[0].number_input("Position", 1, letters, key="whatif_position", step=1)

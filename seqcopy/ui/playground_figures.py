@@ -27,6 +27,12 @@ def _symbol_axis(fig: go.Figure, x_labels: Sequence[str], **where) -> None:
         fig.update_xaxes(tickmode="array", tickvals=list(range(len(x_labels))), ticktext=list(x_labels), tickangle=0, **where)
 
 
+def _whole_positions(fig: go.Figure, count: int) -> None:
+    """Copied positions are whole numbers: a tick on each while they fit."""
+    if count <= 40:
+        fig.update_xaxes(dtick=1)
+
+
 def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
     quantity = QUANTITIES[name]
     if quantity.low is not None:
@@ -35,43 +41,57 @@ def _colour_range(name: str, values: np.ndarray) -> tuple[float, float]:
     return -max(reach, 1e-6), max(reach, 1e-6)
 
 
+PROBABILITIES = "p"  # the panel of the output's probabilities, above the cell's quantities
+
+
+def _panel_style(name: str, values: np.ndarray) -> dict:
+    """Title, colour range and scale of a panel: probabilities 0..1 in viridis, gates 0..1 in
+    greens, the rest on a diverging scale around 0."""
+    if name == PROBABILITIES:
+        return dict(title="probability of each symbol", zmin=0.0, zmax=1.0, colorscale="Viridis")
+    quantity = QUANTITIES[name]
+    low, high = _colour_range(name, values)
+    return dict(title=quantity.label, zmin=low, zmax=high, colorscale="Greens" if quantity.gate else "RdBu_r")
+
+
 def inside_figure(
     states: Mapping[str, pd.DataFrame],
     x_labels: Sequence[str],
     letters: int,
     padding: int,
     step: int | None = None,
+    probabilities: pd.DataFrame | None = None,
     row_height: int = 7,
 ) -> go.Figure:
-    """One heatmap per traced quantity (inside.QUANTITIES names → units × steps, already ordered
-    and picked), stacked on one shared time axis: gates on 0..1 in greens, states on a diverging
-    scale around 0. The current ``step`` is outlined across all of them.
+    """The output's ``probabilities`` (symbols × steps) on top, then one heatmap per traced
+    quantity (inside.QUANTITIES names → units × steps, already ordered and picked), stacked on
+    one shared time axis, so every panel lines up with the input and with the others. The
+    current ``step`` is outlined across all of them; dotted lines mark where reading ends and
+    copying starts.
 
     The panels are laid out by hand (one x axis, a y axis per panel) rather than with
     make_subplots and add_vline(row="all"): this figure is rebuilt at every step of the slider,
-    and plotly's helpers took four times as long."""
-    names = list(states)
-    heights = [max(110, min(420, row_height * len(states[name]) + 30)) for name in names]
+    and plotly's helpers took eight times as long."""
+    panels = ([(PROBABILITIES, probabilities)] if probabilities is not None else []) + list(states.items())
+    heights = [max(110, min(420, row_height * len(frame) + 30)) if name != PROBABILITIES else 200 for name, frame in panels]
     gap = 45  # pixels between panels, room for the next title
-    total = sum(heights) + gap * (len(names) - 1)
+    total = sum(heights) + gap * (len(panels) - 1)
     steps = list(range(len(x_labels)))
     data, annotations, layout = [], [], {}
     top = 1.0
-    for row, name in enumerate(names, start=1):
-        frame = states[name]
+    for row, (name, frame) in enumerate(panels, start=1):
         values = frame.to_numpy(dtype=float)
-        low, high = _colour_range(name, values)
-        bottom = top - heights[row - 1] / total
-        axis = "y" if row == 1 else f"y{row}"
+        style = _panel_style(name, values)
+        bottom = max(0.0, top - heights[row - 1] / total)  # the last panel ends at 0, not at -1e-17
         data.append(go.Heatmap(
-            z=values, x=steps, y=[str(unit) for unit in frame.index], zmin=low, zmax=high, xaxis="x", yaxis=axis,
-            colorscale="Greens" if QUANTITIES[name].gate else "RdBu", reversescale=not QUANTITIES[name].gate,
-            customdata=np.array([list(x_labels)] * len(frame)), name=name,
+            z=values, x=steps, y=[str(label) for label in frame.index], zmin=style["zmin"], zmax=style["zmax"],
+            colorscale=style["colorscale"], xaxis="x", yaxis="y" if row == 1 else f"y{row}", name=name,
+            customdata=np.array([list(x_labels)] * len(frame)),
             hovertemplate=f"step %{{x}} (input %{{customdata}})<br>{name} %{{y}}: %{{z:.3f}}<extra></extra>",
             colorbar=dict(y=(bottom + top) / 2, len=top - bottom, thickness=10, x=1.01),
         ))
         layout[f"yaxis{row if row > 1 else ''}"] = dict(domain=[bottom, top], autorange="reversed", showticklabels=len(frame) <= 40)
-        annotations.append(dict(text=QUANTITIES[name].label, x=0.5, y=top, xref="paper", yref="paper", xanchor="center",
+        annotations.append(dict(text=style["title"], x=0.5, y=top, xref="paper", yref="paper", xanchor="center",
                                 yanchor="bottom", showarrow=False, font=dict(size=14)))
         top = bottom - gap / total
     line = dict(color="black", dash="dot", width=1)
@@ -80,10 +100,9 @@ def inside_figure(
     if step is not None:
         shapes.append(dict(type="rect", x0=step - 0.5, x1=step + 0.5, y0=0, y1=1, xref="x", yref="paper",
                            line=dict(color="red", width=2)))
-    bottom_axis = "y" if len(names) == 1 else f"y{len(names)}"
     fig = go.Figure(data=data, layout=dict(
         **layout, annotations=annotations, shapes=shapes, showlegend=False,
-        xaxis=dict(anchor=bottom_axis, title=dict(text="time step (input symbol)")),
+        xaxis=dict(anchor="y" if len(panels) == 1 else f"y{len(panels)}", title=dict(text="time step (input symbol)")),
         height=total + 90, margin=dict(l=10, r=10, t=40, b=10),
     ))
     _symbol_axis(fig, x_labels)
@@ -150,6 +169,7 @@ def copy_grid_figure(copies: pd.DataFrame, changed: Sequence[int] = ()) -> go.Fi
         fig.add_shape(type="rect", x0=position - 0.5, x1=position + 0.5, y0=-0.5, y1=len(rows) - 0.5,
                       line=dict(color="black", width=3))
     fig.update_yaxes(autorange="reversed")
+    _whole_positions(fig, len(positions))
     fig.update_layout(height=70 + 40 * len(rows), margin=dict(l=10, r=10, t=30, b=10), xaxis_title="copied position",
                       title="Green: right · red: wrong" + (" · outlined: changed by the edit" if len(changed) else ""))
     return fig
@@ -169,6 +189,7 @@ def right_probability_figure(copies: pd.DataFrame) -> go.Figure:
         ))
     fig.add_hline(y=1 / 9, line=dict(color="grey", dash="dot", width=1), annotation_text="chance 1/9", annotation_position="top left")
     fig.update_yaxes(range=[0, 1.05])
+    _whole_positions(fig, copies["position"].nunique())
     fig.update_layout(title="Probability of the right symbol (● right, ✕ wrong)", height=300, margin=dict(l=10, r=10, t=50, b=10),
                       xaxis_title="copied position", yaxis_title="p(right symbol)",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"))
