@@ -10,6 +10,7 @@ never downloads a browser.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -139,7 +140,7 @@ def set_number(page, label: str, value) -> None:
 PLAYGROUND_VIEWS = {  # tab → what it must show
     "Which input each output reads": "Diagonal (replacement)",
     "What if": "Edited:",
-    "Side by side": "Beside it",
+    "Side by side": re.compile("Beside it|Only one run has a model"),
     "State trajectory": "principal components",
 }
 

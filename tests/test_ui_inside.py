@@ -221,6 +221,15 @@ def test_units_are_ordered_by_their_value_at_the_end_of_reading_or_their_change(
         inside.unit_order(values, 2, by="colour")
 
 
+def test_units_are_picked_in_order_and_a_quantity_of_another_size_keeps_its_first_rows():
+    states = {"h": pd.DataFrame(np.arange(12).reshape(4, 3), index=["u0", "u1", "u2", "u3"]),
+              "m": pd.DataFrame(np.zeros((2, 3)), index=["e0", "e1"])}
+    picked = inside.pick_units(states, ["h", "m"], order=[3, 1, 0, 2], first=1, last=3)
+    assert list(picked["h"].index) == ["u3", "u1", "u0"]
+    assert list(picked["m"].index) == ["e0", "e1"]
+    assert list(inside.pick_units(states, ["h"], [3, 1, 0, 2], 2, 2)["h"].index) == ["u1"]
+
+
 def test_phase_means_and_the_summary_line_name_the_gate_that_holds_the_memory():
     step_phases = inside.phases(letters=2, padding=2, steps=6)
     assert step_phases == ["reading", "reading", "delimiter", "delimiter", "copying", "copying"]

@@ -9,7 +9,7 @@ import streamlit as st
 
 from seqcopy.checkpoint import CheckpointError
 from seqcopy.ui import state
-from seqcopy.ui.inside import QUANTITIES, UNIT_ORDERS, UntraceableCell, phase_means, summary_line, unit_order
+from seqcopy.ui.inside import QUANTITIES, UNIT_ORDERS, UntraceableCell, phase_means, pick_units, summary_line, unit_order
 from seqcopy.ui.playground import (
     MAX_EXTRA_DELIMITERS, as_plain_text, changed_positions, copies_frame, edit_sequence, marked_copy,
     max_sequence_length, position_from_selection, random_sequence, run_copy, suggest_partner, trajectory_frame,
@@ -89,8 +89,7 @@ def inside_controls(trace, cell: str) -> dict:
         last = min(last, first + MAX_UNITS_SHOWN - 1)
     else:
         units_column.caption(f"All {hidden} units, ordered by {order_by} of {ordering}.")
-    picked = order[first - 1 : last]
-    return {name: trace.states[name].iloc[picked] for name in drawn}
+    return pick_units(trace.states, drawn, order, first, last)
 
 
 def stepper(trace, cell: str) -> None:

@@ -207,6 +207,18 @@ def unit_order(values: pd.DataFrame, letters: int, by: str = UNIT_ORDERS[0]) -> 
     return [int(i) for i in np.argsort(-key, kind="stable")]
 
 
+def pick_units(states: dict[str, pd.DataFrame], names: Sequence[str], order: Sequence[int], first: int, last: int) -> dict[str, pd.DataFrame]:
+    """The quantities ``names`` with the units ``order[first - 1 : last]`` (1-based, inclusive),
+    in that order. A quantity of another size than the hidden state (m_t of a form that scales
+    the input has one row per input feature) keeps its first ``last - first + 1`` rows."""
+    picked = list(order[first - 1 : last])
+    chosen = {}
+    for name in names:
+        frame = states[name]
+        chosen[name] = frame.iloc[picked] if len(frame) == len(order) else frame.iloc[: len(picked)]
+    return chosen
+
+
 def phase_means(states: dict[str, pd.DataFrame], step_phases: Sequence[str]) -> pd.DataFrame:
     """Mean of each quantity over units and the steps of each phase (quantities × phases); for
     c and m, whose sign carries no meaning on average, the mean absolute value."""
