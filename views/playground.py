@@ -27,7 +27,7 @@ VIEWS = ["Step by step", "Which input each output reads", "What if", "Side by si
 DEFAULT_DRAWN = {"rnn": ["h"], "lstm": ["f", "c", "h"], "gru": ["z", "h"], "mlstm": ["m", "f", "c", "h"], "mgru": ["m", "z", "h"]}
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False)  # a 500-letter pass of a 256-unit mLSTM holds ~7 MB
 def copy_pass(database: str, run_id: int, finished_at, text: str, extra_delimiters: int = 0):
     """The run's model over ``text``, cached: every view of the page reads the same pass."""
     model, config = state.model_for(database, run_id, finished_at)
