@@ -52,10 +52,6 @@ def toggle_play(steps: int) -> None:
     st.session_state["play_on"] = playing
 
 
-def phase(trace, step: int) -> str:
-    return trace.phases[step]
-
-
 def describe(run) -> str:
     copy = run.latest.get("test_copy_acc")
     score = f" · test copy acc {copy:.3f}" if copy is not None else ""
@@ -112,7 +108,7 @@ def stepper(trace, cell: str) -> None:
     if step >= trace.copy_start:
         columns[3].metric("Copy", "right ✓" if trace.outputs[step] == trace.targets[step] else "wrong ✗")
     else:
-        columns[3].metric("Phase", phase(trace, step))
+        columns[3].metric("Phase", trace.phases[step])
     states = inside_controls(trace, cell)
     st.caption(summary_line(phase_means(trace.states, trace.phases)))
     st.plotly_chart(inside_figure(states, trace.inputs, len(trace.sequence), trace.padding, step=step,
