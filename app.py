@@ -8,6 +8,7 @@ import streamlit as st
 
 from seqcopy.store import StoreError
 from seqcopy.ui import state
+from seqcopy.ui.warmup import warm_up_in_background
 
 st.set_page_config(page_title="seqcopy", page_icon="🔁", layout="wide")
 
@@ -39,4 +40,7 @@ with st.sidebar:
             worker.start()
             st.rerun()
 
-page.run()
+try:
+    page.run()
+finally:  # also after st.stop(): once the page is drawn, import the Playground's torch off its critical path
+    warm_up_in_background()

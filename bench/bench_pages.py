@@ -5,6 +5,11 @@
 Fills a temporary SQLite store with bulk inserts (seconds, not a real training), then times one
 AppTest run of every page: first with the read caches empty ("cold"), then again within their
 few-second lifetime ("warm"). Target: under a second per page. Prints a table; not a test.
+
+Then the Playground on a model of realistic size (the "Copies of 20 symbols" preset, mGRU, hidden
+256): its first open in a fresh process, with and without torch already imported (the app
+imports it in the background once a first page is drawn), and each of its views. Server side
+only: the browser test prints what the browser adds.
 """
 
 from __future__ import annotations
@@ -131,6 +136,78 @@ def main() -> None:
         worst = max(worst, cold)
         print(f"{name:28} {cold:10.3f}s {warm:10.3f}s")
     print(f"slowest page: {worst:.3f} s (target < 1 s)")
+    playground_timings(url)
+
+
+PLAYGROUND_VIEWS = ["Step by step", "Which input each output reads", "What if", "Side by side", "State trajectory"]
+FIRST_OPEN = """
+import json, os, sys, time
+started = time.perf_counter()
+if sys.argv[1] == "warm":
+    import seqcopy.ui.warmup
+    seqcopy.ui.warmup.warm_up_in_background().join()
+imported = time.perf_counter() - started
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(os.path.join(os.getcwd(), "app.py"), default_timeout=120)
+at.switch_page(sys.argv[2])
+started = time.perf_counter()
+at.run()
+print(json.dumps({"seconds": time.perf_counter() - started, "imports": imported, "error": [e.value for e in at.exception]}))
+"""
+
+
+def add_realistic_model(url: str) -> int:
+    """One completed mGRU run of the 'Copies of 20 symbols' preset with its checkpoint (random
+    weights: the Playground's work does not depend on them), the newest, so the default."""
+    from seqcopy.config import PRESETS
+
+    config = PRESETS["Copies of 20 symbols"].replace(cell="mgru", tag="bench-playground")
+    store = Store(url)
+    run_id = store.submit(config, status="running", worker_id="bench:1")
+    store.finish(run_id, "bench:1", "completed", checkpoint=checkpoint.to_bytes(checkpoint.build_model(config), config))
+    store.close()
+    return run_id
+
+
+def playground_timings(url: str) -> None:
+    import subprocess
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    add_realistic_model(url)
+    st.cache_data.clear()
+    print("\nPlayground, mGRU hidden 256, K = N = 20 (a 43-step pass), server side")
+    firsts = (
+        ("cold", PAGES[3], "first open, fresh process"),
+        ("warm", PAGES[3], "first open, torch imported in the background"),
+        ("cold", PAGES[1], "reference: Runs' first open, fresh process"),
+    )
+    for mode, page, what in firsts:
+        done = subprocess.run([sys.executable, "-c", FIRST_OPEN, mode, page], cwd=ROOT, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        result = eval_json(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+        if result is None or result["error"]:
+            raise SystemExit(f"{page}'s first open failed: {done.stderr[-500:] or result}")
+        extra = f" (after {result['imports']:.2f} s importing in the background)" if mode == "warm" else ""
+        print(f"{what:46} {result['seconds']:8.3f} s{extra}")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page(PAGES[3])
+    at.run()
+    print(f"{'view':46} {'first':>8}   {'again':>7}")
+    for view in PLAYGROUND_VIEWS:
+        at.session_state["play_view"] = view
+        started = time.perf_counter()
+        at.run()
+        first = time.perf_counter() - started
+        again = []
+        for _ in range(3):
+            started = time.perf_counter()
+            at.run()
+            again.append(time.perf_counter() - started)
+        if at.exception:
+            raise SystemExit(f"{view} raised: {at.exception[0].value}")
+        print(f"{view:46} {first:7.3f}s {statistics.median(again):7.3f}s")
 
 
 if __name__ == "__main__":

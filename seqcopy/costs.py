@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from .vocab import VOCAB_SIZE
 
+EVAL_BATCH = 250  # sequences per evaluation batch: bounds memory on long test sequences
+
 PRODUCTS = {"rnn": 1, "lstm": 4, "gru": 3, "mlstm": 5, "mgru": 4}
 
 # H-sized vectors kept per step and sequence for the backward pass (gates, states, products).

@@ -20,11 +20,11 @@ import torch
 from . import data
 from .checkpoint import build_model
 from .config import RunConfig, resolve_device
+from .costs import EVAL_BATCH
 from .data import Layout
 from .metrics import Counts, sequence_loss
 from .model import CopyModel, detach_state
 
-EVAL_BATCH = 250  # sequences per evaluation batch: bounds memory on long test sequences
 SWEEP_SAMPLES = 250  # sequences per length in the final length sweep
 SWEEP_FACTORS = (1, 2, 5)  # test lengths as multiples of the training length
 

@@ -10,6 +10,7 @@ never downloads a browser.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -136,6 +137,48 @@ def set_number(page, label: str, value) -> None:
     settle(page)
 
 
+PLAYGROUND_VIEWS = {  # tab → what it must show
+    "Which input each output reads": "Diagonal (replacement)",
+    "What if": "Edited:",
+    "Side by side": re.compile("Beside it|Only one run has a model"),
+    "State trajectory": "principal components",
+}
+
+
+def plotly_charts_drawn(page, count: int) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator(".js-plotly-plot")).to_have_count(count)
+    page.locator(".js-plotly-plot .main-svg").nth(count - 1).wait_for()
+
+
+def explore_playground(page, prefix: str) -> None:
+    """Step through the sequence, then open every view of the Playground: screenshots of each."""
+    from playwright.sync_api import expect
+
+    plotly_charts_drawn(page, 1)  # the probabilities, and the gates and states inside the cell
+    step = page.get_by_role("slider", name="Step")
+    step.focus()
+    for expected in range(1, 4):
+        page.keyboard.press("ArrowRight")
+        settle(page)
+        expect(step).to_have_value(str(expected))
+    expect(page.get_by_text("through the delay").first).to_be_visible()  # the summary line
+    page.screenshot(path=str(ARTIFACTS / f"{prefix}.png"), full_page=True)
+    for view, shows in PLAYGROUND_VIEWS.items():
+        page.get_by_role("tab", name=view).click()
+        settle(page)
+        expect(page.get_by_text(shows).first).to_be_visible()
+        if view == "What if":  # a click on the third letter of the input row picks it
+            page.locator(".st-key-whatif_click .scatterlayer .point").nth(2).click(force=True)
+            settle(page)
+            expect(page.get_by_label("Position")).to_have_value("3")
+        page.screenshot(path=str(ARTIFACTS / f"{prefix}-{view.split()[0].lower()}.png"), full_page=True)
+    page.get_by_role("tab", name="Step by step").click()
+    settle(page)
+    expect(step).to_have_value("3")  # the step survived the other views
+
+
 def test_launch_train_watch_compare_and_play(dashboard):
     from playwright.sync_api import expect
 
@@ -184,7 +227,7 @@ def test_launch_train_watch_compare_and_play(dashboard):
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
-            # Playground: a bad sequence is refused, a good one is read and copied.
+            # Playground: a bad sequence is refused, a good one is read and copied, then every view.
             page.goto(f"{base}/playground")
             box = page.get_by_label("Sequence to copy")
             box.fill("axq!")
@@ -193,9 +236,8 @@ def test_launch_train_watch_compare_and_play(dashboard):
             box.fill("axcrywbtoa")
             box.press("Enter")
             settle(page)
-            expect(page.get_by_text("Copied right")).to_be_visible()
-            expect(page.locator(".js-plotly-plot")).to_have_count(2)
-            page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+            expect(page.get_by_text("Copied right").first).to_be_visible()
+            explore_playground(page, "playground")
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             for log in sorted(logs.glob("*.log")):
@@ -230,6 +272,77 @@ def test_every_page_with_every_kind_of_run(filled_dashboard):
             for log in sorted(logs.glob("*.log")):
                 print(log.read_text()[-3000:])
             raise
+
+
+# What each timed page shows once drawn: a text and its number of charts.
+DRAWN = {"Playground": ("Copied right", 1), "Compare": ("a single seed, so no band", 3)}
+
+
+def time_to_draw(page, name: str, how) -> float:
+    """Seconds from the request (``how`` navigates) to page ``name`` drawn and idle."""
+    from playwright.sync_api import expect
+
+    text, charts = DRAWN[name]
+    started = time.perf_counter()
+    how()
+    expect(page.get_by_text(text).first).to_be_visible()
+    plotly_charts_drawn(page, charts)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
+    return time.perf_counter() - started
+
+
+def visit_timings(browser_page, base: str, name: str) -> dict[str, float]:
+    """The first open of page ``name`` after five seconds on the Runs page (a person reads it;
+    the app imports torch meanwhile), then the median of three reloads and of three visits
+    through the sidebar."""
+    import statistics
+
+    page = browser_page
+    runs = page.get_by_role("heading", name="Runs")
+    page.goto(f"{base}/runs")
+    runs.wait_for()
+    page.wait_for_timeout(5000)
+    first = time_to_draw(page, name, lambda: page.get_by_role("link", name=name).click())
+    reloads = [time_to_draw(page, name, lambda: page.goto(f"{base}/{name.lower()}")) for _ in range(3)]
+    visits = []
+    for _ in range(3):
+        page.get_by_role("link", name="Runs").click()
+        runs.wait_for()
+        visits.append(time_to_draw(page, name, lambda: page.get_by_role("link", name=name).click()))
+    return {"first open": first, "reload": statistics.median(reloads), "sidebar visit": statistics.median(visits)}
+
+
+def test_the_playground_opens_fast_and_every_view_works(filled_dashboard, tmp_path):
+    """Prints how long the Playground takes to draw in the browser, beside the Compare page
+    (three charts, no torch) in the same run: the first open after the Runs page, a reload, a
+    visit through the sidebar, and the very first request of a fresh server. Not asserted: the
+    figures depend on the machine and its load. Then steps through every view."""
+    base, database, logs = filled_dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    figures = {}
+    with chromium_page() as page:
+        try:
+            for name in ("Playground", "Compare"):
+                figures[name] = visit_timings(page, base, name)
+            page.goto(f"{base}/playground")
+            time_to_draw(page, "Playground", lambda: None)
+            explore_playground(page, "filled-playground")
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            for log in sorted(logs.glob("*.log")):
+                print(log.read_text()[-3000:])
+            raise
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for fresh_base, _, _ in serve(fresh, database, with_worker=False):
+        with chromium_page() as page:
+            figures["Playground"]["first request of a fresh server"] = time_to_draw(
+                page, "Playground", lambda: page.goto(f"{fresh_base}/playground"))
+    print(f"\n{'seconds to draw, in the browser':34} {'Playground':>10} {'Compare':>8}  ratio")
+    for what, seconds in figures["Playground"].items():
+        reference = figures["Compare"].get(what)
+        ratio = f"{seconds / reference:5.2f}" if reference else "    –"
+        print(f"{what:34} {seconds:10.2f} {reference or float('nan'):8.2f}  {ratio}")
 
 
 def test_a_shared_link_opened_first_goes_through_the_app(filled_dashboard):

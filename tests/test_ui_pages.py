@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 import ui_store
 from seqcopy.store import Store
 from seqcopy.ui.launch_form import label_for
+from seqcopy.ui.playground import as_plain_text
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]
@@ -226,7 +227,7 @@ def test_the_playground_refuses_bad_text(filled_db, text, message):
     at = playground()
     at.text_input(key="play_text").set_value(text).run()
     assert not at.exception
-    assert message in texts(at.error)
+    assert as_plain_text(message) in texts(at.error)  # shown as text, not markdown
     assert not at.get("plotly_chart")
 
 
@@ -238,7 +239,7 @@ def test_the_playground_shows_the_models_copy_with_right_and_wrong_marks(filled_
     copied = [df.value for df in at.dataframe if "target" in df.value.columns][0]
     assert list(copied["target"]) == list("axcr")
     assert set(copied["right"]) <= {"✓ right", "✗ wrong"}
-    assert len(at.get("plotly_chart")) == 2  # probabilities and hidden state over time
+    assert len(at.get("plotly_chart")) == 1  # probabilities, states and gates on one time axis
     at.slider(key="play_step").set_value(6).run()  # K=4, P=1: step 5 is the first copy step
     assert {m.label for m in at.metric} >= {"Input at this step", "Model writes", "Copy"}
 

@@ -1,13 +1,16 @@
-"""Run a trained model over a typed sequence: what it read, what it wrote, how sure it was.
+"""Run a trained model over a typed sequence: what it read, what it wrote, how sure it was, and
+what happened inside the cell on the way; what changes when one letter or the delay changes.
 
 The input is laid out exactly as in training (``data.make_sequences``): the typed symbols, the
-run's P delimiters ``$``, then one blank per symbol to copy back (N = the typed length). Torch,
-no Streamlit.
+run's P delimiters ``$`` (more for a what-if), then one blank per symbol to copy back (N = the
+typed length). The pass goes through :mod:`seqcopy.ui.inside`, step by step, so it yields the
+gates and needs no compiled kernel. Torch, no Streamlit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,9 +19,11 @@ import torch
 from ..config import RunConfig
 from ..data import Layout, make_sequences
 from ..model import CopyModel
-from ..vocab import ALPHABET, SYMBOLS, VISIBLE_BLANK, decode, validate_symbols
+from ..vocab import ALPHABET, SYMBOLS, VISIBLE_BLANK, InvalidSequence, decode, validate_symbols
+from .inside import phases, state_trajectory, trace_model
 
 MAX_PLAYGROUND_LENGTH = 500  # keeps the heatmaps drawable in a browser
+MAX_EXTRA_DELIMITERS = 200  # a what-if's longer delay; bounds the pass like the length does
 SYMBOL_LABELS = [VISIBLE_BLANK if s == " " else s for s in SYMBOLS]  # 11 row labels
 
 
@@ -32,6 +37,18 @@ def random_sequence(length: int, rng: np.random.Generator) -> str:
     return "".join(ALPHABET[i] for i in rng.integers(0, len(ALPHABET), size=length))
 
 
+# Markdown's active characters, Streamlit's ($ formulas, :colour[…] and :emoji:) included; quotes,
+# commas and the like are left alone so that the text stays readable.
+_MARKDOWN_SPECIALS = {ord(ch): "\\" + ch for ch in "\\`*_{}[]()<>#+-.!|~$:&"}
+
+
+def as_plain_text(text: str) -> str:
+    """``text`` escaped so that Streamlit's markdown shows it as typed: each markdown character
+    gets a backslash (CommonMark's escape), so no emphasis, link, ``$…$`` formula, ``:red[…]``
+    or HTML can come out of a tag or an error message."""
+    return str(text).translate(_MARKDOWN_SPECIALS)
+
+
 @dataclass(frozen=True)
 class CopyTrace:
     """One pass of the model over one sequence, step by step."""
@@ -41,24 +58,35 @@ class CopyTrace:
     targets: list[str]  # the symbol it should write at each step
     outputs: list[str]  # the symbol it wrote (argmax) at each step
     probabilities: pd.DataFrame  # (11 symbols × T steps) softmax
-    hidden: pd.DataFrame  # (H units × T steps) hidden state
-    copy_start: int  # first step whose target is a copied symbol
+    states: dict[str, pd.DataFrame] = field(default_factory=dict)  # name (inside.QUANTITIES) → (H units × T steps)
+    copy_start: int = 0  # first step whose target is a copied symbol
+    padding: int = 0  # delimiters fed between reading and copying
+
+    @property
+    def hidden(self) -> pd.DataFrame:
+        return self.states["h"]
 
     @property
     def steps(self) -> int:
         return len(self.inputs)
 
     @property
+    def phases(self) -> list[str]:
+        return phases(len(self.sequence), self.padding, self.steps)
+
+    @property
     def copied(self) -> pd.DataFrame:
-        """The copy, symbol by symbol: what was asked, what came out, right or not, confidence."""
+        """The copy, symbol by symbol: what was asked, what came out, right or not, how sure it
+        was (the top probability) and the probability it gave the right symbol."""
         rows = []
         for position, step in enumerate(range(self.copy_start, self.steps), start=1):
             target, output = self.targets[step], self.outputs[step]
+            column = self.probabilities.iloc[:, step]
             rows.append({
                 "position": position, "step": step, "target": target, "output": output,
-                "right": output == target, "confidence": float(self.probabilities.iloc[:, step].max()),
+                "right": output == target, "confidence": float(column.max()), "p_right": float(column[target]),
             })
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["position", "step", "target", "output", "right", "confidence", "p_right"])
 
     @property
     def copy_accuracy(self) -> float:
@@ -66,24 +94,117 @@ class CopyTrace:
         return float(copied["right"].mean()) if len(copied) else 0.0
 
 
-def run_copy(model: CopyModel, config: RunConfig, text: str) -> CopyTrace:
-    """Let ``model`` read ``text`` and copy it back. Raises vocab.InvalidSequence (one line
-    naming what is wrong) for text that is not a sequence of the alphabet's letters."""
+def copy_inputs(text: str, config: RunConfig, extra_delimiters: int = 0) -> tuple[list[int], Layout, torch.Tensor, torch.Tensor]:
+    """The typed letters' indices, their layout and the (1, T) inputs and targets. Raises
+    vocab.InvalidSequence (one line) for text that is not a sequence of the alphabet's letters."""
     indices = validate_symbols(text, max_sequence_length(config))
-    layout = Layout(symbols=len(indices), padding=config.padding, output=len(indices))
+    if not 0 <= extra_delimiters <= MAX_EXTRA_DELIMITERS:
+        raise InvalidSequence(f"extra delimiters must be between 0 and {MAX_EXTRA_DELIMITERS}, got {extra_delimiters}")
+    layout = Layout(symbols=len(indices), padding=config.padding + extra_delimiters, output=len(indices))
     inputs, targets = make_sequences(np.array([indices], dtype=np.int64), layout)
+    return indices, layout, inputs, targets
+
+
+def run_copy(model: CopyModel, config: RunConfig, text: str, extra_delimiters: int = 0) -> CopyTrace:
+    """Let ``model`` read ``text`` and copy it back, after ``extra_delimiters`` more ``$`` than
+    it was trained with. Raises vocab.InvalidSequence (one line naming what is wrong) for text
+    that is not a sequence of the alphabet's letters, inside.UntraceableCell for a cell the
+    Playground cannot trace."""
+    indices, layout, inputs, targets = copy_inputs(text, config, extra_delimiters)
     model.eval()
     with torch.inference_mode():
-        logits, hidden, _ = model.forward_with_hidden(inputs)
+        logits, parts = trace_model(model, inputs)
     probs = torch.softmax(logits[0].float(), dim=-1).numpy()  # (T, 11)
-    outputs = logits[0].argmax(-1).tolist()
     steps = list(range(layout.length))
+    hidden_size = parts["h"].shape[-1]
+    units = [f"u{i}" for i in range(hidden_size)]
     return CopyTrace(
         sequence=decode(indices),
         inputs=list(decode(inputs[0].tolist())),
         targets=list(decode(targets[0].tolist())),
-        outputs=list(decode(outputs)),
+        outputs=list(decode(logits[0].argmax(-1).tolist())),
         probabilities=pd.DataFrame(probs.T, index=SYMBOL_LABELS, columns=steps),
-        hidden=pd.DataFrame(hidden[0].float().numpy().T, index=[f"h{i}" for i in range(hidden.shape[-1])], columns=steps),
+        states={name: pd.DataFrame(value[0].float().numpy().T, index=units, columns=steps) for name, value in parts.items()},
         copy_start=layout.copy_start,
+        padding=layout.padding,
     )
+
+
+# ----------------------------------------------------------------------------- what if, side by side
+def edit_sequence(text: str, position: int, letter: str) -> str:
+    """``text`` (cleaned as the Playground cleans it) with the letter at 1-based ``position``
+    replaced by ``letter``. Raises InvalidSequence for a position or letter out of range."""
+    cleaned = text.strip().lower()
+    if letter not in ALPHABET or len(letter) != 1:
+        raise InvalidSequence(f"the new letter must be one of {' '.join(ALPHABET)}")
+    if not 1 <= position <= len(cleaned):
+        raise InvalidSequence(f"position must be between 1 and {len(cleaned)}, got {position}")
+    return cleaned[: position - 1] + letter + cleaned[position:]
+
+
+def copies_frame(traces: Mapping[str, CopyTrace]) -> pd.DataFrame:
+    """The copies of several passes (labelled: two models, or an original and its edit) in one
+    long frame: label, position, target, output, right, p_right."""
+    frames = [trace.copied.assign(label=label) for label, trace in traces.items()]
+    columns = ["label", "position", "target", "output", "right", "p_right"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def changed_positions(copies: pd.DataFrame, before: str, after: str) -> list[int]:
+    """The copied positions whose output differs between passes ``before`` and ``after``."""
+    a = copies[copies["label"] == before].set_index("position")["output"]
+    b = copies[copies["label"] == after].set_index("position")["output"]
+    common = a.index.intersection(b.index)
+    return [int(p) for p in common if a[p] != b[p]]
+
+
+def marked_copy(trace: CopyTrace) -> str:
+    """The copy as markdown, each symbol green (right) or red (wrong); the symbols are letters of
+    the alphabet, never user text."""
+    return " ".join(f":green[**{row.output}**]" if row.right else f":red[**{row.output}**]"
+                    for row in trace.copied.itertuples())
+
+
+def suggest_partner(candidates: Sequence, chosen) -> int | None:
+    """Which run (an index into ``candidates``, RunInfo-like) to show beside ``chosen``: first one
+    of another cell with the same tag and task lengths (the same sweep), then another cell with
+    the same lengths, then any other run."""
+    def lengths(run):
+        return (run.config.train_seq_len, run.config.padding)
+
+    others = [(i, run) for i, run in enumerate(candidates) if run.id != chosen.id]
+    preferences = (
+        lambda run: run.config.cell != chosen.config.cell and lengths(run) == lengths(chosen) and run.config.tag == chosen.config.tag,
+        lambda run: run.config.cell != chosen.config.cell and lengths(run) == lengths(chosen),
+        lambda run: True,
+    )
+    for matches in preferences:
+        for index, run in others:
+            if matches(run):
+                return index
+    return None
+
+
+def position_from_selection(selection: Mapping | None, letters: int) -> int | None:
+    """The 1-based input position a click on the input row chose (Streamlit's plotly selection
+    state: {'selection': {'points': [{'x': step, ...}]}}), or None when nothing usable was
+    clicked."""
+    try:
+        points = selection["selection"]["points"]
+        step = int(round(float(points[0]["x"])))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return step + 1 if 0 <= step < letters else None
+
+
+def trajectory_frame(trace: CopyTrace, quantity: str = "h") -> tuple[pd.DataFrame, np.ndarray]:
+    """The state ``quantity`` (h or c) over time on its first two principal components, one row
+    per step (step, pc1, pc2, phase, symbol: the one read, or while copying the one written), and
+    the share of variance of each component."""
+    coordinates, shares = state_trajectory(trace.states[quantity])
+    frame = pd.DataFrame({
+        "step": range(trace.steps), "pc1": coordinates[:, 0], "pc2": coordinates[:, 1], "phase": trace.phases,
+        "symbol": [written if step >= trace.copy_start else read
+                   for step, (read, written) in enumerate(zip(trace.inputs, trace.outputs))],
+    })
+    return frame, shares

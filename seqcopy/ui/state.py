@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import statistics
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ..checkpoint import CheckpointError, from_bytes
 from ..config import RunConfig
-from ..model import CopyModel
 from ..store import RunInfo, Store, database_url, open_store
 from .local_worker import LocalWorker
+
+if TYPE_CHECKING:  # torch loads only on the page that plays a model, not on every page
+    from ..model import CopyModel
 
 LIVE_REFRESH_S = 2
 
@@ -111,6 +113,8 @@ def speed_history(database: str, limit: int = 20) -> list[tuple[RunConfig, float
 def model_for(database: str, run_id: int, finished_at: float | None) -> tuple[CopyModel, RunConfig]:
     """The run's checkpoint as a model in eval mode (finished_at keys the cache to this very
     run, should an id be reused after a delete). Raises CheckpointError."""
+    from ..checkpoint import CheckpointError, from_bytes
+
     data = _store(database).checkpoint(run_id)
     if data is None:
         raise CheckpointError(f"run {run_id} has no checkpoint")

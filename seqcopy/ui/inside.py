@@ -1,0 +1,278 @@
+"""Inside the cell: the gates, the cell state and m_t of every step, from the model's own weights.
+
+The reference cells (:mod:`seqcopy.cells`) return only the new state; the Playground wants what
+happens in between. Each ``*_step`` below restates one cell's step gate by gate, with the same
+parameters and the same operations in the same order, and returns every intermediate by name.
+Tests hold its h (and c) equal to the cell's own step to 1e-6 and recompute h and c from the
+traced gates. It is pure torch: the Playground runs its models through these steps and never
+needs the C++ kernels of :mod:`seqcopy.fast` (which cost a compile, or a ninja check, on first
+use).
+
+A new cell (or a second form of one) is one more step function and one more entry in ``STEPS``.
+
+Names of the traced quantities (each (B, T, H) over a sequence):
+    h  hidden state            c  cell state (LSTM family)      m  multiplicative intermediate m_t
+    i  input gate  f  forget gate  g  candidate  o  output gate      (LSTM family)
+    r  reset gate  z  update gate  n  candidate                       (GRU family)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..cells import Cell, GRUCell, LSTMCell, MGRUCell, MLSTMCell, RNNCell, State
+from ..model import CopyModel
+
+Parts = dict[str, Tensor]
+StepFunction = Callable[[Cell, Tensor, State], tuple[State, Parts]]
+
+
+@dataclass(frozen=True)
+class Quantity:
+    label: str  # what the page calls it
+    low: float | None  # colour range; None: symmetric around 0, from the data
+    high: float | None
+    gate: bool  # a sigmoid gate, 0..1
+
+
+# In drawing order: what the step computes first on top, the state it leaves at the bottom.
+QUANTITIES: dict[str, Quantity] = {
+    "m": Quantity("multiplicative m_t", None, None, False),
+    "i": Quantity("input gate i", 0.0, 1.0, True),
+    "f": Quantity("forget gate f", 0.0, 1.0, True),
+    "g": Quantity("candidate g", -1.0, 1.0, False),
+    "o": Quantity("output gate o", 0.0, 1.0, True),
+    "r": Quantity("reset gate r", 0.0, 1.0, True),
+    "z": Quantity("update gate z", 0.0, 1.0, True),
+    "n": Quantity("candidate n", -1.0, 1.0, False),
+    "c": Quantity("cell state c", None, None, False),
+    "h": Quantity("hidden state h", -1.0, 1.0, False),
+}
+
+
+class UntraceableCell(ValueError):
+    """A cell this module has no step function for, or one whose trace disagrees with it."""
+
+
+# ----------------------------------------------------------------------------- one step per cell
+def rnn_step(cell: RNNCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
+    """h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)"""
+    h = torch.tanh(x_t @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh)
+    return h, {"h": h}
+
+
+def _lstm_from_preactivations(pre: Tensor, c: Tensor) -> tuple[tuple[Tensor, Tensor], Parts]:
+    """The LSTM's update from its stacked (i, f, g, o) pre-activations: c_t = f ⊙ c_{t-1} + i ⊙ g,
+    h_t = o ⊙ tanh(c_t). Shared by LSTM and mLSTM, which differ only in what the gates read."""
+    i, f, g, o = pre.chunk(4, dim=1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c = f * c + i * g
+    h = o * torch.tanh(c)
+    return (h, c), {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
+
+
+def lstm_step(cell: LSTMCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
+    """i, f, g, o from W x_t + b + U h_{t-1}; then the LSTM update."""
+    h, c = state
+    pre = x_t @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
+    return _lstm_from_preactivations(pre, c)
+
+
+def mlstm_step(cell: MLSTMCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
+    """Krause et al. 2016: m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}); the gates read m_t for h_{t-1}."""
+    h, c = state
+    m = (x_t @ cell.weight_mx.T) * (h @ cell.weight_mh.T)
+    pre = x_t @ cell.weight_ih.T + m @ cell.weight_mg.T + cell.bias
+    state, parts = _lstm_from_preactivations(pre, c)
+    return state, {"m": m, **parts}
+
+
+def gru_step(cell: GRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
+    """r, z = σ(W x_t + b + U h_{t-1} + b'); n = tanh(W_n x_t + b_n + r ⊙ (U_n h_{t-1} + b'_n));
+    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}"""
+    x_r, x_z, x_n = (x_t @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
+    h_r, h_z, h_n = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    h = (1 - z) * n + z * h
+    return h, {"r": r, "z": z, "n": n, "h": h}
+
+
+def mgru_step(cell: MGRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
+    """m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}); r, z read m_t; n reads r ⊙ m_t; h_t as in the GRU."""
+    hidden = cell.hidden_size
+    m = (x_t @ cell.weight_mx.T) * (h @ cell.weight_mh.T)
+    x_r, x_z, x_n = (x_t @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
+    w_rz, w_n = cell.weight_mg[: 2 * hidden], cell.weight_mg[2 * hidden :]
+    b_rz, b_n = cell.bias_mg[: 2 * hidden], cell.bias_mg[2 * hidden :]
+    m_r, m_z = (m @ w_rz.T + b_rz).chunk(2, dim=1)
+    r = torch.sigmoid(x_r + m_r)
+    z = torch.sigmoid(x_z + m_z)
+    n = torch.tanh(x_n + (r * m) @ w_n.T + b_n)
+    h = (1 - z) * n + z * h
+    return h, {"m": m, "r": r, "z": z, "n": n, "h": h}
+
+
+# Keyed by the exact class: a subclass (say, a second multiplicative form) must bring its own.
+STEPS: dict[type, StepFunction] = {
+    RNNCell: rnn_step,
+    LSTMCell: lstm_step,
+    GRUCell: gru_step,
+    MLSTMCell: mlstm_step,
+    MGRUCell: mgru_step,
+}
+
+
+def step_function(cell: Cell) -> StepFunction:
+    try:
+        return STEPS[type(cell)]
+    except KeyError:
+        raise UntraceableCell(f"the Playground cannot look inside a {type(cell).__name__} yet") from None
+
+
+# ----------------------------------------------------------------------------- whole sequences
+def trace_sequence(cell: Cell, x: Tensor, state: State | None = None) -> Parts:
+    """Run ``cell`` over (B, T, E) inputs step by step: every quantity it computes, (B, T, H)."""
+    step = step_function(cell)
+    if state is None:
+        state = cell.initial_state(x.shape[0], x.device, x.dtype)
+    collected: dict[str, list[Tensor]] = {}
+    for x_t in x.unbind(1):
+        state, parts = step(cell, x_t, state)
+        for name, value in parts.items():
+            collected.setdefault(name, []).append(value)
+    return {name: torch.stack(values, dim=1) for name, values in collected.items()}
+
+
+def check_against_cell(cell: Cell, x: Tensor, parts: Parts, steps: int = 2, tolerance: float = 1e-4) -> None:
+    """Compare the first ``steps`` traced hidden states with the cell's own forward: a cheap
+    guard against a step function that no longer matches its cell (a changed class, a new form
+    under an old name). Raises UntraceableCell."""
+    state = cell.initial_state(x.shape[0], x.device, x.dtype)
+    for t, x_t in enumerate(x.unbind(1)[:steps]):
+        state = cell(x_t, state)
+        if not torch.allclose(cell.output_of(state), parts["h"][:, t], atol=tolerance, rtol=0):
+            raise UntraceableCell(f"the trace of {type(cell).__name__} disagrees with the cell at step {t}")
+
+
+def trace_embedded(model: CopyModel, embedded: Tensor, check: bool = True) -> tuple[Tensor, Parts]:
+    """The model's pass from (B, T, E) embeddings: (B, T, vocab) logits and every traced
+    quantity, without the fused kernels. Gradients flow (for saliency) unless the caller turns
+    them off; ``check`` compares the first steps with the cell's own forward."""
+    cell = model.recurrent.cell
+    parts = trace_sequence(cell, embedded)
+    if check:
+        with torch.no_grad():
+            check_against_cell(cell, embedded.detach(), {"h": parts["h"].detach()})
+    return model.decoder(parts["h"]), parts
+
+
+def trace_model(model: CopyModel, inputs: Tensor, check: bool = True) -> tuple[Tensor, Parts]:
+    """(B, T) token indices → (B, T, vocab) logits and every traced quantity."""
+    return trace_embedded(model, model.embedding(inputs), check)
+
+
+# ----------------------------------------------------------------------------- reading a trace
+PHASES = ("reading", "delimiter", "copying")
+
+
+def phases(letters: int, padding: int, steps: int) -> list[str]:
+    """The phase of every step: reading the K letters, the P delimiters, then copying."""
+    return [PHASES[0] if t < letters else PHASES[1] if t < letters + padding else PHASES[2] for t in range(steps)]
+
+
+UNIT_ORDERS = ("value at the end of reading", "change over time", "unit number")
+
+
+def unit_order(values: pd.DataFrame, letters: int, by: str = UNIT_ORDERS[0]) -> list[int]:
+    """Row positions of ``values`` (units × steps) in display order: highest value at the last
+    reading step first (units that stored something sit together), most variable first, or as
+    numbered."""
+    matrix = values.to_numpy(dtype=float)
+    if by == UNIT_ORDERS[2] or matrix.size == 0:
+        return list(range(matrix.shape[0]))
+    if by == UNIT_ORDERS[0]:
+        key = matrix[:, min(max(letters, 1), matrix.shape[1]) - 1]
+    elif by == UNIT_ORDERS[1]:
+        key = matrix.std(axis=1)
+    else:
+        raise ValueError(f"unknown unit order {by!r}: choose one of {', '.join(UNIT_ORDERS)}")
+    return [int(i) for i in np.argsort(-key, kind="stable")]
+
+
+def pick_units(states: dict[str, pd.DataFrame], names: Sequence[str], order: Sequence[int], first: int, last: int) -> dict[str, pd.DataFrame]:
+    """The quantities ``names`` with the units ``order[first - 1 : last]`` (1-based, inclusive),
+    in that order. A quantity of another size than the hidden state (m_t of a form that scales
+    the input has one row per input feature) keeps its first ``last - first + 1`` rows."""
+    picked = list(order[first - 1 : last])
+    chosen = {}
+    for name in names:
+        frame = states[name]
+        chosen[name] = frame.iloc[picked] if len(frame) == len(order) else frame.iloc[: len(picked)]
+    return chosen
+
+
+def phase_means(states: dict[str, pd.DataFrame], step_phases: Sequence[str]) -> pd.DataFrame:
+    """Mean of each quantity over units and the steps of each phase (quantities × phases); for
+    c and m, whose sign carries no meaning on average, the mean absolute value."""
+    labels = np.array(step_phases)
+    rows = {}
+    for name, frame in states.items():
+        matrix = frame.to_numpy(dtype=float)
+        if name in ("c", "m"):
+            matrix = np.abs(matrix)
+        rows[name] = {p: float(matrix[:, labels == p].mean()) if (labels == p).any() else np.nan for p in PHASES}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(PHASES))
+
+
+# What holds the memory through the delay, per family: the forget gate (1 keeps c) or the
+# update gate (1 keeps h).
+_KEEPERS = (("f", "forget gate f (1 keeps c)"), ("z", "update gate z (1 keeps h)"))
+
+
+def summary_line(means: pd.DataFrame) -> str:
+    """One line: the keeping gate's mean through the delay beside the other phases, and the
+    other gates' and |m_t|'s means through the delay."""
+    def through(name: str) -> str:
+        row = means.loc[name]
+        return "–" if np.isnan(row["delimiter"]) else f"{row['delimiter']:.2f}"
+
+    parts = []
+    for name, label in _KEEPERS:
+        if name in means.index:
+            row = means.loc[name]
+            parts.append(f"{label}: {through(name)} through the delay "
+                         f"({row['reading']:.2f} reading, {row['copying']:.2f} copying)")
+    others = [name for name in ("i", "o", "r") if name in means.index]
+    if others:
+        parts.append("through the delay " + ", ".join(f"{name} {through(name)}" for name in others))
+    for name, label in (("c", "|c|"), ("m", "|m_t|")):
+        if name in means.index:
+            parts.append(f"{label} {through(name)} through the delay")
+    if not parts:
+        return f"No gates (h_t = tanh(W x_t + U h_(t-1) + b)): mean h {means.loc['h', 'delimiter']:.2f} through the delay."
+    return "Mean over units · " + " · ".join(parts)
+
+
+def state_trajectory(values: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The (units × steps) states projected on their first two principal components: (steps, 2)
+    coordinates and the share of the variance each component explains (numpy SVD, no sklearn).
+    A constant state gives zeros and zero shares."""
+    points = values.to_numpy(dtype=float).T  # steps × units
+    centred = points - points.mean(axis=0, keepdims=True)
+    coordinates = np.zeros((points.shape[0], 2))
+    shares = np.zeros(2)
+    if centred.size == 0 or not np.any(centred):
+        return coordinates, shares
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    k = min(2, len(s))
+    coordinates[:, :k] = u[:, :k] * s[:k]
+    shares[:k] = s[:k] ** 2 / np.sum(s**2)
+    return coordinates, shares
