@@ -262,7 +262,9 @@ class RunConfig:
 
 def device_problem(device: str) -> str | None:
     """Why the known device name ``device`` cannot be used on this machine, or None."""
-    import torch  # only here: the store and the CLI's listing commands need no torch
+    if device not in ("cuda", "mps"):
+        return None  # the CPU is always there, and 'auto' takes what is
+    import torch  # only here, and only for a GPU: the store, the listing commands and the form need no torch
 
     if device == "cuda" and not torch.cuda.is_available():
         return "no CUDA device is available on this machine"

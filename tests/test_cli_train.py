@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from seqcopy import checkpoint
-from seqcopy.cli import build_parser, main
+from seqcopy.cli import main
 from seqcopy.config import RunConfig
-from seqcopy.flags import config_from_args
 from seqcopy.model import CopyModel
 
 TINY_FLAGS = ["-iseq", "4", "-tseq", "6", "-p", "2", "-oseq", "4", "-toseq", "5", "-b", "8",

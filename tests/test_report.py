@@ -1,4 +1,3 @@
-import pytest
 
 from seqcopy.config import RunConfig
 from seqcopy.report import build_report, first_reaching, mean_std

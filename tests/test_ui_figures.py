@@ -126,14 +126,6 @@ def test_band_figure_counts_traces_and_can_draw_chance(grouped):
     assert fig.data[-1].name == figures.CHANCE_NAME
 
 
-def test_heatmap_marks_the_current_step():
-    matrix = pd.DataFrame(np.random.default_rng(0).random((11, 7)))
-    fig = figures.heatmap_figure(matrix, "p", step=3, x_labels=list("abcdefg"))
-    assert np.asarray(fig.data[0].z).shape == (11, 7)
-    (box,) = fig.layout.shapes
-    assert (box.x0, box.x1) == (2.5, 3.5)
-
-
 # ----------------------------------------------------------------------------- frames
 def test_smoothing_is_an_ema_within_each_run():
     data = pd.concat([epochs_of(1, [0.0, 1.0, 1.0]), epochs_of(2, [1.0, 0.0, 0.0])])

@@ -6,7 +6,6 @@ group (Compare page) keeps its colour across every figure of the page.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -166,33 +165,3 @@ def seed_band_figure(
     if y.endswith("acc") and not log_y:
         fig.update_yaxes(range=[0, 1.02])  # accuracies on their whole scale, chance in view
     return _layout(fig, title, x_title or x, y_title or y.replace("_", " "), log_y, legend_columns=legend_columns)
-
-
-def heatmap_figure(
-    matrix: pd.DataFrame,
-    title: str,
-    step: int | None = None,
-    colorscale: str = "Viridis",
-    zmin: float | None = None,
-    zmax: float | None = None,
-    x_labels: Sequence[str] | None = None,
-    y_title: str = "",
-    height: int = 320,
-) -> go.Figure:
-    """A heatmap of ``matrix`` (rows = symbols or hidden units, columns = time steps) with the
-    current ``step`` outlined."""
-    steps = list(range(matrix.shape[1]))
-    fig = go.Figure(go.Heatmap(
-        z=matrix.to_numpy(dtype=float), x=steps, y=[str(label) for label in matrix.index],
-        colorscale=colorscale, zmin=zmin, zmax=zmax,
-        customdata=np.array([list(x_labels or [""] * len(steps))] * matrix.shape[0]),
-        hovertemplate="step %{x} (input %{customdata})<br>%{y}: %{z:.3f}<extra></extra>",
-    ))
-    if step is not None:
-        fig.add_vrect(x0=step - 0.5, x1=step + 0.5, line=dict(color="red", width=2))
-    if x_labels is not None and len(steps) <= 80:
-        fig.update_xaxes(tickmode="array", tickvals=steps, ticktext=list(x_labels), tickangle=0)
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
-                      xaxis_title="time step (input symbol)")
-    fig.update_yaxes(autorange="reversed")  # first row (symbol 'a', unit h0) on top, read like a table
-    return fig
