@@ -11,6 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 
+from .text import check_tag
+
 
 CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")  # seqcopy.cells implements each
 LR_SCHEDULES = ("constant", "cosine", "plateau")
@@ -184,10 +186,8 @@ class RunConfig:
             errors["clip"] = f"choose one of {', '.join(CLIP_MODES)}"
         if self.init not in INIT_SCHEMES:
             errors["init"] = f"choose one of {', '.join(INIT_SCHEMES)}"
-        if not isinstance(self.tag, str):
-            errors["tag"] = f"must be text, got {self.tag!r}"
-        elif len(self.tag) > 200:
-            errors["tag"] = "at most 200 characters"
+        if tag_problem := check_tag(self.tag):  # seqcopy.text: the same check as Store.set_tag
+            errors["tag"] = tag_problem
         device_error = device_problem(self.device, check_available=check_device)
         if device_error:
             errors["device"] = device_error

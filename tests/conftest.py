@@ -102,3 +102,13 @@ def nan_loss_from_batch(monkeypatch):
         monkeypatch.setattr(train_module, "sequence_loss", loss)
 
     return make_nan_from
+
+
+@pytest.fixture
+def pg_proxy(pg_url):
+    """(FaultProxy in front of the PostgreSQL server, a fresh database's URL through it)."""
+    from faultproxy import FaultProxy
+
+    proxy = FaultProxy((PG_HOST, PG_PORT))
+    yield proxy, proxy.url(pg_url)
+    proxy.close()

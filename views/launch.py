@@ -8,7 +8,7 @@ import streamlit as st
 from seqcopy.config import CELL_NAMES
 from seqcopy.config import PRESETS, ConfigError, RunConfig
 from seqcopy.store import StoreError, UnknownRun
-from seqcopy.ui import state
+from seqcopy.ui import escape, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
 from seqcopy.ui.launch_form import CHOICES, FIELDS, GROUPS, build_configs, form_values, help_for, label_for
 
@@ -52,7 +52,7 @@ def field_widget(name: str, error: str | None) -> None:
     else:
         st.text_input(max_chars=200, **common)
     if error:
-        st.markdown(f":red[**{error}**]")
+        st.markdown(f":red[**{escape.markdown(error)}**]")
 
 
 def form_result():
@@ -69,11 +69,11 @@ def render_form(errors: dict[str, str]) -> None:
         with left:
             st.multiselect(label_for("cells"), CELL_NAMES, key=key("cells"), help=help_for("cells"))
             if errors.get("cells"):
-                st.markdown(f":red[**{errors['cells']}**]")
+                st.markdown(f":red[**{escape.markdown(errors['cells'])}**]")
         with right:
             st.text_input(label_for("seeds"), key=key("seeds"), help=help_for("seeds"), max_chars=500)
             if errors.get("seeds"):
-                st.markdown(f":red[**{errors['seeds']}**]")
+                st.markdown(f":red[**{escape.markdown(errors['seeds'])}**]")
     for group, names in GROUPS.items():
         with st.container(border=True):
             st.markdown(f"**{group}**")
@@ -87,7 +87,7 @@ def render_summary(result) -> None:
     store = state.get_store()
     if result.errors:
         st.error("Fix these before queueing (nothing is queued until every field is valid):\n\n"
-                 + "\n".join(f"- **{label_for(name)}**: {message}" for name, message in result.errors.items()))
+                 + "\n".join(f"- **{label_for(name)}**: {escape.markdown(message)}" for name, message in result.errors.items()))
     else:
         factor = calibration(state.speed_history(state.url()))
         estimate = estimate_grid(result.configs, factor)
@@ -107,7 +107,7 @@ def render_summary(result) -> None:
         try:
             ids = store.submit_many(result.configs)
         except (ConfigError, StoreError) as error:
-            st.error(f"Nothing was queued: {error}")
+            st.error(f"Nothing was queued: {escape.markdown(error)}")
             return
         state.clear_reads()
         st.session_state["launch_queued"] = ids
@@ -128,6 +128,7 @@ MAX_SHOWN = 25
 
 
 @st.fragment(run_every=state.LIVE_REFRESH_S)
+@state.outage_safe
 def render_queue() -> None:
     st.subheader("Queue")
     active = sorted(state.active_runs(state.url()), key=lambda r: (r.status != "running", r.id))
@@ -138,8 +139,9 @@ def render_queue() -> None:
     running = [r for r in active if r.status == "running"]
     st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
     if not running and state.external_workers():
-        st.warning("Runs are queued but no worker runs them: start one with "
-                   f"`python -m seqcopy worker --db {state.get_store().safe_url}`")
+        st.warning("Runs are queued but no worker runs them: start one where SEQCOPY_DB names this database "
+                   "(it is shown with its password masked):")
+        st.code(f"SEQCOPY_DB='{state.get_store().safe_url}' python -m seqcopy worker", language="bash")
     now = time.time()
     for run in active[:MAX_SHOWN]:
         with st.container(border=True):
@@ -148,7 +150,7 @@ def render_queue() -> None:
             name.markdown(f"**#{run.id}** {config.cell} · seed {config.seed} · {run.status}"
                           + (" · cancelling…" if run.cancel_requested and run.status == "running" else ""))
             name.caption(f"K={config.train_seq_len} N={config.train_output_len} hidden {config.hidden_size}"
-                         + (f" · tag {run.tag}" if run.tag else ""))
+                         + (f" · tag {escape.markdown(run.tag)}" if run.tag else ""))
             epochs.progress(min(1.0, run.epochs_done / max(run.epochs_total, 1)),
                             text=f"epoch {run.epochs_done}/{run.epochs_total}")
             if run.status == "running":

@@ -13,6 +13,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..schema import EPOCH_METRICS
 from ..store import RunInfo
+from ..text import parse_run_id, shorten
 
 RUN_COLUMNS = [
     "id", "cell", "seed", "status", "progress", "epochs_done", "epochs_total", "test_copy_acc",
@@ -120,9 +121,10 @@ def differing_keys(configs: Iterable[RunConfig], ignore: Iterable[str] = ("seed"
     return [key for key in dicts[0] if key not in skip and len({repr(d[key]) for d in dicts}) > 1]
 
 
-def group_of(config: RunConfig, key: str) -> str:
-    """The group a run falls in when runs are grouped by the config key ``key``."""
-    return str(getattr(config, key))
+def group_of(run: RunInfo, key: str) -> str:
+    """The group a run falls in when runs are grouped by the config key ``key``. The tag is the
+    run's current one (edited on Runs), not the one it was submitted with, as in the filters."""
+    return run.tag if key == "tag" else str(getattr(run.config, key))
 
 
 def mean_std(values: pd.Series) -> tuple[float, float, int]:
@@ -163,23 +165,24 @@ def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_ke
     ids = [int(i) for i in frame["run_id"].unique()]
     meta = pd.DataFrame({
         "run_id": ids,
-        "group": [group_of(runs[i].config, group_key) for i in ids],
+        "group": [group_of(runs[i], group_key) for i in ids],
         "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) for i in ids],
     })
     return frame.merge(meta, on="run_id", how="left")
 
 
 def parse_run_ids(text: str, limit: int = 200) -> tuple[list[int], list[str]]:
-    """'3, 7,x' → ([3, 7], ['x']): the run ids of a shared link, and what is not one.
-    Only ASCII digits count ('²'.isdigit() is true, yet int('²') fails); at most ``limit`` ids."""
+    """'3, 7,x' → ([3, 7], ['x']): the run ids of a shared link, and what is not one (shortened).
+    A run id is a whole number from 1 to 2**63 - 1 (seqcopy.text.parse_run_id); at most
+    ``limit`` parts are read, and repeats count once."""
     ids: list[int] = []
     bad: list[str] = []
-    for part in text.split(",")[:limit]:
+    for part in text.split(",", limit)[:limit]:
         part = part.strip()
         if not part:
             continue
-        if part.isascii() and part.isdecimal():
-            ids.append(int(part))
-        else:
-            bad.append(part[:20])
-    return ids, bad
+        try:
+            ids.append(parse_run_id(part))
+        except ValueError:
+            bad.append(shorten(part))
+    return list(dict.fromkeys(ids)), bad

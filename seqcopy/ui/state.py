@@ -3,19 +3,27 @@ caches of reads so that a page rerun (every widget change, every live refresh) s
 
 Reads are cached for a couple of seconds: long enough that the several parts of one page share
 one query, short enough that live views stay live. Writes clear the caches they make stale.
+
+A database that stops answering after the app opened it (a server restart, a network cut) turns
+each page, and each live fragment, into one message with a Retry button (:func:`outage_safe`),
+never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from ..checkpoint import CheckpointError, from_bytes
 from ..config import RunConfig
 from ..model import CopyModel
-from ..store import RunInfo, Store, database_url, open_store
+from ..store import RunInfo, Store, _describe, database_url, is_transient, open_store
+from ..redact import scrub
+from . import escape
 from .local_worker import LocalWorker
 
 LIVE_REFRESH_S = 2
@@ -121,3 +129,33 @@ def clear_reads() -> None:
     """After a write: the next read sees it."""
     for cached in (runs, active_runs, epochs, checkpoint_ids):
         cached.clear()
+
+
+# ----------------------------------------------------------------------------- a database gone
+def show_database_trouble(error: DBAPIError, key: str = "page") -> None:
+    """One clear message, and a Retry button, in place of what could not be read or written."""
+    reason = escape.markdown(scrub(_describe(error), url()))
+    if is_transient(error):
+        st.error(f"The runs database does not answer: {reason}", icon=":material/cloud_off:")
+        st.caption("Queued and running runs are safe in the database, and workers retry on their own. "
+                   "Live parts of this page retry every few seconds; Retry reloads the whole page.")
+    else:
+        st.error(f"The runs database refused a request: {reason}", icon=":material/error:")
+    if st.button("Retry", key=f"database_retry_{key}", icon=":material/refresh:"):
+        clear_reads()
+        st.rerun()
+
+
+def outage_safe(render):
+    """Wraps a fragment (or any part of a page) so that a database error shows
+    :func:`show_database_trouble` there instead of a traceback."""
+
+    @functools.wraps(render)
+    def guarded(*args, **kwargs):
+        try:
+            return render(*args, **kwargs)
+        except DBAPIError as error:
+            show_database_trouble(error, key=render.__name__)
+            return None
+
+    return guarded

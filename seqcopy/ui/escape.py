@@ -1,0 +1,28 @@
+"""User text (tags, error reasons, values from a link) put into markdown or a plotly label so that
+it shows as the text it is.
+
+Streamlit renders markdown in captions, warnings, expander labels and ``st.markdown``: a tag
+``![q](http://host/x.png)`` would make every visitor's browser fetch that image, and
+``:red[…]``, ``$…$`` or a ``#`` heading would restyle the page. Plotly draws a subset of HTML in
+legends and titles (``<a href>``, ``<b>``…). Pure functions; no Streamlit here.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+_MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+
+
+def markdown(text: object) -> str:
+    """``text`` for a markdown context, shown literally on one line: every ASCII punctuation
+    character backslash-escaped (CommonMark lets any of them be; this also disarms Streamlit's
+    ``:color[…]``, ``:emoji:`` and ``$`` LaTeX), line breaks as spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(text)))
+
+
+def plotly(text: object) -> str:
+    """``text`` for a plotly label (legend, title, hover): its HTML-like tags shown, not obeyed."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
