@@ -259,14 +259,6 @@ def upgrade_schema(conn: Connection) -> None:
     conn.execute(update(meta_t).where(meta_t.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 
-def _check_id(run_id: object) -> None:
-    """UnknownRun for anything that cannot be a run id, before it reaches the database (SQLite
-    overflows past 2**63 - 1; PostgreSQL answers 'integer out of range')."""
-    if isinstance(run_id, bool) or not isinstance(run_id, int) or not 1 <= run_id <= MAX_RUN_ID:
-        shown = str(run_id) if isinstance(run_id, int) and run_id.bit_length() <= 128 else "that large"
-        raise UnknownRun(f"no run with id {shown} (run ids are whole numbers from 1 to {MAX_RUN_ID})")
-
-
 class Store:
     """All reads and writes of runs. Safe to share between threads; one per process is enough."""
 
@@ -274,6 +266,8 @@ class Store:
         self.url = database_url(url)
         self.engine = engine or make_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # runs.id is an INTEGER: 64-bit in SQLite, 32-bit in PostgreSQL.
+        self.largest_id = MAX_RUN_ID if self.is_sqlite else 2**31 - 1
         try:
             self._prepare(create)
         except DBAPIError as error:
@@ -329,6 +323,20 @@ class Store:
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def _check_id(self, run_id: object) -> None:
+        """UnknownRun for anything that cannot be a run id here, before it reaches the database:
+        SQLite overflows past 2**63 - 1, and PostgreSQL's integer column ends at 2**31 - 1
+        ('integer out of range'), where no run can be."""
+        if isinstance(run_id, bool) or not isinstance(run_id, int) or not 1 <= run_id <= MAX_RUN_ID:
+            shown = str(run_id) if isinstance(run_id, int) and run_id.bit_length() <= 128 else "that large"
+            raise UnknownRun(f"no run with id {shown} (run ids are whole numbers from 1 to {MAX_RUN_ID})")
+        if run_id > self.largest_id:
+            raise UnknownRun(f"no run with id {run_id}")
+
+    def _known_ids(self, run_ids: Sequence[int]) -> list[int]:
+        """The ids of ``run_ids`` that a run of this store could have."""
+        return [i for i in run_ids if isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= self.largest_id]
 
     @staticmethod
     def _status(conn: Connection, run_id: int) -> str:
@@ -514,7 +522,7 @@ class Store:
 
     def request_cancel(self, run_id: int) -> str:
         """Cancel a queued run at once, or ask a running one to stop; returns its status after."""
-        _check_id(run_id)
+        self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
             if status == "queued":
@@ -569,14 +577,14 @@ class Store:
         problem = check_tag(tag)
         if problem:
             raise ValueError(f"tag: {problem}")
-        _check_id(run_id)
+        self._check_id(run_id)
         with self._write() as conn:
             if conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(tag=tag)).rowcount != 1:
                 raise UnknownRun(f"no run with id {run_id}")
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run that is not running, with everything recorded for it."""
-        _check_id(run_id)
+        self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
             if status == "running":
@@ -587,7 +595,7 @@ class Store:
 
     # ------------------------------------------------------------------ reading
     def get_run(self, run_id: int) -> RunInfo:
-        _check_id(run_id)
+        self._check_id(run_id)
         with self._read() as conn:
             row = conn.execute(select(runs_t).where(runs_t.c.id == run_id)).one_or_none()
         if row is None:
@@ -610,23 +618,26 @@ class Store:
 
     def epochs(self, run_ids: Sequence[int]) -> list[dict]:
         """Every epoch row of the given runs, ordered by run and epoch."""
+        run_ids = self._known_ids(run_ids)
         if not run_ids:
             return []
-        query = select(epochs_t).where(epochs_t.c.run_id.in_(list(run_ids))).order_by(epochs_t.c.run_id, epochs_t.c.epoch)
+        query = select(epochs_t).where(epochs_t.c.run_id.in_(run_ids)).order_by(epochs_t.c.run_id, epochs_t.c.epoch)
         with self._read() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def position_results(self, run_ids: Sequence[int]) -> list[dict]:
-        query = select(positions_t).where(positions_t.c.run_id.in_(list(run_ids))).order_by(positions_t.c.run_id, positions_t.c.position)
+        query = select(positions_t).where(positions_t.c.run_id.in_(self._known_ids(run_ids))).order_by(positions_t.c.run_id, positions_t.c.position)
         with self._read() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def length_results(self, run_ids: Sequence[int]) -> list[dict]:
-        query = select(lengths_t).where(lengths_t.c.run_id.in_(list(run_ids))).order_by(lengths_t.c.run_id, lengths_t.c.seq_len)
+        query = select(lengths_t).where(lengths_t.c.run_id.in_(self._known_ids(run_ids))).order_by(lengths_t.c.run_id, lengths_t.c.seq_len)
         with self._read() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def checkpoint(self, run_id: int) -> bytes | None:
+        if not self._known_ids([run_id]):
+            return None
         with self._read() as conn:
             return conn.execute(select(checkpoints_t.c.data).where(checkpoints_t.c.run_id == run_id)).scalar()
 

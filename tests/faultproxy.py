@@ -14,7 +14,7 @@ a transaction ran, and can then:
   any connection that sends such a statement (before it reaches the server), while every other
   statement passes (a write that keeps failing while the heartbeats get through).
 
-Counters (``lost_replies``, ``outages``, ``cut_statements``, ``refused_seconds``) show that a
+Counters (``lost_replies``, ``outages``, ``cut_statements``) show that a
 fault fired. The proxy answers the client's SSL and GSS encryption requests with 'N' itself, so
 the conversation it reads is plain.
 """
@@ -168,7 +168,6 @@ class FaultProxy:
         self.lost_replies = 0
         self.outages = 0
         self.cut_statements = 0
-        self.refused_seconds = 0.0
         self._lock = threading.Lock()
         self._links: list[_Link] = []
         self._commit_faults: list[Predicate] = []
@@ -185,20 +184,28 @@ class FaultProxy:
         with self._lock:
             self._commit_faults.append(when)
 
-    def outage(self, seconds: float) -> None:
-        """Cut every connection now and refuse new ones for ``seconds``."""
+    def outage(self, seconds: float | None) -> None:
+        """Cut every connection now and refuse new ones for ``seconds`` (None: until
+        :meth:`restore`)."""
         with self._lock:
             self.outages += 1
-            self.refused_seconds += seconds
             links, self._links = self._links, []
             listener, self._listener = self._listener, None
         if listener is not None:
             _close(listener)
         for link in links:
             link.close()
-        timer = threading.Timer(seconds, self._listen)
-        timer.daemon = True
-        timer.start()
+        if seconds is not None:
+            timer = threading.Timer(seconds, self.restore)
+            timer.daemon = True
+            timer.start()
+
+    def restore(self) -> None:
+        """End an outage: accept connections again, on the same port."""
+        with self._lock:
+            if self._listener is not None:
+                return
+        self._listen()
 
     def outage_on(self, when: Predicate, seconds: float) -> None:
         """Arm: the moment a statement makes a transaction satisfy ``when``, an outage of

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,49 @@ def test_heartbeats_keep_the_lease_while_the_final_write_waits_past_it(pg_proxy,
     last_epoch = store.epochs([run_id])[-1]["wall_time"]
     assert run.finished_at - last_epoch > lease  # the final write did wait past one lease
     store.close()
+
+
+# ---------------------------------------------------------------------------- the pages
+PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]
+
+
+def test_every_page_says_plainly_that_the_database_is_gone_and_recovers_on_retry(pg_proxy, pg_url, monkeypatch):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    import ui_store
+
+    proxy, url = pg_proxy
+    ids = ui_store.fill(pg_url)
+    monkeypatch.setenv("SEQCOPY_DB", url)
+    monkeypatch.setenv("SEQCOPY_WORKER", "external")
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    shown = {"runs": ",".join(map(str, ids["completed"][:2] + ids["running"]))}
+
+    def open_page(page: str) -> AppTest:
+        at = AppTest.from_file(app, default_timeout=60)
+        at.query_params.update(shown)
+        at.run()
+        if page != PAGES[0]:
+            at.switch_page(page).run()
+        return at
+
+    for page in PAGES:  # the app opens its store and every page draws
+        at = open_page(page)
+        assert not at.exception and not at.error, (page, [e.value for e in at.error])
+
+    proxy.outage(None)  # the server goes away after the app opened it
+    st.cache_data.clear()  # as the reads' few-second cache lapses
+    for page in PAGES:
+        at = open_page(page)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        errors = [str(e.value) for e in at.error]
+        assert len(errors) == 1 and errors[0].startswith("The runs database does not answer:"), (page, errors)
+        assert "Connection refused" in errors[0]
+        assert "Retry" in [b.label for b in at.button]
+
+    proxy.restore()
+    at.button[[b.label for b in at.button].index("Retry")].click().run()
+    assert not at.exception and not at.error
+    assert "Copied right" in [m.label for m in at.metric]  # the playground is back
+    assert proxy.outages == 1
