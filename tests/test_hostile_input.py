@@ -273,8 +273,10 @@ IMAGE = "![q](http://127.0.0.1:9/q.png)"
 def test_escaped_markdown_keeps_the_text():
     shown = escape.markdown(f"{IMAGE} :red[x] $x$ **b**\nnext")
     assert "\n" not in shown and "![" not in shown and ":red[" not in shown
-    # Removing the escapes gives back the text, with the line break as a space.
-    assert shown.replace("\\", "") == f"{IMAGE} :red[x] $x$ **b** next"
+    # Removing the escapes gives back the text, with the line break as a space and an invisible
+    # word joiner where an automatic link would start.
+    assert shown.replace("\\", "") == escape.unlinked(f"{IMAGE} :red[x] $x$ **b**\nnext")
+    assert escape.unlinked(IMAGE).replace(escape.WORD_JOINER, "") == IMAGE
     assert escape.plotly('<a href="x">b</a> & c') == '&lt;a href="x"&gt;b&lt;/a&gt; &amp; c'
 
 

@@ -326,3 +326,25 @@ def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
     assert RunExecution(store, run, "w", 30.0, shutdown).execute() == "completed"
     assert store.get_run(run_id).status == "completed"
     assert store.position_results([run_id]) and store.checkpoint(run_id)
+
+
+def test_a_failing_heartbeat_is_logged_on_one_line_now_and_then_and_the_run_goes_on(sqlite_url, monkeypatch, one_thread, capsys):
+    """The heartbeat thread never dies of an error, nor hides it: one line on stderr, then at
+    most one every 10 s, counting the ones in between."""
+    from seqcopy.worker import RunExecution
+
+    store = Store(sqlite_url)
+    run_id = store.submit(TINY.replace(epochs=3, train_samples=600))
+    run = store.claim("w", lease=1.0)
+    beats = []
+
+    def broken_heartbeat(*args, **kwargs):
+        beats.append(time.monotonic())
+        raise RuntimeError("the heartbeat broke")
+
+    monkeypatch.setattr(store, "heartbeat", broken_heartbeat)
+    assert RunExecution(store, run, "w", 1.0, threading.Event()).execute() == "completed"
+    assert store.get_run(run_id).status == "completed"
+    lines = [line for line in capsys.readouterr().err.splitlines() if "heartbeat" in line]
+    assert len(beats) >= 2  # it kept beating (every 0.25 s) after the first failure
+    assert lines == [f"worker w: heartbeat of run {run_id} failed (RuntimeError: the heartbeat broke); trying again"]

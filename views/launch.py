@@ -139,9 +139,11 @@ def render_queue() -> None:
     running = [r for r in active if r.status == "running"]
     st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
     if not running and state.external_workers():
-        st.warning("Runs are queued but no worker runs them: start one where SEQCOPY_DB names this database "
-                   "(it is shown with its password masked):")
-        st.code(f"SEQCOPY_DB='{state.get_store().safe_url}' python -m seqcopy worker", language="bash")
+        shown = state.get_store().safe_url
+        st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")
+        st.code(f"SEQCOPY_DB='{shown}' python -m seqcopy worker", language="bash")
+        if "***" in shown:
+            st.caption("The password is masked here: put yours in its place (or in ~/.pgpass).")
     now = time.time()
     for run in active[:MAX_SHOWN]:
         with st.container(border=True):

@@ -14,13 +14,23 @@ import string
 
 _MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+# GitHub-flavoured markdown turns bare URLs and e-mail addresses into links even when every
+# character is escaped; an invisible WORD JOINER after '://', 'www' and '@' stops it.
+_AUTOLINK_START = re.compile(r"(://|\bwww(?=\.)|@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def unlinked(text: object) -> str:
+    """``text`` on one line, with a WORD JOINER where markdown would start an automatic link:
+    what :func:`markdown` shows, once rendered."""
+    return _AUTOLINK_START.sub(lambda match: match.group(1) + WORD_JOINER, _LINE_BREAKS.sub(" ", str(text)))
 
 
 def markdown(text: object) -> str:
     """``text`` for a markdown context, shown literally on one line: every ASCII punctuation
     character backslash-escaped (CommonMark lets any of them be; this also disarms Streamlit's
-    ``:color[…]``, ``:emoji:`` and ``$`` LaTeX), line breaks as spaces."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(text)))
+    ``:color[…]``, ``:emoji:`` and ``$`` LaTeX), no automatic links, line breaks as spaces."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", unlinked(text))
 
 
 def plotly(text: object) -> str:
