@@ -17,6 +17,7 @@ newer seqcopy is refused.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -89,6 +90,13 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
+@functools.lru_cache(maxsize=8192)
+def _config_from_json(text: str) -> RunConfig:
+    """A run's config, parsed once per process: it never changes after submission, RunConfig is
+    frozen, and the pages list every run every few seconds (a third of listing 1,000 runs)."""
+    return RunConfig.from_dict(json.loads(text))
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """A run row as a plain object."""
@@ -116,7 +124,7 @@ class RunInfo:
         m = row._mapping
         return cls(
             id=m["id"],
-            config=RunConfig.from_dict(json.loads(m["config"])),
+            config=_config_from_json(m["config"]),
             status=m["status"],
             tag=m["tag"] or "",
             created_at=m["created_at"],
@@ -622,18 +630,23 @@ class Store:
         if not run_ids:
             return []
         query = select(epochs_t).where(epochs_t.c.run_id.in_(run_ids)).order_by(epochs_t.c.run_id, epochs_t.c.epoch)
+        return self._dicts(query)
+
+    def _dicts(self, query) -> list[dict]:
+        """The query's rows as dicts (zip over the keys: half the time of row._mapping on the
+        10,000 epochs of 200 runs)."""
         with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            result = conn.execute(query)
+            keys = list(result.keys())
+            return [dict(zip(keys, row)) for row in result]
 
     def position_results(self, run_ids: Sequence[int]) -> list[dict]:
         query = select(positions_t).where(positions_t.c.run_id.in_(self._known_ids(run_ids))).order_by(positions_t.c.run_id, positions_t.c.position)
-        with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        return self._dicts(query)
 
     def length_results(self, run_ids: Sequence[int]) -> list[dict]:
         query = select(lengths_t).where(lengths_t.c.run_id.in_(self._known_ids(run_ids))).order_by(lengths_t.c.run_id, lengths_t.c.seq_len)
-        with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        return self._dicts(query)
 
     def checkpoint(self, run_id: int) -> bytes | None:
         if not self._known_ids([run_id]):
