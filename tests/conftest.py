@@ -87,6 +87,17 @@ def db_url(request):
 
 
 @pytest.fixture
+def one_thread():
+    """In-process training on one thread, restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def nan_loss_from_batch(monkeypatch):
     """Call with n: the training loss turns NaN from the n-th batch on (counted from 1)."""
     import seqcopy.train as train_module

@@ -189,12 +189,7 @@ class FaultProxy:
         :meth:`restore`)."""
         with self._lock:
             self.outages += 1
-            links, self._links = self._links, []
-            listener, self._listener = self._listener, None
-        if listener is not None:
-            _close(listener)
-        for link in links:
-            link.close()
+        self._cut_everything()
         if seconds is not None:
             timer = threading.Timer(seconds, self.restore)
             timer.daemon = True
@@ -234,6 +229,10 @@ class FaultProxy:
 
     def close(self) -> None:
         self._stopped = True
+        self._cut_everything()
+
+    def _cut_everything(self) -> None:
+        """Close the listening port and every connection through it."""
         with self._lock:
             links, self._links = self._links, []
             listener, self._listener = self._listener, None

@@ -28,13 +28,8 @@ TINY = RunConfig(
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here trains in-process on one thread."""
 
 
 def nth(predicate, n: int):

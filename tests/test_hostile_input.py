@@ -17,7 +17,7 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 import ui_store
-from seqcopy import cli
+from test_cli_store import TINY_FLAGS, assert_one_line_error, run_cli
 from seqcopy.config import RunConfig
 from seqcopy.redact import display_url, scrub
 from seqcopy.store import Store, StoreError, UnknownRun, open_store
@@ -29,20 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 SECRET = "Hunter2-secret"
-TINY_FLAGS = ["-hs", "8", "-em", "4", "-iseq", "4", "-oseq", "4", "-tseq", "8", "-toseq", "4",
-              "-trs", "64", "-ts", "16", "-b", "16", "-ep", "2"]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_line_error(code: int, err: str) -> str:
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("seqcopy: error: "), (code, err)
-    return lines[0]
+    """The one line of an exit-2 error (see test_cli_store)."""
+    assert_one_line_error(code, err)
+    return err.strip()
 
 
 def with_password(url: str, where: str) -> str:
@@ -361,10 +353,9 @@ def test_repeated_seeds_and_cells_queue_each_run_once(sqlite_url, capsys):
     assert sorted((r.config.cell, r.config.seed) for r in runs) == [("gru", 1), ("gru", 2)]
 
 
-def test_a_failing_database_is_not_idleness(sqlite_url, monkeypatch, capsys):
+def test_a_failing_database_is_not_idleness(sqlite_url, monkeypatch, capsys, one_thread):
     """Disk full (or any outage) while runs are queued: a worker with --idle-exit keeps trying
     instead of exiting as if the queue were empty."""
-    import torch
     from sqlalchemy.exc import OperationalError
 
     from seqcopy.worker import Worker
@@ -380,11 +371,6 @@ def test_a_failing_database_is_not_idleness(sqlite_url, monkeypatch, capsys):
         return real_claim(self, *args, **kwargs)
 
     monkeypatch.setattr(Store, "claim", full_disk)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert Worker(store, worker_id="test:full", lease=5, poll=0.01).run(idle_exit=0) == 1
-    finally:
-        torch.set_num_threads(threads)
+    assert Worker(store, worker_id="test:full", lease=5, poll=0.01).run(idle_exit=0) == 1
     assert store.get_run(run_id).status == "completed"
     assert capsys.readouterr().err.count("database or disk is full") == 3
