@@ -24,17 +24,23 @@ def _forbidden(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
 
 
-def check_tag(text: object) -> str | None:
-    """Why ``text`` cannot be a tag, on one line (without echoing it), or None if it can."""
+def text_problem(text: object, longest: int) -> str | None:
+    """Why ``text`` cannot be a one-line text field of at most ``longest`` characters, on one
+    line (without echoing it), or None if it can."""
     if not isinstance(text, str):
         return f"must be text, got {type(text).__name__}"
-    if len(text) > MAX_TAG:
-        return f"at most {MAX_TAG} characters, got {len(text)}"
+    if len(text) > longest:
+        return f"at most {longest} characters, got {len(text)}"
     for position, char in enumerate(text, 1):
         if _forbidden(char):
-            return (f"a tag cannot hold control characters: U+{ord(char):04X} "
+            return (f"cannot hold control characters: U+{ord(char):04X} "
                     f"({unicodedata.name(char, 'a control character')}) at character {position}")
     return None
+
+
+def check_tag(text: object) -> str | None:
+    """Why ``text`` cannot be a tag, or None if it can (RunConfig.validate and Store.set_tag)."""
+    return text_problem(text, MAX_TAG)
 
 
 def printable(text: str) -> str:
