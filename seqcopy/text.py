@@ -24,12 +24,12 @@ def _forbidden(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
 
 
-def text_problem(text: object, longest: int) -> str | None:
-    """Why ``text`` cannot be a one-line text field of at most ``longest`` characters, on one
-    line (without echoing it), or None if it can."""
+def text_problem(text: object, longest: int | None = None) -> str | None:
+    """Why ``text`` cannot be a one-line text field of at most ``longest`` characters (None: any
+    length), on one line and without echoing it, or None if it can."""
     if not isinstance(text, str):
         return f"must be text, got {type(text).__name__}"
-    if len(text) > longest:
+    if longest is not None and len(text) > longest:
         return f"at most {longest} characters, got {len(text)}"
     for position, char in enumerate(text, 1):
         if _forbidden(char):
