@@ -30,7 +30,7 @@ except StoreError as error:  # a bad SEQCOPY_DB, or a server down: say so on one
     st.stop()
 
 with st.sidebar:
-    st.caption(f"Database: {escape.markdown(store.safe_url)}")  # password masked (seqcopy.redact)
+    st.caption(f"Database: {escape.code_span(store.safe_url)}")  # password masked (seqcopy.redact)
     worker = state.ensure_local_worker()
     if worker is None:
         st.caption("Workers: external (SEQCOPY_WORKER=external)")

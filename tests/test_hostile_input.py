@@ -105,7 +105,7 @@ def test_the_sidebar_shows_the_database_with_the_password_masked(pg_url, monkeyp
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     sidebar = "\n".join(str(caption.value) for caption in at.sidebar.caption)
-    assert "Database:" in sidebar and "\\*\\*\\*" in sidebar  # masked (and escaped as markdown)
+    assert "Database: `postgresql+psycopg://" in sidebar and "***" in sidebar  # masked, as inline code
     assert SECRET not in sidebar and SECRET not in str(at)
 
 
@@ -270,6 +270,7 @@ def test_escaped_markdown_keeps_the_text():
     assert shown.replace("\\", "") == escape.unlinked(f"{IMAGE} :red[x] $x$ **b**\nnext")
     assert escape.unlinked(IMAGE).replace(escape.WORD_JOINER, "") == IMAGE
     assert escape.plotly('<a href="x">b</a> & c') == '&lt;a href="x"&gt;b&lt;/a&gt; &amp; c'
+    assert escape.code_span("a`b") == "``a`b``" and escape.code_span("`x") == "`` `x ``"
 
 
 def test_user_text_reaches_every_page_escaped(tmp_path, monkeypatch):

@@ -33,6 +33,15 @@ def markdown(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", unlinked(text))
 
 
+def code_span(text: object) -> str:
+    """``text`` as inline code: shown verbatim (no markdown, no links, copied as it is), on one
+    line. The fence is one backtick longer than any run of backticks inside (CommonMark)."""
+    text = _LINE_BREAKS.sub(" ", str(text))
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def plotly(text: object) -> str:
     """``text`` for a plotly label (legend, title, hover): its HTML-like tags shown, not obeyed."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
