@@ -388,14 +388,10 @@ class Store:
     def claim(self, worker_id: str, lease: float = DEFAULT_LEASE, token: str | None = None) -> RunInfo | None:
         """Atomically take the oldest queued run for ``worker_id``; None when the queue is empty.
 
-        ``token`` marks the claim. A worker whose claim raised (the COMMIT may have landed, its
-        reply lost) calls again with the same token, and gets back the run that claim took
-        instead of taking a second one and leaving the first to lapse untrained."""
+        ``token`` (random when not given) marks the claim. A worker whose claim raised (the
+        COMMIT may have landed, its reply lost) asks :meth:`held` with that token before it
+        claims again, so it never takes a second run and leaves the first to lapse untrained."""
         now = time.time()
-        if token is not None:
-            held = self._held(worker_id, token)
-            if held is not None:
-                return held
         token = token or new_claim_token()
         # An idle worker polls often: look with a read first, take the write lock only for work.
         if not self._any(runs_t.c.status == "queued"):
@@ -416,7 +412,7 @@ class Store:
             )
             return RunInfo.from_row(conn.execute(select(runs_t).where(runs_t.c.id == run_id)).one())
 
-    def _held(self, worker_id: str, token: str) -> RunInfo | None:
+    def held(self, worker_id: str, token: str) -> RunInfo | None:
         """The running run that the claim ``token`` of ``worker_id`` took, if that claim landed."""
         with self._read() as conn:
             row = conn.execute(

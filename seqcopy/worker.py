@@ -241,11 +241,13 @@ class Worker:
     def run_one(self) -> str | None:
         """Claim and train one run; None when the queue is empty."""
         self.store.reclaim_expired()
-        # A claim that raised may have landed with its reply lost: the retry, with the same
-        # token, returns the run it took rather than leave that run to lapse untrained.
-        self._claim_token = self._claim_token or new_claim_token()
-        run = self.store.claim(self.worker_id, self.lease, token=self._claim_token)
-        self._claim_token = None
+        # The last claim raised, yet it may have landed with its reply lost: first look for the
+        # run it took, by its token, rather than leave that run to lapse untrained.
+        run = self.store.held(self.worker_id, self._claim_token) if self._claim_token else None
+        if run is None:
+            self._claim_token = self._claim_token or new_claim_token()
+            run = self.store.claim(self.worker_id, self.lease, token=self._claim_token)
+        self._claim_token = None  # answered: the next claim gets a token of its own
         if run is None:
             return None
         return RunExecution(self.store, run, self.worker_id, self.lease, self.shutdown, hurry=self.hurry).execute()

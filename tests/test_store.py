@@ -403,14 +403,16 @@ def test_a_repeated_epoch_write_lands_once(store):
     assert store.get_run(run_id).epochs_done == 1
 
 
-def test_a_repeated_claim_with_its_token_returns_the_same_run(store):
+def test_a_landed_claim_is_found_by_its_token(store):
     first, second = store.submit_many([TINY, TINY.replace(seed=1)])
+    assert store.held("w1", "token-a") is None  # nothing claimed yet
     run = store.claim("w1", token="token-a")
-    again = store.claim("w1", token="token-a")  # the claim's reply was lost: ask again
+    again = store.held("w1", "token-a")  # the claim's reply was lost: what did it take?
     assert run.id == again.id == first and again.claim_token == "token-a"
-    assert store.get_run(second).status == "queued"  # not a second run taken
-    assert store.claim("w2", token="token-a").id == second  # another worker's token is its own
-    assert store.claim("w1", token="token-b") is None
+    assert store.get_run(second).status == "queued"  # no second run taken
+    assert store.held("w2", "token-a") is None  # a token is one worker's own
+    store.finish(first, "w1", "completed", token="token-a")
+    assert store.held("w1", "token-a") is None  # held while running only
 
 
 def test_a_repeated_final_write_with_its_token_is_recognised(store):
