@@ -144,8 +144,9 @@ class RunInfo:
 
 
 def heartbeat_interval(lease: float) -> float:
-    """Seconds between a worker's heartbeats: four to a lease, and at least every 5 s."""
-    return min(5.0, lease / 4)
+    """Seconds between a worker's heartbeats: four to a lease (of at least MIN_LEASE), and at
+    least every 5 s."""
+    return min(5.0, max(lease, MIN_LEASE) / 4)
 
 
 def check_lease(lease: float) -> None:
@@ -164,6 +165,11 @@ def database_url(explicit: str | None = None) -> str:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_claim_token() -> str:
+    """A random token that marks one claim of a run (runs.claim_token)."""
+    return uuid.uuid4().hex
 
 
 def _describe(error: Exception) -> str:
@@ -680,7 +686,3 @@ def open_store(url: str | None = None, create: bool = True) -> Store:
         raise
     except SQLAlchemyError as error:
         raise StoreError(f"cannot open the database: {scrub(_describe(error), database_url(url))}") from None
-
-
-def new_claim_token() -> str:
-    return uuid.uuid4().hex

@@ -151,6 +151,7 @@ def test_every_page_says_plainly_that_the_database_is_gone_and_recovers_on_retry
     from streamlit.testing.v1 import AppTest
 
     import ui_store
+    from seqcopy.ui import state
 
     proxy, url = pg_proxy
     ids = ui_store.fill(pg_url)
@@ -171,7 +172,14 @@ def test_every_page_says_plainly_that_the_database_is_gone_and_recovers_on_retry
         at = open_page(page)
         assert not at.exception and not at.error, (page, [e.value for e in at.error])
 
+    open_page(PAGES[1])  # Runs, with its reads fresh in the cache
     proxy.outage(None)  # the server goes away after the app opened it
+    state.epochs.clear()  # the list of runs still comes from the cache; the live curves fail first
+    at = open_page(PAGES[1])
+    assert not at.exception
+    assert [str(e.value)[:35] for e in at.error] == ["The runs database does not answer: "]  # one message
+    assert "3 selected run(s)" in [str(s.value) for s in at.subheader]  # what was drawn stays
+
     st.cache_data.clear()  # as the reads' few-second cache lapses
     for page in PAGES:
         at = open_page(page)

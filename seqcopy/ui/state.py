@@ -148,7 +148,8 @@ def show_database_trouble(error: DBAPIError, key: str = "page") -> None:
 
 def outage_safe(render):
     """Wraps a fragment (or any part of a page) so that a database error shows
-    :func:`show_database_trouble` there instead of a traceback."""
+    :func:`show_database_trouble` there instead of a traceback, and stops the run: the rest of
+    the page, which would fail the same way, adds no second message."""
 
     @functools.wraps(render)
     def guarded(*args, **kwargs):
@@ -156,6 +157,6 @@ def outage_safe(render):
             return render(*args, **kwargs)
         except DBAPIError as error:
             show_database_trouble(error, key=render.__name__)
-            return None
+            st.stop()
 
     return guarded
