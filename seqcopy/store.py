@@ -286,7 +286,7 @@ class Store:
             self._prepare(create)
         except DBAPIError as error:
             self.engine.dispose()
-            raise StoreError(f"cannot open the database {self.safe_url}: {self.scrub(_describe(error))}") from None
+            raise StoreError(f"cannot open the database {self.safe_url}: {self.describe(error)}") from None
 
     @property
     def safe_url(self) -> str:
@@ -296,6 +296,10 @@ class Store:
     def scrub(self, message: str) -> str:
         """A driver's message with any secret of this store's URL masked."""
         return scrub(message, self.engine.url.render_as_string(hide_password=False))
+
+    def describe(self, error: Exception) -> str:
+        """A database error on one line, as it may be shown or logged (secrets masked)."""
+        return self.scrub(_describe(error))
 
     def _prepare(self, create: bool) -> None:
         with self._write() as conn:

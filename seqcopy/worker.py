@@ -31,7 +31,6 @@ from .store import (
     LeaseLost,
     RunInfo,
     Store,
-    _describe,
     check_lease,
     heartbeat_interval,
     is_transient,
@@ -133,7 +132,7 @@ class RunExecution:
                     raise
                 if self.lost.is_set():
                     raise LeaseLost(f"run {self.run.id} was taken back while {what}") from None
-                self.log("write", f"database unavailable while {what} ({_describe(error)}); retrying")
+                self.log("write", f"database unavailable while {what} ({self.store.describe(error)}); retrying")
                 self.hurry.wait(delay)
                 delay = min(delay * 2, longest)
 
@@ -149,7 +148,7 @@ class RunExecution:
                 return
             except Exception as error:  # noqa: BLE001 - never kill the run for a missed beat: say why, beat again
                 self.log("heartbeat", f"heartbeat of run {self.run.id} failed "
-                                      f"({type(error).__name__}: {_describe(error)}); trying again")
+                                      f"({type(error).__name__}: {self.store.describe(error)}); trying again")
 
     def execute(self) -> str:
         """Train the run to its end and record it; returns the final status written, or
@@ -203,13 +202,13 @@ class RunExecution:
         except LeaseLost:
             return "lost"  # another worker already declared this run dead; its verdict stands
         except Exception as error:  # noqa: BLE001 - e.g. a checkpoint the database refuses: record why
-            reason = f"could not record the {status} run: {type(error).__name__}: {_describe(error)}"
+            reason = f"could not record the {status} run: {type(error).__name__}: {self.store.describe(error)}"
             self.log("finish", reason)
             try:
                 self._retry(lambda: write("failed", error=reason), f"recording run {self.run.id} as failed")
                 return "failed"
             except Exception as second:  # noqa: BLE001 - the database is gone for good: the lease takes the run back
-                self.log("finish", f"run {self.run.id} left to its lease: {type(second).__name__}: {_describe(second)}")
+                self.log("finish", f"run {self.run.id} left to its lease: {type(second).__name__}: {self.store.describe(second)}")
                 return "lost"
 
 
@@ -268,7 +267,7 @@ class Worker:
                 # may be waiting, so --idle-exit counts from the next time the queue is seen empty.
                 failures += 1
                 delay = min(30.0, self.poll * 2**failures)
-                print(f"worker {self.worker_id}: database unavailable ({_describe(error)}); "
+                print(f"worker {self.worker_id}: database unavailable ({self.store.describe(error)}); "
                       f"retrying in {delay:.1f} s", file=sys.stderr, flush=True)
                 self.shutdown.wait(delay)
                 idle_since = time.monotonic()

@@ -21,8 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from ..checkpoint import CheckpointError, from_bytes
 from ..config import RunConfig
 from ..model import CopyModel
-from ..store import RunInfo, Store, _describe, database_url, is_transient, open_store
-from ..redact import scrub
+from ..store import RunInfo, Store, database_url, is_transient, open_store
 from . import escape
 from .local_worker import LocalWorker
 
@@ -134,7 +133,7 @@ def clear_reads() -> None:
 # ----------------------------------------------------------------------------- a database gone
 def show_database_trouble(error: DBAPIError, key: str = "page") -> None:
     """One clear message, and a Retry button, in place of what could not be read or written."""
-    reason = escape.markdown(scrub(_describe(error), url()))
+    reason = escape.markdown(get_store().describe(error))
     if is_transient(error):
         st.error(f"The runs database does not answer: {reason}", icon=":material/cloud_off:")
         st.caption("Queued and running runs are safe in the database, and workers retry on their own. "
