@@ -5,9 +5,10 @@ worker. Each page is a thin script over seqcopy.ui.
 """
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from seqcopy.store import StoreError
-from seqcopy.ui import state
+from seqcopy.ui import escape, state
 from seqcopy.ui.warmup import warm_up_in_background
 
 st.set_page_config(page_title="seqcopy", page_icon="🔁", layout="wide")
@@ -22,13 +23,15 @@ page = st.navigation(pages)
 
 try:
     store = state.get_store()
-except StoreError as error:  # a bad SEQCOPY_DB: say so on one line, no traceback
-    st.error(f"The runs database cannot be used: {error}")
-    st.caption("Set SEQCOPY_DB to a SQLAlchemy URL (default sqlite:///runs.db) and restart the app.")
+except StoreError as error:  # a bad SEQCOPY_DB, or a server down: say so on one line, no traceback
+    st.error(f"The runs database cannot be used: {escape.markdown(error)}")
+    st.caption("Set SEQCOPY_DB to a SQLAlchemy URL (default sqlite:///runs.db) and restart the app; "
+               "if the server is only down for now, retry once it answers.")
+    st.button("Retry", icon=":material/refresh:")  # a click reruns the app, which opens the store again
     st.stop()
 
 with st.sidebar:
-    st.caption(f"Database: `{store.safe_url}`")
+    st.caption(f"Database: {escape.code_span(store.safe_url)}")  # password masked (seqcopy.redact)
     worker = state.ensure_local_worker()
     if worker is None:
         st.caption("Workers: external (SEQCOPY_WORKER=external)")
@@ -42,5 +45,7 @@ with st.sidebar:
 
 try:
     page.run()
+except DBAPIError as error:  # the database went away after the app opened it
+    state.show_database_trouble(error)
 finally:  # also after st.stop(): once the page is drawn, import the Playground's torch off its critical path
     warm_up_in_background()

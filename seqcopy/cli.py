@@ -18,7 +18,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from .config import CELL_NAMES, ConfigError, RunConfig
 from .errors import InputError
 from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
-from .store import DEFAULT_LEASE, StoreError, UnknownRun, open_store, worker_name
+from .store import DEFAULT_LEASE, StoreError, UnknownRun, check_lease, open_store, worker_name
+from .text import parse_run_id, printable
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
 # bench), so listing or cancelling runs starts in a fraction of a second.
@@ -53,6 +54,14 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def run_id_argument(text: str) -> int:
+    """argparse type of a run id: a positive 63-bit integer, else one line and exit 2."""
+    try:
+        return parse_run_id(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="SQLAlchemy URL of the runs store (default: $SEQCOPY_DB or sqlite:///runs.db)")
 
@@ -82,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
     worker.add_argument("--once", action="store_true", help="run one queued run, then exit")
-    worker.add_argument("--lease", type=float, default=DEFAULT_LEASE, help="seconds without a heartbeat before a run is taken back")
+    worker.add_argument("--lease", type=float, default=DEFAULT_LEASE,
+                        help="seconds without a heartbeat before a run is taken back (at least 1; heartbeats come four to a lease)")
     worker.add_argument("--idle-exit", type=float, help="exit after this many seconds with an empty queue")
     _add_db(worker)
 
@@ -91,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(runs)
 
     cancel = commands.add_parser("cancel", help="cancel a queued run, or stop a running one", allow_abbrev=False)
-    cancel.add_argument("run_id", type=int)
+    cancel.add_argument("run_id", type=run_id_argument)
     _add_db(cancel)
 
     report = commands.add_parser("report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False)
@@ -124,7 +134,7 @@ def _parse_list(text: str | None, kind, name: str) -> list:
         raise UsageError(f"--{name}: expected a comma-separated list, got {text!r}") from None
     if not items:
         raise UsageError(f"--{name}: the list is empty")
-    return items
+    return list(dict.fromkeys(items))  # a repeat would queue the very same run twice (the form drops them too)
 
 
 def _config_or_exit(config: RunConfig, check_device: bool = True) -> RunConfig:
@@ -278,9 +288,11 @@ def cmd_submit(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    # A lease of 0 (or NaN) would let every other worker take this worker's runs at once.
-    if not args.lease > 0:
-        raise UsageError(f"--lease: must be above 0 seconds, got {args.lease}")
+    # A lease shorter than a few heartbeats (or NaN) lets this worker's own runs be taken back.
+    try:
+        check_lease(args.lease)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if args.idle_exit is not None and not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit: must be 0 seconds or more, got {args.idle_exit}")
     from .worker import Worker
@@ -315,7 +327,7 @@ def cmd_runs(args) -> int:
         copy = "—" if row["test_copy_acc"] is None else f"{row['test_copy_acc']:.3f}"
         acc = "—" if row["test_acc"] is None else f"{row['test_acc']:.3f}"
         print(f"{row['id']:>5} {row['cell']:6} {row['seed']:>5} {row['status']:10} "
-              f"{row['epochs_done']:>3}/{row['epochs']:<3} {copy:>13} {acc:>8}  {row['tag']}")
+              f"{row['epochs_done']:>3}/{row['epochs']:<3} {copy:>13} {acc:>8}  {printable(row['tag'])}")
     return 0
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, fields
 
 from .settings import Setting, declared, setting
+from .text import MAX_TAG  # Store.set_tag checks an edited tag the same way
 
 
 CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")  # seqcopy.cells implements each
@@ -28,7 +29,6 @@ MAX_TEST_SEQ = 10_000
 MAX_SAMPLES = 1_000_000
 MAX_EPOCHS = 10_000
 MAX_PADDING = 1000
-MAX_TAG = 200
 MAX_MEMORY_BYTES = 8 * 2**30  # the estimate of a run's peak memory must stay below this
 DEVICES = ("cpu", "cuda", "mps", "auto")
 

@@ -18,10 +18,13 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+# Bumped whenever a table or column is added. Changes stay additive (new tables, and new columns
+# that are nullable or have a server default), so that Store upgrades an older store in place.
+SCHEMA_VERSION = 2
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 
@@ -85,6 +88,12 @@ class Run(Base):
     """Unix time it reached a final status."""
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """host:pid of the worker running it."""
+    claim_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """A random token chosen by the worker for this claim: its retries recognise their own
+    claim and final write after a lost reply (schema version 2)."""
+    requeues: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Times the run went back to the queue because its worker died before a first epoch
+    (schema version 2)."""
     heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Unix time of the worker's last sign of life."""
     lease_seconds: Mapped[float] = mapped_column(Float, default=120.0)

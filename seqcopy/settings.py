@@ -13,6 +13,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .text import text_problem
+
 KINDS = ("int", "float", "bool", "choice", "text")
 
 
@@ -40,7 +42,7 @@ class Setting:
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
         if self.kind == "text":
-            return _text_problem(value, int(self.high or 0))
+            return text_problem(value, int(self.high) if self.high else None)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a {'whole number' if self.kind == 'int' else 'number'}, got {value!r}"
         if self.kind == "int" and not isinstance(value, int):
@@ -86,18 +88,6 @@ def _number(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1:
         return f"{int(value):,}"
     return f"{value:g}"
-
-
-def _text_problem(value, longest: int) -> str | None:
-    if not isinstance(value, str):
-        return f"must be text, got {value!r}"
-    if longest and len(value) > longest:
-        return f"at most {longest} characters, got {len(value)}"
-    # A NUL cannot be stored in PostgreSQL, and escape codes or newlines would reach terminals
-    # and tables as they are.
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        return "must not contain control characters (newlines, tabs, escape codes)"
-    return None
 
 
 def setting(default, **declaration) -> dataclasses.Field:

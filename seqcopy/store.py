@@ -6,24 +6,42 @@ transaction takes the write lock up front (``BEGIN IMMEDIATE``) so that readers 
 "database is locked" and two writers never deadlock upgrading their locks. On PostgreSQL a worker
 claims a run with ``SELECT … FOR UPDATE SKIP LOCKED``, so many workers on many machines never take
 the same run.
+
+Every write a worker retries through a database outage is safe to repeat, because a retry cannot
+know whether its first attempt landed (a COMMIT may reach the server and its reply be lost): an
+epoch already recorded is not written twice, a claim carries a token by which the worker finds
+the run it holds, and the final write recognises a run it already finished. A store written by
+an older seqcopy is upgraded in place when opened (:func:`upgrade_schema`); one written by a
+newer seqcopy is refused.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from .config import ConfigError, RunConfig
+from .redact import display_url, scrub
 from .schema import (
     EPOCH_METRICS,
     FINISHED,
@@ -37,9 +55,11 @@ from .schema import (
     PositionResult,
     Run,
 )
+from .text import MAX_RUN_ID, check_tag, storable
 
 DEFAULT_URL = "sqlite:///runs.db"
 DEFAULT_LEASE = 120.0
+MIN_LEASE = 1.0  # seconds: four heartbeats at the shortest interval
 SCHEMA_LOCK = 0x5E0C0B7  # PostgreSQL advisory lock held while the schema is checked or created
 
 runs_t = Run.__table__
@@ -62,6 +82,21 @@ class LeaseLost(RuntimeError):
     """The run was taken back from this worker (its lease lapsed) or no longer runs."""
 
 
+def is_transient(error: BaseException) -> bool:
+    """A database error that may pass: the server unreachable or restarting, a connection cut,
+    a SQLite file locked or its disk full. A retry may succeed; the statement itself was fine."""
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+@functools.lru_cache(maxsize=8192)
+def _config_from_json(text: str) -> RunConfig:
+    """A run's config, parsed once per process: it never changes after submission, RunConfig is
+    frozen, and the pages list every run every few seconds (a third of listing 1,000 runs)."""
+    return RunConfig.from_dict(json.loads(text))
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """A run row as a plain object."""
@@ -74,6 +109,7 @@ class RunInfo:
     started_at: float | None
     finished_at: float | None
     worker_id: str | None
+    claim_token: str | None
     heartbeat_at: float | None
     cancel_requested: bool
     error: str | None
@@ -88,13 +124,14 @@ class RunInfo:
         m = row._mapping
         return cls(
             id=m["id"],
-            config=RunConfig.from_dict(json.loads(m["config"])),
+            config=_config_from_json(m["config"]),
             status=m["status"],
             tag=m["tag"] or "",
             created_at=m["created_at"],
             started_at=m["started_at"],
             finished_at=m["finished_at"],
             worker_id=m["worker_id"],
+            claim_token=m["claim_token"],
             heartbeat_at=m["heartbeat_at"],
             cancel_requested=bool(m["cancel_requested"]),
             error=m["error"],
@@ -106,6 +143,21 @@ class RunInfo:
         )
 
 
+def heartbeat_interval(lease: float) -> float:
+    """Seconds between a worker's heartbeats: four to a lease (of at least MIN_LEASE), and at
+    least every 5 s."""
+    return min(5.0, max(lease, MIN_LEASE) / 4)
+
+
+def check_lease(lease: float) -> None:
+    """ValueError unless ``lease`` leaves room for several heartbeats (a shorter lease lets a
+    worker's own healthy runs be taken back between two of them)."""
+    if not lease >= MIN_LEASE:  # also NaN
+        raise ValueError(
+            f"--lease: at least {MIN_LEASE:g} s (four heartbeats, {heartbeat_interval(MIN_LEASE):g} s apart), got {lease}"
+        )
+
+
 def database_url(explicit: str | None = None) -> str:
     """``--db`` if given, else ``SEQCOPY_DB``, else the embedded SQLite default."""
     return explicit or os.environ.get("SEQCOPY_DB") or DEFAULT_URL
@@ -113,6 +165,11 @@ def database_url(explicit: str | None = None) -> str:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def new_claim_token() -> str:
+    """A random token that marks one claim of a run (runs.claim_token)."""
+    return uuid.uuid4().hex
 
 
 def _describe(error: Exception) -> str:
@@ -126,8 +183,11 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url`` configured for concurrent use; StoreError for a bad URL."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"not a database URL: {url!r} (try sqlite:///runs.db or postgresql://host/db)") from None
+    except (ArgumentError, ValueError) as error:  # ValueError: a port that is not a number, say
+        reason = f" ({scrub(str(error), url)})" if isinstance(error, ValueError) and "://" in url else ""
+        raise StoreError(
+            f"not a database URL: {display_url(url)!r}{reason} (try sqlite:///runs.db or postgresql://user@host/db)"
+        ) from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise StoreError(f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://HOST/DB")
@@ -138,11 +198,15 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
             _configure_sqlite(engine)
         else:
+            # TCP keepalives: a connection whose peer vanished (a cut cable, a dropped NAT entry)
+            # fails within about 30 s instead of waiting on a reply for ever.
             engine = create_engine(
-                parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+                parsed, pool_pre_ping=True,
+                connect_args={"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 15,
+                              "keepalives_interval": 5, "keepalives_count": 3},
             )
     except (NoSuchModuleError, ImportError, ArgumentError) as error:
-        raise StoreError(f"cannot use {parsed.drivername}: {_describe(error)}") from None
+        raise StoreError(f"cannot use {parsed.drivername}: {scrub(_describe(error), url)}") from None
     return engine
 
 
@@ -180,6 +244,35 @@ def _enable_wal(cursor, patience: float = 30.0) -> None:
             time.sleep(0.02)
 
 
+def upgrade_schema(conn: Connection) -> None:
+    """Bring a store written by an older seqcopy up to this one's schema, inside the caller's
+    transaction (which holds the schema lock): create the tables and indexes it lacks, add the
+    columns it lacks (each new column is nullable or has a server default, so the rows already
+    there get a value), and record the new version. Additive only: nothing is dropped or
+    rewritten, so workers of the older version still running keep working."""
+    inspector = inspect(conn)
+    existing = set(inspector.get_table_names())
+    quote = conn.dialect.identifier_preparer
+    for table in Base.metadata.sorted_tables:
+        if table.name not in existing:
+            table.create(conn, checkfirst=True)
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                # A programming error in schema.py, caught by the upgrade test.
+                raise RuntimeError(f"new column {table.name}.{column.name} needs nullable=True or a server_default")
+            definition = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {quote.format_table(table)} ADD COLUMN {definition}"))
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn, checkfirst=True)
+    conn.execute(update(meta_t).where(meta_t.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+
 class Store:
     """All reads and writes of runs. Safe to share between threads; one per process is enough."""
 
@@ -187,15 +280,26 @@ class Store:
         self.url = database_url(url)
         self.engine = engine or make_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # runs.id is an INTEGER: 64-bit in SQLite, 32-bit in PostgreSQL.
+        self.largest_id = MAX_RUN_ID if self.is_sqlite else 2**31 - 1
         try:
             self._prepare(create)
         except DBAPIError as error:
             self.engine.dispose()
-            raise StoreError(f"cannot open the database {self.safe_url}: {_describe(error)}") from None
+            raise StoreError(f"cannot open the database {self.safe_url}: {self.describe(error)}") from None
 
     @property
     def safe_url(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        """The URL to show: every password masked (seqcopy.redact)."""
+        return display_url(self.engine.url.render_as_string(hide_password=False))
+
+    def scrub(self, message: str) -> str:
+        """A driver's message with any secret of this store's URL masked."""
+        return scrub(message, self.engine.url.render_as_string(hide_password=False))
+
+    def describe(self, error: Exception) -> str:
+        """A database error on one line, as it may be shown or logged (secrets masked)."""
+        return self.scrub(_describe(error))
 
     def _prepare(self, create: bool) -> None:
         with self._write() as conn:
@@ -213,11 +317,14 @@ class Store:
                 conn.execute(insert(meta_t).values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
             found = conn.execute(select(meta_t.c.value).where(meta_t.c.key == "schema_version")).scalar()
-            if found != str(SCHEMA_VERSION):
+            version = int(found) if found is not None and str(found).isdecimal() else None
+            if version is None or version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.safe_url} was written with store schema version {found}, this seqcopy "
-                    f"reads version {SCHEMA_VERSION}: use another --db or move the file aside"
+                    f"{self.safe_url} was written with store schema version {found}, and this seqcopy "
+                    f"reads versions 1 to {SCHEMA_VERSION}: upgrade seqcopy here, or use another --db"
                 )
+            if version < SCHEMA_VERSION:
+                upgrade_schema(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -234,6 +341,20 @@ class Store:
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def _check_id(self, run_id: object) -> None:
+        """UnknownRun for anything that cannot be a run id here, before it reaches the database:
+        SQLite overflows past 2**63 - 1, and PostgreSQL's integer column ends at 2**31 - 1
+        ('integer out of range'), where no run can be."""
+        if isinstance(run_id, bool) or not isinstance(run_id, int) or not 1 <= run_id <= MAX_RUN_ID:
+            shown = str(run_id) if isinstance(run_id, int) and run_id.bit_length() <= 128 else "that large"
+            raise UnknownRun(f"no run with id {shown} (run ids are whole numbers from 1 to {MAX_RUN_ID})")
+        if run_id > self.largest_id:
+            raise UnknownRun(f"no run with id {run_id}")
+
+    def _known_ids(self, run_ids: Sequence[int]) -> list[int]:
+        """The ids of ``run_ids`` that a run of this store could have."""
+        return [i for i in run_ids if isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= self.largest_id]
 
     @staticmethod
     def _status(conn: Connection, run_id: int) -> str:
@@ -269,14 +390,19 @@ class Store:
                     lease_seconds=DEFAULT_LEASE, cancel_requested=False, epochs_done=0,
                     batch_done=0, batch_total=config.batches_per_epoch,
                 )
-                if status == "running":
-                    values.update(started_at=now, heartbeat_at=now, worker_id=worker_id)
+                if status == "running":  # trained here and now (``train``): claimed at once
+                    values.update(started_at=now, heartbeat_at=now, worker_id=worker_id, claim_token=new_claim_token())
                 ids.append(conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one())
         return ids
 
-    def claim(self, worker_id: str, lease: float = DEFAULT_LEASE) -> RunInfo | None:
-        """Atomically take the oldest queued run for ``worker_id``; None when the queue is empty."""
+    def claim(self, worker_id: str, lease: float = DEFAULT_LEASE, token: str | None = None) -> RunInfo | None:
+        """Atomically take the oldest queued run for ``worker_id``; None when the queue is empty.
+
+        ``token`` (random when not given) marks the claim. A worker whose claim raised (the
+        COMMIT may have landed, its reply lost) asks :meth:`held` with that token before it
+        claims again, so it never takes a second run and leaves the first to lapse untrained."""
         now = time.time()
+        token = token or new_claim_token()
         # An idle worker polls often: look with a read first, take the write lock only for work.
         if not self._any(runs_t.c.status == "queued"):
             return None
@@ -291,47 +417,70 @@ class Store:
             conn.execute(
                 update(runs_t)
                 .where(runs_t.c.id == run_id, runs_t.c.status == "queued")
-                .values(status="running", worker_id=worker_id, started_at=now, heartbeat_at=now,
-                        lease_seconds=lease, batch_done=0)
+                .values(status="running", worker_id=worker_id, claim_token=token, started_at=now,
+                        heartbeat_at=now, lease_seconds=lease, batch_done=0)
             )
             return RunInfo.from_row(conn.execute(select(runs_t).where(runs_t.c.id == run_id)).one())
 
-    def _owned(self, run_id: int, worker_id: str):
-        return (runs_t.c.id == run_id, runs_t.c.worker_id == worker_id, runs_t.c.status == "running")
+    def held(self, worker_id: str, token: str) -> RunInfo | None:
+        """The running run that the claim ``token`` of ``worker_id`` took, if that claim landed."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(runs_t).where(runs_t.c.claim_token == token, runs_t.c.worker_id == worker_id,
+                                     runs_t.c.status == "running")
+            ).first()
+        return None if row is None else RunInfo.from_row(row)
 
-    def heartbeat(self, run_id: int, worker_id: str, batch_done: int | None = None, batch_total: int | None = None) -> bool:
+    @staticmethod
+    def _owned(run_id: int, worker_id: str, token: str | None = None):
+        """The run, while ``worker_id`` holds it (by the claim ``token``, when given)."""
+        held = (runs_t.c.id == run_id, runs_t.c.worker_id == worker_id, runs_t.c.status == "running")
+        return held if token is None else (*held, runs_t.c.claim_token == token)
+
+    def heartbeat(
+        self, run_id: int, worker_id: str, batch_done: int | None = None, batch_total: int | None = None,
+        token: str | None = None,
+    ) -> bool:
         """Record a sign of life (and progress within the epoch); returns cancel_requested.
         Raises LeaseLost if the run is no longer this worker's."""
         values = {"heartbeat_at": time.time()}
         if batch_done is not None:
             values.update(batch_done=batch_done, batch_total=batch_total)
         with self._write() as conn:
-            changed = conn.execute(update(runs_t).where(*self._owned(run_id, worker_id)).values(**values))
+            changed = conn.execute(update(runs_t).where(*self._owned(run_id, worker_id, token)).values(**values))
             if changed.rowcount != 1:
                 raise LeaseLost(f"run {run_id} is no longer held by {worker_id}")
             return bool(conn.execute(select(runs_t.c.cancel_requested).where(runs_t.c.id == run_id)).scalar())
 
-    def record_epoch(self, run_id: int, worker_id: str, epoch: dict) -> bool:
+    def record_epoch(self, run_id: int, worker_id: str, epoch: dict, token: str | None = None) -> bool:
         """Write one epoch's row, the run's latest metrics and the heartbeat in one transaction;
-        returns cancel_requested."""
+        returns cancel_requested. Safe to repeat: a retry of an epoch that already landed
+        (its reply lost) finds the row and writes nothing twice."""
         now = time.time()
+        number = int(epoch["epoch"])
         row = {name: float(epoch[name]) for name in EPOCH_METRICS}
         with self._write() as conn:
+            # This UPDATE also locks the run's row, so the check below cannot race with
+            # another writer of the same run.
             changed = conn.execute(
                 update(runs_t)
-                .where(*self._owned(run_id, worker_id))
-                .values(heartbeat_at=now, epochs_done=epoch["epoch"], batch_done=0,
+                .where(*self._owned(run_id, worker_id, token))
+                .values(heartbeat_at=now, epochs_done=number, batch_done=0,
                         **{name: row[name] for name in LATEST_METRICS})
             )
             if changed.rowcount != 1:
                 raise LeaseLost(f"run {run_id} is no longer held by {worker_id}")
-            conn.execute(
-                insert(epochs_t).values(
-                    run_id=run_id, epoch=int(epoch["epoch"]), wall_time=now,
-                    stage_output_len=int(epoch["stage_output_len"]),
-                    stage_seq_len=int(epoch["stage_seq_len"]), **row,
+            landed = conn.execute(
+                select(epochs_t.c.epoch).where(epochs_t.c.run_id == run_id, epochs_t.c.epoch == number)
+            ).first()
+            if landed is None:
+                conn.execute(
+                    insert(epochs_t).values(
+                        run_id=run_id, epoch=number, wall_time=now,
+                        stage_output_len=int(epoch["stage_output_len"]),
+                        stage_seq_len=int(epoch["stage_seq_len"]), **row,
+                    )
                 )
-            )
             return bool(conn.execute(select(runs_t.c.cancel_requested).where(runs_t.c.id == run_id)).scalar())
 
     def finish(
@@ -343,17 +492,27 @@ class Store:
         checkpoint: bytes | None = None,
         position_acc: Sequence[float] = (),
         length_acc: Iterable[dict] = (),
+        token: str | None = None,
     ) -> None:
-        """Mark a held run completed, failed or cancelled, with its checkpoint and results."""
-        assert status in FINISHED
+        """Mark a held run completed, failed or cancelled, with its checkpoint and results, in
+        one transaction. Safe to repeat with the claim ``token``: a retry whose first attempt
+        landed (its reply lost) finds the run finished by this very claim and returns."""
+        if status not in FINISHED:
+            raise ValueError(f"a run finishes as one of {', '.join(FINISHED)}, not {status!r}")
+        error = None if error is None else storable(error)
         with self._write() as conn:
             changed = conn.execute(
                 update(runs_t)
-                .where(*self._owned(run_id, worker_id))
+                .where(*self._owned(run_id, worker_id, token))
                 .values(status=status, error=error, finished_at=time.time(), heartbeat_at=time.time())
             )
             if changed.rowcount != 1:
+                if token is not None and self._finished_by(conn, run_id, worker_id, token, status):
+                    return
                 raise LeaseLost(f"run {run_id} is no longer held by {worker_id}")
+            # Nothing of an earlier claim may linger (a requeued run); the final write replaces.
+            for table in (checkpoints_t, positions_t, lengths_t):
+                conn.execute(delete(table).where(table.c.run_id == run_id))
             if checkpoint is not None:
                 epochs_done = conn.execute(select(runs_t.c.epochs_done).where(runs_t.c.id == run_id)).scalar()
                 conn.execute(
@@ -368,8 +527,16 @@ class Store:
             if lengths:
                 conn.execute(insert(lengths_t), lengths)
 
+    @staticmethod
+    def _finished_by(conn: Connection, run_id: int, worker_id: str, token: str, status: str) -> bool:
+        row = conn.execute(
+            select(runs_t.c.status, runs_t.c.worker_id, runs_t.c.claim_token).where(runs_t.c.id == run_id)
+        ).first()
+        return row is not None and tuple(row) == (status, worker_id, token)
+
     def request_cancel(self, run_id: int) -> str:
         """Cancel a queued run at once, or ask a running one to stop; returns its status after."""
+        self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
             if status == "queued":
@@ -387,23 +554,32 @@ class Store:
             return status
 
     def reclaim_expired(self, now: float | None = None) -> list[int]:
-        """Fail running runs whose worker stopped sending heartbeats past the lease. Their
-        finished epochs stay; the reason is recorded. Returns the ids taken back."""
+        """Take back running runs whose worker stopped sending heartbeats past the lease. A run
+        with no epoch done goes back to the queue, once (its worker may have died before it
+        began, or lost the reply to its claim); any other is marked failed, its finished epochs
+        kept and the reason recorded. Returns the ids taken back."""
         now = time.time() if now is None else now
         lapsed = (runs_t.c.status == "running", runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now)
         if not self._any(*lapsed):
             return []
         with self._write() as conn:
             expired = conn.execute(
-                select(runs_t.c.id, runs_t.c.worker_id, runs_t.c.heartbeat_at).where(*lapsed)
+                select(runs_t.c.id, runs_t.c.worker_id, runs_t.c.heartbeat_at, runs_t.c.epochs_done,
+                       runs_t.c.requeues, runs_t.c.cancel_requested).where(*lapsed)
             ).all()
             taken = []
-            for run_id, worker, beat in expired:
+            for run_id, worker, beat, epochs_done, requeues, cancel_requested in expired:
+                silence = f"worker {worker} stopped responding: no heartbeat for {now - beat:.0f} s"
+                if epochs_done == 0 and not (requeues or 0) and not cancel_requested:
+                    values = dict(status="queued", worker_id=None, claim_token=None, started_at=None,
+                                  heartbeat_at=None, batch_done=0, requeues=(requeues or 0) + 1,
+                                  error=f"{silence} before its first epoch; queued again")
+                else:
+                    values = dict(status="failed", finished_at=now, error=silence)
                 changed = conn.execute(
                     update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running",
                                          runs_t.c.heartbeat_at == beat)
-                    .values(status="failed", finished_at=now,
-                            error=f"worker {worker} stopped responding: no heartbeat for {now - beat:.0f} s")
+                    .values(**values)
                 )
                 if changed.rowcount == 1:  # not finished, beaten or taken back meanwhile
                     taken.append(run_id)
@@ -411,14 +587,18 @@ class Store:
 
     # ------------------------------------------------------------------ editing
     def set_tag(self, run_id: int, tag: str) -> None:
-        if len(tag) > 200:
-            raise ValueError("a tag has at most 200 characters")
+        """Replace a run's tag; ValueError (one line) for a tag RunConfig would refuse too."""
+        problem = check_tag(tag)
+        if problem:
+            raise ValueError(f"tag: {problem}")
+        self._check_id(run_id)
         with self._write() as conn:
             if conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(tag=tag)).rowcount != 1:
                 raise UnknownRun(f"no run with id {run_id}")
 
     def delete_run(self, run_id: int) -> None:
         """Delete a run that is not running, with everything recorded for it."""
+        self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
             if status == "running":
@@ -429,6 +609,7 @@ class Store:
 
     # ------------------------------------------------------------------ reading
     def get_run(self, run_id: int) -> RunInfo:
+        self._check_id(run_id)
         with self._read() as conn:
             row = conn.execute(select(runs_t).where(runs_t.c.id == run_id)).one_or_none()
         if row is None:
@@ -451,23 +632,31 @@ class Store:
 
     def epochs(self, run_ids: Sequence[int]) -> list[dict]:
         """Every epoch row of the given runs, ordered by run and epoch."""
+        run_ids = self._known_ids(run_ids)
         if not run_ids:
             return []
-        query = select(epochs_t).where(epochs_t.c.run_id.in_(list(run_ids))).order_by(epochs_t.c.run_id, epochs_t.c.epoch)
+        query = select(epochs_t).where(epochs_t.c.run_id.in_(run_ids)).order_by(epochs_t.c.run_id, epochs_t.c.epoch)
+        return self._dicts(query)
+
+    def _dicts(self, query) -> list[dict]:
+        """The query's rows as dicts (zip over the keys: half the time of row._mapping on the
+        10,000 epochs of 200 runs)."""
         with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            result = conn.execute(query)
+            keys = list(result.keys())
+            return [dict(zip(keys, row)) for row in result]
 
     def position_results(self, run_ids: Sequence[int]) -> list[dict]:
-        query = select(positions_t).where(positions_t.c.run_id.in_(list(run_ids))).order_by(positions_t.c.run_id, positions_t.c.position)
-        with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        query = select(positions_t).where(positions_t.c.run_id.in_(self._known_ids(run_ids))).order_by(positions_t.c.run_id, positions_t.c.position)
+        return self._dicts(query)
 
     def length_results(self, run_ids: Sequence[int]) -> list[dict]:
-        query = select(lengths_t).where(lengths_t.c.run_id.in_(list(run_ids))).order_by(lengths_t.c.run_id, lengths_t.c.seq_len)
-        with self._read() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        query = select(lengths_t).where(lengths_t.c.run_id.in_(self._known_ids(run_ids))).order_by(lengths_t.c.run_id, lengths_t.c.seq_len)
+        return self._dicts(query)
 
     def checkpoint(self, run_id: int) -> bytes | None:
+        if not self._known_ids([run_id]):
+            return None
         with self._read() as conn:
             return conn.execute(select(checkpoints_t.c.data).where(checkpoints_t.c.run_id == run_id)).scalar()
 
@@ -479,11 +668,14 @@ class Store:
 def _refuse_missing_sqlite_file(url: str | None) -> None:
     try:
         parsed = make_url(database_url(url))
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return  # Store() reports a malformed URL in its own words
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         if not os.path.exists(parsed.database):
             raise StoreError(f"no runs store at {parsed.database} (nothing has been run here yet?)")
+        # SQLite takes an empty file for a new database and would write a header into it.
+        if os.path.isfile(parsed.database) and os.path.getsize(parsed.database) == 0:
+            raise StoreError(f"{parsed.database} is an empty file, not a runs store")
 
 
 def open_store(url: str | None = None, create: bool = True) -> Store:
@@ -497,4 +689,4 @@ def open_store(url: str | None = None, create: bool = True) -> Store:
     except StoreError:
         raise
     except SQLAlchemyError as error:
-        raise StoreError(f"cannot open the database: {_describe(error)}") from None
+        raise StoreError(f"cannot open the database: {scrub(_describe(error), database_url(url))}") from None

@@ -5,7 +5,12 @@ atomically, writes every epoch in its own transaction together with the heartbea
 stores the checkpoint and the final results. A background thread renews the heartbeat (so a long
 evaluation never looks like a dead worker) and watches for cancel requests, so the training loop
 itself never waits on the database. Any worker takes back runs whose heartbeat lapsed past their
-lease: their worker was killed, and they are marked failed with the reason, epochs kept.
+lease: their worker was killed, and they are marked failed with the reason, epochs kept (or,
+with no epoch done, queued again once).
+
+Every write is retried through a passing outage (a server restart, a cut connection), the
+final one too, while the heartbeat thread keeps the lease alive beside it; the store makes each
+retry safe to repeat, so a reply lost after its COMMIT landed neither fails nor doubles a write.
 """
 
 from __future__ import annotations
@@ -16,12 +21,48 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from typing import TypeVar
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from . import checkpoint
-from .store import DEFAULT_LEASE, LeaseLost, RunInfo, Store, _describe, worker_name
+from .store import (
+    DEFAULT_LEASE,
+    LeaseLost,
+    RunInfo,
+    Store,
+    check_lease,
+    heartbeat_interval,
+    is_transient,
+    new_claim_token,
+    worker_name,
+)
 from .train import EpochResult, Stopped, TrainResult, train
+
+T = TypeVar("T")
+
+
+class ThrottledLog:
+    """One line on stderr per kind of trouble at most every ``every`` seconds, counting the
+    repeats in between: a long outage is a few lines, not thousands."""
+
+    def __init__(self, prefix: str, every: float = 10.0):
+        self.prefix = prefix
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(kind, -1e9) < self.every:
+                self._skipped[kind] = self._skipped.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            skipped = self._skipped.pop(kind, 0)
+        more = f" ({skipped} more like it since the last report)" if skipped else ""
+        print(f"{self.prefix}: {message}{more}", file=sys.stderr, flush=True)
 
 
 class RunExecution:
@@ -41,7 +82,8 @@ class RunExecution:
         self.store = store
         self.run = run
         self.worker_id = worker_id
-        self.beat_every = max(0.2, min(5.0, lease / 4))
+        self.token = run.claim_token  # identifies this claim in every write
+        self.beat_every = heartbeat_interval(lease)
         self.shutdown = shutdown  # set by SIGTERM/SIGINT: stop after the current epoch
         self.hurry = hurry or threading.Event()  # set by a second signal: stop at the next batch
         self.lease = lease
@@ -51,6 +93,7 @@ class RunExecution:
         self._done = threading.Event()
         self._listeners = (on_epoch, on_batch)  # extra reporting, e.g. the CLI's progress lines
         self.result: TrainResult | None = None
+        self.log = ThrottledLog(f"worker {worker_id}")
 
     # The training loop's callbacks: cheap, no database on the per-batch path.
     def _on_batch(self, done: int, total: int) -> None:
@@ -71,33 +114,54 @@ class RunExecution:
             raise Stopped  # the epoch is safely recorded; end the run here
 
     def _record_epoch(self, result: EpochResult) -> bool:
-        """record_epoch, retried with backoff through a passing database outage (up to the
-        lease: past it the run is no longer ours anyway)."""
-        deadline, delay = time.monotonic() + self.lease, 0.5
+        return self._retry(
+            lambda: self.store.record_epoch(self.run.id, self.worker_id, result.to_dict(), token=self.token),
+            f"recording epoch {result.epoch} of run {self.run.id}",
+        )
+
+    def _retry(self, write: Callable[[], T], what: str) -> T:
+        """``write()``, retried with backoff through a passing database outage for as long as
+        the run is ours: until it lands, the run is taken back (LeaseLost), or a second signal
+        says to stop now. Each write is safe to repeat (see Store)."""
+        delay, longest = 0.5, min(10.0, max(1.0, self.lease / 4))
         while True:
             try:
-                return self.store.record_epoch(self.run.id, self.worker_id, result.to_dict())
-            except OperationalError:
-                if time.monotonic() + delay > deadline:
+                return write()
+            except DBAPIError as error:
+                if not is_transient(error) or self.hurry.is_set():
                     raise
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                if self.lost.is_set():
+                    raise LeaseLost(f"run {self.run.id} was taken back while {what}") from None
+                self.log("write", f"database unavailable while {what} ({self.store.describe(error)}); retrying")
+                self.hurry.wait(delay)
+                delay = min(delay * 2, longest)
 
     def _heartbeat_loop(self) -> None:
+        """Renews the lease until the run's last write is done, whatever the training thread
+        is doing: a long evaluation, or a final write waiting out an outage."""
         while not self._done.wait(self.beat_every):
             try:
-                if self.store.heartbeat(self.run.id, self.worker_id, *self.progress):
+                if self.store.heartbeat(self.run.id, self.worker_id, *self.progress, token=self.token):
                     self.cancelled.set()
             except LeaseLost:
                 self.lost.set()
                 return
-            except Exception:  # a transient database error must not kill the run; retry
-                continue
+            except Exception as error:  # noqa: BLE001 - never kill the run for a missed beat: say why, beat again
+                self.log("heartbeat", f"heartbeat of run {self.run.id} failed "
+                                      f"({type(error).__name__}: {self.store.describe(error)}); trying again")
 
     def execute(self) -> str:
-        """Train the run to its end; returns the final status written."""
+        """Train the run to its end and record it; returns the final status written, or
+        'lost' when the run was taken back from this worker."""
         beat = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.run.id}", daemon=True)
         beat.start()
+        try:
+            return self._train_and_record()
+        finally:  # only now: the heartbeat also covers the final write
+            self._done.set()
+            beat.join()
+
+    def _train_and_record(self) -> str:
         try:
             result = self.result = train(
                 self.run.config,
@@ -110,52 +174,56 @@ class RunExecution:
         except Exception as error:  # a failed run must not take the worker down
             message = f"{type(error).__name__}: {error}".strip()
             detail = traceback.format_exc(limit=3)
-            self._finish("failed", error=f"{message}\n{detail}"[:4000])
-            return "failed"
-        finally:
-            self._done.set()
-            beat.join()
+            return self._finish("failed", error=f"{message}\n{detail}"[:4000])
         if self.lost.is_set():
             return "lost"
         blob = checkpoint.to_bytes(result.model, self.run.config) if result.epochs else None
         if not result.stopped:
-            self._finish("completed", checkpoint=blob, position_acc=result.position_acc, length_acc=result.length_acc)
-            return "completed"
+            return self._finish("completed", checkpoint=blob, position_acc=result.position_acc, length_acc=result.length_acc)
         if result.diverged:
             # A finished experiment whose answer is "this diverges": failed, with the reason on
             # one line, and the epochs and weights before the divergence kept.
-            self._finish("failed", error=result.diverged, checkpoint=blob)
-            return "failed"
+            return self._finish("failed", error=result.diverged, checkpoint=blob)
         if self.cancelled.is_set():
             reason = f"cancelled by request after {len(result.epochs)} epoch(s)"
         else:
             reason = f"worker {self.worker_id} was stopped after {len(result.epochs)} epoch(s)"
-        self._finish("cancelled", error=reason, checkpoint=blob)
-        return "cancelled"
+        return self._finish("cancelled", error=reason, checkpoint=blob)
 
-    def _finish(self, status: str, **details) -> None:
+    def _finish(self, status: str, **details) -> str:
+        """The final write (status, checkpoint, results: one transaction), retried through an
+        outage; returns the status written, or 'lost'."""
+        def write(final: str, **values) -> None:
+            self.store.finish(self.run.id, self.worker_id, final, token=self.token, **values)
+
         try:
-            self.store.finish(self.run.id, self.worker_id, status, **details)
+            self._retry(lambda: write(status, **details), f"recording run {self.run.id} as {status}")
+            return status
         except LeaseLost:
-            pass  # another worker already declared this run dead; its verdict stands
-        except Exception as error:  # e.g. a checkpoint the database refuses: record why
-            reason = f"could not record the {status} run: {type(error).__name__}: {_describe(error)}"
+            return "lost"  # another worker already declared this run dead; its verdict stands
+        except Exception as error:  # noqa: BLE001 - e.g. a checkpoint the database refuses: record why
+            reason = f"could not record the {status} run: {type(error).__name__}: {self.store.describe(error)}"
+            self.log("finish", reason)
             try:
-                self.store.finish(self.run.id, self.worker_id, "failed", error=reason)
-            except Exception:
-                pass  # the database is gone: the lease expiry will take the run back
+                self._retry(lambda: write("failed", error=reason), f"recording run {self.run.id} as failed")
+                return "failed"
+            except Exception as second:  # noqa: BLE001 - the database is gone for good: the lease takes the run back
+                self.log("finish", f"run {self.run.id} left to its lease: {type(second).__name__}: {self.store.describe(second)}")
+                return "lost"
 
 
 class Worker:
     """Runs queued runs one after another until stopped (or after one, with ``once``)."""
 
     def __init__(self, store: Store, worker_id: str | None = None, lease: float = DEFAULT_LEASE, poll: float = 1.0):
+        check_lease(lease)
         self.store = store
         self.worker_id = worker_id or worker_name()
         self.lease = lease
         self.poll = poll
         self.shutdown = threading.Event()
         self.hurry = threading.Event()
+        self._claim_token: str | None = None  # kept until a claim is known to have been answered
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT finish the current epoch, record it, and stop; a second signal
@@ -172,7 +240,13 @@ class Worker:
     def run_one(self) -> str | None:
         """Claim and train one run; None when the queue is empty."""
         self.store.reclaim_expired()
-        run = self.store.claim(self.worker_id, self.lease)
+        # The last claim raised, yet it may have landed with its reply lost: first look for the
+        # run it took, by its token, rather than leave that run to lapse untrained.
+        run = self.store.held(self.worker_id, self._claim_token) if self._claim_token else None
+        if run is None:
+            self._claim_token = self._claim_token or new_claim_token()
+            run = self.store.claim(self.worker_id, self.lease, token=self._claim_token)
+        self._claim_token = None  # answered: the next claim gets a token of its own
         if run is None:
             return None
         return RunExecution(self.store, run, self.worker_id, self.lease, self.shutdown, hurry=self.hurry).execute()
@@ -185,17 +259,19 @@ class Worker:
             try:
                 status = self.run_one()
                 failures = 0
-            except OperationalError as error:
-                if once:
+            except DBAPIError as error:
+                if once or not is_transient(error):
                     raise
-                # The database went away for a moment (a server restart, a network cut): wait and
-                # try again rather than die; a run in hand is taken back after its lease.
+                # The database went away for a moment (a server restart, a network cut, a full
+                # disk): wait and try again rather than die. This is not idleness: queued runs
+                # may be waiting, so --idle-exit counts from the next time the queue is seen empty.
                 failures += 1
                 delay = min(30.0, self.poll * 2**failures)
-                print(f"worker {self.worker_id}: database unavailable ({_describe(error)}); "
+                print(f"worker {self.worker_id}: database unavailable ({self.store.describe(error)}); "
                       f"retrying in {delay:.1f} s", file=sys.stderr, flush=True)
                 self.shutdown.wait(delay)
-                status = None
+                idle_since = time.monotonic()
+                continue
             if status is not None:
                 done += 1
                 idle_since = time.monotonic()

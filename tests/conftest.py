@@ -87,6 +87,17 @@ def db_url(request):
 
 
 @pytest.fixture
+def one_thread():
+    """In-process training on one thread, restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def nan_loss_from_batch(monkeypatch):
     """Call with n: the training loss turns NaN from the n-th batch on (counted from 1)."""
     import seqcopy.train as train_module
@@ -128,3 +139,13 @@ def tiny_experiment(tmp_path_factory):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     return SimpleNamespace(root=root, folder=root / "logs" / "tiny", db_url=db_url, run_id=summary["run_id"],
                            summary=summary, stdout=done.stdout, stderr=done.stderr)
+
+
+@pytest.fixture
+def pg_proxy(pg_url):
+    """(FaultProxy in front of the PostgreSQL server, a fresh database's URL through it)."""
+    from faultproxy import FaultProxy
+
+    proxy = FaultProxy((PG_HOST, PG_PORT))
+    yield proxy, proxy.url(pg_url)
+    proxy.close()

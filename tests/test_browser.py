@@ -356,3 +356,69 @@ def test_a_shared_link_opened_first_goes_through_the_app(filled_dashboard):
         expect(page.get_by_role("heading", name="Runs")).to_be_visible()
         expect(page.get_by_text("Database:")).to_be_visible()  # written by app.py's sidebar
         expect(page.get_by_role("link", name="Launch")).to_be_visible()  # app.py's st.navigation
+
+
+@pytest.fixture
+def image_host():
+    """A small web server that counts the requests it gets: the host a hostile tag points at."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Counting(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+def test_user_text_that_looks_like_markdown_is_shown_as_text_and_fetches_nothing(tmp_path, image_host):
+    """Issue #13: tags, error reasons and link values that are markdown images. The browser must
+    show them literally and never request the image."""
+    import urllib.parse
+
+    from playwright.sync_api import expect
+
+    import ui_store
+    from seqcopy.store import Store
+    from seqcopy.ui.escape import unlinked
+    from seqcopy.ui.frames import parse_run_ids
+
+    host, hits = image_host
+    tag, reason, link = (f"![q](http://{host}/tag.png)", f"![e](http://{host}/error.png) boom",
+                         f"![](//{host}/link.png)")
+    database = f"sqlite:///{tmp_path / 'hostile.db'}"
+    store = Store(database)
+    failed = ui_store.add_run(store, ui_store.TINY.replace(tag=tag), "failed", epochs=1, with_checkpoint=False)
+    with store.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE runs SET error = :e WHERE id = :id"), {"e": reason + "\nTraceback …", "id": failed})
+    ui_store.add_run(store, ui_store.TINY.replace(tag=tag), "queued")
+    store.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    for base, _, logs in serve(tmp_path, database, with_worker=False):
+        with chromium_page() as page:
+            # Shown as typed (an invisible word joiner after '://' keeps markdown from linking it).
+            page.goto(base)
+            expect(page.get_by_text(f"tag {unlinked(tag)}")).to_be_visible()  # the Launch queue
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "hostile-launch.png"))
+            page.goto(f"{base}/runs?runs={urllib.parse.quote(link)},{failed}")
+            shortened = parse_run_ids(link)[1][0]  # the page names at most 24 characters of it
+            expect(page.get_by_text(f"Ignored in the link: {unlinked(shortened)} (no such run)")).to_be_visible()
+            expect(page.get_by_text(f"Run {failed} failed: {unlinked(reason)}")).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "hostile-runs.png"), full_page=True)
+            assert page.locator(f"img[src*='{host}']").count() == 0
+            assert page.locator(f"a[href*='{host}']").count() == 0
+    assert hits == []  # no browser ever asked the host for an image

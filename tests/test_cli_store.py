@@ -142,7 +142,7 @@ def test_schema_version_mismatch_exits_2_with_a_clear_message(db_url, capsys):
         conn.execute(text("UPDATE meta SET value = '7' WHERE key = 'schema_version'"))
     store.close()
     code, out, err = run_cli(capsys, "runs", "--db", db_url)
-    assert_one_line_error(code, err, "schema version 7", "reads version 1")
+    assert_one_line_error(code, err, "schema version 7", "reads versions 1 to")
 
 
 def test_a_real_process_prints_one_line_and_no_traceback():
@@ -160,7 +160,7 @@ def test_cancel_of_an_unknown_run_exits_2(db_url, capsys):
     code, out, err = run_cli(capsys, "cancel", "424242", "--db", db_url)
     assert_one_line_error(code, err, "no run with id 424242")
     code, out, err = run_cli(capsys, "cancel", "seven", "--db", db_url)
-    assert_one_line_error(code, err, "invalid int value")
+    assert_one_line_error(code, err, "not a run id: 'seven'")
     assert run_count(db_url) == 0
 
 

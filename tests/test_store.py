@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from seqcopy.config import ConfigError, RunConfig
-from seqcopy.schema import EPOCH_METRICS
+from seqcopy.schema import EPOCH_METRICS, SCHEMA_VERSION
 from seqcopy.store import LeaseLost, Store, StoreError, UnknownRun, open_store
 
 TINY = RunConfig(
@@ -103,7 +103,7 @@ def test_schema_version_mismatch_is_refused_with_a_clear_message(store, db_url):
     with pytest.raises(StoreError) as caught:
         open_store(db_url)
     message = str(caught.value)
-    assert "schema version 999" in message and "version 1" in message and "\n" not in message
+    assert "schema version 999" in message and f"versions 1 to {SCHEMA_VERSION}" in message and "\n" not in message
 
 
 def test_tables_seqcopy_did_not_write_are_refused(db_url):
@@ -312,3 +312,160 @@ def test_tag_and_delete(store):
     store.delete_run(run_id)
     with pytest.raises(UnknownRun):
         store.get_run(run_id)
+
+
+# ---------------------------------------------------------------------------- upgrading an old store
+def test_a_store_written_at_schema_version_1_is_upgraded_in_place_and_keeps_its_runs(db_url):
+    """A v1 store (the old tables, copied in tests/schema_v1.py) with a finished run and a queued
+    one opens: the new columns are added, the version bumped, nothing lost, and it is usable."""
+    import json
+
+    from sqlalchemy import create_engine, insert
+
+    import schema_v1
+
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
+    tables = schema_v1.metadata.tables
+    row = dict(cell="lstm", seed=0, tag="old", created_at=1.0, lease_seconds=120.0, cancel_requested=False,
+               epochs_total=3, batch_done=0, batch_total=4, config=json.dumps(TINY.to_dict()))
+    with engine.begin() as conn:
+        schema_v1.metadata.create_all(conn)
+        conn.execute(insert(tables["meta"]).values(key="schema_version", value="1"))
+        # Ids from the table's own sequence, as v1 gave them (1 and 2 in a fresh database).
+        conn.execute(insert(tables["runs"]).values(
+            **row, status="completed", epochs_done=2, worker_id="old:1", finished_at=2.0, test_copy_acc=0.2))
+        conn.execute(insert(tables["runs"]).values(**row, status="queued", epochs_done=0))
+        conn.execute(insert(tables["epochs"]), [
+            {"run_id": 1, "wall_time": 1.5, **epoch_row(e)} for e in (1, 2)
+        ])
+        conn.execute(insert(tables["checkpoints"]).values(run_id=1, data=b"weights", size=7, epoch=2))
+    engine.dispose()
+
+    store = Store(db_url, create=False)  # a read-only command (runs, cancel) upgrades it too
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one() == str(SCHEMA_VERSION)
+        assert conn.execute(text("SELECT requeues FROM runs ORDER BY id")).scalars().all() == [0, 0]
+    old = store.get_run(1)
+    assert (old.status, old.tag, old.epochs_done, old.claim_token, old.latest["test_copy_acc"]) == ("completed", "old", 2, None, 0.2)
+    assert [e["epoch"] for e in store.epochs([1])] == [1, 2] and store.checkpoint(1) == b"weights"
+    claimed = store.claim("new:1", token="t-upgrade")  # the queued v1 run trains under the new schema
+    assert claimed.id == 2 and claimed.claim_token == "t-upgrade"
+    store.record_epoch(2, "new:1", epoch_row(1), token="t-upgrade")
+    store.finish(2, "new:1", "completed", checkpoint=b"new", token="t-upgrade")
+    assert store.get_run(2).status == "completed" and store.checkpoint(2) == b"new"
+    assert store.submit(TINY) == 3
+    store.close()
+    Store(db_url).close()  # opening again: already current, nothing to do
+
+
+def test_the_upgrade_adds_any_table_column_and_index_the_schema_gained(db_url, monkeypatch):
+    """Generic: a column and a table added to schema.py (as a later version would) are created in
+    an existing store; a new column that could not be added to old rows is a programming error."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, inspect
+
+    from seqcopy import schema
+    from seqcopy.store import upgrade_schema
+
+    Store(db_url).close()
+    metadata = MetaData()
+    for table in schema.Base.metadata.sorted_tables:
+        table.to_metadata(metadata)
+    metadata.tables["runs"].append_column(Column("note", String(40), nullable=True))
+    Table("annotations", metadata, Column("id", Integer, primary_key=True), Column("text", String(40)))
+    monkeypatch.setattr(schema.Base, "metadata", metadata)
+    store = Store(db_url, create=False)
+    with store._write() as conn:
+        upgrade_schema(conn)
+        assert "note" in {c["name"] for c in inspect(conn).get_columns("runs")}
+        assert "annotations" in inspect(conn).get_table_names()
+    metadata.tables["runs"].append_column(Column("required", Integer, nullable=False))
+    with pytest.raises(RuntimeError, match="nullable=True or a server_default"):
+        with store._write() as conn:
+            upgrade_schema(conn)
+    store.close()
+
+
+def test_a_store_written_by_a_newer_seqcopy_is_refused(store, db_url):
+    with store.engine.begin() as conn:
+        conn.execute(text(f"UPDATE meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'"))
+    store.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}, and this seqcopy reads versions 1 to"):
+        open_store(db_url)
+
+
+# ---------------------------------------------------------------------------- writes safe to repeat
+def test_a_repeated_epoch_write_lands_once(store):
+    run_id = store.submit(TINY)
+    token = store.claim("w1").claim_token
+    store.record_epoch(run_id, "w1", epoch_row(1), token=token)
+    store.record_epoch(run_id, "w1", epoch_row(1), token=token)  # the retry after a lost reply
+    assert [row["epoch"] for row in store.epochs([run_id])] == [1]
+    assert store.get_run(run_id).epochs_done == 1
+
+
+def test_a_landed_claim_is_found_by_its_token(store):
+    first, second = store.submit_many([TINY, TINY.replace(seed=1)])
+    assert store.held("w1", "token-a") is None  # nothing claimed yet
+    run = store.claim("w1", token="token-a")
+    again = store.held("w1", "token-a")  # the claim's reply was lost: what did it take?
+    assert run.id == again.id == first and again.claim_token == "token-a"
+    assert store.get_run(second).status == "queued"  # no second run taken
+    assert store.held("w2", "token-a") is None  # a token is one worker's own
+    store.finish(first, "w1", "completed", token="token-a")
+    assert store.held("w1", "token-a") is None  # held while running only
+
+
+def test_a_repeated_final_write_with_its_token_is_recognised(store):
+    run_id = store.submit(TINY)
+    token = store.claim("w1").claim_token
+    store.record_epoch(run_id, "w1", epoch_row(1), token=token)
+    results = dict(checkpoint=b"weights", position_acc=[0.5], token=token,
+                   length_acc=[{"seq_len": 4, "output_len": 4, "copy_acc": 0.5, "seq_acc": 0.1}])
+    store.finish(run_id, "w1", "completed", **results)
+    store.finish(run_id, "w1", "completed", **results)  # landed, reply lost, retried: fine
+    assert store.checkpoint(run_id) == b"weights" and len(store.position_results([run_id])) == 1
+    with pytest.raises(LeaseLost):
+        store.finish(run_id, "w1", "completed")  # without the token there is no telling: refused
+    with pytest.raises(LeaseLost):
+        store.finish(run_id, "w1", "failed", error="x", token=token)  # not what landed
+    with pytest.raises(LeaseLost):
+        store.record_epoch(run_id, "w1", epoch_row(2), token="another claim")
+
+
+def test_finish_refuses_an_unknown_status(store):
+    run_id = store.submit(TINY)
+    store.claim("w1")
+    with pytest.raises(ValueError, match="not 'done'"):
+        store.finish(run_id, "w1", "done")
+    assert store.get_run(run_id).status == "running"
+
+
+def test_a_run_lapsed_before_its_first_epoch_is_queued_again_once(store):
+    run_id = store.submit(TINY)
+    store.claim("host:1", lease=2, token="first")
+    later = time.time() + 10
+    assert store.reclaim_expired(now=later) == [run_id]
+    run = store.get_run(run_id)
+    assert run.status == "queued" and run.worker_id is None and run.claim_token is None
+    assert "host:1 stopped responding" in run.error and "queued again" in run.error
+    with pytest.raises(LeaseLost):  # the old claim, should its worker wake, writes nothing
+        store.heartbeat(run_id, "host:1", token="first")
+    assert store.claim("host:2", lease=2, token="second").id == run_id
+    assert store.reclaim_expired(now=time.time() + 10) == [run_id]
+    run = store.get_run(run_id)
+    assert run.status == "failed" and "host:2 stopped responding" in run.error  # only once
+
+
+def test_a_cancelled_run_lapsed_before_its_first_epoch_is_not_queued_again(store):
+    run_id = store.submit(TINY)
+    store.claim("host:1", lease=2)
+    store.request_cancel(run_id)
+    assert store.reclaim_expired(now=time.time() + 10) == [run_id]
+    assert store.get_run(run_id).status == "failed"
+
+
+def test_an_error_text_the_database_cannot_hold_is_stored_escaped(store):
+    run_id = store.submit(TINY)
+    store.claim("w1")
+    store.finish(run_id, "w1", "failed", error="bad byte \x00 and a lone \ud800 surrogate")
+    assert store.get_run(run_id).error == "bad byte \\x00 and a lone \\ud800 surrogate"

@@ -68,17 +68,6 @@ def store(db_url):
     store.close()
 
 
-@pytest.fixture
-def one_thread():
-    """In-process training on one thread, restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def assert_epochs_consistent(store: Store, run) -> list[int]:
     numbers = [row["epoch"] for row in store.epochs([run.id])]
     assert numbers == list(range(1, run.epochs_done + 1)), (run.id, numbers, run.epochs_done)
@@ -326,3 +315,34 @@ def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
     assert RunExecution(store, run, "w", 30.0, shutdown).execute() == "completed"
     assert store.get_run(run_id).status == "completed"
     assert store.position_results([run_id]) and store.checkpoint(run_id)
+
+
+def test_a_failing_heartbeat_is_logged_on_one_line_now_and_then_and_the_run_goes_on(sqlite_url, monkeypatch, one_thread, capsys):
+    """The heartbeat thread never dies of an error, nor hides it: one line on stderr, then at
+    most one every 10 s, counting the ones in between."""
+    import seqcopy.worker as worker_module
+
+    store = Store(sqlite_url)
+    run_id = store.submit(TINY)
+    run = store.claim("w", lease=1.0)
+    beats = []
+
+    def broken_heartbeat(*args, **kwargs):
+        beats.append(time.monotonic())
+        raise RuntimeError("the heartbeat broke")
+
+    real_train = worker_module.train
+
+    def train_after_three_beats(config, **kwargs):
+        wait_for(lambda: len(beats) >= 3, 10, "three heartbeats")  # one every 0.25 s
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(store, "heartbeat", broken_heartbeat)
+    monkeypatch.setattr(worker_module, "train", train_after_three_beats)
+    assert worker_module.RunExecution(store, run, "w", 1.0, threading.Event()).execute() == "completed"
+    assert store.get_run(run_id).status == "completed"
+    lines = [line for line in capsys.readouterr().err.splitlines() if "heartbeat" in line]
+    assert len(beats) >= 3  # it kept beating after the first failure
+    assert lines[0] == f"worker w: heartbeat of run {run_id} failed (RuntimeError: the heartbeat broke); trying again"
+    # Then at most a line every 10 s (none at all unless this machine is very slow today).
+    assert len(lines) <= 1 + len(beats) // 40 and all("more like it" in line for line in lines[1:])

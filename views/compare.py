@@ -6,7 +6,7 @@ import streamlit as st
 
 from seqcopy.config import RunConfig
 from seqcopy.schema import EPOCH_METRICS, STATUSES
-from seqcopy.ui import state
+from seqcopy.ui import escape, state
 from seqcopy.ui.figures import seed_band_figure
 from seqcopy.ui.frames import differing_keys, epochs_frame, final_metrics_table, group_of, results_frame, runs_frame
 
@@ -35,12 +35,13 @@ if len(chosen) > MAX_COMPARED:
 infos = {run.id: run for run in chosen}
 groups = {}
 for run in chosen:
-    groups.setdefault(group_of(run.config, group_key), []).append(run)
+    groups.setdefault(group_of(run, group_key), []).append(run)
 
 summary = []
 for name, members in sorted(groups.items()):
     mixed = differing_keys([m.config for m in members], ignore=("seed", "tag", group_key))
-    note = f"{name}: {len(members)} seed(s)" if len(members) > 1 else f"{name}: a single seed, so no band"
+    shown = escape.markdown(name or "(no tag)")
+    note = f"{shown}: {len(members)} seed(s)" if len(members) > 1 else f"{shown}: a single seed, so no band"
     if mixed:
         note += f" — mixes runs that differ in {', '.join(mixed)}"
     summary.append(note)
@@ -51,7 +52,7 @@ epochs = epochs_frame(state.epochs(state.url(), tuple(sorted(infos))), infos)
 if epochs.empty:
     st.info("The matching runs have no recorded epochs yet.")
 else:
-    epochs["group"] = epochs["run_id"].map(lambda i: group_of(infos[i].config, group_key))
+    epochs["group"] = epochs["run_id"].map(lambda i: escape.plotly(group_of(infos[i], group_key)))
     figure = seed_band_figure(
         epochs, x="epoch", y=metric, title=f"{metric.replace('_', ' ')} by {group_key}: mean ± std across seeds",
         chance=metric.endswith("copy_acc"), show_seeds=show_seeds, log_y=metric.endswith("loss"),
@@ -61,7 +62,7 @@ else:
 
 st.subheader("Final metrics")
 table = frame[frame["id"].isin(list(infos))].copy()
-table["group"] = table["id"].map(lambda i: group_of(infos[i].config, group_key))
+table["group"] = table["id"].map(lambda i: group_of(infos[i], group_key))
 st.dataframe(final_metrics_table(table).rename(columns={"group": group_key}), hide_index=True, width="stretch")
 st.caption("Each cell: mean ± sample standard deviation across the group's seeds (n seeds), from each run's last epoch.")
 
@@ -69,6 +70,9 @@ st.subheader("Where copying breaks down")
 ids = tuple(sorted(infos))
 positions = results_frame(state.position_results(state.url(), ids), infos, group_key)
 lengths = results_frame(state.length_results(state.url(), ids), infos, group_key)
+for drawn in (positions, lengths):  # group names become legend entries: plotly draws HTML-like tags
+    if not drawn.empty:
+        drawn["group"] = drawn["group"].map(escape.plotly)
 
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig
 from seqcopy.presets import PRESETS
 from seqcopy.store import StoreError, UnknownRun
-from seqcopy.ui import state
+from seqcopy.ui import escape, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
 from seqcopy.ui.launch_form import FIELDS, GROUPS, build_configs, form_values, help_for, label_for
 
@@ -54,7 +54,7 @@ def field_widget(name: str, error: str | None) -> None:
     else:
         st.text_input(max_chars=int(declaration.high or 200), **common)
     if error:
-        st.markdown(f":red[**{error}**]")
+        st.markdown(f":red[**{escape.markdown(error)}**]")
 
 
 def form_result():
@@ -71,11 +71,11 @@ def render_form(errors: dict[str, str]) -> None:
         with left:
             st.multiselect(label_for("cells"), CELL_NAMES, key=key("cells"), help=help_for("cells"))
             if errors.get("cells"):
-                st.markdown(f":red[**{errors['cells']}**]")
+                st.markdown(f":red[**{escape.markdown(errors['cells'])}**]")
         with right:
             st.text_input(label_for("seeds"), key=key("seeds"), help=help_for("seeds"), max_chars=500)
             if errors.get("seeds"):
-                st.markdown(f":red[**{errors['seeds']}**]")
+                st.markdown(f":red[**{escape.markdown(errors['seeds'])}**]")
     for group, names in GROUPS.items():
         with st.container(border=True):
             st.markdown(f"**{group}**")
@@ -89,7 +89,7 @@ def render_summary(result) -> None:
     store = state.get_store()
     if result.errors:
         st.error("Fix these before queueing (nothing is queued until every field is valid):\n\n"
-                 + "\n".join(f"- **{label_for(name)}**: {message}" for name, message in result.errors.items()))
+                 + "\n".join(f"- **{label_for(name)}**: {escape.markdown(message)}" for name, message in result.errors.items()))
     else:
         factor = calibration(state.speed_history(state.url()))
         estimate = estimate_grid(result.configs, factor)
@@ -109,7 +109,7 @@ def render_summary(result) -> None:
         try:
             ids = store.submit_many(result.configs)
         except (ConfigError, StoreError) as error:
-            st.error(f"Nothing was queued: {error}")
+            st.error(f"Nothing was queued: {escape.markdown(error)}")
             return
         state.clear_reads()
         st.session_state["launch_queued"] = ids
@@ -130,6 +130,7 @@ MAX_SHOWN = 25
 
 
 @st.fragment(run_every=state.LIVE_REFRESH_S)
+@state.outage_safe
 def render_queue() -> None:
     st.subheader("Queue")
     active = sorted(state.active_runs(state.url()), key=lambda r: (r.status != "running", r.id))
@@ -140,8 +141,11 @@ def render_queue() -> None:
     running = [r for r in active if r.status == "running"]
     st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
     if not running and state.external_workers():
-        st.warning("Runs are queued but no worker runs them: start one with "
-                   f"`python -m seqcopy worker --db {state.get_store().safe_url}`")
+        shown = state.get_store().safe_url
+        st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")
+        st.code(f"SEQCOPY_DB='{shown}' python -m seqcopy worker", language="bash")
+        if "***" in shown:
+            st.caption("The password is masked here: put yours in its place (or in ~/.pgpass).")
     now = time.time()
     for run in active[:MAX_SHOWN]:
         with st.container(border=True):
@@ -150,7 +154,7 @@ def render_queue() -> None:
             name.markdown(f"**#{run.id}** {config.cell} · seed {config.seed} · {run.status}"
                           + (" · cancelling…" if run.cancel_requested and run.status == "running" else ""))
             name.caption(f"K={config.train_seq_len} N={config.train_output_len} hidden {config.hidden_size}"
-                         + (f" · tag {run.tag}" if run.tag else ""))
+                         + (f" · tag {escape.markdown(run.tag)}" if run.tag else ""))
             epochs.progress(min(1.0, run.epochs_done / max(run.epochs_total, 1)),
                             text=f"epoch {run.epochs_done}/{run.epochs_total}")
             if run.status == "running":

@@ -5,7 +5,11 @@ ordinary :class:`seqcopy.worker.Worker`; the only addition is a thread that watc
 process and, once it has died (even by SIGKILL, when no atexit handler runs), asks the worker
 to stop after the current epoch, then exits for good after a grace period. Usage:
 
-    python -m seqcopy.ui.local_worker --db URL --parent-pid PID
+    SEQCOPY_DB=URL python -m seqcopy.ui.local_worker --parent-pid PID
+
+The database URL comes through the environment, never the command line: a password in it would
+show in ``ps`` to every user of the machine, while a process's environment is readable by its
+owner alone.
 """
 
 from __future__ import annotations
@@ -47,8 +51,7 @@ def watch_parent(parent_pid: int, shutdown: threading.Event, poll: float = 1.0, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seqcopy.ui.local_worker")
-    parser.add_argument("--db", required=True)
+    parser = argparse.ArgumentParser(prog="SEQCOPY_DB=URL python -m seqcopy.ui.local_worker")
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
     args = parser.parse_args(argv)
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..worker import Worker
 
     try:
-        store = open_store(args.db)
+        store = open_store()  # SEQCOPY_DB
     except StoreError as error:
         print(f"seqcopy local worker: error: {error}", file=sys.stderr)
         return 2
@@ -80,11 +83,11 @@ class LocalWorker:
         atexit.register(self.stop)
 
     def start(self) -> None:
-        env = dict(os.environ)
+        env = dict(os.environ, SEQCOPY_DB=self.url)  # not argv: ps shows argv to every user
         # The app may run from anywhere; the worker must import this very seqcopy.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "seqcopy.ui.local_worker", "--db", self.url, "--parent-pid", str(os.getpid())],
+            [sys.executable, "-m", "seqcopy.ui.local_worker", "--parent-pid", str(os.getpid())],
             cwd=os.getcwd(), env=env, stdin=subprocess.DEVNULL,
         )
         self.starts += 1

@@ -3,18 +3,25 @@ caches of reads so that a page rerun (every widget change, every live refresh) s
 
 Reads are cached for a couple of seconds: long enough that the several parts of one page share
 one query, short enough that live views stay live. Writes clear the caches they make stale.
+
+A database that stops answering after the app opened it (a server restart, a network cut) turns
+each page, and each live fragment, into one message with a Retry button (:func:`outage_safe`),
+never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 from typing import TYPE_CHECKING
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from ..config import RunConfig
-from ..store import RunInfo, Store, database_url, open_store
+from ..store import RunInfo, Store, database_url, is_transient, open_store
+from . import escape
 from .local_worker import LocalWorker
 
 if TYPE_CHECKING:  # torch loads only on the page that plays a model, not on every page
@@ -125,3 +132,34 @@ def clear_reads() -> None:
     """After a write: the next read sees it."""
     for cached in (runs, active_runs, epochs, checkpoint_ids):
         cached.clear()
+
+
+# ----------------------------------------------------------------------------- a database gone
+def show_database_trouble(error: DBAPIError, key: str = "page") -> None:
+    """One clear message, and a Retry button, in place of what could not be read or written."""
+    reason = escape.markdown(get_store().describe(error))
+    if is_transient(error):
+        st.error(f"The runs database does not answer: {reason}", icon=":material/cloud_off:")
+        st.caption("Queued and running runs are safe in the database, and workers retry on their own. "
+                   "Live parts of this page retry every few seconds; Retry reloads the whole page.")
+    else:
+        st.error(f"The runs database refused a request: {reason}", icon=":material/error:")
+    if st.button("Retry", key=f"database_retry_{key}", icon=":material/refresh:"):
+        clear_reads()
+        st.rerun()
+
+
+def outage_safe(render):
+    """Wraps a fragment (or any part of a page) so that a database error shows
+    :func:`show_database_trouble` there instead of a traceback, and stops the run: the rest of
+    the page, which would fail the same way, adds no second message."""
+
+    @functools.wraps(render)
+    def guarded(*args, **kwargs):
+        try:
+            return render(*args, **kwargs)
+        except DBAPIError as error:
+            show_database_trouble(error, key=render.__name__)
+            st.stop()
+
+    return guarded

@@ -1,0 +1,76 @@
+"""Text that comes from a user, checked on the way in and made harmless on the way out.
+
+A tag is typed in a form or on the command line, stored, and later printed to terminals and
+drawn in pages: it may hold no control characters (a NUL that PostgreSQL refuses, an ESC that
+recolours a terminal, a newline that forges a row of ``runs``). A run id comes from a URL or a
+command line: it is a positive 63-bit integer, and anything else is refused before it reaches a
+database (SQLite overflows at 2**63, and ``int()`` refuses strings of more than 4,300 digits).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+MAX_TAG = 200
+MAX_RUN_ID = 2**63 - 1  # the largest id SQLite and PostgreSQL's bigint hold
+# Unicode's bidirectional overrides and isolates reorder the text around them on screen
+# ("Trojan source"): as invisible and as misleading in a tag as a control character.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _forbidden(char: str) -> bool:
+    # Cc: C0 and C1 controls (NUL, ESC, newline, tab, DEL…); Cs: lone surrogates, which no
+    # database can encode.
+    return unicodedata.category(char) in ("Cc", "Cs") or char in BIDI_CONTROLS
+
+
+def text_problem(text: object, longest: int | None = None) -> str | None:
+    """Why ``text`` cannot be a one-line text field of at most ``longest`` characters (None: any
+    length), on one line and without echoing it, or None if it can."""
+    if not isinstance(text, str):
+        return f"must be text, got {type(text).__name__}"
+    if longest is not None and len(text) > longest:
+        return f"at most {longest} characters, got {len(text)}"
+    for position, char in enumerate(text, 1):
+        if _forbidden(char):
+            return (f"cannot hold control characters: U+{ord(char):04X} "
+                    f"({unicodedata.name(char, 'a control character')}) at character {position}")
+    return None
+
+
+def check_tag(text: object) -> str | None:
+    """Why ``text`` cannot be a tag, or None if it can (RunConfig.validate and Store.set_tag)."""
+    return text_problem(text, MAX_TAG)
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\n``), so that
+    printing it to a terminal shows it instead of obeying it."""
+    if not any(_forbidden(char) for char in text):
+        return text
+    return "".join(repr(char)[1:-1] if _forbidden(char) else char for char in text)
+
+
+def parse_run_id(text: str) -> int:
+    """A run id typed by a user: ValueError, with a one-line message, for anything but a whole
+    number from 1 to 2**63 - 1 (only ASCII digits: ``'²'.isdigit()`` is true, yet ``int`` fails)."""
+    stripped = text.strip()
+    if not (stripped.isascii() and stripped.isdecimal()) or len(stripped) > len(str(MAX_RUN_ID)):
+        raise ValueError(f"not a run id: {shorten(stripped)!r} (a whole number from 1 to {MAX_RUN_ID})")
+    value = int(stripped)
+    if not 1 <= value <= MAX_RUN_ID:
+        raise ValueError(f"not a run id: {shorten(stripped)!r} (a whole number from 1 to {MAX_RUN_ID})")
+    return value
+
+
+def shorten(text: str, limit: int = 24) -> str:
+    """At most ``limit`` characters of ``text``, with an ellipsis where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def storable(text: str) -> str:
+    """``text`` (an error message, say) as every database stores it: PostgreSQL refuses NUL
+    in text, and no database encodes a lone surrogate."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
