@@ -18,6 +18,7 @@ from .errors import InputError
 from .metrics import blank_baseline_accuracy
 from .model import CopyModel
 from .store import open_store
+from .text import parse_run_id, shorten
 from .train import evaluate
 from .vocab import CHANCE_LEVEL
 
@@ -39,8 +40,11 @@ class LoadedModel:
 def load_model(source: str, db: str | None = None) -> LoadedModel:
     """The model of a run (an id in the store at ``db``) or of a ``.pth``/``.pt`` file."""
     path = Path(source)
-    if source.isascii() and source.isdigit() and not path.is_file():
-        run_id = int(source)
+    if source.isascii() and source.isdigit() and not _is_file(path):
+        try:
+            run_id = parse_run_id(source)
+        except ValueError as error:
+            raise EvaluationError(str(error)) from None
         store = open_store(db, create=False)
         try:
             run = store.get_run(run_id)  # UnknownRun for an id that is not there
@@ -51,12 +55,23 @@ def load_model(source: str, db: str | None = None) -> LoadedModel:
             raise EvaluationError(f"run {run_id} ({run.status}) has no checkpoint to evaluate")
         model, config = checkpoint.from_bytes(blob)
         return LoadedModel(model, config, f"run {run_id}", run_id)
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as error:  # a name too long to be a path, say
+        raise EvaluationError(f"{shorten(source)!r}: {error.strerror or error}") from None
+    if is_dir:
         raise EvaluationError(f"{source} is a folder: give a run id or a .pth/.pt file")
-    if not path.exists():
+    if not exists:
         raise EvaluationError(f"{source}: no such file (give a run id or a .pth/.pt file)")
     model, config = checkpoint.load_file(path)
     return LoadedModel(model, config, str(path), None)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long to be a file
+        return False
 
 
 def with_test_settings(trained: RunConfig, **settings) -> RunConfig:

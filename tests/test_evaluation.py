@@ -111,6 +111,15 @@ def test_unknown_runs_and_runs_without_a_checkpoint_are_refused(sqlite_url, tiny
     assert_one_line_error(code, err, f"run {queued} (queued) has no checkpoint")
 
 
+@pytest.mark.parametrize("source, words", [
+    ("9" * 20_000, "not a run id"), ("9223372036854775808", "not a run id"), ("0", "not a run id"),
+    ("x" * 300, "too long"),
+])
+def test_ids_past_the_stores_range_and_names_past_the_systems_are_one_line(tiny_experiment, capsys, source, words):
+    code, out, err = run_cli(capsys, "evaluate", source, "--db", tiny_experiment.db_url)
+    assert_one_line_error(code, err, words)
+
+
 @pytest.mark.parametrize(
     "flags, words",
     [
