@@ -15,10 +15,10 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import CELL_NAMES, ConfigError, RunConfig
+from .config import CELL_NAMES, RunConfig
 from .errors import InputError
 from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
-from .store import DEFAULT_LEASE, StoreError, UnknownRun, check_lease, open_store, worker_name
+from .store import DEFAULT_LEASE, check_lease, open_store, worker_name
 from .text import parse_run_id, printable
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
@@ -29,9 +29,6 @@ class UsageError(InputError):
     """A bad flag or argument."""
 
 
-# The user's bad input, reported on one line with exit status 2: the project's own errors only
-# (InputError covers usage, names, checkpoints and evaluation), so a bug keeps its traceback.
-BAD_INPUT = (InputError, ConfigError, StoreError, UnknownRun)
 
 
 class CompactHelp(argparse.HelpFormatter):
@@ -376,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
         args.extra = extra
         return COMMANDS[args.command](args)
-    except BAD_INPUT as error:
+    except InputError as error:  # the project's own verdicts on bad input; a bug keeps its traceback
         print(f"seqcopy: error: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:  # the database went away mid-command

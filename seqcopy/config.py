@@ -11,6 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, fields
 
+from .errors import InputError
 from .settings import Setting, declared, setting
 from .text import MAX_TAG  # Store.set_tag checks an edited tag the same way
 
@@ -33,7 +34,7 @@ MAX_MEMORY_BYTES = 8 * 2**30  # the estimate of a run's peak memory must stay be
 DEVICES = ("cpu", "cuda", "mps", "auto")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A RunConfig that failed validation; ``errors`` maps field → message."""
 
     def __init__(self, errors: dict[str, str]):

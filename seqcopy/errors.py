@@ -1,6 +1,7 @@
 """The base class of the user's bad input that the project itself detects.
 
-The command line turns these (and the config's, the store's and an unknown run id's) into one
+A bad config (ConfigError), a store that cannot be used (StoreError), an unknown run id
+(UnknownRun), a bad flag, name, checkpoint or evaluation: the command line turns each into one
 line on stderr and exit status 2; anything else is a bug and keeps its traceback.
 """
 

@@ -41,6 +41,7 @@ from sqlalchemy.exc import (
 )
 
 from .config import ConfigError, RunConfig
+from .errors import InputError
 from .redact import display_url, scrub
 from .schema import (
     EPOCH_METRICS,
@@ -70,11 +71,11 @@ lengths_t = LengthResult.__table__
 meta_t = Meta.__table__
 
 
-class StoreError(Exception):
+class StoreError(InputError):
     """A database that cannot be used: bad URL, unreachable server, foreign file, old schema."""
 
 
-class UnknownRun(LookupError):
+class UnknownRun(InputError, LookupError):
     """No run has this id."""
 
 
