@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, i
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from .config import ConfigError, RunConfig
+from .config import SETTINGS, ConfigError, RunConfig
 from .schema import (
     EPOCH_METRICS,
     FINISHED,
@@ -36,7 +36,9 @@ from .schema import (
     Meta,
     PositionResult,
     Run,
+    Sweep,
 )
+from .sweeps import varied_keys
 
 DEFAULT_URL = "sqlite:///runs.db"
 DEFAULT_LEASE = 120.0
@@ -48,6 +50,7 @@ checkpoints_t = Checkpoint.__table__
 positions_t = PositionResult.__table__
 lengths_t = LengthResult.__table__
 meta_t = Meta.__table__
+sweeps_t = Sweep.__table__
 
 
 class StoreError(Exception):
@@ -56,6 +59,10 @@ class StoreError(Exception):
 
 class UnknownRun(LookupError):
     """No run has this id."""
+
+
+class UnknownSweep(LookupError):
+    """No sweep has this id."""
 
 
 class LeaseLost(RuntimeError):
@@ -82,6 +89,7 @@ class RunInfo:
     batch_done: int
     batch_total: int
     latest: dict
+    sweep_id: int | None = None
 
     @classmethod
     def from_row(cls, row) -> RunInfo:
@@ -103,7 +111,25 @@ class RunInfo:
             batch_done=m["batch_done"],
             batch_total=m["batch_total"],
             latest={name: m[name] for name in LATEST_METRICS},
+            sweep_id=m.get("sweep_id"),
         )
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """A sweeps row as a plain object: the grid it queued and the settings its runs vary."""
+
+    id: int
+    name: str
+    created_at: float
+    spec: dict
+    varied: list[str]
+
+    @classmethod
+    def from_row(cls, row) -> SweepInfo:
+        m = row._mapping
+        return cls(id=m["id"], name=m["name"], created_at=m["created_at"], spec=json.loads(m["spec"]),
+                   varied=json.loads(m["varied"]))
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -252,9 +278,11 @@ class Store:
         return self.submit_many([config], status=status, worker_id=worker_id)[0]
 
     def submit_many(
-        self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None
+        self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
+        sweep: dict | None = None,
     ) -> list[int]:
-        """Queue runs (all or none): every config is validated before anything is written."""
+        """Queue runs (all or none): every config is validated before anything is written.
+        ``sweep`` ({name, spec}) records them as one sweep in the same transaction."""
         for config in configs:
             errors = config.validate(check_device=False)  # the worker checks the device
             if errors:
@@ -262,17 +290,34 @@ class Store:
         now = time.time()
         ids = []
         with self._write() as conn:
+            sweep_id = self._insert_sweep(conn, sweep, configs, now) if sweep is not None else None
             for config in configs:
                 values = dict(
                     config=config.to_json(), cell=config.cell, seed=config.seed, tag=config.tag,
                     status=status, created_at=now, epochs_total=config.epochs,
                     lease_seconds=DEFAULT_LEASE, cancel_requested=False, epochs_done=0,
-                    batch_done=0, batch_total=config.batches_per_epoch,
+                    batch_done=0, batch_total=config.batches_per_epoch, sweep_id=sweep_id,
                 )
                 if status == "running":
                     values.update(started_at=now, heartbeat_at=now, worker_id=worker_id)
                 ids.append(conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one())
         return ids
+
+    def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict) -> tuple[int, list[int]]:
+        """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids)."""
+        ids = self.submit_many(configs, sweep={"name": name, "spec": spec})
+        with self._read() as conn:
+            return conn.execute(select(runs_t.c.sweep_id).where(runs_t.c.id == ids[0])).scalar_one(), ids
+
+    @staticmethod
+    def _insert_sweep(conn: Connection, sweep: dict, configs: Sequence[RunConfig], now: float) -> int:
+        problem = SETTINGS["tag"].problem(sweep["name"])  # a name follows a tag's rules
+        if problem:
+            raise ConfigError({"sweep_name": f"the sweep's name: {problem}"})
+        return conn.execute(
+            insert(sweeps_t).values(name=sweep["name"], created_at=now, spec=json.dumps(sweep["spec"]),
+                                    varied=json.dumps(varied_keys(configs))).returning(sweeps_t.c.id)
+        ).scalar_one()
 
     def claim(self, worker_id: str, lease: float = DEFAULT_LEASE) -> RunInfo | None:
         """Atomically take the oldest queued run for ``worker_id``; None when the queue is empty."""
@@ -435,14 +480,30 @@ class Store:
             raise UnknownRun(f"no run with id {run_id}")
         return RunInfo.from_row(row)
 
-    def list_runs(self, statuses: Sequence[str] | None = None, limit: int | None = None) -> list[RunInfo]:
+    def list_runs(
+        self, statuses: Sequence[str] | None = None, limit: int | None = None, sweep_id: int | None = None
+    ) -> list[RunInfo]:
         query = select(runs_t).order_by(runs_t.c.id.desc())
+        if sweep_id is not None:
+            query = query.where(runs_t.c.sweep_id == sweep_id)
         if statuses:
             query = query.where(runs_t.c.status.in_(statuses))
         if limit:
             query = query.limit(limit)
         with self._read() as conn:
             return [RunInfo.from_row(row) for row in conn.execute(query)]
+
+    def list_sweeps(self) -> list[SweepInfo]:
+        """Every sweep, newest first."""
+        with self._read() as conn:
+            return [SweepInfo.from_row(row) for row in conn.execute(select(sweeps_t).order_by(sweeps_t.c.id.desc()))]
+
+    def get_sweep(self, sweep_id: int) -> SweepInfo:
+        with self._read() as conn:
+            row = conn.execute(select(sweeps_t).where(sweeps_t.c.id == sweep_id)).one_or_none()
+        if row is None:
+            raise UnknownSweep(f"no sweep with id {sweep_id}")
+        return SweepInfo.from_row(row)
 
     def count_runs(self) -> dict[str, int]:
         with self._read() as conn:

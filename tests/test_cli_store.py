@@ -14,6 +14,7 @@ import torch
 from sqlalchemy import text
 
 from seqcopy import checkpoint, cli
+from seqcopy.schema import SCHEMA_VERSION
 from seqcopy.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def test_schema_version_mismatch_exits_2_with_a_clear_message(db_url, capsys):
         conn.execute(text("UPDATE meta SET value = '7' WHERE key = 'schema_version'"))
     store.close()
     code, out, err = run_cli(capsys, "runs", "--db", db_url)
-    assert_one_line_error(code, err, "schema version 7", "reads version 1")
+    assert_one_line_error(code, err, "schema version 7", f"reads version {SCHEMA_VERSION}")
 
 
 def test_a_real_process_prints_one_line_and_no_traceback():

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from seqcopy.config import ConfigError, RunConfig
-from seqcopy.schema import EPOCH_METRICS
+from seqcopy.schema import EPOCH_METRICS, SCHEMA_VERSION
 from seqcopy.store import LeaseLost, Store, StoreError, UnknownRun, open_store
 
 TINY = RunConfig(
@@ -103,7 +103,7 @@ def test_schema_version_mismatch_is_refused_with_a_clear_message(store, db_url):
     with pytest.raises(StoreError) as caught:
         open_store(db_url)
     message = str(caught.value)
-    assert "schema version 999" in message and "version 1" in message and "\n" not in message
+    assert "schema version 999" in message and f"version {SCHEMA_VERSION}" in message and "\n" not in message
 
 
 def test_tables_seqcopy_did_not_write_are_refused(db_url):

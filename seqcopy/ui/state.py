@@ -15,7 +15,7 @@ import streamlit as st
 from ..checkpoint import CheckpointError, from_bytes
 from ..config import RunConfig
 from ..model import CopyModel
-from ..store import RunInfo, Store, database_url, open_store
+from ..store import RunInfo, Store, SweepInfo, database_url, open_store
 from .local_worker import LocalWorker
 
 LIVE_REFRESH_S = 2
@@ -71,6 +71,12 @@ def runs_or_stop(empty_message: str) -> list[RunInfo]:
 
 
 @st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
+def sweeps(database: str) -> list[SweepInfo]:
+    """Every sweep, newest first."""
+    return _store(database).list_sweeps()
+
+
+@st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
 def active_runs(database: str) -> list[RunInfo]:
     return _store(database).list_runs(statuses=("queued", "running"))
 
@@ -119,5 +125,5 @@ def model_for(database: str, run_id: int, finished_at: float | None) -> tuple[Co
 
 def clear_reads() -> None:
     """After a write: the next read sees it."""
-    for cached in (runs, active_runs, epochs, checkpoint_ids):
+    for cached in (runs, sweeps, active_runs, epochs, checkpoint_ids):
         cached.clear()
