@@ -131,6 +131,59 @@ def main() -> None:
         worst = max(worst, cold)
         print(f"{name:28} {cold:10.3f}s {warm:10.3f}s")
     print(f"slowest page: {worst:.3f} s (target < 1 s)")
+    time_sweep_pages(url, args.runs)
+
+
+def group_into_sweeps(url: str, runs: int, sweeps: int = 4) -> list[int]:
+    """Make the store's runs ``sweeps`` sweeps of consecutive runs, each over four input lengths
+    (K = N ∈ 5, 10, 20, 50), as a length study queues them; returns the sweep ids."""
+    import json
+
+    from sqlalchemy import bindparam, update
+
+    from seqcopy.store import sweeps_t
+
+    lengths = (5, 10, 20, 50)
+    per_sweep = -(-runs // sweeps)
+    store = Store(url)
+    with store.engine.begin() as conn:
+        ids = [conn.execute(insert(sweeps_t).values(
+            name=f"length study {index}", created_at=time.time(), spec=json.dumps({"axes": ["train_seq_len=5,10,20,50"]}),
+            varied=json.dumps(["cell", "seed", "train_seq_len", "train_output_len"]))).inserted_primary_key[0]
+            for index in range(sweeps)]
+        rows = []
+        for run_id, text in conn.execute(runs_t.select().with_only_columns(runs_t.c.id, runs_t.c.config)).all():
+            k = lengths[(run_id - 1) // 5 % len(lengths)]  # five cells at each length, then the next length
+            config = RunConfig.from_dict(json.loads(text)).replace(train_seq_len=k, train_output_len=k)
+            rows.append({"run": run_id, "sweep": ids[(run_id - 1) // per_sweep], "config": config.to_json()})
+        conn.execute(update(runs_t).where(runs_t.c.id == bindparam("run"))
+                     .values(sweep_id=bindparam("sweep"), config=bindparam("config")), rows)
+    store.close()
+    return ids
+
+
+def time_sweep_pages(url: str, runs: int) -> None:
+    """Compare with a sweep chosen: its final metric and speed against K, parallel coordinates."""
+    import streamlit as st
+
+    sweep_ids = group_into_sweeps(url, runs)
+    views = [
+        (f"Compare, sweep #{sweep_ids[-1]} ({-(-runs // len(sweep_ids))} runs)", PAGES[2], {"sweep": str(sweep_ids[-1])}),
+        (f"Compare, sweep #{sweep_ids[0]}", PAGES[2], {"sweep": str(sweep_ids[0])}),
+        ("Compare, all runs (200 most recent)", PAGES[2], None),
+        ("Runs, sweep column", PAGES[1], None),
+    ]
+    render(*views[0][1:])  # the figures' first use, not timed
+    print(f"\nwith the runs in {len(sweep_ids)} sweeps over K (the sweep figures drawn):")
+    print(f"{'page':36} {'cold cache':>11} {'warm cache':>11}")
+    worst = 0.0
+    for name, page, query in views:
+        st.cache_data.clear()
+        cold = render(page, query)
+        warm = statistics.median(render(page, query) for _ in range(3))
+        worst = max(worst, cold)
+        print(f"{name:36} {cold:10.3f}s {warm:10.3f}s")
+    print(f"slowest page with sweeps: {worst:.3f} s (target < 1 s)")
 
 
 if __name__ == "__main__":
