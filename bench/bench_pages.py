@@ -122,16 +122,24 @@ def main() -> None:
     ]
     for _, page, query in views:  # imports and the model's first load, not timed
         render(page, query)
-    print(f"{'page':28} {'cold cache':>11} {'warm cache':>11}")
+    print(f"slowest page: {time_views(views):.3f} s (target < 1 s)")
+    time_sweep_pages(url, args.runs)
+
+
+def time_views(views: list[tuple[str, str, dict | None]]) -> float:
+    """Print each view's render time with the read caches cleared, then warm; the slowest cold."""
+    import streamlit as st
+
+    width = max(len(name) for name, _, _ in views) + 2
+    print(f"{'page':{width}} {'cold cache':>11} {'warm cache':>11}")
     worst = 0.0
     for name, page, query in views:
         st.cache_data.clear()
         cold = render(page, query)
         warm = statistics.median(render(page, query) for _ in range(3))
         worst = max(worst, cold)
-        print(f"{name:28} {cold:10.3f}s {warm:10.3f}s")
-    print(f"slowest page: {worst:.3f} s (target < 1 s)")
-    time_sweep_pages(url, args.runs)
+        print(f"{name:{width}} {cold:10.3f}s {warm:10.3f}s")
+    return worst
 
 
 def group_into_sweeps(url: str, runs: int, sweeps: int = 4) -> list[int]:
@@ -164,8 +172,6 @@ def group_into_sweeps(url: str, runs: int, sweeps: int = 4) -> list[int]:
 
 def time_sweep_pages(url: str, runs: int) -> None:
     """Compare with a sweep chosen: its final metric and speed against K, parallel coordinates."""
-    import streamlit as st
-
     sweep_ids = group_into_sweeps(url, runs)
     views = [
         (f"Compare, sweep #{sweep_ids[-1]} ({-(-runs // len(sweep_ids))} runs)", PAGES[2], {"sweep": str(sweep_ids[-1])}),
@@ -175,15 +181,7 @@ def time_sweep_pages(url: str, runs: int) -> None:
     ]
     render(*views[0][1:])  # the figures' first use, not timed
     print(f"\nwith the runs in {len(sweep_ids)} sweeps over K (the sweep figures drawn):")
-    print(f"{'page':36} {'cold cache':>11} {'warm cache':>11}")
-    worst = 0.0
-    for name, page, query in views:
-        st.cache_data.clear()
-        cold = render(page, query)
-        warm = statistics.median(render(page, query) for _ in range(3))
-        worst = max(worst, cold)
-        print(f"{name:36} {cold:10.3f}s {warm:10.3f}s")
-    print(f"slowest page with sweeps: {worst:.3f} s (target < 1 s)")
+    print(f"slowest page with sweeps: {time_views(views):.3f} s (target < 1 s)")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,13 @@ def chromium_page():
             browser.close()
 
 
+def keep_failure_evidence(page, logs: Path) -> None:
+    """A screenshot of the page as it failed, and the end of the server's and worker's logs."""
+    page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+    for log in sorted(logs.glob("*.log")):
+        print(log.read_text()[-3000:])
+
+
 def settle(page) -> None:
     """Wait for Streamlit to finish the rerun a change started."""
     page.wait_for_timeout(300)
@@ -197,9 +204,7 @@ def test_launch_train_watch_compare_and_play(dashboard):
             expect(page.locator(".js-plotly-plot")).to_have_count(2)
             page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            for log in sorted(logs.glob("*.log")):
-                print(log.read_text()[-3000:])
+            keep_failure_evidence(page, logs)
             raise
 
 
@@ -260,9 +265,7 @@ def test_a_sweep_from_the_form_and_its_metric_against_the_setting(dashboard):
             figure.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "compare-sweep.png"), full_page=True)
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            for log in sorted(logs.glob("*.log")):
-                print(log.read_text()[-3000:])
+            keep_failure_evidence(page, logs)
             raise
 
 
@@ -290,9 +293,7 @@ def test_every_page_with_every_kind_of_run(filled_dashboard):
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "filled-compare.png"))
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            for log in sorted(logs.glob("*.log")):
-                print(log.read_text()[-3000:])
+            keep_failure_evidence(page, logs)
             raise
 
 

@@ -35,26 +35,32 @@ def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
-@pytest.fixture
-def empty_db(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def point_the_app_at(url: str, monkeypatch) -> str:
+    """The app reads ``url`` and starts no worker of its own."""
     monkeypatch.setenv("SEQCOPY_DB", url)
     monkeypatch.setenv("SEQCOPY_WORKER", "external")
     return url
 
 
+@pytest.fixture
+def empty_db(tmp_path, monkeypatch):
+    return point_the_app_at(f"sqlite:///{tmp_path / 'runs.db'}", monkeypatch)
+
+
+def store_made_by(fill, tmp_path_factory) -> tuple:
+    """(url, what ``fill`` returns) of a fresh store that ``fill`` filled."""
+    url = f"sqlite:///{tmp_path_factory.mktemp(fill.__name__) / 'runs.db'}"
+    return url, fill(url)
+
+
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('filled') / 'runs.db'}"
-    return url, ui_store.fill(url)
+    return store_made_by(ui_store.fill, tmp_path_factory)
 
 
 @pytest.fixture
 def filled_db(filled, monkeypatch):
-    url, ids = filled
-    monkeypatch.setenv("SEQCOPY_DB", url)
-    monkeypatch.setenv("SEQCOPY_WORKER", "external")
-    return url, ids
+    return point_the_app_at(filled[0], monkeypatch), filled[1]
 
 
 # ----------------------------------------------------------------------------- empty store
@@ -138,6 +144,14 @@ BAD_FIELDS = [
 ]
 
 
+def assert_refused(at: AppTest, message: str, url: str) -> None:
+    """The form names the problem, and a click on Queue queues nothing."""
+    assert message in texts(at.error)
+    queue_with(at)
+    assert "Nothing was queued" in texts(at.error)
+    assert Store(url).count_runs() == {}
+
+
 def queue_with(at: AppTest) -> AppTest:
     at.button[[b.label for b in at.button].index("Queue runs")].click().run()
     assert not at.exception
@@ -149,10 +163,7 @@ def test_the_form_refuses_each_bad_field_and_queues_nothing(empty_db, field, bad
     at = open_page("views/launch.py")
     at.number_input(key=f"launch_{field}").set_value(bad).run()
     assert any(m.value.startswith(":red[") for m in at.markdown)  # the message under the field
-    assert label_for(field) in texts(at.error)  # and in the list beside the form
-    queue_with(at)
-    assert "Nothing was queued" in texts(at.error)
-    assert Store(empty_db).count_runs() == {}
+    assert_refused(at, label_for(field), empty_db)  # and in the list beside the form
 
 
 @pytest.mark.parametrize("widget, bad, message", [
@@ -167,10 +178,7 @@ def test_the_form_refuses_bad_cells_seeds_and_device(empty_db, widget, bad, mess
         at.multiselect(key="launch_cells").set_value(bad).run()
     else:
         at.selectbox(key="launch_device").set_value(bad).run()
-    assert message in texts(at.error)
-    queue_with(at)
-    assert "Nothing was queued" in texts(at.error)
-    assert Store(empty_db).count_runs() == {}
+    assert_refused(at, message, empty_db)
 
 
 def test_a_good_submit_queues_cells_times_seeds(empty_db):
@@ -335,10 +343,7 @@ def test_the_form_refuses_a_bad_sweep_and_queues_nothing(empty_db, cells, seeds,
     at.text_input(key="launch_sweep_values_0").set_value(values).run()
     if "output" in message:
         at.number_input(key="launch_train_output_len").set_value(20).run()
-    assert message in texts(at.error)
-    queue_with(at)
-    assert "Nothing was queued" in texts(at.error)
-    assert Store(empty_db).count_runs() == {}
+    assert_refused(at, message, empty_db)
 
 
 def test_the_length_study_preset_fills_the_grid_and_estimates_it(empty_db):
@@ -357,16 +362,8 @@ def test_the_length_study_preset_fills_the_grid_and_estimates_it(empty_db):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('swept') / 'runs.db'}"
-    return url, ui_store.add_sweep(url)
-
-
-@pytest.fixture
-def swept_db(swept, monkeypatch):
-    url, sweep = swept
-    monkeypatch.setenv("SEQCOPY_DB", url)
-    monkeypatch.setenv("SEQCOPY_WORKER", "external")
-    return url, sweep
+    """A store holding a sweep; the tests point the app at it."""
+    return store_made_by(ui_store.add_sweep, tmp_path_factory)
 
 
 def chart_titles(at: AppTest) -> list[str]:
@@ -375,8 +372,9 @@ def chart_titles(at: AppTest) -> list[str]:
     return [json.loads(chart.proto.spec)["layout"].get("title", {}).get("text", "") for chart in at.get("plotly_chart")]
 
 
-def test_compare_draws_a_sweeps_metric_against_its_setting(swept_db):
-    _, (sweep_id, ids) = swept_db
+def test_compare_draws_a_sweeps_metric_against_its_setting(swept, monkeypatch):
+    point_the_app_at(swept[0], monkeypatch)
+    sweep_id, ids = swept[1]
     at = open_page("views/compare.py", {"sweep": str(sweep_id)})
     assert at.selectbox(key="compare_sweep").value == sweep_id
     assert "Against a setting" in texts(at.subheader)
@@ -400,14 +398,16 @@ def test_compare_draws_a_sweeps_metric_against_its_setting(swept_db):
     assert "rnn" in set(at.dataframe[0].value["cell"])
 
 
-def test_compare_says_when_a_link_names_no_sweep(swept_db):
+def test_compare_says_when_a_link_names_no_sweep(swept, monkeypatch):
+    point_the_app_at(swept[0], monkeypatch)
     at = open_page("views/compare.py", {"sweep": "99"})
     assert "names no sweep" in texts(at.warning)
     assert at.selectbox(key="compare_sweep").value is None
 
 
-def test_runs_page_filters_by_sweep(swept_db):
-    _, (sweep_id, ids) = swept_db
+def test_runs_page_filters_by_sweep(swept, monkeypatch):
+    point_the_app_at(swept[0], monkeypatch)
+    sweep_id, ids = swept[1]
     at = open_page("views/runs.py")
     at.multiselect(key="runs_filter_sweep").set_value([sweep_id]).run()
     assert not at.exception
