@@ -144,19 +144,19 @@ def time_views(views: list[tuple[str, str, dict | None]]) -> float:
 
 def group_into_sweeps(url: str, runs: int, sweeps: int = 4) -> list[int]:
     """Make the store's runs ``sweeps`` sweeps of consecutive runs, each over four input lengths
-    (K = N ∈ 5, 10, 20, 50), as a length study queues them; returns the sweep ids."""
+    (K = N ∈ 4, 8, 16, 40), as a length study queues them; returns the sweep ids."""
     import json
 
     from sqlalchemy import bindparam, update
 
     from seqcopy.store import sweeps_t
 
-    lengths = (5, 10, 20, 50)
+    lengths = (4, 8, 16, 40)
     per_sweep = -(-runs // sweeps)
     store = Store(url)
     with store.engine.begin() as conn:
         ids = [conn.execute(insert(sweeps_t).values(
-            name=f"length study {index}", created_at=time.time(), spec=json.dumps({"axes": ["train_seq_len=5,10,20,50"]}),
+            name=f"length study {index}", created_at=time.time(), spec=json.dumps({"axes": ["train_seq_len=4,8,16,40"]}),
             varied=json.dumps(["cell", "seed", "train_seq_len", "train_output_len"]))).inserted_primary_key[0]
             for index in range(sweeps)]
         rows = []

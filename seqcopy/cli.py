@@ -268,7 +268,7 @@ def cmd_submit(args) -> int:
     errors = grid_errors(configs, check_device=False)
     if errors:
         raise UsageError(first_error_line(errors))
-    name = grid.default_name() if args.sweep_name is None else args.sweep_name.strip()
+    name = (args.sweep_name or "").strip() or grid.default_name()
     problem = SETTINGS["tag"].problem(name)  # a sweep's name follows a tag's rules
     if problem:
         raise UsageError(f"--sweep-name: {problem}")

@@ -305,6 +305,8 @@ class Store:
 
     def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict) -> tuple[int, list[int]]:
         """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids)."""
+        if not configs:
+            raise ValueError("a sweep needs at least one run")
         ids = self.submit_many(configs, sweep={"name": name, "spec": spec})
         with self._read() as conn:
             return conn.execute(select(runs_t.c.sweep_id).where(runs_t.c.id == ids[0])).scalar_one(), ids

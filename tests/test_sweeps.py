@@ -167,7 +167,7 @@ def test_the_length_study_preset_queues_its_grid_and_flags_replace_it(sqlite_url
     assert code == 0, err
     runs = Store(sqlite_url).list_runs()
     assert len(runs) == len(preset.cells) * len(preset.seeds) * 4 == 60
-    assert {r.config.train_seq_len for r in runs} == {5, 10, 20, 50}
+    assert {r.config.train_seq_len for r in runs} == {4, 8, 16, 40}
     assert all(c.train_seq_len == c.train_output_len == c.test_seq_len == c.test_output_len for c in (r.config for r in runs))
     assert {r.config.cell for r in runs} == set(preset.cells) and {r.config.seed for r in runs} == {0, 1, 2}
     code, out, err = run_cli(capsys, "submit", "--preset", "length-study", "-c", "gru", "--seeds", "7",

@@ -351,7 +351,7 @@ def test_the_length_study_preset_fills_the_grid_and_estimates_it(empty_db):
     at.selectbox(key="launch_preset").set_value("Length study").run()
     assert not at.exception and not at.error
     assert at.selectbox(key="launch_sweep_field_0").value == "train_seq_len"
-    assert at.text_input(key="launch_sweep_values_0").value == "5, 10, 20, 50"
+    assert at.text_input(key="launch_sweep_values_0").value == "4, 8, 16, 40"
     assert at.toggle(key="launch_tie_n").value and at.toggle(key="launch_tie_test").value
     assert metric(at, "Runs to queue") == "60"
     assert metric(at, "Total, two workers").endswith("min")
