@@ -183,6 +183,9 @@ def render_summary(result) -> None:
                   help="one worker trains one run at a time: a worker needs this much, two workers twice as much")
         basis = ("scaled by the speed of this store's recent runs" if estimate.calibrated
                  else "a conservative guess for a 2-core CPU; it sharpens once runs have finished here")
+        if any(config.curriculum for config in result.configs):
+            basis += ("; every epoch is counted at full length, though a curriculum starts on shorter "
+                      "sequences, so such runs usually finish sooner")
         st.caption(f"Estimates: {basis}.")
     if st.button("Queue runs", type="primary", disabled=False, width="stretch"):
         if result.errors:
