@@ -19,7 +19,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 
-from .config import CELL_NAMES, RunConfig
+from .config import CELL_NAMES, SETTINGS, RunConfig
 from .flags import long_flag
 from .spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_summary
 from .store import Store
@@ -186,7 +186,9 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
     lines = []
     if runs:
         lines += [settings_line([r.config for r in runs]), ""]
-        mixed = [k for k in varied_keys([r.config for r in runs]) if k not in (*NOT_SETTINGS, by)]
+        # Settings tied to ``by`` vary with it; what matters is a row averaging different configurations.
+        within = {k for members in rows.values() for k in varied_keys([r.config for r in members])}
+        mixed = [k for k in SETTINGS if k in within and k not in NOT_SETTINGS]
         if mixed:
             lines += [f"Each row also mixes runs that differ in {', '.join(mixed)}: filter with --tags or --sweep.", ""]
         spread = f"± {ERROR_SHORT[error]}"

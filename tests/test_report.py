@@ -150,6 +150,7 @@ def test_report_by_a_setting_gives_one_row_per_cell_and_value_with_the_standard_
     assert lines.index(next(l for l in lines if l.startswith("| lstm | 4"))) < lines.index(next(l for l in lines if l.startswith("| lstm | 8")))
     assert "- gru seed 1, after 0 of 2 epochs: training diverged" in text  # named, not averaged
     assert "standard error (std/√n)" in text and "chance 1/9" in text
+    assert "also mixes" not in text  # N is the same in every row
     t_row = row_of(build_by_report(store, "train_seq_len", error="ci95"), "lstm", 4)
     assert t_row[3] == f"{statistics.fmean(values):.3f} ± {4.303 * se:.3f}"  # t(0.975, 2) = 4.303
 
@@ -167,3 +168,15 @@ def test_report_by_from_the_command_line(tmp_path, capsys):
         assert cli.main(["report", *argv, "--db", url]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_report_by_warns_when_a_row_averages_different_configurations(tmp_path):
+    from seqcopy.report import build_by_report
+
+    store = Store(f"sqlite:///{tmp_path / 'mixed.db'}")
+    base = RunConfig(cell="lstm", epochs=1, tag="mixed", train_seq_len=8, train_output_len=4)
+    record(store, base.replace(seed=0), [0.5])
+    record(store, base.replace(seed=1, hidden_size=64), [0.6])
+    record(store, base.replace(seed=0, train_seq_len=16, train_output_len=16), [0.2])  # tied to K: fine
+    text = build_by_report(store, "train_seq_len")
+    assert "Each row also mixes runs that differ in hidden_size:" in text

@@ -148,6 +148,8 @@ def test_runs_that_never_reach_the_threshold_are_marked_not_dropped():
     (never,) = traces(fig, "never")
     assert never.meta["runs"] == [3, 5, 6] and list(never.y) == [3, 2, 1]  # at how far each ran
     assert never.marker.symbol == "x-open" and "never reached 90%" in never.name
+    (piles,) = traces(fig, "never_count")  # how many crosses share a spot
+    assert sorted(zip(piles.y, piles.text)) == [(1, "1×"), (2, "1×"), (3, "1×")]
     (mean,) = traces(fig, "mean", "lstm")
     assert list(mean.text) == ["2/3", "1/3"]  # how many seeds reached it at each K
     np.testing.assert_allclose(mean.y, [1.5, 2.0])

@@ -120,7 +120,8 @@ def convergence_figure(frame: pd.DataFrame, x_title: str, threshold: float, meas
         texts = [f"{n}/{totals[x]}" for x, n in zip(summary["x"], summary["n"])]
         fig.add_trace(go.Scatter(
             x=_xs(summary["x"], numeric), y=summary["mean"], mode="lines+markers+text", text=texts,
-            textposition="top center", name=f"{name} (mean of the runs that reached it; reached/runs)",
+            textposition="middle left", textfont=dict(size=10, color=hue),
+            name=f"{name} (mean of the runs that reached it; reached/runs)",
             legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=8),
             error_y=dict(type="data", array=np.nan_to_num(summary["half"].to_numpy()), color=hue, thickness=1.5, width=4),
             meta={"kind": "mean", "group": str(name), "reached": texts},
@@ -134,6 +135,15 @@ def convergence_figure(frame: pd.DataFrame, x_title: str, threshold: float, meas
             hovertemplate="%{text}: not reached in %{y:.1f} " + measure + "<extra></extra>",
             meta={"kind": "never", "runs": [int(i) for i in never["run_id"]]},
         ))
+        # Crosses of many runs fall on one spot (the same x, the same run length): say how many.
+        piles = never.groupby(["x", f"{measure}_run"], sort=False)["run_id"].count().reset_index()
+        fig.add_trace(go.Scatter(
+            x=_xs(piles["x"], numeric), y=piles[f"{measure}_run"], mode="markers+text",
+            text=[f"{n}×" for n in piles["run_id"]], marker=dict(size=14, opacity=0), textposition="top center",
+            textfont=dict(size=10, color=NEVER_COLOUR), showlegend=False, hoverinfo="skip", meta={"kind": "never_count"},
+        ))
+    highest = np.nanmax([frame[f"{measure}_run"].max(), 0.0])
+    fig.update_yaxes(range=[0, 1.15 * highest if highest > 0 else 1])  # room for the counts above the crosses
     log = _x_axis(fig, list(frame["x"]), log_x)
     unit = "epochs" if measure == "epochs" else "minutes of training and testing"
     title = (f"{unit.capitalize()} to reach {threshold:.0%} test copy accuracy against {x_title}"
