@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}); default: -c")
     grid.add_argument("--seeds", help="comma-separated seeds; default: -s")
     grid.add_argument("--sweep", action="append", metavar="SETTING=V1,V2,…",
-                      help="several values of any setting, named by field or flag (train_seq_len, -iseq, lr, "
-                           "hidden_size…); settings that move together: A,B=a1:b1,a2:b2. Repeat for a "
-                           f"product of sweeps; at most {MAX_RUNS} runs in all")  # fmt: skip
+                      help="several values of any setting, named by field or flag (train_seq_len, iseq, lr, "
+                           "hidden_size…; a leading dash needs --sweep=-iseq=…); settings that move together: "
+                           f"A,B=a1:b1,a2:b2. Repeat for a product of sweeps; at most {MAX_RUNS} runs in all")  # fmt: skip
     grid.add_argument("--tie", action="append", metavar="SETTING=OTHER[*F]",
                       help="SETTING follows OTHER (times F) in every run, e.g. train_output_len=train_seq_len")
     grid.add_argument("--sweep-name", metavar="NAME", help="the sweep's name on Runs and Compare (default: from the grid)")
@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--tags", help="comma-separated tags to include (default: all)")
     report.add_argument("--sweep", type=int, metavar="ID", help="only the runs of this sweep")
     report.add_argument("--by", metavar="SETTING",
-                        help="one row per cell × value of this setting (field or flag name: train_seq_len, -iseq, lr…)")
+                        help="one row per cell × value of this setting, by field or flag name: train_seq_len, iseq, "
+                             "--by=-iseq, lr…")
     report.add_argument("--error", choices=sorted(ERROR_KINDS), default=None,
                         help="with --by: the spread shown beside each mean (default: se, the standard error)")
     _add_db(report)
