@@ -74,7 +74,7 @@ def settings_frame(runs: Sequence[RunInfo], x: str, group: str | None, keys: Seq
 
 
 def x_order(values: Sequence) -> list:
-    """The x values in axis order: numbers ascending, categories in their declared order."""
+    """The x values in axis order: numbers ascending, anything else as text (False before True)."""
     unique = list(dict.fromkeys(values))
     if is_numeric(unique):
         return sorted(unique)
