@@ -6,6 +6,7 @@ Fills a temporary SQLite store with bulk inserts (seconds, not a real training),
 AppTest runs of every page, Runs with 20 and with 200 runs selected: with the read caches empty
 ("cold"), then again within their few-second lifetime ("warm"), several times each, and prints
 the medians with the machine's load average. Target: under a second per page. Not a test.
+Then the same with the runs grouped into length sweeps, Compare drawing the sweep figures.
 
 Then the Playground on a model of realistic size (the "Copies of 20 symbols" preset, mGRU, hidden
 256): its first open in a fresh process, with and without torch already imported (the app
@@ -121,7 +122,6 @@ def main() -> None:
     fill(url, args.runs, args.epochs)
     print(f"filled {args.runs} runs × {args.epochs} epochs in {time.perf_counter() - started:.1f} s ({url})")
 
-    import streamlit as st
 
     views = [
         ("Launch", PAGES[0], None),
@@ -136,21 +136,31 @@ def main() -> None:
         render(page, query)
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"medians of {args.repeats} renders, each cold (read caches empty) then warm")
-    print(f"{'page':28} {'cold wall':>10} {'cold CPU':>9} {'warm wall':>10} {'warm CPU':>9}")
+    print(f"slowest page: {time_views(views, args.repeats):.3f} s wall, cold (target < 1 s)")
+    time_sweep_pages(url, args.runs, args.repeats)
+    playground_timings(url)
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def time_views(views: list[tuple[str, str, dict | None]], repeats: int) -> float:
+    """Print each view's render time with the read caches cleared, then warm (medians of
+    ``repeats``, wall and CPU); return the slowest cold wall time."""
+    import streamlit as st
+
+    width = max(len(name) for name, _, _ in views) + 2
+    print(f"{'page':{width}} {'cold wall':>10} {'cold CPU':>9} {'warm wall':>10} {'warm CPU':>9}")
     worst = 0.0
     for name, page, query in views:
         colds, warms = [], []
-        for _ in range(args.repeats):  # a shared machine's noise: the median of a few
+        for _ in range(repeats):  # a shared machine's noise: the median of a few
             st.cache_data.clear()
             colds.append(render(page, query))
             warms.append(render(page, query))
         (cold, cold_cpu), (warm, warm_cpu) = [tuple(statistics.median(t[i] for t in times) for i in (0, 1))
                                               for times in (colds, warms)]
         worst = max(worst, cold)
-        print(f"{name:28} {cold:9.3f}s {cold_cpu:8.3f}s {warm:9.3f}s {warm_cpu:8.3f}s")
-    print(f"slowest page: {worst:.3f} s wall, cold (target < 1 s); load average after: "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    playground_timings(url)
+        print(f"{name:{width}} {cold:9.3f}s {cold_cpu:8.3f}s {warm:9.3f}s {warm_cpu:8.3f}s")
+    return worst
 
 
 PLAYGROUND_VIEWS = ["Step by step", "Which input each output reads", "What if", "Side by side", "State trajectory"]
@@ -222,6 +232,48 @@ def playground_timings(url: str) -> None:
         if at.exception:
             raise SystemExit(f"{view} raised: {at.exception[0].value}")
         print(f"{view:46} {first:7.3f}s {statistics.median(again):7.3f}s")
+
+
+def group_into_sweeps(url: str, runs: int, sweeps: int = 4) -> list[int]:
+    """Make the store's runs ``sweeps`` sweeps of consecutive runs, each over four input lengths
+    (K = N ∈ 4, 8, 16, 40), as a length study queues them; returns the sweep ids."""
+    import json
+
+    from sqlalchemy import bindparam, update
+
+    from seqcopy.store import sweeps_t
+
+    lengths = (4, 8, 16, 40)
+    per_sweep = -(-runs // sweeps)
+    store = Store(url)
+    with store.engine.begin() as conn:
+        ids = [conn.execute(insert(sweeps_t).values(
+            name=f"length study {index}", created_at=time.time(), spec=json.dumps({"axes": ["train_seq_len=4,8,16,40"]}),
+            varied=json.dumps(["cell", "seed", "train_seq_len", "train_output_len"]))).inserted_primary_key[0]
+            for index in range(sweeps)]
+        rows = []
+        for run_id, text in conn.execute(runs_t.select().with_only_columns(runs_t.c.id, runs_t.c.config)).all():
+            k = lengths[(run_id - 1) // 5 % len(lengths)]  # five cells at each length, then the next length
+            config = RunConfig.from_dict(json.loads(text)).replace(train_seq_len=k, train_output_len=k)
+            rows.append({"run": run_id, "sweep": ids[(run_id - 1) // per_sweep], "config": config.to_json()})
+        conn.execute(update(runs_t).where(runs_t.c.id == bindparam("run"))
+                     .values(sweep_id=bindparam("sweep"), config=bindparam("config")), rows)
+    store.close()
+    return ids
+
+
+def time_sweep_pages(url: str, runs: int, repeats: int) -> None:
+    """Compare with a sweep chosen: its final metric and speed against K, parallel coordinates."""
+    sweep_ids = group_into_sweeps(url, runs)
+    views = [
+        (f"Compare, sweep #{sweep_ids[-1]} ({-(-runs // len(sweep_ids))} runs)", PAGES[2], {"sweep": str(sweep_ids[-1])}),
+        (f"Compare, sweep #{sweep_ids[0]}", PAGES[2], {"sweep": str(sweep_ids[0])}),
+        ("Compare, all runs (200 most recent)", PAGES[2], None),
+        ("Runs, sweep column", PAGES[1], None),
+    ]
+    render(*views[0][1:])  # the figures' first use, not timed
+    print(f"\nwith the runs in {len(sweep_ids)} sweeps over K (the sweep figures drawn):")
+    print(f"slowest page with sweeps: {time_views(views, repeats):.3f} s wall, cold (target < 1 s)")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,15 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import CELL_NAMES, RunConfig
+from .config import CELL_NAMES, SETTINGS, RunConfig
 from .errors import InputError
 from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
-from .store import DEFAULT_LEASE, check_lease, open_store, worker_name
+from .presets import BY_SLUG
+from .spread import DEFAULT_ERROR, ERROR_KINDS
+from .store import DEFAULT_LEASE, UnknownSweep, check_lease, open_store, worker_name
+from .sweeps import (
+    GRID_FIELDS, MAX_RUNS, Grid, SweepError, first_error_line, grid_errors, parse_axis, parse_tie, setting_named,
+)
 from .text import parse_run_id, printable
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
@@ -80,10 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_test_flags(evaluate)
     _add_db(evaluate)
 
-    submit = commands.add_parser("submit", help="queue one run per cell × seed; prints their ids", allow_abbrev=False)
+    submit = commands.add_parser(
+        "submit", help="queue a grid: cells × seeds × every --sweep; prints the run ids", allow_abbrev=False,
+        description="Queue one run per cell × seed × point of every --sweep, all validated before any is "
+        "queued, as one sweep. A --preset that carries a grid (length-study) brings its cells, seeds, "
+        "sweep and ties; --cells, --seeds, --sweep and --tie replace them.",
+    )
     add_config_flags(submit, with_log=False)
-    submit.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}); default: -c")
-    submit.add_argument("--seeds", help="comma-separated seeds; default: -s")
+    grid = submit.add_argument_group("the grid")
+    grid.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}); default: -c")
+    grid.add_argument("--seeds", help="comma-separated seeds; default: -s")
+    grid.add_argument("--sweep", action="append", metavar="SETTING=V1,V2,…",
+                      help="several values of any setting, named by field or flag (train_seq_len, iseq, lr, "
+                           "hidden_size…; a leading dash needs --sweep=-iseq=…); settings that move together: "
+                           f"A,B=a1:b1,a2:b2. Repeat for a product of sweeps; at most {MAX_RUNS} runs in all")  # fmt: skip
+    grid.add_argument("--tie", action="append", metavar="SETTING=OTHER[*F]",
+                      help="SETTING follows OTHER (times F) in every run, e.g. train_output_len=train_seq_len")
+    grid.add_argument("--sweep-name", metavar="NAME", help="the sweep's name on Runs and Compare (default: from the grid)")
     _add_db(submit)
 
     worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
@@ -103,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False)
     report.add_argument("--tags", help="comma-separated tags to include (default: all)")
+    report.add_argument("--sweep", type=int, metavar="ID", help="only the runs of this sweep")
+    report.add_argument("--by", metavar="SETTING",
+                        help="one row per cell × value of this setting, by field or flag name: train_seq_len, iseq, "
+                             "--by=-iseq, lr…")
+    report.add_argument("--error", choices=sorted(ERROR_KINDS), default=None,
+                        help="with --by: the spread shown beside each mean (default: se, the standard error)")
     _add_db(report)
 
     # The benchmark's own parser (seqcopy.benchmark) reads these arguments; it needs torch.
@@ -268,18 +292,53 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_submit(args) -> int:
+def submit_grid(args) -> Grid:
+    """The grid the flags describe: --cells/--seeds/--sweep/--tie, else the preset's, else -c/-s."""
     base = config_from_args(args)
-    cells = _parse_list(args.cells, str, "cells") or [base.cell]
-    seeds = _parse_list(args.seeds, int, "seeds") or [base.seed]
+    preset = BY_SLUG[args.preset] if args.preset else None
+    given = {name for name in SETTINGS if hasattr(args, name)}
+    cells = _parse_list(args.cells, str, "cells") or (
+        [base.cell] if "cell" in given or not (preset and preset.cells) else list(preset.cells))
+    seeds = _parse_list(args.seeds, int, "seeds") or (
+        [base.seed] if "seed" in given or not (preset and preset.seeds) else list(preset.seeds))
+    sweeps = args.sweep if args.sweep is not None else list(preset.sweep if preset else ())
+    ties = args.tie if args.tie is not None else list(preset.ties if preset else ())
+    try:
+        axes = tuple(parse_axis(text) for text in sweeps)
+        grid = Grid(base, tuple(cells), tuple(seeds), axes, tuple(parse_tie(text) for text in ties))
+    except SweepError as error:
+        raise UsageError(f"--sweep/--tie: {error}") from None
+    whose = "" if args.sweep is not None else f" by the preset {args.preset}"
+    for axis in axes:
+        for name in set(axis.fields) & given:
+            raise UsageError(f"{flag_of(name)} is given and also swept{whose}: drop one, or give --sweep")
+    for tie in grid.ties:
+        if tie.target in given:
+            raise UsageError(f"{flag_of(tie.target)} is given and also tied to {flag_of(tie.source)}: drop one, or give --tie")
+    return grid
+
+
+def cmd_submit(args) -> int:
+    grid = submit_grid(args)
+    try:
+        configs = grid.configs()
+    except SweepError as error:
+        raise UsageError(str(error)) from None
     # The device is checked by the worker that trains the run: this machine may have no GPU.
-    configs = [
-        _config_or_exit(base.replace(cell=cell, seed=seed), check_device=False)
-        for cell in cells
-        for seed in seeds
-    ]
+    errors = grid_errors(configs, check_device=False)
+    if errors:
+        raise UsageError(first_error_line(errors))
+    name = (args.sweep_name or "").strip() or grid.default_name()
+    problem = SETTINGS["tag"].problem(name)  # a sweep's name follows a tag's rules
+    if problem:
+        raise UsageError(f"--sweep-name: {problem}")
     store = open_store(args.db)
-    for run_id in store.submit_many(configs):
+    if len(configs) == 1 and args.sweep_name is None:
+        ids = store.submit_many(configs)
+    else:
+        sweep_id, ids = store.submit_sweep(configs, name, grid.spec())
+        print(f"sweep {sweep_id} ({name}): {grid.describe_size()}", file=sys.stderr)
+    for run_id in ids:
         print(run_id)
     return 0
 
@@ -344,10 +403,29 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report
+    from .report import build_by_report, build_report
 
     tags = _parse_list(args.tags, str, "tags") or None
-    print(build_report(open_store(args.db, create=False), tags))
+    if args.error is not None and args.by is None:
+        raise UsageError("--error goes with --by: the table without --by shows mean ± std")
+    by = None
+    if args.by is not None:
+        try:
+            by = setting_named(args.by)
+        except SweepError as error:
+            raise UsageError(f"--by: {error}") from None
+        if by in GRID_FIELDS:
+            raise UsageError(f"--by {args.by}: rows are one per cell already, and seeds are averaged; choose a setting")
+    store = open_store(args.db, create=False)
+    if args.sweep is not None:
+        try:
+            store.get_sweep(args.sweep)
+        except UnknownSweep as error:
+            raise UsageError(f"--sweep: {error}") from None
+    if by is None:
+        print(build_report(store, tags, args.sweep))
+    else:
+        print(build_by_report(store, by, args.error or DEFAULT_ERROR, tags, args.sweep))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 The seed's defaults stay the defaults (RunConfig); a preset is a complete RunConfig, so choosing
 one sets every field, and anything given beside it (a flag, a form field changed afterwards)
-overrides it.
+overrides it. A preset for a study also carries its grid: cells, seeds, swept settings and ties,
+written as ``submit --sweep`` and ``--tie`` take them (seqcopy.sweeps reads them); ``train``
+uses only its config.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ class Preset:
     name: str  # as the form lists it
     slug: str  # as --preset takes it
     config: RunConfig
+    sweep: tuple[str, ...] = ()  # axes, as --sweep takes them: "train_seq_len=4,8,16"
+    ties: tuple[str, ...] = ()  # as --tie takes them: "train_output_len=train_seq_len"
+    cells: tuple[str, ...] = ()  # the grid's cells (none: the config's cell)
+    seeds: tuple[int, ...] = ()  # the grid's seeds (none: the config's seed)
 
 
 _ALL = [
@@ -35,6 +41,19 @@ _ALL = [
         test_output_len=20, embedding_size=16, hidden_size=256, lr=0.003, lr_schedule="cosine",
         epochs=70, init="scaled", curriculum=True, curriculum_start=8, fresh_data=True, tag="copy 20",
     )),
+    # How each cell's copying holds up as the sequence grows: K = N (and the test lengths) tied,
+    # five cells × three seeds × four lengths (4 to 40, a decade) = 60 runs, sized to about half
+    # an hour on two workers of a 2-core CPU (the form shows the estimate). The recipe of "Copies
+    # of 20 symbols" (curriculum from 8, scaled init, fresh data, cosine decay) on a short budget:
+    # 16 epochs of 5,000 new sequences, so that the curriculum has 16 chances to move on.
+    Preset("Length study", "length-study", RunConfig(
+        cell="lstm", seed=0, train_seq_len=4, test_seq_len=4, padding=3, train_output_len=4,
+        test_output_len=4, embedding_size=16, hidden_size=128, lr=0.003, lr_schedule="cosine",
+        epochs=16, train_samples=5000, test_samples=500, init="scaled", curriculum=True,
+        curriculum_start=8, fresh_data=True, tag="length study",
+    ), sweep=("train_seq_len=4,8,16,40",),
+       ties=("train_output_len=train_seq_len", "test_seq_len=train_seq_len", "test_output_len=train_output_len"),
+       cells=("rnn", "lstm", "gru", "mlstm", "mgru"), seeds=(0, 1, 2)),
     # The seed's final configuration, as it was.
     Preset("The original final configuration", "original-final", RunConfig(
         train_seq_len=100, test_seq_len=500, padding=3, train_output_len=100, test_output_len=200,
@@ -45,4 +64,5 @@ _ALL = [
 ]
 
 PRESETS: dict[str, RunConfig] = {preset.name: preset.config for preset in _ALL}
+BY_NAME: dict[str, Preset] = {preset.name: preset for preset in _ALL}
 BY_SLUG: dict[str, Preset] = {preset.slug: preset for preset in _ALL}

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 
-from .config import CELL_NAMES, RunConfig
+from .config import CELL_NAMES, SETTINGS, RunConfig
 from .flags import long_flag
+from .spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_summary
 from .store import Store
+from .sweeps import varied_keys
 
 THRESHOLDS = (0.90, 0.99)
 FRONTIER_THRESHOLD = 0.99
@@ -95,19 +98,30 @@ def settings_line(configs: list[RunConfig]) -> str:
     return "; ".join(parts)
 
 
-def build_report(store: Store, tags: list[str] | None = None) -> str:
-    chosen = [r for r in store.list_runs(statuses=["completed", "failed"]) if tags is None or r.tag in tags]
-    runs = [r for r in chosen if r.status == "completed"]
+def _finished(store: Store, tags: list[str] | None, sweep_id: int | None) -> tuple[list, list]:
+    """(completed, failed) runs of the chosen tags or sweep."""
+    chosen = [r for r in store.list_runs(statuses=["completed", "failed"], sweep_id=sweep_id)
+              if tags is None or r.tag in tags]
+    return [r for r in chosen if r.status == "completed"], [r for r in chosen if r.status == "failed"]
+
+
+def epochs_by_run(rows: Iterable[dict]) -> dict[int, list[dict]]:
+    """Epoch rows (ordered by run and epoch, as the store gives them) grouped by run."""
+    grouped: dict[int, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[int(row["run_id"])].append(row)
+    return grouped
+
+
+def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | None = None) -> str:
+    runs, failed_runs = _finished(store, tags, sweep_id)
     # A failed run is a missing seed the reader must know about (a divergence is a result too).
     failed: dict[str, list] = defaultdict(list)
-    for run in chosen:
-        if run.status == "failed":
-            failed[run.tag].append(run)
+    for run in failed_runs:
+        failed[run.tag].append(run)
     if not runs and not failed:
         return "No completed runs in this store."
-    epochs_by_run: dict[int, list[dict]] = defaultdict(list)
-    for row in store.epochs([r.id for r in runs]):
-        epochs_by_run[row["run_id"]].append(row)
+    history_of = epochs_by_run(store.epochs([r.id for r in runs]))
     groups: dict[tuple[str, str], list] = defaultdict(list)
     for run in runs:
         groups[(run.tag, run.config.cell)].append(run)
@@ -130,7 +144,7 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
             "|---|---|---|---|---|---|---|---|" + ("---|" if frontier else ""),
         ]
         for (_, cell), members in sorted(((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: CELL_ORDER.get(kv[0][1], 99)):
-            histories = [epochs_by_run[r.id] for r in members]
+            histories = [history_of[r.id] for r in members]
             finals = [h[-1] for h in histories if h]
             wall = [sum(row["seconds"] for row in h) / 60 for h in histories]
             lines.append(
@@ -145,7 +159,62 @@ def build_report(store: Store, tags: list[str] | None = None) -> str:
         lines.append("")
         if failed[tag]:
             lines += _failed_lines(failed[tag]) + [""]
-    lines.append("Copy accuracy counts only the copied symbols (chance 1/9 = 0.111); accuracy over all positions includes the blanks.")
+    lines.append(HONEST_NOTE)
+    return "\n".join(lines)
+
+
+HONEST_NOTE = ("Copy accuracy counts only the copied symbols (chance 1/9 = 0.111); accuracy over all positions "
+               "includes the blanks.")
+
+
+def _value_key(value):
+    """Sort numbers as numbers and anything else as text."""
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+
+
+def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: list[str] | None = None,
+                    sweep_id: int | None = None) -> str:
+    """One row per cell × value of the setting ``by``: each final metric's mean over seeds ± the
+    chosen spread (standard error by default), and the epochs to 90% test copy accuracy."""
+    runs, failed = _finished(store, tags, sweep_id)
+    if not runs and not failed:
+        return "No completed runs in this store."
+    history_of = epochs_by_run(store.epochs([r.id for r in runs]))
+    rows: dict[tuple, list] = defaultdict(list)
+    for run in runs:
+        rows[(CELL_ORDER.get(run.config.cell, 99), run.config.cell, getattr(run.config, by))].append(run)
+    lines = []
+    if runs:
+        lines += [settings_line([r.config for r in runs]), ""]
+        # Settings tied to ``by`` vary with it; what matters is a row averaging different configurations.
+        within = {k for members in rows.values() for k in varied_keys([r.config for r in members])}
+        mixed = [k for k in SETTINGS if k in within and k not in NOT_SETTINGS]
+        if mixed:
+            lines += [f"Each row also mixes runs that differ in {', '.join(mixed)}: filter with --tags or --sweep.", ""]
+        spread = f"± {ERROR_SHORT[error]}"
+        lines += [
+            f"| cell | {by} | seeds | test copy acc ({spread}) | test seq acc ({spread}) "
+            f"| test acc, all positions ({spread}) | epochs to {THRESHOLDS[0]:.0%} copy ({spread}) | wall time ({spread}) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    for (_, cell, value), members in sorted(rows.items(), key=lambda kv: (kv[0][0], _value_key(kv[0][2]))):
+        members.sort(key=lambda r: r.config.seed)
+        histories = [history_of[r.id] for r in members]
+        finals = [h[-1] for h in histories if h]
+        reached = [first_reaching(h, THRESHOLDS[0]) for h in histories]
+        missing = sum(item is None for item in reached)
+        speed = (f"not reached by {missing}/{len(reached)}" if missing
+                 else format_summary([float(item[0]) for item in reached], error, 1, labelled=False))
+        lines.append(
+            f"| {cell} | {value} | {len(members)} ({', '.join(str(r.config.seed) for r in members)}) "
+            + "".join(f"| {format_summary([f[m] for f in finals], error, labelled=False)} "
+                      for m in ("test_copy_acc", "test_seq_acc", "test_acc"))
+            + f"| {speed} | {format_summary([sum(row['seconds'] for row in h) / 60 for h in histories], error, 1, labelled=False)} min |"
+        )
+    if failed:
+        lines += [""] + _failed_lines(failed)
+    lines += ["", f"Each entry: mean over the seeds ± {ERROR_SHORT[error]}, the {ERROR_KINDS[error]}, n = the seeds "
+                  f"column; one seed has no spread. {HONEST_NOTE}"]
     return "\n".join(lines)
 
 

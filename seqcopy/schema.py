@@ -24,7 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Bumped whenever a table or column is added. Changes stay additive (new tables, and new columns
 # that are nullable or have a server default), so that Store upgrades an older store in place.
-SCHEMA_VERSION = 2
+# 2: runs.claim_token, runs.requeues; 3: the sweeps table, runs.sweep_id.
+SCHEMA_VERSION = 3
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 
@@ -58,6 +59,23 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(String(256))
 
 
+class Sweep(Base):
+    """Runs queued together as one grid (cells × seeds × swept settings)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    """Sweep id, shown on Runs and Compare."""
+    name: Mapped[str] = mapped_column(String(200))
+    """A short name the user gave, or one made from the grid."""
+    created_at: Mapped[float] = mapped_column(Float)
+    """Unix time of submission."""
+    spec: Mapped[str] = mapped_column(Text)
+    """The grid as JSON: cells, seeds, axes and ties as --sweep and --tie take them."""
+    varied: Mapped[str] = mapped_column(Text)
+    """JSON list of the settings whose value differs between the sweep's runs."""
+
+
 class Run(Base):
     """One training run: its config, its state in the queue, and its latest metrics."""
 
@@ -66,6 +84,7 @@ class Run(Base):
         Index("ix_runs_status_id", "status", "id"),  # the claim: oldest queued run
         Index("ix_runs_cell", "cell"),
         Index("ix_runs_tag", "tag"),
+        Index("ix_runs_sweep", "sweep_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -120,6 +139,8 @@ class Run(Base):
     """Latest epoch's copy accuracy on the test set."""
     test_seq_acc: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Latest epoch's sequence accuracy on the test set."""
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"), nullable=True)
+    """The sweep it was queued with; null for a run queued alone."""
 
 
 class Epoch(Base):

@@ -40,7 +40,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from .config import ConfigError, RunConfig
+from .config import SETTINGS, ConfigError, RunConfig
 from .errors import InputError
 from .redact import display_url, scrub
 from .schema import (
@@ -55,7 +55,9 @@ from .schema import (
     Meta,
     PositionResult,
     Run,
+    Sweep,
 )
+from .sweeps import varied_keys
 from .text import MAX_RUN_ID, check_tag, storable
 
 DEFAULT_URL = "sqlite:///runs.db"
@@ -69,6 +71,7 @@ checkpoints_t = Checkpoint.__table__
 positions_t = PositionResult.__table__
 lengths_t = LengthResult.__table__
 meta_t = Meta.__table__
+sweeps_t = Sweep.__table__
 
 
 class StoreError(InputError):
@@ -77,6 +80,10 @@ class StoreError(InputError):
 
 class UnknownRun(InputError, LookupError):
     """No run has this id."""
+
+
+class UnknownSweep(InputError, LookupError):
+    """No sweep has this id."""
 
 
 class LeaseLost(RuntimeError):
@@ -119,6 +126,7 @@ class RunInfo:
     batch_done: int
     batch_total: int
     latest: dict
+    sweep_id: int | None = None
 
     @classmethod
     def from_row(cls, row) -> RunInfo:
@@ -141,6 +149,7 @@ class RunInfo:
             batch_done=m["batch_done"],
             batch_total=m["batch_total"],
             latest={name: m[name] for name in LATEST_METRICS},
+            sweep_id=m.get("sweep_id"),
         )
 
 
@@ -157,6 +166,23 @@ def check_lease(lease: float) -> None:
         raise ValueError(
             f"--lease: at least {MIN_LEASE:g} s (four heartbeats, {heartbeat_interval(MIN_LEASE):g} s apart), got {lease}"
         )
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """A sweeps row as a plain object: the grid it queued and the settings its runs vary."""
+
+    id: int
+    name: str
+    created_at: float
+    spec: dict
+    varied: list[str]
+
+    @classmethod
+    def from_row(cls, row) -> SweepInfo:
+        m = row._mapping
+        return cls(id=m["id"], name=m["name"], created_at=m["created_at"], spec=json.loads(m["spec"]),
+                   varied=json.loads(m["varied"]))
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -374,9 +400,11 @@ class Store:
         return self.submit_many([config], status=status, worker_id=worker_id)[0]
 
     def submit_many(
-        self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None
+        self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
+        sweep: dict | None = None,
     ) -> list[int]:
-        """Queue runs (all or none): every config is validated before anything is written."""
+        """Queue runs (all or none): every config is validated before anything is written.
+        ``sweep`` ({name, spec}) records them as one sweep in the same transaction."""
         for config in configs:
             errors = config.validate(check_device=False)  # the worker checks the device
             if errors:
@@ -384,17 +412,36 @@ class Store:
         now = time.time()
         ids = []
         with self._write() as conn:
+            sweep_id = self._insert_sweep(conn, sweep, configs, now) if sweep is not None else None
             for config in configs:
                 values = dict(
                     config=config.to_json(), cell=config.cell, seed=config.seed, tag=config.tag,
                     status=status, created_at=now, epochs_total=config.epochs,
                     lease_seconds=DEFAULT_LEASE, cancel_requested=False, epochs_done=0,
-                    batch_done=0, batch_total=config.batches_per_epoch,
+                    batch_done=0, batch_total=config.batches_per_epoch, sweep_id=sweep_id,
                 )
                 if status == "running":  # trained here and now (``train``): claimed at once
                     values.update(started_at=now, heartbeat_at=now, worker_id=worker_id, claim_token=new_claim_token())
                 ids.append(conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one())
         return ids
+
+    def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict) -> tuple[int, list[int]]:
+        """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids)."""
+        if not configs:
+            raise ValueError("a sweep needs at least one run")
+        ids = self.submit_many(configs, sweep={"name": name, "spec": spec})
+        with self._read() as conn:
+            return conn.execute(select(runs_t.c.sweep_id).where(runs_t.c.id == ids[0])).scalar_one(), ids
+
+    @staticmethod
+    def _insert_sweep(conn: Connection, sweep: dict, configs: Sequence[RunConfig], now: float) -> int:
+        problem = SETTINGS["tag"].problem(sweep["name"])  # a name follows a tag's rules
+        if problem:
+            raise ConfigError({"sweep_name": f"the sweep's name: {problem}"})
+        return conn.execute(
+            insert(sweeps_t).values(name=sweep["name"], created_at=now, spec=json.dumps(sweep["spec"]),
+                                    varied=json.dumps(varied_keys(configs))).returning(sweeps_t.c.id)
+        ).scalar_one()
 
     def claim(self, worker_id: str, lease: float = DEFAULT_LEASE, token: str | None = None) -> RunInfo | None:
         """Atomically take the oldest queued run for ``worker_id``; None when the queue is empty.
@@ -617,14 +664,30 @@ class Store:
             raise UnknownRun(f"no run with id {run_id}")
         return RunInfo.from_row(row)
 
-    def list_runs(self, statuses: Sequence[str] | None = None, limit: int | None = None) -> list[RunInfo]:
+    def list_runs(
+        self, statuses: Sequence[str] | None = None, limit: int | None = None, sweep_id: int | None = None
+    ) -> list[RunInfo]:
         query = select(runs_t).order_by(runs_t.c.id.desc())
+        if sweep_id is not None:
+            query = query.where(runs_t.c.sweep_id == sweep_id)
         if statuses:
             query = query.where(runs_t.c.status.in_(statuses))
         if limit:
             query = query.limit(limit)
         with self._read() as conn:
             return [RunInfo.from_row(row) for row in conn.execute(query)]
+
+    def list_sweeps(self) -> list[SweepInfo]:
+        """Every sweep, newest first."""
+        with self._read() as conn:
+            return [SweepInfo.from_row(row) for row in conn.execute(select(sweeps_t).order_by(sweeps_t.c.id.desc()))]
+
+    def get_sweep(self, sweep_id: int) -> SweepInfo:
+        with self._read() as conn:
+            row = conn.execute(select(sweeps_t).where(sweeps_t.c.id == sweep_id)).one_or_none()
+        if row is None:
+            raise UnknownSweep(f"no sweep with id {sweep_id}")
+        return SweepInfo.from_row(row)
 
     def count_runs(self) -> dict[str, int]:
         with self._read() as conn:

@@ -123,6 +123,13 @@ def chromium_page():
             browser.close()
 
 
+def keep_failure_evidence(page, logs: Path) -> None:
+    """A screenshot of the page as it failed, and the end of the server's and worker's logs."""
+    page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+    for log in sorted(logs.glob("*.log")):
+        print(log.read_text()[-3000:])
+
+
 def settle(page) -> None:
     """Wait for Streamlit to finish the rerun a change started."""
     page.wait_for_timeout(300)
@@ -239,9 +246,68 @@ def test_launch_train_watch_compare_and_play(dashboard):
             expect(page.get_by_text("Copied right").first).to_be_visible()
             explore_playground(page, "playground")
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            for log in sorted(logs.glob("*.log")):
-                print(log.read_text()[-3000:])
+            keep_failure_evidence(page, logs)
+            raise
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box labelled ``label``."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    settle(page)
+
+
+def test_a_sweep_from_the_form_and_its_metric_against_the_setting(dashboard):
+    """Launch a small sweep (K = N ∈ {3, 6}, two seeds) from the form; the worker trains it; Compare
+    draws test copy accuracy against K with error bars."""
+    from playwright.sync_api import expect
+
+    from seqcopy.store import Store
+
+    base, database, logs = dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        try:
+            page.goto(base)
+            expect(page.get_by_label("Epochs", exact=True)).to_be_visible()
+            settle(page)
+            for label, value in (("Epochs", 2), ("Training sequences", 200), ("Test sequences", 50), ("Hidden size", 16)):
+                set_number(page, label, value)
+            seeds = page.get_by_label("Seeds", exact=True)
+            seeds.fill("0, 1")
+            seeds.press("Enter")
+            settle(page)
+            choose(page, "Setting", "Input length K (train)")
+            values = page.get_by_label("Values", exact=True)
+            values.fill("3, 6")
+            values.press("Enter")
+            settle(page)
+            page.get_by_text("Tie N to K", exact=True).click()
+            settle(page)
+            page.get_by_text("Tie test K, N to training", exact=True).click()
+            settle(page)
+            expect(page.get_by_text("1 cell × 2 seeds × 2 values of train_seq_len = 4 runs")).to_be_visible()
+            page.get_by_role("button", name="Queue runs").click()
+            expect(page.get_by_text("Queued 4 run(s) as sweep #1")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "launch-sweep.png"), full_page=True)
+
+            store = Store(database)
+            runs = store.list_runs()
+            assert {r.sweep_id for r in runs} == {1} and {r.config.train_output_len for r in runs} == {3, 6}
+            wait_until(lambda: all(store.get_run(r.id).status in ("completed", "failed") for r in runs), 180,
+                       "the sweep's runs to finish")
+            assert {store.get_run(r.id).status for r in runs} == {"completed"}
+
+            page.get_by_role("link", name="Compare sweep #1").click()
+            expect(page.get_by_role("heading", name="Against a setting")).to_be_visible()
+            figure = page.locator(".js-plotly-plot").filter(has_text="test copy acc against train_seq_len")
+            expect(figure).to_have_count(1)
+            expect(figure.get_by_text("lstm (mean ± SE, n=2)")).to_be_attached()
+            settle(page)
+            figure.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "compare-sweep.png"), full_page=True)
+        except Exception:
+            keep_failure_evidence(page, logs)
             raise
 
 
@@ -264,18 +330,17 @@ def test_every_page_with_every_kind_of_run(filled_dashboard):
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "filled-runs.png"))
             page.goto(f"{base}/compare")
-            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            # curves; against a setting: the metric, the speed, parallel coordinates; position, length
+            expect(page.locator(".js-plotly-plot")).to_have_count(6)
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "filled-compare.png"))
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            for log in sorted(logs.glob("*.log")):
-                print(log.read_text()[-3000:])
+            keep_failure_evidence(page, logs)
             raise
 
 
 # What each timed page shows once drawn: a text and its number of charts.
-DRAWN = {"Playground": ("Copied right", 1), "Compare": ("a single seed, so no band", 3)}
+DRAWN = {"Playground": ("Copied right", 1), "Compare": ("a single seed, so no band", 6)}
 
 
 def time_to_draw(page, name: str, how) -> float:
@@ -314,7 +379,7 @@ def visit_timings(browser_page, base: str, name: str) -> dict[str, float]:
 
 def test_the_playground_opens_fast_and_every_view_works(filled_dashboard, tmp_path):
     """Prints how long the Playground takes to draw in the browser, beside the Compare page
-    (three charts, no torch) in the same run: the first open after the Runs page, a reload, a
+    (six charts, no torch) in the same run: the first open after the Runs page, a reload, a
     visit through the sidebar, and the very first request of a fresh server. Not asserted: the
     figures depend on the machine and its load. Then steps through every view."""
     base, database, logs = filled_dashboard

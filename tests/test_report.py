@@ -105,3 +105,77 @@ def test_copy_frontier_is_the_longest_stage_copied_on_unseen_sequences(tmp_path)
     store_early = Store(f"sqlite:///{tmp_path / 'early.db'}")
     record(store_early, config.replace(curriculum_threshold=0.9), [0.5, 0.6, 0.7])
     assert "copy frontier" not in build_report(store_early)  # stages left before mastered
+
+
+# ---------------------------------------------------------------------------- report --by
+def by_store(tmp_path):
+    """lstm at K = 4 and 8 with three seeds each, gru at K = 4 with one seed, and a failed run."""
+    store = Store(f"sqlite:///{tmp_path / 'by.db'}")
+    base = RunConfig(cell="lstm", epochs=2, tag="lengths", train_output_len=4)
+    for seed, final in enumerate((0.9, 0.8, 0.4)):
+        record(store, base.replace(seed=seed, train_seq_len=4), [0.5, final])
+    for seed, final in enumerate((0.95, 0.91, 0.97)):
+        record(store, base.replace(seed=seed, train_seq_len=8), [0.92, final])
+    record(store, base.replace(cell="gru", seed=0, train_seq_len=4), [0.1, 0.3])
+    failed = store.submit(base.replace(cell="gru", seed=1, train_seq_len=8))
+    store.claim("w")
+    store.finish(failed, "w", "failed", error="training diverged at epoch 1, batch 2: the loss is nan")
+    return store
+
+
+def row_of(text: str, cell: str, value: int) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {cell} | {value} |"))
+    return [part.strip() for part in line.strip("|").split("|")]
+
+
+def test_report_by_a_setting_gives_one_row_per_cell_and_value_with_the_standard_error(tmp_path):
+    import math
+    import statistics
+
+    from seqcopy.report import build_by_report
+
+    store = by_store(tmp_path)
+    text = build_by_report(store, "train_seq_len")
+    values = [0.9, 0.8, 0.4]
+    se = statistics.stdev(values) / math.sqrt(3)
+    row = row_of(text, "lstm", 4)
+    assert row[2] == "3 (0, 1, 2)"
+    assert row[3] == f"{statistics.fmean(values):.3f} ± {se:.3f}"  # test copy acc
+    assert row[6] == "not reached by 2/3"  # only seed 0 reached 90%
+    assert row_of(text, "lstm", 8)[6] == "1.0 ± 0.0"  # every seed at epoch 1
+    assert row_of(text, "gru", 4)[3] == "0.300"  # one seed: no spread
+    assert "| test copy acc (± SE) |" in text
+    lines = text.splitlines()
+    assert lines.index(next(l for l in lines if l.startswith("| lstm | 4"))) < lines.index(next(l for l in lines if l.startswith("| lstm | 8")))
+    assert "- gru seed 1, after 0 of 2 epochs: training diverged" in text  # named, not averaged
+    assert "standard error (std/√n)" in text and "chance 1/9" in text
+    assert "also mixes" not in text  # N is the same in every row
+    t_row = row_of(build_by_report(store, "train_seq_len", error="ci95"), "lstm", 4)
+    assert t_row[3] == f"{statistics.fmean(values):.3f} ± {4.303 * se:.3f}"  # t(0.975, 2) = 4.303
+
+
+def test_report_by_from_the_command_line(tmp_path, capsys):
+    from seqcopy import cli
+
+    by_store(tmp_path)
+    url = f"sqlite:///{tmp_path / 'by.db'}"
+    assert cli.main(["report", "--by=-iseq", "--error", "std", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "| cell | train_seq_len | seeds | test copy acc (± std) |" in out
+    for argv, needle in ((["--by", "bogus"], "unknown setting 'bogus'"), (["--by", "cell"], "one per cell already"),
+                         (["--error", "se"], "--error goes with --by"), (["--by", "lr", "--sweep", "9"], "no sweep with id 9")):
+        assert cli.main(["report", *argv, "--db", url]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_report_by_warns_when_a_row_averages_different_configurations(tmp_path):
+    from seqcopy.report import build_by_report
+
+    store = Store(f"sqlite:///{tmp_path / 'mixed.db'}")
+    base = RunConfig(cell="lstm", epochs=1, tag="mixed", train_seq_len=8, train_output_len=4)
+    record(store, base.replace(seed=0), [0.5])
+    record(store, base.replace(seed=1, hidden_size=64), [0.6])
+    record(store, base.replace(seed=0, train_seq_len=16, train_output_len=16), [0.2])  # tied to K: fine
+    text = build_by_report(store, "train_seq_len")
+    assert "Each row also mixes runs that differ in hidden_size:" in text

@@ -144,12 +144,14 @@ def test_config_diff_shows_only_the_keys_that_differ():
     assert frames.config_diff({1: RunConfig()}).empty
 
 
-def test_final_metrics_are_mean_plus_minus_std_with_the_count():
+def test_final_metrics_are_mean_plus_minus_the_chosen_spread_with_the_count():
     runs = pd.DataFrame({"group": ["a", "a", "b"], "test_copy_acc": [0.8, 0.9, 0.5]})
-    table = frames.final_metrics_table(runs, metrics=["test_copy_acc"]).set_index("group")
     std = np.std([0.8, 0.9], ddof=1)
-    assert table.loc["a", "test_copy_acc"] == f"0.850 ± {std:.3f} (n=2)"
+    table = frames.final_metrics_table(runs, metrics=["test_copy_acc"], error="std").set_index("group")
+    assert table.loc["a", "test_copy_acc"] == f"0.850 ± {std:.3f} std (n=2)"
     assert table.loc["b", "test_copy_acc"] == "0.500 (1 seed)"
+    table = frames.final_metrics_table(runs, metrics=["test_copy_acc"]).set_index("group")  # the standard error
+    assert table.loc["a", "test_copy_acc"] == f"0.850 ± {std / np.sqrt(2):.3f} SE (n=2)"
 
 
 # ----------------------------------------------------------------------------- playground

@@ -36,26 +36,32 @@ def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
-@pytest.fixture
-def empty_db(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+def point_the_app_at(url: str, monkeypatch) -> str:
+    """The app reads ``url`` and starts no worker of its own."""
     monkeypatch.setenv("SEQCOPY_DB", url)
     monkeypatch.setenv("SEQCOPY_WORKER", "external")
     return url
 
 
+@pytest.fixture
+def empty_db(tmp_path, monkeypatch):
+    return point_the_app_at(f"sqlite:///{tmp_path / 'runs.db'}", monkeypatch)
+
+
+def store_made_by(fill, tmp_path_factory) -> tuple:
+    """(url, what ``fill`` returns) of a fresh store that ``fill`` filled."""
+    url = f"sqlite:///{tmp_path_factory.mktemp(fill.__name__) / 'runs.db'}"
+    return url, fill(url)
+
+
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('filled') / 'runs.db'}"
-    return url, ui_store.fill(url)
+    return store_made_by(ui_store.fill, tmp_path_factory)
 
 
 @pytest.fixture
 def filled_db(filled, monkeypatch):
-    url, ids = filled
-    monkeypatch.setenv("SEQCOPY_DB", url)
-    monkeypatch.setenv("SEQCOPY_WORKER", "external")
-    return url, ids
+    return point_the_app_at(filled[0], monkeypatch), filled[1]
 
 
 # ----------------------------------------------------------------------------- empty store
@@ -121,7 +127,9 @@ def test_compare_page_groups_by_any_key_and_names_single_seed_groups(filled_db):
     assert set(final["cell"]) == {"lstm", "gru", "rnn", "mgru"}
     assert final.set_index("cell").loc["mgru", "test_copy_acc"].endswith("(1 seed)")
     assert "(n=3)" in final.set_index("cell").loc["lstm", "test_copy_acc"]
-    assert len(at.get("plotly_chart")) == 3  # curves, by position, by length
+    # curves; the final metric and the speed against a varied setting, parallel coordinates (these
+    # runs vary cell, curriculum…); by position, by length
+    assert len(at.get("plotly_chart")) == 6
     at.selectbox(key="compare_group").set_value("curriculum").run()
     assert not at.exception
     at.multiselect(key="compare_status").set_value(["running", "failed"]).run()
@@ -137,6 +145,17 @@ BAD_FIELDS = [
 ]
 
 
+def assert_refused(at: AppTest, message: str, url: str) -> None:
+    """The form names the problem (as text: escaped for markdown), and a click on Queue queues nothing."""
+    from seqcopy.ui.escape import markdown
+
+    shown = texts(at.error)
+    assert message in shown or markdown(message) in shown, (message, shown)
+    queue_with(at)
+    assert "Nothing was queued" in texts(at.error)
+    assert Store(url).count_runs() == {}
+
+
 def queue_with(at: AppTest) -> AppTest:
     at.button[[b.label for b in at.button].index("Queue runs")].click().run()
     assert not at.exception
@@ -148,10 +167,7 @@ def test_the_form_refuses_each_bad_field_and_queues_nothing(empty_db, field, bad
     at = open_page("views/launch.py")
     at.number_input(key=f"launch_{field}").set_value(bad).run()
     assert any(m.value.startswith(":red[") for m in at.markdown)  # the message under the field
-    assert label_for(field) in texts(at.error)  # and in the list beside the form
-    queue_with(at)
-    assert "Nothing was queued" in texts(at.error)
-    assert Store(empty_db).count_runs() == {}
+    assert_refused(at, label_for(field), empty_db)  # and in the list beside the form
 
 
 @pytest.mark.parametrize("widget, bad, message", [
@@ -166,10 +182,7 @@ def test_the_form_refuses_bad_cells_seeds_and_device(empty_db, widget, bad, mess
         at.multiselect(key="launch_cells").set_value(bad).run()
     else:
         at.selectbox(key="launch_device").set_value(bad).run()
-    assert message in texts(at.error)
-    queue_with(at)
-    assert "Nothing was queued" in texts(at.error)
-    assert Store(empty_db).count_runs() == {}
+    assert_refused(at, message, empty_db)
 
 
 def test_a_good_submit_queues_cells_times_seeds(empty_db):
@@ -290,3 +303,117 @@ def test_the_app_starts_one_local_worker_unless_told_workers_are_external(empty_
         assert f"Local worker: running (pid {worker.pid})" in texts(again.sidebar.caption)
     finally:
         state._local_worker(empty_db).stop()
+
+
+# ----------------------------------------------------------------------------- sweeps
+def metric(at: AppTest, label: str) -> str:
+    return str(next(m.value for m in at.metric if m.label == label))
+
+
+def test_launch_queues_a_sweep_with_tied_lengths_as_one_sweep(empty_db):
+    at = open_page("views/launch.py")
+    at.multiselect(key="launch_cells").set_value(["lstm", "gru"]).run()
+    at.text_input(key="launch_seeds").set_value("0, 1").run()
+    at.selectbox(key="launch_sweep_field_0").set_value("train_seq_len").run()
+    at.text_input(key="launch_sweep_values_0").set_value("4, 6").run()
+    at.toggle(key="launch_tie_n").set_value(True).run()
+    at.toggle(key="launch_tie_test").set_value(True).run()
+    assert not at.exception and not at.error
+    assert metric(at, "Runs to queue") == "8"
+    assert "2 cells × 2 seeds × 2 values of train_seq_len = 8 runs" in texts(at.caption)
+    assert metric(at, "Total, two workers")  # the whole grid's time, before anything is queued
+    assert at.number_input(key="launch_train_output_len").disabled  # set by the sweep now
+    queue_with(at)
+    assert "Queued 8 run(s) as sweep #1" in texts(at.success)
+    store = Store(empty_db)
+    runs = store.list_runs()
+    assert len(runs) == 8 and {r.sweep_id for r in runs} == {1}
+    assert {(c.train_seq_len, c.train_output_len, c.test_seq_len, c.test_output_len) for c in (r.config for r in runs)} == {
+        (4, 4, 4, 4), (6, 6, 6, 6)}
+    (sweep,) = store.list_sweeps()
+    assert sweep.spec["axes"] == ["train_seq_len=4,6"] and "train_output_len=train_seq_len" in sweep.spec["ties"]
+
+
+@pytest.mark.parametrize("cells, seeds, values, message", [
+    (["lstm"], "0", "4, -1", "'-1': must be at least 1, got -1"),
+    (["lstm"], "0", "4, 20", "the output (20) cannot be longer than the input sequence (4)"),
+    (["rnn", "lstm", "gru", "mlstm", "mgru"], "0-99", "4, 6", "1000 runs: at most 500"),
+])
+def test_the_form_refuses_a_bad_sweep_and_queues_nothing(empty_db, cells, seeds, values, message):
+    at = open_page("views/launch.py")  # Quick demo: N = 10, untied
+    at.multiselect(key="launch_cells").set_value(cells).run()
+    at.text_input(key="launch_seeds").set_value(seeds).run()
+    at.selectbox(key="launch_sweep_field_0").set_value("train_seq_len").run()
+    at.text_input(key="launch_sweep_values_0").set_value(values).run()
+    if "output" in message:
+        at.number_input(key="launch_train_output_len").set_value(20).run()
+    assert_refused(at, message, empty_db)
+
+
+def test_the_length_study_preset_fills_the_grid_and_estimates_it(empty_db):
+    at = open_page("views/launch.py")
+    at.selectbox(key="launch_preset").set_value("Length study").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="launch_sweep_field_0").value == "train_seq_len"
+    assert at.text_input(key="launch_sweep_values_0").value == "4, 8, 16, 40"
+    assert at.toggle(key="launch_tie_n").value and at.toggle(key="launch_tie_test").value
+    assert metric(at, "Runs to queue") == "60"
+    assert metric(at, "Total, two workers").endswith("min")
+    assert "need hours per run on a CPU" in texts(at.caption)
+    at.selectbox(key="launch_preset").set_value("Quick demo").run()  # a preset without a grid clears it
+    assert at.selectbox(key="launch_sweep_field_0").value is None and not at.toggle(key="launch_tie_n").value
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A store holding a sweep; the tests point the app at it."""
+    return store_made_by(ui_store.add_sweep, tmp_path_factory)
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    import json
+
+    return [json.loads(chart.proto.spec)["layout"].get("title", {}).get("text", "") for chart in at.get("plotly_chart")]
+
+
+def test_compare_draws_a_sweeps_metric_against_its_setting(swept, monkeypatch):
+    point_the_app_at(swept[0], monkeypatch)
+    sweep_id, ids = swept[1]
+    at = open_page("views/compare.py", {"sweep": str(sweep_id)})
+    assert at.selectbox(key="compare_sweep").value == sweep_id
+    assert "Against a setting" in texts(at.subheader)
+    assert at.selectbox(key="compare_x").value == "train_seq_len"  # the swept setting
+    titles = chart_titles(at)
+    assert any(t.startswith("test copy acc against train_seq_len") for t in titles)
+    assert any(t.startswith("Epochs to reach 90% test copy accuracy") for t in titles)
+    assert any(t.startswith("Every run across the varied settings") for t in titles)
+    final = at.dataframe[0].value.set_index("cell")
+    assert set(final.index) == {"lstm", "gru"}  # only the sweep's runs
+    assert final.loc["lstm", "test_copy_acc"].endswith("SE (n=6)")
+    at.segmented_control(key="compare_error").set_value("ci95").run()
+    at.selectbox(key="compare_final_metric").set_value("test_acc").run()
+    at.radio(key="compare_style").set_value("band").run()
+    at.radio(key="compare_measure").set_value("minutes").run()
+    assert not at.exception
+    assert at.dataframe[0].value.set_index("cell").loc["lstm", "test_copy_acc"].endswith("95% CI (n=6)")
+    assert any(t.startswith("test acc against train_seq_len") and "95% interval" in t for t in chart_titles(at))
+    at.selectbox(key="compare_sweep").set_value(None).run()  # every run again, the URL follows
+    assert not at.exception and "sweep" not in at.query_params
+    assert "rnn" in set(at.dataframe[0].value["cell"])
+
+
+def test_compare_says_when_a_link_names_no_sweep(swept, monkeypatch):
+    point_the_app_at(swept[0], monkeypatch)
+    at = open_page("views/compare.py", {"sweep": "99"})
+    assert "names no sweep" in texts(at.warning)
+    assert at.selectbox(key="compare_sweep").value is None
+
+
+def test_runs_page_filters_by_sweep(swept, monkeypatch):
+    point_the_app_at(swept[0], monkeypatch)
+    sweep_id, ids = swept[1]
+    at = open_page("views/runs.py")
+    at.multiselect(key="runs_filter_sweep").set_value([sweep_id]).run()
+    assert not at.exception
+    table = [df for df in at.dataframe if "status" in df.value.columns][0].value
+    assert sorted(table["id"]) == sorted(ids) and set(table["sweep"]) == {sweep_id}

@@ -40,6 +40,12 @@ def add_run(store: Store, config: RunConfig, final: str, epochs: int | None = No
     run_id = store.submit(config)
     if final == "queued":
         return run_id
+    return record(store, run_id, config, final, epochs, with_checkpoint)
+
+
+def record(store: Store, run_id: int, config: RunConfig, final: str, epochs: int | None = None,
+           with_checkpoint: bool = True) -> int:
+    """Claim the queued run ``run_id`` (the oldest queued) and record it, ending in ``final``."""
     claimed = store.claim(WORKER)
     assert claimed.id == run_id
     for epoch in range(1, (config.epochs if epochs is None else epochs) + 1):
@@ -76,3 +82,20 @@ def fill(url: str) -> dict[str, list[int]]:
     ids["queued"] = [add_run(store, TINY.replace(cell="mlstm", seed=7), "queued")]
     store.close()
     return ids
+
+
+def add_sweep(url: str) -> tuple[int, list[int]]:
+    """A completed sweep: lstm and gru × seeds 0–2 × K = N ∈ {4, 8}, queued as one grid; and a
+    run outside it. Returns (sweep id, its run ids)."""
+    from seqcopy.sweeps import Grid, parse_axis, parse_tie
+
+    store = Store(url)
+    add_run(store, TINY.replace(cell="rnn", seed=5, tag="alone"), "completed")
+    grid = Grid(TINY.replace(tag="sweep"), ("lstm", "gru"), (0, 1, 2), (parse_axis("train_seq_len=4,8"),),
+                (parse_tie("train_output_len=train_seq_len"),))
+    configs = grid.configs()
+    sweep_id, ids = store.submit_sweep(configs, "K *sweep* of [tiny] runs", grid.spec())
+    for run_id, config in zip(ids, configs):
+        record(store, run_id, config, "completed")
+    store.close()
+    return sweep_id, ids

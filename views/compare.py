@@ -1,31 +1,72 @@
 """Compare: runs grouped by cell (or any config key), one colour per group: the mean across
-seeds with a ± std band and each seed as a thin line; final metrics as mean ± std; copy
-accuracy by output position and by test length."""
+seeds with a ± std band and each seed as a thin line; final metrics as mean ± the chosen spread
+(standard error by default); a final metric and the speed of convergence against any swept
+setting, and parallel coordinates over every varied one; copy accuracy by output position and
+by test length. A sweep can be chosen, and lives in the URL (?sweep=3)."""
 
 import streamlit as st
 
 from seqcopy.config import RunConfig
+from seqcopy.report import epochs_by_run
 from seqcopy.schema import EPOCH_METRICS, STATUSES
+from seqcopy.spread import DEFAULT_ERROR, ERROR_KINDS
 from seqcopy.ui import escape, state
 from seqcopy.ui.figures import seed_band_figure
-from seqcopy.ui.frames import differing_keys, epochs_frame, final_metrics_table, group_of, results_frame, runs_frame
+from seqcopy.ui.frames import (
+    FINAL_METRICS, differing_keys, epochs_frame, final_metrics_table, group_of, results_frame, runs_frame,
+)
+from seqcopy.ui.sweep_figures import convergence_figure, metric_vs_setting_figure, parallel_coordinates_figure
+from seqcopy.ui.sweep_frames import (
+    convergence_frame, mixed_settings, setting_choices, settings_frame, sweep_from_url, sweep_labels,
+)
 
 MAX_COMPARED = 200  # the most recent runs that match; epochs are read only for these
 GROUP_KEYS = [name for name in RunConfig().to_dict() if name != "seed"]
 CURVE_METRICS = [m for m in EPOCH_METRICS if m not in ("lr",)]
 
+
+def sweep_selection(labels: dict[int, str]) -> None:
+    """Follow ?sweep= when the URL changed since this page last wrote it (first load, a shared
+    link); the select box's own changes write it back."""
+    text = st.query_params.get("sweep", "")
+    if st.session_state.get("compare_sweep_url") != text:
+        st.session_state["compare_sweep_url"] = text
+        st.session_state["compare_sweep"] = sweep_from_url(text, labels)
+        if text and st.session_state["compare_sweep"] is None:
+            st.warning("The link names no sweep of this store: showing every run.")
+    elif st.session_state.get("compare_sweep") not in (None, *labels):
+        st.session_state["compare_sweep"] = None  # its runs were deleted meanwhile
+
+
+def remember_sweep() -> None:
+    chosen = st.session_state["compare_sweep"]
+    text = "" if chosen is None else str(chosen)
+    if text:
+        st.query_params["sweep"] = text
+    elif "sweep" in st.query_params:
+        del st.query_params["sweep"]
+    st.session_state["compare_sweep_url"] = text
+
+
 st.title("Compare")
 all_runs = state.runs_or_stop("No runs yet: queue a few seeds of several cells on the Launch page, then compare them here.")
 
 frame = runs_frame(all_runs)
-top = st.columns(4)
-group_key = top[0].selectbox("Group by", GROUP_KEYS, index=GROUP_KEYS.index("cell"), key="compare_group",
+sweeps = {sweep.id: sweep for sweep in state.sweeps(state.url())}
+labels = sweep_labels(list(sweeps.values()), all_runs)
+sweep_selection(labels)
+top = st.columns(5)
+sweep_id = top[0].selectbox("Sweep", [None, *labels], key="compare_sweep", on_change=remember_sweep,
+                            format_func=lambda i: "all runs" if i is None else labels[i],
+                            help="runs queued together as one grid (Launch, or submit --sweep)")
+group_key = top[1].selectbox("Group by", GROUP_KEYS, index=GROUP_KEYS.index("cell"), key="compare_group",
                              help="runs with the same value form one group; its seeds are averaged")
-statuses = top[1].multiselect("Status", STATUSES, default=["completed"], key="compare_status")
-tags = top[2].multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="compare_tag")
-metric = top[3].selectbox("Curve", CURVE_METRICS, index=CURVE_METRICS.index("test_copy_acc"), key="compare_metric")
+statuses = top[2].multiselect("Status", STATUSES, default=["completed"], key="compare_status")
+tags = top[3].multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="compare_tag")
+metric = top[4].selectbox("Curve", CURVE_METRICS, index=CURVE_METRICS.index("test_copy_acc"), key="compare_metric")
 
-chosen = [run for run in all_runs if (not statuses or run.status in statuses) and (not tags or run.tag in tags)]
+chosen = [run for run in all_runs if (not statuses or run.status in statuses) and (not tags or run.tag in tags)
+          and (sweep_id is None or run.sweep_id == sweep_id)]
 if not chosen:
     st.info("No run matches these filters" + (" (completed runs only by default: add other statuses above)." if statuses == ["completed"] else "."))
     st.stop()
@@ -61,10 +102,61 @@ else:
     st.plotly_chart(figure, width="stretch", key="compare_curves")
 
 st.subheader("Final metrics")
+error = st.segmented_control("Spread over seeds", list(ERROR_KINDS), default=DEFAULT_ERROR, key="compare_error",
+                             format_func=lambda kind: ERROR_KINDS[kind].split(" (")[0], required=True,
+                             help="standard error (std/√n, the default), standard deviation, or a 95% interval "
+                                  "from Student's t with n − 1 degrees of freedom (wide for a few seeds)")
 table = frame[frame["id"].isin(list(infos))].copy()
 table["group"] = table["id"].map(lambda i: group_of(infos[i], group_key))
-st.dataframe(final_metrics_table(table).rename(columns={"group": group_key}), hide_index=True, width="stretch")
-st.caption("Each cell: mean ± sample standard deviation across the group's seeds (n seeds), from each run's last epoch.")
+st.dataframe(final_metrics_table(table, error=error).rename(columns={"group": group_key}), hide_index=True, width="stretch")
+st.caption(f"Each cell: mean ± {ERROR_KINDS[error]} across the group's n seeds, from each run's last epoch.")
+
+
+def render_against_a_setting(runs: list, error: str) -> None:
+    """A final metric and the speed of convergence against a varied setting; parallel
+    coordinates across all of them."""
+    st.subheader("Against a setting")
+    sweep = sweeps.get(sweep_id)
+    choices = setting_choices(runs, sweep.varied if sweep else ())
+    if not choices:
+        st.info("These runs share every setting but the seed: choose a sweep, or runs that differ in a setting, "
+                "to plot a metric against it.")
+        return
+    preferred = [key for key in choices if key not in ("cell", group_key)] or choices
+    controls = st.columns([2, 2, 1, 1])
+    x = controls[0].selectbox("Setting (x axis)", choices, index=choices.index(preferred[0]), key="compare_x")
+    y = controls[1].selectbox("Final metric", FINAL_METRICS, key="compare_final_metric")
+    style = controls[2].radio("Spread as", ["bars", "band"], horizontal=True, key="compare_style")
+    log_x = controls[3].toggle("Log x", value=True, key="compare_log_x",
+                               help="a logarithmic x axis where the values span a decade (largest ≥ 10 × smallest)")
+    lines = None if group_key == x else group_key
+    data = settings_frame(runs, x, lines)
+    st.plotly_chart(metric_vs_setting_figure(data, y, x, error=error, style=style, log_x=log_x),
+                    width="stretch", key="compare_vs_setting")
+    mixed = mixed_settings(runs, x, lines)
+    if mixed:
+        st.warning(f"Each point averages runs that also differ in {', '.join(mixed)}: group by one of them, "
+                   "or narrow the runs with the filters above.")
+    st.caption("Copy accuracy counts only the copied symbols; chance is 1/9 = 0.111 (dotted line).")
+
+    speed = st.columns([3, 2])
+    threshold = speed[0].slider("Copy accuracy to reach", 0.2, 1.0, 0.9, 0.01, key="compare_threshold",
+                                help="test copy accuracy; a run's first epoch at or above it counts")
+    measure = speed[1].radio("Measured in", ["epochs", "minutes"], horizontal=True, key="compare_measure")
+    reached = convergence_frame(data, epochs_by_run(state.epochs(state.url(), tuple(sorted(r.id for r in runs)))), threshold)
+    st.plotly_chart(convergence_figure(reached, x, threshold, measure, error=error, log_x=log_x),
+                    width="stretch", key="compare_convergence")
+    missing = int((~reached["reached"]).sum())
+    st.caption(f"{missing} of {len(reached)} runs never reached {threshold:.0%}: open crosses at how far they ran."
+               if missing else f"Every run reached {threshold:.0%}.")
+
+    if len(choices) >= 2:
+        st.plotly_chart(parallel_coordinates_figure(settings_frame(runs, x, lines, keys=choices), choices, y),
+                        width="stretch", key="compare_parallel")
+        st.caption("Drag along an axis to pick out a range of runs.")
+
+
+render_against_a_setting(chosen, error)
 
 st.subheader("Where copying breaks down")
 ids = tuple(sorted(infos))

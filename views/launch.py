@@ -1,16 +1,19 @@
-"""Launch: every training setting, grouped and explained; one submit queues cells × seeds.
-Below, the queue: live progress, status and cancel."""
+"""Launch: every training setting, grouped and explained; one submit queues cells × seeds × any
+swept setting, as one sweep. Below, the queue: live progress, status and cancel."""
 
 import time
 
 import streamlit as st
 
 from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig
-from seqcopy.presets import PRESETS
+from seqcopy.presets import BY_NAME, BY_SLUG, PRESETS
 from seqcopy.store import StoreError, UnknownRun
 from seqcopy.ui import escape, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
-from seqcopy.ui.launch_form import FIELDS, GROUPS, build_configs, form_values, help_for, label_for
+from seqcopy.ui.launch_form import (
+    FIELDS, GROUPS, SWEEP_FIELDS, SWEEP_ROWS, FormTies, SweepRow, build_configs, form_values, help_for, label_for,
+    preset_sweep,
+)
 
 CUSTOM = "(custom)"
 DEFAULT_PRESET = "Quick demo"
@@ -20,28 +23,47 @@ def key(name: str) -> str:
     return f"launch_{name}"
 
 
+def set_sweep(rows: list[SweepRow], ties: FormTies) -> None:
+    for index in range(SWEEP_ROWS):
+        row = rows[index] if index < len(rows) else SweepRow(None)
+        st.session_state[key(f"sweep_field_{index}")] = row.field
+        st.session_state[key(f"sweep_values_{index}")] = row.values
+    st.session_state[key("tie_n")] = ties.n_to_k
+    st.session_state[key("tie_test")] = ties.test_to_train
+    st.session_state[key("tie_factor")] = ties.factor
+
+
 def load_preset() -> None:
-    """Fill every field from the chosen preset (cells and seeds are left as they are)."""
-    name = st.session_state[key("preset")]
-    if name in PRESETS:
-        for field, value in form_values(PRESETS[name]).items():
-            st.session_state[key(field)] = value
+    """Fill every field and the sweep from the chosen preset; a preset that carries a grid also
+    sets the cells and seeds (others leave them as they are)."""
+    preset = BY_NAME.get(st.session_state[key("preset")])
+    if preset is None:
+        return
+    for field, value in form_values(preset.config).items():
+        st.session_state[key(field)] = value
+    set_sweep(*preset_sweep(preset))
+    st.session_state[key("sweep_name")] = ""
+    if preset.cells:
+        st.session_state[key("cells")] = list(preset.cells)
+    if preset.seeds:
+        st.session_state[key("seeds")] = ", ".join(map(str, preset.seeds))
 
 
 def initialise() -> None:
     if key("preset") not in st.session_state:
         st.session_state[key("preset")] = DEFAULT_PRESET
-        load_preset()
         st.session_state[key("cells")] = [PRESETS[DEFAULT_PRESET].cell]
         st.session_state[key("seeds")] = str(PRESETS[DEFAULT_PRESET].seed)
+        load_preset()
     for field, value in form_values(RunConfig()).items():  # any field a preset left out
         st.session_state.setdefault(key(field), value)
 
 
-def field_widget(name: str, error: str | None) -> None:
-    """The widget RunConfig's declaration of ``name`` asks for (seqcopy.settings)."""
+def field_widget(name: str, error: str | None, follows: str | None = None) -> None:
+    """The widget RunConfig's declaration of ``name`` asks for (seqcopy.settings); ``follows``
+    says the sweep sets it instead (swept or tied), and the widget is disabled."""
     declaration = SETTINGS[name]
-    common = dict(label=declaration.label, key=key(name), help=declaration.help)
+    common = dict(label=declaration.label, key=key(name), help=declaration.help, disabled=follows is not None)
     if declaration.kind == "int":
         st.number_input(step=1, **common)
     elif declaration.kind == "float":
@@ -53,16 +75,70 @@ def field_widget(name: str, error: str | None) -> None:
         st.selectbox(options=declaration.choices, **common)
     else:
         st.text_input(max_chars=int(declaration.high or 200), **common)
+    if follows:
+        st.caption(f"Set by the sweep: {follows}")
+    show_error(error)
+
+
+def show_error(error: str | None) -> None:
     if error:
         st.markdown(f":red[**{escape.markdown(error)}**]")
 
 
 def form_result():
     values = {name: st.session_state[key(name)] for name in FIELDS}
-    return build_configs(values, st.session_state[key("cells")], st.session_state[key("seeds")])
+    rows = [SweepRow(st.session_state[key(f"sweep_field_{i}")], st.session_state[key(f"sweep_values_{i}")])
+            for i in range(SWEEP_ROWS)]
+    ties = FormTies(st.session_state[key("tie_n")], st.session_state[key("tie_test")], st.session_state[key("tie_factor")])
+    return build_configs(values, st.session_state[key("cells")], st.session_state[key("seeds")], rows, ties,
+                         st.session_state[key("sweep_name")])
 
 
-def render_form(errors: dict[str, str]) -> None:
+def long_lengths_note() -> str:
+    """The assignment's lengths on this machine, from the same estimate the summary shows."""
+    final = BY_SLUG["original-final"].config.replace(cell="lstm", train_seq_len=1000, train_output_len=1000,
+                                                    test_seq_len=1000, test_output_len=1000)
+    one_run = estimate_grid([final], calibration(state.speed_history(state.url()))).total_seconds
+    return (f"The assignment's lengths (K = 100 … 1000) need hours per run on a CPU: one LSTM run of the original "
+            f"final configuration at K = N = 1000 is estimated at {format_duration(one_run)} here. Sweep them on a "
+            "GPU (Device: cuda) or with workers on several machines sharing one PostgreSQL store (README).")
+
+
+def render_sweep(result) -> None:
+    errors = result.errors
+    with st.container(border=True):
+        st.markdown("**Sweep** — several values of any setting; the grid is cells × seeds × every row")
+        for index in range(SWEEP_ROWS):
+            setting, values = st.columns([2, 3])
+            chosen = setting.selectbox(
+                "Setting" if index == 0 else f"Setting {index + 1}", SWEEP_FIELDS, key=key(f"sweep_field_{index}"),
+                format_func=label_for, placeholder="(none)", label_visibility="visible" if index == 0 else "collapsed",
+                help="any numeric, on/off or choice setting (it is then set here, not in its box below)",
+            )
+            values.text_input(
+                "Values" if index == 0 else f"Values {index + 1}", key=key(f"sweep_values_{index}"), max_chars=500,
+                disabled=chosen is None, placeholder="comma-separated, e.g. 10, 20, 40",
+                label_visibility="visible" if index == 0 else "collapsed",
+            )
+            with values:
+                show_error(errors.get(f"sweep_{index}"))
+        tie_n, tie_test, factor = st.columns(3)
+        tie_n.toggle("Tie N to K", key=key("tie_n"), help="the output length N equals the input length K in every run")
+        tie_test.toggle("Tie test K, N to training", key=key("tie_test"),
+                        help="test K and test N are the training K and N times the factor")
+        factor.number_input("× factor", min_value=0.1, max_value=100.0, step=0.5, key=key("tie_factor"),
+                            disabled=not st.session_state[key("tie_test")])
+        st.text_input(label_for("sweep_name"), key=key("sweep_name"), max_chars=200, help=help_for("sweep_name"),
+                      placeholder=result.name if result.grid is not None else "")
+        show_error(errors.get("sweep_name"))
+        show_error(errors.get("grid"))
+        st.caption(long_lengths_note())
+
+
+def render_form(result) -> None:
+    errors = result.errors
+    follows = result.swept | FormTies(st.session_state[key("tie_n")], st.session_state[key("tie_test")],
+                                      st.session_state[key("tie_factor")]).targets()
     st.selectbox("Preset", [*PRESETS, CUSTOM], key=key("preset"), on_change=load_preset,
                  help="fills every field below; change any of them afterwards")
     with st.container(border=True):
@@ -71,18 +147,19 @@ def render_form(errors: dict[str, str]) -> None:
         with left:
             st.multiselect(label_for("cells"), CELL_NAMES, key=key("cells"), help=help_for("cells"))
             if errors.get("cells"):
-                st.markdown(f":red[**{escape.markdown(errors['cells'])}**]")
+                show_error(errors['cells'])
         with right:
             st.text_input(label_for("seeds"), key=key("seeds"), help=help_for("seeds"), max_chars=500)
             if errors.get("seeds"):
-                st.markdown(f":red[**{escape.markdown(errors['seeds'])}**]")
+                show_error(errors['seeds'])
+    render_sweep(result)
     for group, names in GROUPS.items():
         with st.container(border=True):
             st.markdown(f"**{group}**")
             columns = st.columns(3)
             for index, name in enumerate(names):
                 with columns[index % 3]:
-                    field_widget(name, errors.get(name))
+                    field_widget(name, errors.get(name), follows.get(name))
 
 
 def render_summary(result) -> None:
@@ -94,28 +171,44 @@ def render_summary(result) -> None:
         factor = calibration(state.speed_history(state.url()))
         estimate = estimate_grid(result.configs, factor)
         st.metric("Runs to queue", estimate.runs)
+        st.caption(result.grid.describe_size())
         per_run = estimate.seconds_per_run
         low, high = min(per_run), max(per_run)
         st.metric("Time per run", format_duration(high) if high - low < 1 else f"{format_duration(low)} – {format_duration(high)}")
         st.metric("Total, one worker", format_duration(estimate.total_seconds))
-        st.metric("Peak memory of a run", format_bytes(estimate.peak_bytes))
+        if estimate.runs > 1:
+            st.metric("Total, two workers", format_duration(estimate.wall_seconds(2)),
+                      help="two workers, one per core of a 2-core machine (OMP_NUM_THREADS=1 each)")
+        st.metric("Peak memory of a run", format_bytes(estimate.peak_bytes),
+                  help="one worker trains one run at a time: a worker needs this much, two workers twice as much")
         basis = ("scaled by the speed of this store's recent runs" if estimate.calibrated
                  else "a conservative guess for a 2-core CPU; it sharpens once runs have finished here")
+        if any(config.curriculum for config in result.configs):
+            basis += ("; every epoch is counted at full length, though a curriculum starts on shorter "
+                      "sequences, so such runs usually finish sooner")
         st.caption(f"Estimates: {basis}.")
     if st.button("Queue runs", type="primary", disabled=False, width="stretch"):
         if result.errors:
             st.error(f"Nothing was queued: {len(result.errors)} field(s) need fixing.")
             return
         try:
-            ids = store.submit_many(result.configs)
+            if len(result.configs) > 1:
+                sweep_id, ids = store.submit_sweep(result.configs, result.name, result.grid.spec())
+            else:
+                sweep_id, ids = None, store.submit_many(result.configs)
         except (ConfigError, StoreError) as error:
             st.error(f"Nothing was queued: {escape.markdown(error)}")
             return
         state.clear_reads()
-        st.session_state["launch_queued"] = ids
+        st.session_state["launch_queued"] = (sweep_id, ids)
     queued = st.session_state.get("launch_queued")
     if queued:
-        st.success(f"Queued {len(queued)} run(s): " + ", ".join(f"#{i}" for i in queued))
+        sweep_id, ids = queued
+        shown = ", ".join(f"#{i}" for i in ids) if len(ids) <= 10 else f"#{ids[0]} … #{ids[-1]}"
+        st.success(f"Queued {len(ids)} run(s)" + (f" as sweep #{sweep_id}" if sweep_id else "") + f": {shown}")
+        if sweep_id:
+            st.page_link("views/compare.py", label=f"Compare sweep #{sweep_id}", icon=":material/compare:",
+                         query_params={"sweep": str(sweep_id)})
 
 
 def cancel(run_id: int) -> None:
@@ -177,7 +270,7 @@ initialise()
 result = form_result()
 form_column, summary_column = st.columns([3, 1], gap="large")
 with form_column:
-    render_form(result.errors)
+    render_form(result)
 with summary_column:
     render_summary(result)
 render_queue()

@@ -13,6 +13,7 @@ from seqcopy.text import check_tag
 from seqcopy.ui import escape, state
 from seqcopy.ui.figures import run_curves_figure
 from seqcopy.ui.frames import config_diff, epochs_frame, filter_runs, parse_run_ids, runs_frame, smooth, stage_changes
+from seqcopy.ui.sweep_frames import sweep_labels
 
 MAX_PLOTTED = 20  # runs drawn at once: beyond this the curves are unreadable anyway
 CURVE_COLUMNS = [f"{split}_{metric}" for split in ("train", "test") for metric in ("loss", "acc", "copy_acc")]
@@ -26,9 +27,10 @@ TABLE_CONFIG = {
     "train_loss": st.column_config.NumberColumn("train loss", format="%.4f"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
     "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
+    "sweep": st.column_config.NumberColumn("sweep", format="%d", width="small", help="the sweep it was queued with"),
 }
 TABLE_COLUMNS = ["id", "cell", "seed", "status", "progress", "test_copy_acc", "test_acc", "test_seq_acc",
-                 "test_loss", "tag", "created", "duration_s", "error"]
+                 "test_loss", "tag", "sweep", "created", "duration_s", "error"]
 
 
 def ids_from_url() -> tuple[list[int], list[str]]:
@@ -59,12 +61,17 @@ def remember_selection(ids: list[int]) -> None:
     st.session_state["runs_url_seen"] = text
 
 
-def render_table(frame: pd.DataFrame, selected: list[int]) -> list[int]:
-    left, middle, right = st.columns(3)
+def render_table(frame: pd.DataFrame, selected: list[int], sweeps: dict[int, str]) -> list[int]:
+    left, middle, right, last = st.columns(4)
     cells = left.multiselect("Cell", sorted(frame["cell"].unique()), key="runs_filter_cell")
     statuses = middle.multiselect("Status", [s for s in STATUSES if s in set(frame["status"])], key="runs_filter_status")
     tags = right.multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="runs_filter_tag")
-    shown = filter_runs(frame, cells, statuses, tags).reset_index(drop=True)
+    chosen_sweeps = last.multiselect("Sweep", list(sweeps), format_func=sweeps.get, key="runs_filter_sweep",
+                                     help="runs queued together as one grid")
+    shown = filter_runs(frame, cells, statuses, tags)
+    if chosen_sweeps:
+        shown = shown[shown["sweep"].isin(chosen_sweeps)]
+    shown = shown.reset_index(drop=True)
     positions = [int(i) for i in shown.index[shown["id"].isin(selected)]]
     # The key follows the rows shown, so the table is rebuilt (with the remembered selection)
     # whenever they change, and a row index always means the same run.
@@ -188,8 +195,9 @@ st.title("Runs")
 all_runs = state.runs_or_stop("No runs yet. Queue some on the Launch page; they appear here as soon as they are queued.")
 
 frame = runs_frame(all_runs, now=time.time())
+frame["sweep"] = [run.sweep_id for run in all_runs]  # runs_frame keeps the runs' order
 selected = selection_from_url(set(frame["id"]))
-chosen = render_table(frame, selected)
+chosen = render_table(frame, selected, sweep_labels(state.sweeps(state.url()), all_runs))
 if chosen != selected:
     remember_selection(chosen)
 if not chosen:

@@ -51,6 +51,14 @@ class GridEstimate:
         """With one worker, runs go one after another."""
         return float(sum(self.seconds_per_run))
 
+    def wall_seconds(self, workers: int) -> float:
+        """With several workers, each takes the next queued run as it frees up (queue order)."""
+        free_at = [0.0] * max(workers, 1)
+        for seconds in self.seconds_per_run:
+            soonest = min(range(len(free_at)), key=free_at.__getitem__)
+            free_at[soonest] += seconds
+        return max(free_at)
+
 
 def estimate_grid(configs: Sequence[RunConfig], factor: float | None = None) -> GridEstimate:
     seconds = [predicted_epoch_seconds(c) * c.epochs * (factor or 1.0) for c in configs]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..schema import EPOCH_METRICS
+from ..spread import DEFAULT_ERROR, format_summary
 from ..store import RunInfo
 from ..text import parse_run_id, shorten
 
@@ -134,31 +135,18 @@ def group_of(run: RunInfo, key: str) -> str:
     return run.tag if key == "tag" else str(getattr(run.config, key))
 
 
-def mean_std(values: pd.Series) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (ddof 1; NaN for one value) and count."""
-    values = values.dropna().astype(float)
-    return float(values.mean()) if len(values) else np.nan, float(values.std(ddof=1)) if len(values) > 1 else np.nan, len(values)
-
-
-def format_mean_std(mean: float, std: float, n: int, digits: int = 3) -> str:
-    """'0.912 ± 0.013 (n=3)', or '0.912 (1 seed)' where there is no spread to show."""
-    if n == 0 or np.isnan(mean):
-        return "—"
-    if n == 1 or np.isnan(std):
-        return f"{mean:.{digits}f} (1 seed)"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
-
-
 FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "train_loss")
 
 
-def final_metrics_table(runs: pd.DataFrame, group: str = "group", metrics: Sequence[str] = FINAL_METRICS) -> pd.DataFrame:
-    """One row per group: each metric's final value across the group's runs as 'mean ± std (n)'."""
+def final_metrics_table(runs: pd.DataFrame, group: str = "group", metrics: Sequence[str] = FINAL_METRICS,
+                        error: str = DEFAULT_ERROR) -> pd.DataFrame:
+    """One row per group: each metric's final value across the group's runs as 'mean ± spread
+    KIND (n=…)', the spread one of seqcopy.spread's kinds (the standard error by default)."""
     rows = []
     for name, members in runs.groupby(group, sort=True):
         row = {group: name, "runs": len(members)}
         for metric in metrics:
-            row[metric] = format_mean_std(*mean_std(members[metric]))
+            row[metric] = format_summary(members[metric].tolist(), error)
         rows.append(row)
     return pd.DataFrame(rows)
 

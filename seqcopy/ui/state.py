@@ -20,7 +20,7 @@ import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
 from ..config import RunConfig
-from ..store import RunInfo, Store, database_url, is_transient, open_store
+from ..store import RunInfo, Store, SweepInfo, database_url, is_transient, open_store
 from . import escape
 from .local_worker import LocalWorker
 
@@ -80,6 +80,12 @@ def runs_or_stop(empty_message: str) -> list[RunInfo]:
 
 
 @st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
+def sweeps(database: str) -> list[SweepInfo]:
+    """Every sweep, newest first."""
+    return _store(database).list_sweeps()
+
+
+@st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
 def active_runs(database: str) -> list[RunInfo]:
     return _store(database).list_runs(statuses=("queued", "running"))
 
@@ -130,7 +136,7 @@ def model_for(database: str, run_id: int, finished_at: float | None) -> tuple[Co
 
 def clear_reads() -> None:
     """After a write: the next read sees it."""
-    for cached in (runs, active_runs, epochs, checkpoint_ids):
+    for cached in (runs, sweeps, active_runs, epochs, checkpoint_ids):
         cached.clear()
 
 

@@ -1,0 +1,181 @@
+"""Figures of a sweep: a final metric against a swept setting, how fast each run reached a copy
+accuracy, and parallel coordinates over every varied setting. Pure builders: DataFrame in
+(seqcopy.ui.sweep_frames), plotly Figure out, tested without a browser.
+
+Every trace carries ``meta`` saying what it is (``kind``: seeds, mean, band_upper, band_lower,
+never, …; and its ``group``), so tests and readers can find it without relying on trace order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from ..spread import ERROR_KINDS, ERROR_SHORT
+from .figures import _layout, add_chance_line, colour, rgba
+from .sweep_frames import is_numeric, spans_a_decade, summary_by_setting, x_order
+
+NEVER_COLOUR = "#444444"
+
+
+def _x_axis(fig: go.Figure, values: Sequence, log_x: bool | None) -> bool:
+    """Numbers on a numeric axis (log where they span a decade, unless ``log_x`` says), anything
+    else as categories in order; returns whether the axis is logarithmic."""
+    order = x_order(list(values))
+    if not is_numeric(order):
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(v) for v in order])
+        return False
+    log = spans_a_decade(order) if log_x is None else log_x and spans_a_decade(order)
+    fig.update_xaxes(type="log" if log else "linear")
+    if len(order) <= 12:
+        fig.update_xaxes(tickmode="array", tickvals=order, ticktext=[f"{v:g}" for v in order])
+    return log
+
+
+def _xs(values: pd.Series, numeric: bool) -> list:
+    return list(values) if numeric else [str(v) for v in values]
+
+
+def metric_vs_setting_figure(
+    frame: pd.DataFrame,
+    y: str,
+    x_title: str,
+    error: str = "se",
+    style: str = "bars",
+    log_x: bool | None = None,
+    show_seeds: bool = True,
+) -> go.Figure:
+    """The final ``y`` of each run against its setting ``x`` (frame from settings_frame), one
+    colour per line (``group``): the mean over its seeds at each value with the chosen spread as
+    error bars (``style='bars'``) or a band (``'band'``), each seed a faint point; a log x axis
+    where the values span a decade; the chance line for copy accuracy."""
+    fig = go.Figure()
+    data = frame.dropna(subset=[y])
+    numeric = is_numeric(list(data["x"]))
+    summary = summary_by_setting(data, y, error)
+    for index, (name, line) in enumerate(summary.groupby("group", sort=True)):
+        hue = colour(index)
+        xs = _xs(line["x"], numeric)
+        if show_seeds:
+            seeds = data[data["group"] == name]
+            fig.add_trace(go.Scatter(
+                x=_xs(seeds["x"], numeric), y=seeds[y], mode="markers", name=f"{name}: seeds", legendgroup=str(name),
+                showlegend=False, marker=dict(color=rgba(hue, 0.35), size=7), text=seeds["label"],
+                hovertemplate="%{text}: %{y:.3f}<extra></extra>",
+                meta={"kind": "seeds", "group": str(name), "runs": [int(i) for i in seeds["run_id"]]},
+            ))
+        if style == "band":
+            for edge, fill in (("upper", None), ("lower", "tonexty")):
+                fig.add_trace(go.Scatter(
+                    x=xs, y=line[edge], mode="lines", line=dict(width=0), fill=fill, fillcolor=rgba(hue, 0.2),
+                    showlegend=False, legendgroup=str(name), hoverinfo="skip", name=f"{name} {edge}",
+                    meta={"kind": f"band_{edge}", "group": str(name)},
+                ))
+        bars = dict(type="data", array=np.nan_to_num(line["half"].to_numpy()), visible=style == "bars",
+                    color=hue, thickness=1.5, width=4)
+        counts = sorted(set(line["n"]))
+        n_text = f"n={counts[0]}" if len(counts) == 1 else f"n={counts[0]}–{counts[-1]}"
+        fig.add_trace(go.Scatter(
+            x=xs, y=line["mean"], mode="lines+markers", name=f"{name} (mean ± {ERROR_SHORT[error]}, {n_text})",
+            legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=8), error_y=bars,
+            customdata=np.stack([np.nan_to_num(line["half"].to_numpy()), line["n"].to_numpy()], axis=-1),
+            hovertemplate="%{y:.3f} ± %{customdata[0]:.3f} (n=%{customdata[1]})<extra>" + str(name) + "</extra>",
+            meta={"kind": "mean", "group": str(name), "error": error},
+        ))
+    if y.endswith("copy_acc"):
+        add_chance_line(fig)
+    if y.endswith("acc"):
+        fig.update_yaxes(range=[0, 1.02])
+    log = _x_axis(fig, list(data["x"]), log_x)
+    title = (f"{y.replace('_', ' ')} against {x_title}<br><sup>mean over seeds ± {ERROR_KINDS[error]}; "
+             f"each seed a faint point{'; log x' if log else ''}</sup>")
+    fig = _layout(fig, title, x_title, y.replace("_", " "), legend_columns=3)
+    return fig.update_layout(hovermode="closest")
+
+
+def convergence_figure(frame: pd.DataFrame, x_title: str, threshold: float, measure: str = "epochs",
+                       error: str = "se", log_x: bool | None = None) -> go.Figure:
+    """How long each run took to first reach ``threshold`` test copy accuracy (frame from
+    convergence_frame), in ``measure`` (epochs or minutes), against its setting: each run that
+    reached it a faint point, the mean of those with the chosen spread and how many of the seeds
+    reached it ('2/3'); runs that never reached it are not dropped: an open cross at how far they
+    ran, marked as such."""
+    fig = go.Figure()
+    numeric = is_numeric(list(frame["x"]))
+    done = frame[frame["reached"]].assign(y=frame[f"{measure}_to"])
+    for index, (name, members) in enumerate(frame.groupby("group", sort=True)):
+        hue = colour(index)
+        line_runs = done[done["group"] == name]
+        fig.add_trace(go.Scatter(
+            x=_xs(line_runs["x"], numeric), y=line_runs["y"], mode="markers", showlegend=False, legendgroup=str(name),
+            name=f"{name}: seeds", marker=dict(color=rgba(hue, 0.35), size=7), text=line_runs["label"],
+            hovertemplate="%{text}: %{y:.1f}<extra></extra>",
+            meta={"kind": "seeds", "group": str(name), "runs": [int(i) for i in line_runs["run_id"]]},
+        ))
+        summary = summary_by_setting(line_runs, "y", error)
+        totals = members.groupby("x")["run_id"].count()
+        texts = [f"{n}/{totals[x]}" for x, n in zip(summary["x"], summary["n"])]
+        fig.add_trace(go.Scatter(
+            x=_xs(summary["x"], numeric), y=summary["mean"], mode="lines+markers+text", text=texts,
+            textposition="middle left", textfont=dict(size=10, color=hue),
+            name=f"{name} (mean of the runs that reached it; reached/runs)",
+            legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=8),
+            error_y=dict(type="data", array=np.nan_to_num(summary["half"].to_numpy()), color=hue, thickness=1.5, width=4),
+            meta={"kind": "mean", "group": str(name), "reached": texts},
+        ))
+    never = frame[~frame["reached"]]
+    if not never.empty:
+        fig.add_trace(go.Scatter(
+            x=_xs(never["x"], numeric), y=never[f"{measure}_run"], mode="markers",
+            name=f"never reached {threshold:.0%} (plotted at its last {'epoch' if measure == 'epochs' else 'minute'})",
+            marker=dict(symbol="x-open", size=10, color=NEVER_COLOUR), text=never["label"] + " · " + never["group"],
+            hovertemplate="%{text}: not reached in %{y:.1f} " + measure + "<extra></extra>",
+            meta={"kind": "never", "runs": [int(i) for i in never["run_id"]]},
+        ))
+        # Crosses of many runs fall on one spot (the same x, the same run length): say how many.
+        piles = never.groupby(["x", f"{measure}_run"], sort=False)["run_id"].count().reset_index()
+        fig.add_trace(go.Scatter(
+            x=_xs(piles["x"], numeric), y=piles[f"{measure}_run"], mode="markers+text",
+            text=[f"{n}×" for n in piles["run_id"]], marker=dict(size=14, opacity=0), textposition="top center",
+            textfont=dict(size=10, color=NEVER_COLOUR), showlegend=False, hoverinfo="skip", meta={"kind": "never_count"},
+        ))
+    highest = np.nanmax([frame[f"{measure}_run"].max(), 0.0])
+    fig.update_yaxes(range=[0, 1.15 * highest if highest > 0 else 1])  # room for the counts above the crosses
+    log = _x_axis(fig, list(frame["x"]), log_x)
+    unit = "epochs" if measure == "epochs" else "minutes of training and testing"
+    title = (f"{unit.capitalize()} to reach {threshold:.0%} test copy accuracy against {x_title}"
+             f"<br><sup>mean ± {ERROR_KINDS[error]} of the runs that reached it{'; log x' if log else ''}</sup>")
+    fig = _layout(fig, title, x_title, unit, legend_columns=3)
+    return fig.update_layout(hovermode="closest")
+
+
+def parallel_coordinates_figure(frame: pd.DataFrame, keys: Sequence[str], metric: str) -> go.Figure:
+    """One line per run across an axis for every setting in ``keys`` and a last axis for its
+    final ``metric``, coloured by that metric. Numbers keep their scale; other settings (cell,
+    on/off, choices) become evenly spaced categories with their names as ticks."""
+    data = frame.dropna(subset=[metric])
+    dimensions = []
+    for key in keys:
+        values = list(data[key])
+        if is_numeric(values):
+            dimensions.append(dict(label=key, values=[float(v) for v in values]))
+        else:
+            order = x_order(values)
+            code = {value: i for i, value in enumerate(order)}
+            dimensions.append(dict(label=key, values=[code[v] for v in values], tickvals=list(range(len(order))),
+                                   ticktext=[str(v) for v in order]))
+    bounded = metric.endswith("acc")
+    dimensions.append(dict(label=metric, values=data[metric].astype(float).tolist(),
+                           range=[0, 1] if bounded else None))
+    fig = go.Figure(go.Parcoords(
+        dimensions=dimensions, domain=dict(x=[0, 0.88]),  # room for the colour bar beside the last axis
+        line=dict(color=data[metric].astype(float).tolist(), colorscale="Viridis", showscale=True,
+                  cmin=0 if bounded else None, cmax=1 if bounded else None, colorbar=dict(title=metric.replace("_", " "))),
+        meta={"kind": "parcoords", "keys": list(keys), "metric": metric, "runs": [int(i) for i in data["run_id"]]},
+    ))
+    fig.update_layout(title=f"Every run across the varied settings, coloured by {metric.replace('_', ' ')}",
+                      height=420, margin=dict(l=60, r=40, t=80, b=30))
+    return fig

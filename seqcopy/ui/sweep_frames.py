@@ -1,0 +1,127 @@
+"""Runs of a sweep → the tables its figures draw: one row per run with the swept settings and
+the final metrics, the mean ± spread per line and setting value, and when each run first
+reached a copy-accuracy threshold. Pure functions of plain data, tested without a database.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..config import SETTINGS
+from ..report import first_reaching
+from ..schema import LATEST_METRICS
+from ..spread import summarise
+from ..store import RunInfo, SweepInfo
+from ..sweeps import varied_keys
+from .escape import plotly
+from .frames import group_of, run_label
+
+NOT_PLOTTED = ("seed", "tag")  # never an x axis: seeds are averaged, a tag names the runs
+
+
+def sweep_labels(sweeps: Sequence[SweepInfo], runs: Sequence[RunInfo]) -> dict[int, str]:
+    """Each sweep that still has runs → how a select box lists it (plain text, never markdown):
+    '#3 length study (60 runs)', newest first."""
+    counts = Counter(run.sweep_id for run in runs if run.sweep_id is not None)
+    return {sweep.id: f"#{sweep.id} {sweep.name} ({counts[sweep.id]} run{'' if counts[sweep.id] == 1 else 's'})"
+            for sweep in sorted(sweeps, key=lambda s: -s.id) if counts[sweep.id]}
+
+
+def sweep_from_url(text: str, known: Iterable[int]) -> int | None:
+    """?sweep=3 → 3 when this store has sweep 3 (with runs); None for anything else."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdecimal() and int(text) in set(known) else None
+
+
+def setting_choices(runs: Sequence[RunInfo], swept_first: Sequence[str] = ()) -> list[str]:
+    """The settings these runs vary that a figure can put on its x axis, a sweep's own first."""
+    varied = [key for key in varied_keys([run.config for run in runs]) if key not in NOT_PLOTTED]
+    return [key for key in swept_first if key in varied] + [key for key in varied if key not in swept_first]
+
+
+def is_numeric(values: Sequence) -> bool:
+    """Numbers (not on/off) go on a numeric axis; anything else is a category."""
+    return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in values)
+
+
+def spans_a_decade(values: Sequence) -> bool:
+    """Positive numbers whose largest is at least ten times the smallest: a log axis reads them."""
+    if not len(values) or not is_numeric(values):
+        return False
+    low, high = float(min(values)), float(max(values))
+    return low > 0 and high / low >= 10
+
+
+ALL_RUNS = "all runs"
+
+
+def settings_frame(runs: Sequence[RunInfo], x: str, group: str | None, keys: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per run: id, label, seed, the x setting, the line it belongs to (its value of
+    ``group``; one line of all runs for None), its final (latest) metrics, and a column for each
+    setting in ``keys`` (for parallel coordinates)."""
+    columns = ["run_id", "label", "seed", "x", "group", "status", *LATEST_METRICS, *keys]
+    rows = [
+        [run.id, run_label(run.id, run.config.cell, run.config.seed), run.config.seed, getattr(run.config, x),
+         plotly(group_of(run, group)) if group else ALL_RUNS, run.status, *(run.latest.get(name) for name in LATEST_METRICS),
+         *(getattr(run.config, key) for key in keys)]
+        for run in runs
+    ]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({name: float for name in LATEST_METRICS})
+
+
+def x_order(values: Sequence) -> list:
+    """The x values in axis order: numbers ascending, anything else as text (False before True)."""
+    unique = list(dict.fromkeys(values))
+    if is_numeric(unique):
+        return sorted(unique)
+    return sorted(unique, key=lambda v: (str(v) not in ("False", "True"), str(v)))
+
+
+def summary_by_setting(frame: pd.DataFrame, y: str, error: str) -> pd.DataFrame:
+    """Per line and x value: the mean of ``y`` over its runs, the spread's half-width (NaN for
+    one run), n, and the band's lower and upper edges."""
+    rows = []
+    for (group, x), members in frame.groupby(["group", "x"], sort=False):
+        mean, half, n = summarise(members[y].tolist(), error)
+        if mean is None:
+            continue
+        half = np.nan if half is None else half
+        rows.append({"group": group, "x": x, "mean": mean, "half": half, "n": n,
+                     "lower": mean - np.nan_to_num(half), "upper": mean + np.nan_to_num(half)})
+    summary = pd.DataFrame(rows, columns=["group", "x", "mean", "half", "n", "lower", "upper"])
+    order = {value: i for i, value in enumerate(x_order(list(summary["x"])))}
+    return summary.assign(_order=summary["x"].map(order)).sort_values(["group", "_order"]).drop(columns="_order")
+
+
+def mixed_settings(runs: Sequence[RunInfo], x: str, group: str | None) -> list[str]:
+    """Settings that differ between the runs averaged into one point (same line, same x):
+    besides the seed, each point should hold repeats of one configuration."""
+    points: dict[tuple, list] = {}
+    for run in runs:
+        line = getattr(run.config, group) if group else None
+        points.setdefault((repr(line), repr(getattr(run.config, x))), []).append(run.config)
+    mixed = {key for configs in points.values() for key in varied_keys(configs)}
+    return [key for key in SETTINGS if key in mixed and key not in ("seed", "tag", x, group)]
+
+
+def convergence_frame(frame: pd.DataFrame, epochs: Mapping[int, list[dict]], threshold: float) -> pd.DataFrame:
+    """``frame`` (settings_frame) with when each run first reached ``threshold`` test copy
+    accuracy: ``reached``, ``epochs_to`` and ``minutes_to`` (of training and testing, summed over
+    epochs), and how far runs went that never did (``epochs_run``, ``minutes_run``)."""
+    out = frame.copy()
+    reached, epochs_to, minutes_to, epochs_run, minutes_run = [], [], [], [], []
+    for run_id in out["run_id"]:
+        history = epochs.get(int(run_id), [])
+        first = first_reaching(history, threshold)
+        reached.append(first is not None)
+        epochs_to.append(float(first[0]) if first else np.nan)
+        minutes_to.append(first[1] if first else np.nan)
+        epochs_run.append(float(history[-1]["epoch"]) if history else 0.0)
+        minutes_run.append(sum(row["seconds"] for row in history) / 60)
+    return out.assign(reached=reached, epochs_to=epochs_to, minutes_to=minutes_to,
+                      epochs_run=epochs_run, minutes_run=minutes_run)
