@@ -24,6 +24,7 @@ from .flags import long_flag
 from .spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_summary
 from .store import Store
 from .sweeps import varied_keys
+from .text import printable
 
 THRESHOLDS = (0.90, 0.99)
 FRONTIER_THRESHOLD = 0.99
@@ -130,7 +131,7 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
 
     lines = []
     for tag in sorted({tag for tag, _ in groups} | set(failed)):
-        lines += [f"### {tag or '(no tag)'}", ""]
+        lines += [f"### {printable(tag) if tag else '(no tag)'}", ""]  # an old store's tag may hold escape codes
         if not any(t == tag for t, _ in groups):
             lines += _failed_lines(failed[tag]) + [""]
             continue
