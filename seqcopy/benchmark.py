@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         "threads": threads,
         "fast_backend": fast.backend() if kernels is not fast.PYTHON_KERNELS else "python",
-        "direct_blas": bool(kernels and kernels.direct_blas()),
+        "loop_products": kernels.products() if kernels else "autograd",
         "matmul_peak_gflops": {str(count): peak for count, peak in peaks.items()},
         "repeats": repeats,
         "settings": {s: bench_setting(s, cells, forms, threads, repeats, warmup, peaks) for s in settings},
@@ -281,7 +281,7 @@ def format_report(report: dict) -> str:
     peaks = ", ".join(f"{gflops:.1f} at {count}" for count, gflops in report["matmul_peak_gflops"].items())
     lines = [
         f"CPU {report['cpu']} ({report['cores']} cores), torch {report['torch']}, mLSTM/mGRU backend "
-        f"{report['fast_backend']}, matmul peak GFLOP/s {peaks} thread(s), median of {report['repeats']}; "
+        f"{report['fast_backend']} (products in the loops: {report['loop_products']}), matmul peak GFLOP/s {peaks} thread(s), median of {report['repeats']}; "
         f"load average {_one_decimal(load['before'])} before, {_one_decimal(load['after'])} after",
     ]
     for name, setting in report["settings"].items():

@@ -109,7 +109,7 @@ def _gru_output_backward(dh: Tensor, n: Tensor, z: Tensor, h_prev: Tensor, dz_z:
     torch.mul(dh * (h_prev - n), z * (1 - z), out=dz_z)
 
 
-def _mlstm_forward(p: Tensor, h0: Tensor, c0: Tensor, w_mh: Tensor, w_mg: Tensor, save: bool):
+def _mlstm_forward(p: Tensor, h0: Tensor, c0: Tensor, w_mh_t: Tensor, w_mg_t: Tensor, save: bool):
     steps, batch, hidden = p.shape[0], p.shape[1], h0.shape[1]
     kept = steps if save else 1
     hs = p.new_empty(steps + 1, batch, hidden)
@@ -120,14 +120,14 @@ def _mlstm_forward(p: Tensor, h0: Tensor, c0: Tensor, w_mh: Tensor, w_mg: Tensor
     cs[0] = c0
     for t in range(steps):
         k = t if save else 0
-        torch.mm(hs[t], w_mh.T, out=a[k])
+        torch.mm(hs[t], w_mh_t, out=a[k])
         torch.mul(p[t, :, :hidden], a[k], out=m[k])
-        torch.addmm(p[t, :, hidden:], m[k], w_mg.T, out=gates[k])
+        torch.addmm(p[t, :, hidden:], m[k], w_mg_t, out=gates[k])
         _lstm_step(gates[k], cs[t if save else t & 1], cs[t + 1 if save else (t + 1) & 1], tc[k], hs[t + 1])
     return hs, cs[steps if save else steps & 1], cs, a, m, gates, tc
 
 
-def _mlstm_backward(grad_out, grad_hn, grad_cn, p, hs, cs, a, gates, tc, w_mh, w_mg):
+def _mlstm_backward(grad_out, grad_hn, grad_cn, x, p, hs, cs, a, m, gates, tc, w_mh, w_mg, w_x):
     steps, hidden = p.shape[0], hs.shape[2]
     dp, da = torch.empty_like(p), torch.empty_like(a)
     dh, dc = grad_hn.clone(), grad_cn.clone()
@@ -139,30 +139,32 @@ def _mlstm_backward(grad_out, grad_hn, grad_cn, p, hs, cs, a, gates, tc, w_mh, w
         torch.mul(dm, a[t], out=dp[t, :, :hidden])
         torch.mul(dm, p[t, :, :hidden], out=da[t])
         dh = da[t] @ w_mh
-    return dp, da, dh, dc
+    dz = _rows(dp)[:, hidden:]
+    # dx = dp W_x; each weight's gradient is one product over all steps: Σ dz mᵀ, Σ da h'ᵀ, Σ dp xᵀ
+    return (dp @ w_x, dh, dc, _rows(dp).T @ _rows(x), _rows(da).T @ _rows(hs[:-1]), dz.T @ _rows(m), dz.sum(0))
 
 
-def _mgru_forward(p: Tensor, h0: Tensor, w_mh: Tensor, w_mg: Tensor, save: bool):
+def _mgru_forward(p: Tensor, h0: Tensor, w_mh_t: Tensor, w_mg_t: Tensor, save: bool):
     steps, batch, hidden = p.shape[0], p.shape[1], h0.shape[1]
     kept = steps if save else 1
     hs = p.new_empty(steps + 1, batch, hidden)
     a, m, s, n = (p.new_empty(kept, batch, hidden) for _ in range(4))
     rz = p.new_empty(kept, batch, 2 * hidden)
     hs[0] = h0
-    w_rz, w_n = w_mg[: 2 * hidden], w_mg[2 * hidden :]
+    w_rz_t, w_n_t = w_mg_t[:, : 2 * hidden], w_mg_t[:, 2 * hidden :]
     for t in range(steps):
         k = t if save else 0
         p_t, h_prev = p[t], hs[t]
-        torch.mm(h_prev, w_mh.T, out=a[k])
+        torch.mm(h_prev, w_mh_t, out=a[k])
         torch.mul(p_t[:, :hidden], a[k], out=m[k])
-        torch.addmm(p_t[:, hidden : 3 * hidden], m[k], w_rz.T, out=rz[k]).sigmoid_()
+        torch.addmm(p_t[:, hidden : 3 * hidden], m[k], w_rz_t, out=rz[k]).sigmoid_()
         torch.mul(rz[k, :, :hidden], m[k], out=s[k])
-        torch.addmm(p_t[:, 3 * hidden :], s[k], w_n.T, out=n[k]).tanh_()
+        torch.addmm(p_t[:, 3 * hidden :], s[k], w_n_t, out=n[k]).tanh_()
         torch.lerp(n[k], h_prev, rz[k, :, hidden:], out=hs[t + 1])
     return hs, a, m, rz, s, n
 
 
-def _mgru_backward(grad_out, grad_hn, p, hs, a, m, rz, n, w_mh, w_mg):
+def _mgru_backward(grad_out, grad_hn, x, p, hs, a, m, rz, s, n, w_mh, w_mg, w_x):
     steps, hidden = p.shape[0], hs.shape[2]
     dp, da = torch.empty_like(p), torch.empty_like(a)
     dh_prev = grad_hn.clone()
@@ -180,7 +182,10 @@ def _mgru_backward(grad_out, grad_hn, p, hs, a, m, rz, n, w_mh, w_mg):
         torch.mul(dm, a[t], out=dp[t, :, :hidden])
         torch.mul(dm, p[t, :, :hidden], out=da[t])
         dh_prev = torch.addmm(dh * z, da[t], w_mh)
-    return dp, da, dh_prev
+    dz = _rows(dp)[:, hidden:]
+    # r, z read m; n reads s = r ⊙ m: the two parts of W_mg see different inputs.
+    dw_mg = torch.cat([dz[:, : 2 * hidden].T @ _rows(m), dz[:, 2 * hidden :].T @ _rows(s)])
+    return (dp @ w_x, dh_prev, _rows(dp).T @ _rows(x), _rows(da).T @ _rows(hs[:-1]), dw_mg, dz.sum(0))
 
 
 def _input_factor(q_m: Tensor, pm_t: Tensor, x_t: Tensor, m: Tensor, xt: Tensor) -> None:
@@ -189,7 +194,7 @@ def _input_factor(q_m: Tensor, pm_t: Tensor, x_t: Tensor, m: Tensor, xt: Tensor)
     torch.mul(m, x_t, out=xt)
 
 
-def _mlstm_input_forward(x, pm, h0, c0, w_hq, w_ih, bias, save):
+def _mlstm_input_forward(x, pm, h0, c0, w_hq_t, w_ih_t, bias, save):
     steps, batch, size = x.shape
     hidden = h0.shape[1]
     kept = steps if save else 1
@@ -201,14 +206,14 @@ def _mlstm_input_forward(x, pm, h0, c0, w_hq, w_ih, bias, save):
     cs[0] = c0
     for t in range(steps):
         k = t if save else 0
-        q = hs[t] @ w_hq.T  # [W_hh h | U_m h]
+        q = hs[t] @ w_hq_t  # [W_hh h | U_m h]
         _input_factor(q[:, 4 * hidden :], pm[t], x[t], m[k], xt[k])
-        torch.addmm(q[:, : 4 * hidden] + bias, xt[k], w_ih.T, out=gates[k])
+        torch.addmm(q[:, : 4 * hidden] + bias, xt[k], w_ih_t, out=gates[k])
         _lstm_step(gates[k], cs[t if save else t & 1], cs[t + 1 if save else (t + 1) & 1], tc[k], hs[t + 1])
     return hs, cs[steps if save else steps & 1], cs, m, xt, gates, tc
 
 
-def _mlstm_input_backward(grad_out, grad_hn, grad_cn, x, hs, cs, m, gates, tc, w_hq, w_ih):
+def _mlstm_input_backward(grad_out, grad_hn, grad_cn, x, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im):
     steps, batch, size = x.shape
     hidden = hs.shape[2]
     dq, dxd = x.new_empty(steps, batch, 4 * hidden + size), torch.empty_like(x)
@@ -220,10 +225,12 @@ def _mlstm_input_backward(grad_out, grad_hn, grad_cn, x, hs, cs, m, gates, tc, w
         torch.mul(dxt, x[t], out=dq[t, :, 4 * hidden :])  # dm = dx̃ x
         torch.mul(dxt, m[t], out=dxd[t])
         dh = dq[t] @ w_hq
-    return dq, dxd, dh, dc
+    dx, *grads = _input_form_gradients(4 * hidden, dq[:, :, : 4 * hidden], dq, dxd, x, xt, hs, w_im)
+    dw_ih, dw_hh, db, _, dw_im, dw_hm, db_m = grads  # b_ih and b_hh share their gradient
+    return dx, dh, dc, dw_ih, dw_hh, db, dw_im, dw_hm, db_m
 
 
-def _mgru_input_forward(x, pm, h0, w_hq, w_ih, b_ih, b_hh, save):
+def _mgru_input_forward(x, pm, h0, w_hq_t, w_ih_t, b_ih, b_hh, save):
     steps, batch, size = x.shape
     hidden = h0.shape[1]
     kept = steps if save else 1
@@ -233,9 +240,9 @@ def _mgru_input_forward(x, pm, h0, w_hq, w_ih, b_ih, b_hh, save):
     hs[0] = h0
     for t in range(steps):
         k = t if save else 0
-        q = hs[t] @ w_hq.T
+        q = hs[t] @ w_hq_t
         _input_factor(q[:, 3 * hidden :], pm[t], x[t], m[k], xt[k])
-        gi = torch.addmm(b_ih, xt[k], w_ih.T)
+        gi = torch.addmm(b_ih, xt[k], w_ih_t)
         gh = q[:, : 3 * hidden] + b_hh
         rz = torch.sigmoid(gi[:, : 2 * hidden] + gh[:, : 2 * hidden], out=rzn[k, :, : 2 * hidden])
         hn[k] = gh[:, 2 * hidden :]
@@ -244,7 +251,7 @@ def _mgru_input_forward(x, pm, h0, w_hq, w_ih, b_ih, b_hh, save):
     return hs, m, xt, rzn, hn
 
 
-def _mgru_input_backward(grad_out, grad_hn, x, hs, m, rzn, hn, w_hq, w_ih):
+def _mgru_input_backward(grad_out, grad_hn, x, hs, m, xt, rzn, hn, w_hq, w_ih, w_im):
     steps, batch, size = x.shape
     hidden = hs.shape[2]
     dgi, dq = x.new_empty(steps, batch, 3 * hidden), x.new_empty(steps, batch, 3 * hidden + size)
@@ -261,7 +268,26 @@ def _mgru_input_backward(grad_out, grad_hn, x, hs, m, rzn, hn, w_hq, w_ih):
         torch.mul(dxt, x[t], out=dq[t, :, 3 * hidden :])
         torch.mul(dxt, m[t], out=dxd[t])
         dh_prev = torch.addmm(dh * z, dq[t], w_hq)
-    return dgi, dq, dxd, dh_prev
+    dx, *grads = _input_form_gradients(3 * hidden, dgi, dq, dxd, x, xt, hs, w_im)
+    return (dx, dh_prev, *grads)
+
+
+def _input_form_gradients(gates: int, dgi, dq, dxd, x, xt, hs, w_im):
+    """dx and the weight gradients of an input-form cell, one product each over all steps.
+
+    dgi (T, B, G) is the gradient of W_ih x̃ + b_ih; dq (T, B, G+E) that of [W_hh h' + b_hh | m]
+    (m = U_m h' + W_m x + b_m); dxd = dx̃ ⊙ m. dW_ih = Σ dgi x̃ᵀ, [dW_hh; dU_m] = Σ dq h'ᵀ,
+    dW_m = Σ dm xᵀ, and dx = dm W_m + dxd.
+    """
+    dgi, dq = _rows(dgi), _rows(dq)
+    dm = dq[:, gates:]
+    dw_hq = dq.T @ _rows(hs[:-1])
+    dx = torch.addmm(_rows(dxd), dm, w_im).view(x.shape)
+    return (
+        dx,
+        dgi.T @ _rows(xt), dw_hq[:gates], dgi.sum(0), dq[:, :gates].sum(0),  # W_ih, W_hh, b_ih, b_hh
+        dm.T @ _rows(x), dw_hq[gates:], dm.sum(0),  # W_m, U_m, b_m
+    )  # fmt: skip
 
 
 PYTHON_KERNELS = SimpleNamespace(
@@ -273,7 +299,7 @@ PYTHON_KERNELS = SimpleNamespace(
     mlstm_input_backward=_mlstm_input_backward,
     mgru_input_forward=_mgru_input_forward,
     mgru_input_backward=_mgru_input_backward,
-    direct_blas=lambda: False,
+    products=lambda: "torch ops",
 )
 
 
@@ -298,23 +324,19 @@ def _state_grad(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
 
 
+def _t(weight: Tensor) -> Tensor:
+    """Wᵀ, contiguous: the loops' forward products take their weights transposed."""
+    return weight.t().contiguous()
+
+
+def _batch_major(ctx, dx: Tensor) -> Tensor | None:
+    """The input gradient (T, B, E) as (B, T, E), where x needs one."""
+    return dx.transpose(0, 1) if ctx.needs_input_grad[2] else None
+
+
 def _rows(tensor: Tensor) -> Tensor:
     """(T, B, ·) → (T·B, ·)."""
     return tensor.reshape(-1, tensor.shape[-1])
-
-
-def _input_gradients(ctx, dp: Tensor, rows: Tensor, w_x: Tensor, batch: int):
-    """dx and dW_x from dp, the gradient of the projections: dx = dp W_x, dW_x = dpᵀ x.
-
-    Both products have the embedding size E as one side. MKL multiplies a (T·B, ·) matrix by a
-    thin (·, E) one 2-5 times slower than the transposed product that puts E first (measured at
-    E = 11 and 16), so both are taken transposed."""
-    steps = dp.shape[0]
-    flat = dp.view(-1, dp.shape[2])
-    dx = None
-    if ctx.needs_input_grad[2]:
-        dx = (w_x.T @ flat.T).T.view(steps, batch, -1).transpose(0, 1)
-    return dx, flat, (rows.T @ flat).T
 
 
 class MLSTMFunction(torch.autograd.Function):
@@ -325,25 +347,21 @@ class MLSTMFunction(torch.autograd.Function):
         hidden = w_mh.shape[0]
         w_x = torch.cat([w_mx, w_ih])
         rows, p = _project(x, w_x, torch.cat([bias.new_zeros(hidden), bias]))
-        hs, c_n, cs, a, m, gates, tc = kern.mlstm_forward(p, h0, c0, w_mh, w_mg, save)
+        hs, c_n, cs, a, m, gates, tc = kern.mlstm_forward(p, h0, c0, _t(w_mh), _t(w_mg), save)
         if save:
             ctx.kern = kern
-            ctx.save_for_backward(rows, p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg)
+            ctx.save_for_backward(rows.view(p.shape[0], p.shape[1], -1), p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg)
         return hs[1:].transpose(0, 1), hs[-1].clone(), c_n.clone()
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn):
-        rows, p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg = ctx.saved_tensors
-        hidden, batch = w_mh.shape[0], hs.shape[1]
-        dp, da, dh0, dc0 = ctx.kern.mlstm_backward(
+        xs, p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg = ctx.saved_tensors
+        hidden = w_mh.shape[0]
+        dx, dh0, dc0, dw_x, dw_mh, dw_mg, db = ctx.kern.mlstm_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
-            _state_grad(grad_cn, hs[0]), p, hs, cs, a, gates, tc, w_mh, w_mg,
+            _state_grad(grad_cn, hs[0]), xs, p, hs, cs, a, m, gates, tc, w_mh, w_mg, w_x,
         )  # fmt: skip
-        dx, flat, dw_x = _input_gradients(ctx, dp, rows, w_x, batch)
-        dz = flat[:, hidden:]  # the gates' pre-activations, (T·B, 4H)
-        dw_mh = _rows(da).T @ _rows(hs[:-1])  # da = W_mh h': dW = Σ da h'ᵀ
-        dw_mg = dz.T @ _rows(m)  # z = W_m m + ...: dW_m = Σ dz mᵀ
-        return (None, None, dx, dh0, dc0, dw_x[:hidden], dw_mh, dw_x[hidden:], dw_mg, dz.sum(0))
+        return (None, None, _batch_major(ctx, dx), dh0, dc0, dw_x[:hidden], dw_mh, dw_x[hidden:], dw_mg, db)
 
 
 class MGRUFunction(torch.autograd.Function):
@@ -355,48 +373,21 @@ class MGRUFunction(torch.autograd.Function):
         w_x = torch.cat([w_mx, w_ih])
         # Both biases add to the same pre-activations, so they join the input projection.
         rows, p = _project(x, w_x, torch.cat([b_ih.new_zeros(hidden), b_ih + b_mg]))
-        hs, a, m, rz, s, n = kern.mgru_forward(p, h0, w_mh, w_mg, save)
+        hs, a, m, rz, s, n = kern.mgru_forward(p, h0, _t(w_mh), _t(w_mg), save)
         if save:
             ctx.kern = kern
-            ctx.save_for_backward(rows, p, hs, a, m, rz, s, n, w_x, w_mh, w_mg)
+            ctx.save_for_backward(rows.view(p.shape[0], p.shape[1], -1), p, hs, a, m, rz, s, n, w_x, w_mh, w_mg)
         return hs[1:].transpose(0, 1), hs[-1].clone()
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn):
-        rows, p, hs, a, m, rz, s, n, w_x, w_mh, w_mg = ctx.saved_tensors
-        hidden, batch = w_mh.shape[0], hs.shape[1]
-        dp, da, dh0 = ctx.kern.mgru_backward(
+        xs, p, hs, a, m, rz, s, n, w_x, w_mh, w_mg = ctx.saved_tensors
+        hidden = w_mh.shape[0]
+        dx, dh0, dw_x, dw_mh, dw_mg, db = ctx.kern.mgru_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
-            p, hs, a, m, rz, n, w_mh, w_mg,
+            xs, p, hs, a, m, rz, s, n, w_mh, w_mg, w_x,
         )  # fmt: skip
-        dx, flat, dw_x = _input_gradients(ctx, dp, rows, w_x, batch)
-        dz = flat[:, hidden:]  # pre-activations of r, z, n, (T·B, 3H)
-        dw_mh = _rows(da).T @ _rows(hs[:-1])
-        # r, z read m; n reads s = r ⊙ m: the two halves of W_mg see different inputs.
-        dw_mg = torch.cat([dz[:, : 2 * hidden].T @ _rows(m), dz[:, 2 * hidden :].T @ _rows(s)])
-        db = dz.sum(0)
-        return (None, None, dx, dh0, dw_x[:hidden], dw_mh, dw_x[hidden:], db, dw_mg, db)
-
-
-def _input_form_gradients(ctx, gates: int, dgi, dq, dxd, rows, xt, hs, w_im):
-    """The weight and input gradients both input-form cells share, from the loop's buffers.
-
-    dgi (T, B, G) is the gradient of W_ih x̃ + b_ih; dq (T, B, G+E) that of [W_hh h' + b_hh | m]
-    (m = U_m h' + W_m x + b_m); dxd = dx̃ ⊙ m. One product each: dW_ih = Σ dgi x̃ᵀ,
-    [dW_hh; dU_m] = Σ dq h'ᵀ, dW_m = Σ dm xᵀ, and dx = dm W_m + dxd.
-    """
-    dgi, dq = _rows(dgi), _rows(dq)
-    dm = dq[:, gates:]
-    dw_hq = dq.T @ _rows(hs[:-1])
-    dx = None
-    if ctx.needs_input_grad[2]:
-        steps, batch = hs.shape[0] - 1, hs.shape[1]
-        dx = torch.addmm(_rows(dxd), dm, w_im).view(steps, batch, -1).transpose(0, 1)
-    return (
-        dx,
-        (_rows(xt).T @ dgi).T, dw_hq[:gates], dgi.sum(0), dq[:, :gates].sum(0),  # W_ih, W_hh, b_ih, b_hh
-        dm.T @ rows, dw_hq[gates:], dm.sum(0),  # W_m, U_m, b_m
-    )  # fmt: skip
+        return (None, None, _batch_major(ctx, dx), dh0, dw_x[:hidden], dw_mh, dw_x[hidden:], db, dw_mg, db)
 
 
 class MLSTMInputFunction(torch.autograd.Function):
@@ -407,23 +398,20 @@ class MLSTMInputFunction(torch.autograd.Function):
         rows, pm = _project(x, w_im, b_m)
         xs = rows.view(pm.shape)
         w_hq = torch.cat([w_hh, w_hm])  # both read h_{t-1}: one product per step
-        hs, c_n, cs, m, xt, gates, tc = kern.mlstm_input_forward(xs, pm, h0, c0, w_hq, w_ih, b_ih + b_hh, save)
+        hs, c_n, cs, m, xt, gates, tc = kern.mlstm_input_forward(xs, pm, h0, c0, _t(w_hq), _t(w_ih), b_ih + b_hh, save)
         if save:
             ctx.kern = kern
-            ctx.save_for_backward(rows, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im)
+            ctx.save_for_backward(xs, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im)
         return hs[1:].transpose(0, 1), hs[-1].clone(), c_n.clone()
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn):
-        rows, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im = ctx.saved_tensors
-        xs, hidden = rows.view(m.shape), hs.shape[2]
-        dq, dxd, dh0, dc0 = ctx.kern.mlstm_input_backward(
+        xs, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im = ctx.saved_tensors
+        dx, dh0, dc0, dw_ih, dw_hh, db, dw_im, dw_hm, db_m = ctx.kern.mlstm_input_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
-            _state_grad(grad_cn, hs[0]), xs, hs, cs, m, gates, tc, w_hq, w_ih,
+            _state_grad(grad_cn, hs[0]), xs, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im,
         )  # fmt: skip
-        dgates = dq[:, :, : 4 * hidden]  # the gates' pre-activations: W_ih x̃ and W_hh h' alike
-        dx, *grads = _input_form_gradients(ctx, 4 * hidden, dgates, dq, dxd, rows, xt, hs, w_im)
-        return (None, None, dx, dh0, dc0, *grads)
+        return (None, None, _batch_major(ctx, dx), dh0, dc0, dw_ih, dw_hh, db, db, dw_im, dw_hm, db_m)
 
 
 class MGRUInputFunction(torch.autograd.Function):
@@ -434,21 +422,20 @@ class MGRUInputFunction(torch.autograd.Function):
         rows, pm = _project(x, w_im, b_m)
         xs = rows.view(pm.shape)
         w_hq = torch.cat([w_hh, w_hm])
-        hs, m, xt, rzn, hn = kern.mgru_input_forward(xs, pm, h0, w_hq, w_ih, b_ih, b_hh, save)
+        hs, m, xt, rzn, hn = kern.mgru_input_forward(xs, pm, h0, _t(w_hq), _t(w_ih), b_ih, b_hh, save)
         if save:
             ctx.kern = kern
-            ctx.save_for_backward(rows, hs, m, xt, rzn, hn, w_hq, w_ih, w_im)
+            ctx.save_for_backward(xs, hs, m, xt, rzn, hn, w_hq, w_ih, w_im)
         return hs[1:].transpose(0, 1), hs[-1].clone()
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn):
-        rows, hs, m, xt, rzn, hn, w_hq, w_ih, w_im = ctx.saved_tensors
-        dgi, dq, dxd, dh0 = ctx.kern.mgru_input_backward(
+        xs, hs, m, xt, rzn, hn, w_hq, w_ih, w_im = ctx.saved_tensors
+        dx, dh0, *grads = ctx.kern.mgru_input_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
-            rows.view(m.shape), hs, m, rzn, hn, w_hq, w_ih,
+            xs, hs, m, xt, rzn, hn, w_hq, w_ih, w_im,
         )  # fmt: skip
-        dx, *grads = _input_form_gradients(ctx, 3 * hs.shape[2], dgi, dq, dxd, rows, xt, hs, w_im)
-        return (None, None, dx, dh0, *grads)
+        return (None, None, _batch_major(ctx, dx), dh0, *grads)
 
 
 def _needs_graph(*tensors: Tensor) -> bool:

@@ -23,11 +23,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
 #include <torch/csrc/utils/pybind.h>  // pybind11 with the Tensor casters, lighter than torch/extension.h
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 using at::Tensor;
@@ -60,46 +62,71 @@ namespace {
 
 // --- Products -------------------------------------------------------------------------------
 
-bool direct_blas() {
+enum class Products { brgemm, blas, aten };
+
+// Which library multiplies float blocks, found once: oneDNN's small-matrix kernel (torch's
+// cpublas::brgemm) where it runs, else MKL's sgemm, else at::mm.
+Products float_products() {
+  static const Products chosen = [] {
+    try {
+      const float a[2] = {2, 3}, w[2] = {5, 7};
+      float c = 0;
+      at::native::cpublas::brgemm(1, 1, 2, 2, 1, 1, false, a, w, &c, false);
+      if (c == 31) return Products::brgemm;
+    } catch (...) {  // not built into this torch, or not for this CPU
+    }
 #if SEQCOPY_DIRECT_BLAS
-  static const bool usable = at::hasMKL() && sgemm_ != nullptr && dgemm_ != nullptr;
-  return usable;
-#else
-  return false;
+    if (at::hasMKL() && sgemm_ != nullptr && dgemm_ != nullptr) return Products::blas;
 #endif
+    return Products::aten;
+  }();
+  return chosen;
 }
 
-// C = beta C + A op(W), all row-major: A is (m, k) with row stride lda, C is (m, n) with row stride
-// ldc, and op(W) is W (k, n) or, with `transposed`, Wᵀ for W (n, k). BLAS is column-major, so it
-// computes Cᵀ = op(W)ᵀ Aᵀ. With beta = 0, C is not read (it may hold garbage).
+const char* products_name() {
+  switch (float_products()) {
+    case Products::brgemm: return "oneDNN brgemm";
+    case Products::blas: return "MKL sgemm";
+    default: return "at::mm";
+  }
+}
+
+// C = A W (+ C when `accumulate`), all row-major: A is (m, k) with row stride lda, W (k, n) with
+// ldw, C (m, n) with ldc. Without `accumulate` C is not read (it may hold garbage). Forward
+// products take the weights transposed (fast.py passes them so), as brgemm has no transpose flag.
 template <typename scalar_t>
 void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* a, int64_t lda, const scalar_t* w,
-          int64_t ldw, bool transposed, scalar_t beta, scalar_t* c, int64_t ldc) {
+          int64_t ldw, bool accumulate, scalar_t* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  const Products products = std::is_same_v<scalar_t, float> ? float_products() : Products::blas;
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (products == Products::brgemm) {
+      at::native::cpublas::brgemm(m, n, k, lda, ldw, ldc, accumulate, a, w, c, false);
+      return;
+    }
+  }
 #if SEQCOPY_DIRECT_BLAS
-  if (direct_blas()) {
+  if (products != Products::aten && at::hasMKL() && sgemm_ != nullptr && dgemm_ != nullptr) {
+    // BLAS is column-major: it computes Cᵀ = Wᵀ Aᵀ.
     const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
     const int LDA = static_cast<int>(lda), LDW = static_cast<int>(ldw), LDC = static_cast<int>(ldc);
-    const scalar_t one = 1;
+    const scalar_t one = 1, beta = accumulate ? 1 : 0;
     if constexpr (std::is_same_v<scalar_t, float>) {
-      sgemm_(transposed ? "T" : "N", "N", &N, &M, &K, &one, w, &LDW, a, &LDA, &beta, c, &LDC);
+      sgemm_("N", "N", &N, &M, &K, &one, w, &LDW, a, &LDA, &beta, c, &LDC);
     } else {
-      dgemm_(transposed ? "T" : "N", "N", &N, &M, &K, &one, w, &LDW, a, &LDA, &beta, c, &LDC);
+      dgemm_("N", "N", &N, &M, &K, &one, w, &LDW, a, &LDA, &beta, c, &LDC);
     }
     return;
   }
 #endif
   const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
-  auto* a_ = const_cast<scalar_t*>(a);
-  auto* w_ = const_cast<scalar_t*>(w);
-  const Tensor A = at::from_blob(a_, {m, k}, {lda, 1}, options);
-  const Tensor W = transposed ? at::from_blob(w_, {n, k}, {ldw, 1}, options).t()
-                             : at::from_blob(w_, {k, n}, {ldw, 1}, options);
+  const Tensor A = at::from_blob(const_cast<scalar_t*>(a), {m, k}, {lda, 1}, options);
+  const Tensor W = at::from_blob(const_cast<scalar_t*>(w), {k, n}, {ldw, 1}, options);
   Tensor C = at::from_blob(c, {m, n}, {ldc, 1}, options);
-  if (beta == 0) {
-    at::mm_out(C, A, W);
+  if (accumulate) {
+    C.addmm_(A, W);
   } else {
-    C.addmm_(A, W, beta, 1);
+    at::mm_out(C, A, W);
   }
 }
 
@@ -390,15 +417,62 @@ void check(std::initializer_list<Tensor> tensors) {
 
 Tensor copy_of(const Tensor& tensor) { return at::empty(tensor.sizes(), tensor.options()).copy_(tensor); }
 
+// --- Weight gradients, summed inside the backward loops ---------------------------------------
+// A weight's gradient is a sum over steps and rows, Σ_t X_tᵀ Y_t. Each thread adds its own rows'
+// terms, one small product per step while X_t and Y_t are still in cache, to a partial sum of its
+// own; the partial sums are added once at the end, in thread order, so the same thread count
+// gives the same bits every run. (After the loop, as one big product, these ran through MKL at
+// half oneDNN's speed on this CPU and read every saved buffer back from memory.)
+
+// out (width, rows) = inᵀ for in (rows, width) with row stride ld.
+template <typename T>
+SEQCOPY_VECTORISED void transpose_rows(int64_t rows, int64_t width, In<T> in, int64_t ld, Out<T> out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < width; ++j) out[j * rows + r] = in[r * ld + j];
+  }
+}
+
+// sum[j] += Σ_r in[r, j]
+template <typename T>
+SEQCOPY_VECTORISED void add_column_sums(int64_t rows, int64_t width, In<T> in, int64_t ld, Out<T> sum) {
+  for (int64_t r = 0; r < rows; ++r) {
+    In<T> x = in + r * ld;
+    for (int64_t j = 0; j < width; ++j) sum[j] += x[j];
+  }
+}
+
+// C (n1, n2) += Xᵀ Y for X (rows, n1) with row stride ldx and Y (rows, n2) with ldy; scratch
+// holds n1 × rows.
+template <typename scalar_t>
+void add_outer(int64_t rows, int64_t n1, int64_t n2, const scalar_t* x, int64_t ldx, const scalar_t* y,
+               int64_t ldy, scalar_t* scratch, scalar_t* c, int64_t ldc) {
+  transpose_rows(rows, n1, x, ldx, scratch);
+  gemm<scalar_t>(n1, n2, rows, scratch, rows, y, ldy, true, c, ldc);
+}
+
+// One (rows, cols) partial sum per thread, zeroed.
+template <typename scalar_t>
+struct PartialSums {
+  Tensor sums;
+  PartialSums(int64_t rows, int64_t cols, const at::TensorOptions& options)
+      : sums(at::zeros({at::get_num_threads(), rows, cols}, options)) {}
+  scalar_t* mine() const {
+    return sums.data_ptr<scalar_t>() + at::get_thread_num() * sums.size(1) * sums.size(2);
+  }
+  // The sum, transposed: the loops accumulate Xᵀ Y with X the narrower side, the weight's Yᵀ X.
+  Tensor transposed_total() const { return sums.sum(0).t().contiguous(); }
+  Tensor total() const { return sums.sum(0); }
+};
+
 }  // namespace
 
 // mLSTM (Krause) forward. p = [x_m | z_i z_f z_g z_o] (T, B, 5H): the input projections W_mx x_t
-// and W_ix x_t + b_i, ... of every step. Returns hs (T+1, B, H) with hs[0] = h0, c_T, and when
+// and W_ix x_t + b_i, ... of every step; w_mh_t = W_mhᵀ (H, H) and w_mg_t = W_mgᵀ (H, 4H). Returns hs (T+1, B, H) with hs[0] = h0, c_T, and when
 // `save` the tensors the backward needs: cs (T+1, B, H), a = W_mh h_{t-1}, m, the activated gates
 // [i f g o] and tanh(c_t). Without `save` those buffers hold one step and are overwritten.
 std::vector<Tensor> mlstm_forward(const Tensor& p, const Tensor& h0, const Tensor& c0,
-                                  const Tensor& w_mh, const Tensor& w_mg, bool save) {
-  check({p, w_mh, w_mg});
+                                  const Tensor& w_mh_t, const Tensor& w_mg_t, bool save) {
+  check({p, w_mh_t, w_mg_t});
   const int64_t T = p.size(0), B = p.size(1), H = h0.size(1), S = save ? T : 1;
   const auto options = p.options();
   Tensor hs = at::empty({T + 1, B, H}, options), cs = at::empty({save ? T + 1 : 2, B, H}, options);
@@ -409,16 +483,16 @@ std::vector<Tensor> mlstm_forward(const Tensor& p, const Tensor& h0, const Tenso
   cs[0].copy_(c0);
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "mlstm_forward", [&] {
     const Seq<scalar_t> P(p), Hs(hs), Cs(cs), A(a), M(m), G(gates), Tc(tc);
-    const scalar_t *wmh = w_mh.data_ptr<scalar_t>(), *wmg = w_mg.data_ptr<scalar_t>();
+    const scalar_t *wmh = w_mh_t.data_ptr<scalar_t>(), *wmg = w_mg_t.data_ptr<scalar_t>();
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
       scalar_t* z_b = row<scalar_t>(z, b0);
       for (int64_t t = 0; t < T; ++t) {
         const int64_t k = save ? t : 0;
         const scalar_t* p_t = P.at(t, b0);
-        gemm<scalar_t>(rows, H, H, Hs.at(t, b0), H, wmh, H, true, 0, A.at(k, b0), H);  // a = W_mh h
-        mul_rows(rows, H, M.at(k, b0), H, p_t, 5 * H, A.at(k, b0), H);            // m = (W_mx x) ⊙ a
-        gemm<scalar_t>(rows, 4 * H, H, M.at(k, b0), H, wmg, H, true, 0, z_b, 4 * H);  // W_m m
+        gemm<scalar_t>(rows, H, H, Hs.at(t, b0), H, wmh, H, false, A.at(k, b0), H);  // a = W_mh h
+        mul_rows(rows, H, M.at(k, b0), H, p_t, 5 * H, A.at(k, b0), H);          // m = (W_mx x) ⊙ a
+        gemm<scalar_t>(rows, 4 * H, H, M.at(k, b0), H, wmg, 4 * H, false, z_b, 4 * H);  // W_m m
         lstm_rows(rows, H, z_b, 4 * H, p_t + H, 5 * H, G.at(k, b0),
                   Cs.at(save ? t : t & 1, b0), Cs.at(save ? t + 1 : (t + 1) & 1, b0), Tc.at(k, b0),
                   Hs.at(t + 1, b0));
@@ -429,44 +503,57 @@ std::vector<Tensor> mlstm_forward(const Tensor& p, const Tensor& h0, const Tenso
 }
 
 // mLSTM (Krause) backward through the loop. grad_out (T, B, H) is dL/dh_t from above, grad_hn and
-// grad_cn the gradients of the final state. Returns dp (T, B, 5H), the gradient of the
-// pre-activations [x_m | z_i z_f z_g z_o] (which is also that of the input projections),
-// da = dL/da_t (T, B, H), dh0 and dc0. The caller turns dp and da into weight gradients.
+// grad_cn the gradients of the final state, x (T, B, E) the inputs and w_x = [W_mx; W_ix] (5H, E).
+// Returns dx (T, B, E), dh0, dc0 and the gradients of w_x, W_mh, W_mg and the gates' bias.
 std::vector<Tensor> mlstm_backward(const Tensor& grad_out, const Tensor& grad_hn,
-                                   const Tensor& grad_cn, const Tensor& p, const Tensor& hs,
-                                   const Tensor& cs, const Tensor& a, const Tensor& gates,
-                                   const Tensor& tc, const Tensor& w_mh, const Tensor& w_mg) {
-  check({grad_out, p, hs, cs, a, gates, tc, w_mh, w_mg});
-  const int64_t T = p.size(0), B = p.size(1), H = hs.size(2);
-  Tensor dp = at::empty_like(p), da = at::empty_like(a);
+                                   const Tensor& grad_cn, const Tensor& x, const Tensor& p,
+                                   const Tensor& hs, const Tensor& cs, const Tensor& a,
+                                   const Tensor& m, const Tensor& gates, const Tensor& tc,
+                                   const Tensor& w_mh, const Tensor& w_mg, const Tensor& w_x) {
+  check({grad_out, x, p, hs, cs, a, m, gates, tc, w_mh, w_mg, w_x});
+  const int64_t T = p.size(0), B = p.size(1), H = hs.size(2), E = x.size(2);
+  const auto options = p.options();
+  Tensor dx = at::empty({T, B, E}, options);
   Tensor dh = copy_of(grad_hn), dc = copy_of(grad_cn);  // running dL/dh_t, dL/dc_t
-  Tensor dm = at::empty({B, H}, p.options());
+  Tensor dp = at::empty({B, 5 * H}, options), da = at::empty({B, H}, options);
+  Tensor dm = at::empty({B, H}, options), scratch = at::empty({B, std::max(H, E)}, options);
+  std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "mlstm_backward", [&] {
-    const Seq<scalar_t> Go(grad_out), P(p), Hs(hs), Cs(cs), A(a), G(gates), Tc(tc), dP(dp), dA(da);
+    const Seq<scalar_t> Go(grad_out), X(x), P(p), Hs(hs), Cs(cs), A(a), M(m), G(gates), Tc(tc), dX(dx);
     const scalar_t *wmh = w_mh.data_ptr<scalar_t>(), *wmg = w_mg.data_ptr<scalar_t>();
+    const scalar_t* wx = w_x.data_ptr<scalar_t>();
+    const PartialSums<scalar_t> g_x(E, 5 * H, options), g_mh(H, H, options), g_mg(H, 4 * H, options);
+    const PartialSums<scalar_t> g_b(1, 4 * H, options);
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
-      scalar_t *dh_b = row<scalar_t>(dh, b0), *dc_b = row<scalar_t>(dc, b0), *dm_b = row<scalar_t>(dm, b0);
+      scalar_t *dh_b = row<scalar_t>(dh, b0), *dc_b = row<scalar_t>(dc, b0), *dp_b = row<scalar_t>(dp, b0);
+      scalar_t *da_b = row<scalar_t>(da, b0), *dm_b = row<scalar_t>(dm, b0), *tr = row<scalar_t>(scratch, b0);
+      scalar_t *acc_x = g_x.mine(), *acc_mh = g_mh.mine(), *acc_mg = g_mg.mine(), *acc_b = g_b.mine();
       for (int64_t t = T - 1; t >= 0; --t) {
-        scalar_t* dp_t = dP.at(t, b0);
         lstm_backward_rows(rows, H, G.at(t, b0), Tc.at(t, b0), Cs.at(t, b0), Go.at(t, b0), dh_b,
-                           dc_b, dp_t + H, 5 * H);
-        gemm<scalar_t>(rows, H, 4 * H, dp_t + H, 5 * H, wmg, H, false, 0, dm_b, H);  // dm = dz W_m
-        mul_rows(rows, H, dp_t, 5 * H, dm_b, H, A.at(t, b0), H);                    // dx_m = dm a
-        mul_rows(rows, H, dA.at(t, b0), H, dm_b, H, P.at(t, b0), 5 * H);            // da = dm x_m
-        gemm<scalar_t>(rows, H, H, dA.at(t, b0), H, wmh, H, false, 0, dh_b, H);     // dh' = da W_mh
+                           dc_b, dp_b + H, 5 * H);                        // dp = [dx_m | dz]
+        gemm<scalar_t>(rows, H, 4 * H, dp_b + H, 5 * H, wmg, H, false, dm_b, H);  // dm = dz W_m
+        mul_rows(rows, H, dp_b, 5 * H, dm_b, H, A.at(t, b0), H);                 // dx_m = dm a
+        mul_rows(rows, H, da_b, H, dm_b, H, P.at(t, b0), 5 * H);                 // da = dm x_m
+        gemm<scalar_t>(rows, H, H, da_b, H, wmh, H, false, dh_b, H);             // dh' = da W_mh
+        add_outer(rows, H, 4 * H, M.at(t, b0), H, dp_b + H, 5 * H, tr, acc_mg, 4 * H);  // mᵀ dz
+        add_outer(rows, H, H, Hs.at(t, b0), H, da_b, H, tr, acc_mh, H);                // h'ᵀ da
+        add_outer(rows, E, 5 * H, X.at(t, b0), E, dp_b, 5 * H, tr, acc_x, 5 * H);      // xᵀ dp
+        add_column_sums(rows, 4 * H, dp_b + H, 5 * H, acc_b);
+        gemm<scalar_t>(rows, E, 5 * H, dp_b, 5 * H, wx, E, false, dX.at(t, b0), E);  // dx = dp W_x
       }
     });
+    grads = {g_x.transposed_total(), g_mh.transposed_total(), g_mg.transposed_total(), g_b.total()[0]};
   });
-  return {dp, da, dh, dc};
+  return {dx, dh, dc, grads[0], grads[1], grads[2], grads[3]};
 }
 
 // mGRU (Krause) forward. p = [x_m | z_r z_z z_n] (T, B, 4H): W_mx x_t and the gates' input parts
-// with both biases (b_x + b_m) already added. Returns hs (T+1, B, H), hs[0] = h0, and when `save`
+// with both biases (b_x + b_m) already added; w_mh_t = W_mhᵀ (H, H), w_mg_t = W_mgᵀ (H, 3H). Returns hs (T+1, B, H), hs[0] = h0, and when `save`
 // a = W_mh h, m, rz = [r z], s = r ⊙ m and n; without it those buffers hold one step.
-std::vector<Tensor> mgru_forward(const Tensor& p, const Tensor& h0, const Tensor& w_mh,
-                                 const Tensor& w_mg, bool save) {
-  check({p, w_mh, w_mg});
+std::vector<Tensor> mgru_forward(const Tensor& p, const Tensor& h0, const Tensor& w_mh_t,
+                                 const Tensor& w_mg_t, bool save) {
+  check({p, w_mh_t, w_mg_t});
   const int64_t T = p.size(0), B = p.size(1), H = h0.size(1), S = save ? T : 1;
   const auto options = p.options();
   Tensor hs = at::empty({T + 1, B, H}, options);
@@ -476,18 +563,18 @@ std::vector<Tensor> mgru_forward(const Tensor& p, const Tensor& h0, const Tensor
   hs[0].copy_(h0);
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "mgru_forward", [&] {
     const Seq<scalar_t> P(p), Hs(hs), A(a), M(m), Rz(rz), S_(s), N(n);
-    const scalar_t* wmh = w_mh.data_ptr<scalar_t>();
-    const scalar_t *w_rz = w_mg.data_ptr<scalar_t>(), *w_n = w_rz + 2 * H * H;
+    const scalar_t* wmh = w_mh_t.data_ptr<scalar_t>();
+    const scalar_t *w_rz = w_mg_t.data_ptr<scalar_t>(), *w_n = w_rz + 2 * H;  // columns of W_mgᵀ
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
       for (int64_t t = 0; t < T; ++t) {
         const int64_t k = save ? t : 0;
         const scalar_t *p_t = P.at(t, b0), *h_prev = Hs.at(t, b0);
-        gemm<scalar_t>(rows, H, H, h_prev, H, wmh, H, true, 0, A.at(k, b0), H);       // a = W_mh h
+        gemm<scalar_t>(rows, H, H, h_prev, H, wmh, H, false, A.at(k, b0), H);      // a = W_mh h
         mul_rows(rows, H, M.at(k, b0), H, p_t, 4 * H, A.at(k, b0), H);           // m = (W_mx x) ⊙ a
-        gemm<scalar_t>(rows, 2 * H, H, M.at(k, b0), H, w_rz, H, true, 0, Rz.at(k, b0), 2 * H);
+        gemm<scalar_t>(rows, 2 * H, H, M.at(k, b0), H, w_rz, 3 * H, false, Rz.at(k, b0), 2 * H);
         mgru_gate_rows(rows, H, Rz.at(k, b0), p_t + H, 4 * H, M.at(k, b0), S_.at(k, b0));  // r, z, s
-        gemm<scalar_t>(rows, H, H, S_.at(k, b0), H, w_n, H, true, 0, N.at(k, b0), H);
+        gemm<scalar_t>(rows, H, H, S_.at(k, b0), H, w_n, 3 * H, false, N.at(k, b0), H);
         mgru_output_rows(rows, H, N.at(k, b0), p_t + 3 * H, 4 * H, Rz.at(k, b0), h_prev,
                          Hs.at(t + 1, b0));                                        // n, h
       }
@@ -496,49 +583,64 @@ std::vector<Tensor> mgru_forward(const Tensor& p, const Tensor& h0, const Tensor
   return {hs, a, m, rz, s, n};
 }
 
-// mGRU (Krause) backward. Returns dp (T, B, 4H), the gradient of [x_m | z_r z_z z_n], da (T, B, H)
-// and dh0.
-std::vector<Tensor> mgru_backward(const Tensor& grad_out, const Tensor& grad_hn, const Tensor& p,
-                                  const Tensor& hs, const Tensor& a, const Tensor& m,
-                                  const Tensor& rz, const Tensor& n, const Tensor& w_mh,
-                                  const Tensor& w_mg) {
-  check({grad_out, p, hs, a, m, rz, n, w_mh, w_mg});
-  const int64_t T = p.size(0), B = p.size(1), H = hs.size(2);
-  Tensor dp = at::empty_like(p), da = at::empty_like(a);
-  Tensor dh_prev = copy_of(grad_hn);
-  Tensor ds = at::empty({B, H}, p.options()), dm = at::empty({B, H}, p.options());
+// mGRU (Krause) backward. Arguments as for the mLSTM's, with w_x = [W_mx; W_ix] (4H, E); returns
+// dx (T, B, E), dh0 and the gradients of w_x, W_mh, W_mg and of the gates' bias (both of them).
+std::vector<Tensor> mgru_backward(const Tensor& grad_out, const Tensor& grad_hn, const Tensor& x,
+                                  const Tensor& p, const Tensor& hs, const Tensor& a,
+                                  const Tensor& m, const Tensor& rz, const Tensor& s,
+                                  const Tensor& n, const Tensor& w_mh, const Tensor& w_mg,
+                                  const Tensor& w_x) {
+  check({grad_out, x, p, hs, a, m, rz, s, n, w_mh, w_mg, w_x});
+  const int64_t T = p.size(0), B = p.size(1), H = hs.size(2), E = x.size(2);
+  const auto options = p.options();
+  Tensor dx = at::empty({T, B, E}, options), dh_prev = copy_of(grad_hn);
+  Tensor dp = at::empty({B, 4 * H}, options), da = at::empty({B, H}, options);
+  Tensor ds = at::empty({B, H}, options), dm = at::empty({B, H}, options);
+  Tensor scratch = at::empty({B, std::max(H, E)}, options);
+  std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "mgru_backward", [&] {
-    const Seq<scalar_t> Go(grad_out), P(p), Hs(hs), A(a), M(m), Rz(rz), N(n), dP(dp), dA(da);
-    const scalar_t* wmh = w_mh.data_ptr<scalar_t>();
+    const Seq<scalar_t> Go(grad_out), X(x), P(p), Hs(hs), A(a), M(m), Rz(rz), S_(s), N(n), dX(dx);
+    const scalar_t *wmh = w_mh.data_ptr<scalar_t>(), *wx = w_x.data_ptr<scalar_t>();
     const scalar_t *w_rz = w_mg.data_ptr<scalar_t>(), *w_n = w_rz + 2 * H * H;
+    const PartialSums<scalar_t> g_x(E, 4 * H, options), g_mh(H, H, options), g_mg(H, 3 * H, options);
+    const PartialSums<scalar_t> g_b(1, 3 * H, options);
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
-      scalar_t* dhp_b = row<scalar_t>(dh_prev, b0);
-      scalar_t *ds_b = row<scalar_t>(ds, b0), *dm_b = row<scalar_t>(dm, b0);
+      scalar_t *dhp_b = row<scalar_t>(dh_prev, b0), *dp_b = row<scalar_t>(dp, b0);
+      scalar_t *da_b = row<scalar_t>(da, b0), *ds_b = row<scalar_t>(ds, b0), *dm_b = row<scalar_t>(dm, b0);
+      scalar_t *tr = row<scalar_t>(scratch, b0), *acc_x = g_x.mine(), *acc_mh = g_mh.mine();
+      scalar_t *acc_mg = g_mg.mine(), *acc_b = g_b.mine();
       for (int64_t t = T - 1; t >= 0; --t) {
-        scalar_t* dp_t = dP.at(t, b0);
         mgru_output_backward_rows(rows, H, Go.at(t, b0), N.at(t, b0), Rz.at(t, b0), Hs.at(t, b0),
-                                  dp_t + 2 * H, 4 * H, dhp_b);
-        gemm<scalar_t>(rows, H, H, dp_t + 3 * H, 4 * H, w_n, H, false, 0, ds_b, H);  // ds = dz_n W_n
-        mgru_reset_backward_rows(rows, H, ds_b, M.at(t, b0), Rz.at(t, b0), dp_t + H, 4 * H, dm_b);
-        gemm<scalar_t>(rows, H, 2 * H, dp_t + H, 4 * H, w_rz, H, false, 1, dm_b, H);  // dm += dz_rz W_rz
-        mul_rows(rows, H, dp_t, 4 * H, dm_b, H, A.at(t, b0), H);                     // dx_m = dm a
-        mul_rows(rows, H, dA.at(t, b0), H, dm_b, H, P.at(t, b0), 4 * H);             // da = dm x_m
-        gemm<scalar_t>(rows, H, H, dA.at(t, b0), H, wmh, H, false, 1, dhp_b, H);     // dh' += da W_mh
+                                  dp_b + 2 * H, 4 * H, dhp_b);  // dp = [dx_m | dz_r dz_z dz_n]
+        gemm<scalar_t>(rows, H, H, dp_b + 3 * H, 4 * H, w_n, H, false, ds_b, H);  // ds = dz_n W_n
+        mgru_reset_backward_rows(rows, H, ds_b, M.at(t, b0), Rz.at(t, b0), dp_b + H, 4 * H, dm_b);
+        gemm<scalar_t>(rows, H, 2 * H, dp_b + H, 4 * H, w_rz, H, true, dm_b, H);  // dm += dz_rz W_rz
+        mul_rows(rows, H, dp_b, 4 * H, dm_b, H, A.at(t, b0), H);                  // dx_m = dm a
+        mul_rows(rows, H, da_b, H, dm_b, H, P.at(t, b0), 4 * H);                  // da = dm x_m
+        gemm<scalar_t>(rows, H, H, da_b, H, wmh, H, true, dhp_b, H);              // dh' += da W_mh
+        // r, z read m; n reads s = r ⊙ m: the two parts of W_mg see different inputs.
+        add_outer(rows, H, 2 * H, M.at(t, b0), H, dp_b + H, 4 * H, tr, acc_mg, 3 * H);
+        add_outer(rows, H, H, S_.at(t, b0), H, dp_b + 3 * H, 4 * H, tr, acc_mg + 2 * H, 3 * H);
+        add_outer(rows, H, H, Hs.at(t, b0), H, da_b, H, tr, acc_mh, H);
+        add_outer(rows, E, 4 * H, X.at(t, b0), E, dp_b, 4 * H, tr, acc_x, 4 * H);
+        add_column_sums(rows, 3 * H, dp_b + H, 4 * H, acc_b);
+        gemm<scalar_t>(rows, E, 4 * H, dp_b, 4 * H, wx, E, false, dX.at(t, b0), E);  // dx = dp W_x
       }
     });
+    grads = {g_x.transposed_total(), g_mh.transposed_total(), g_mg.transposed_total(), g_b.total()[0]};
   });
-  return {dp, da, dh_prev};
+  return {dx, dh_prev, grads[0], grads[1], grads[2], grads[3]};
 }
 
 // mLSTM, input form, forward. x (T, B, E) the inputs, pm = W_m x_t + b_m (T, B, E),
-// w_hq = [W_hh; U_m] (4H+E, H), so that one product per step gives both parts that read h_{t-1},
-// w_ih (4H, E), bias = b_ih + b_hh (4H). Returns hs (T+1, B, H), c_T, and when `save` cs, m, x̃,
+// w_hq_t = [W_hh; U_m]ᵀ (H, 4H+E), so that one product per step gives both parts that read
+// h_{t-1}, w_ih_t = W_ihᵀ (E, 4H), bias = b_ih + b_hh (4H). Returns hs (T+1, B, H), c_T, and when `save` cs, m, x̃,
 // the activated gates and tanh(c_t) (one step each otherwise).
 std::vector<Tensor> mlstm_input_forward(const Tensor& x, const Tensor& pm, const Tensor& h0,
-                                        const Tensor& c0, const Tensor& w_hq, const Tensor& w_ih,
+                                        const Tensor& c0, const Tensor& w_hq_t, const Tensor& w_ih_t,
                                         const Tensor& bias, bool save) {
-  check({x, pm, w_hq, w_ih, bias});
+  check({x, pm, w_hq_t, w_ih_t, bias});
   const int64_t T = x.size(0), B = x.size(1), E = x.size(2), H = h0.size(1), S = save ? T : 1;
   const int64_t Q = 4 * H + E;
   const auto options = x.options();
@@ -550,17 +652,17 @@ std::vector<Tensor> mlstm_input_forward(const Tensor& x, const Tensor& pm, const
   cs[0].copy_(c0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mlstm_input_forward", [&] {
     const Seq<scalar_t> X(x), Pm(pm), Hs(hs), Cs(cs), M(m), Xt(xt), G(gates), Tc(tc);
-    const scalar_t *whq = w_hq.data_ptr<scalar_t>(), *wih = w_ih.data_ptr<scalar_t>();
+    const scalar_t *whq = w_hq_t.data_ptr<scalar_t>(), *wih = w_ih_t.data_ptr<scalar_t>();
     const scalar_t* b = bias.data_ptr<scalar_t>();
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
       scalar_t* q_b = row<scalar_t>(q, b0);
       for (int64_t t = 0; t < T; ++t) {
         const int64_t k = save ? t : 0;
-        gemm<scalar_t>(rows, Q, H, Hs.at(t, b0), H, whq, H, true, 0, q_b, Q);  // [W_hh h | U_m h]
+        gemm<scalar_t>(rows, Q, H, Hs.at(t, b0), H, whq, Q, false, q_b, Q);  // [W_hh h | U_m h]
         input_factor_rows(rows, E, q_b + 4 * H, Q, Pm.at(t, b0), X.at(t, b0), M.at(k, b0),
-                          Xt.at(k, b0));                                       // m, x̃ = m ⊙ x
-        gemm<scalar_t>(rows, 4 * H, E, Xt.at(k, b0), E, wih, E, true, 1, q_b, Q);  // += W_ih x̃
+                          Xt.at(k, b0));                                     // m, x̃ = m ⊙ x
+        gemm<scalar_t>(rows, 4 * H, E, Xt.at(k, b0), E, wih, 4 * H, true, q_b, Q);  // += W_ih x̃
         lstm_rows(rows, H, q_b, Q, b, 0, G.at(k, b0), Cs.at(save ? t : t & 1, b0),
                   Cs.at(save ? t + 1 : (t + 1) & 1, b0), Tc.at(k, b0), Hs.at(t + 1, b0));
       }
@@ -569,46 +671,61 @@ std::vector<Tensor> mlstm_input_forward(const Tensor& x, const Tensor& pm, const
   return {hs, cs[save ? T : T & 1], cs, m, xt, gates, tc};
 }
 
-// mLSTM, input form, backward. Returns dq (T, B, 4H+E) = [dz_i dz_f dz_g dz_o | dm], the gradients
-// of the pre-activations and of m (so that dqᵀ h' is the gradient of [W_hh; U_m] in one product),
-// dxd = dx̃ ⊙ m (T, B, E), the direct part of dx, then dh0 and dc0.
+// mLSTM, input form, backward. Returns dx (T, B, E), dh0, dc0 and the gradients of W_ih, W_hh,
+// the gates' bias (b_ih and b_hh alike), W_m, U_m and b_m. dq = [dz_i dz_f dz_g dz_o | dm] holds
+// the gradients of everything that reads h_{t-1}, so dqᵀ h' is that of [W_hh; U_m] in one product.
 std::vector<Tensor> mlstm_input_backward(const Tensor& grad_out, const Tensor& grad_hn,
                                          const Tensor& grad_cn, const Tensor& x, const Tensor& hs,
-                                         const Tensor& cs, const Tensor& m, const Tensor& gates,
-                                         const Tensor& tc, const Tensor& w_hq, const Tensor& w_ih) {
-  check({grad_out, x, hs, cs, m, gates, tc, w_hq, w_ih});
+                                         const Tensor& cs, const Tensor& m, const Tensor& xt,
+                                         const Tensor& gates, const Tensor& tc, const Tensor& w_hq,
+                                         const Tensor& w_ih, const Tensor& w_im) {
+  check({grad_out, x, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im});
   const int64_t T = x.size(0), B = x.size(1), E = x.size(2), H = hs.size(2), Q = 4 * H + E;
   const auto options = x.options();
-  Tensor dq = at::empty({T, B, Q}, options), dxd = at::empty({T, B, E}, options);
-  Tensor dh = copy_of(grad_hn), dc = copy_of(grad_cn), dxt = at::empty({B, E}, options);
+  Tensor dx = at::empty({T, B, E}, options), dh = copy_of(grad_hn), dc = copy_of(grad_cn);
+  Tensor dq = at::empty({B, Q}, options), dxt = at::empty({B, E}, options);
+  Tensor scratch = at::empty({B, std::max(H, E)}, options);
+  std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mlstm_input_backward", [&] {
-    const Seq<scalar_t> Go(grad_out), X(x), Cs(cs), M(m), G(gates), Tc(tc), dQ(dq), dXd(dxd);
+    const Seq<scalar_t> Go(grad_out), X(x), Hs(hs), Cs(cs), M(m), Xt(xt), G(gates), Tc(tc), dX(dx);
     const scalar_t *whq = w_hq.data_ptr<scalar_t>(), *wih = w_ih.data_ptr<scalar_t>();
+    const scalar_t* wim = w_im.data_ptr<scalar_t>();
+    const PartialSums<scalar_t> g_hq(H, Q, options), g_ih(E, 4 * H, options), g_im(E, E, options);
+    const PartialSums<scalar_t> g_b(1, Q, options);
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
-      scalar_t *dh_b = row<scalar_t>(dh, b0), *dc_b = row<scalar_t>(dc, b0), *dxt_b = row<scalar_t>(dxt, b0);
+      scalar_t *dh_b = row<scalar_t>(dh, b0), *dc_b = row<scalar_t>(dc, b0), *dq_b = row<scalar_t>(dq, b0);
+      scalar_t *dxt_b = row<scalar_t>(dxt, b0), *tr = row<scalar_t>(scratch, b0);
+      scalar_t *acc_hq = g_hq.mine(), *acc_ih = g_ih.mine(), *acc_im = g_im.mine(), *acc_b = g_b.mine();
       for (int64_t t = T - 1; t >= 0; --t) {
-        scalar_t* dq_t = dQ.at(t, b0);
         lstm_backward_rows(rows, H, G.at(t, b0), Tc.at(t, b0), Cs.at(t, b0), Go.at(t, b0), dh_b,
-                           dc_b, dq_t, Q);
-        gemm<scalar_t>(rows, E, 4 * H, dq_t, Q, wih, E, false, 0, dxt_b, E);  // dx̃ = dz W_ih
-        input_factor_backward_rows(rows, E, dxt_b, X.at(t, b0), M.at(t, b0), dq_t + 4 * H, Q,
-                                   dXd.at(t, b0));
-        gemm<scalar_t>(rows, H, Q, dq_t, Q, whq, H, false, 0, dh_b, H);  // dh' = dz W_hh + dm U_m
+                           dc_b, dq_b, Q);
+        gemm<scalar_t>(rows, E, 4 * H, dq_b, Q, wih, E, false, dxt_b, E);  // dx̃ = dz W_ih
+        input_factor_backward_rows(rows, E, dxt_b, X.at(t, b0), M.at(t, b0), dq_b + 4 * H, Q,
+                                   dX.at(t, b0));                         // dm; dx = dx̃ ⊙ m + …
+        gemm<scalar_t>(rows, H, Q, dq_b, Q, whq, H, false, dh_b, H);  // dh' = dz W_hh + dm U_m
+        add_outer(rows, H, Q, Hs.at(t, b0), H, dq_b, Q, tr, acc_hq, Q);              // h'ᵀ dq
+        add_outer(rows, E, 4 * H, Xt.at(t, b0), E, dq_b, Q, tr, acc_ih, 4 * H);      // x̃ᵀ dz
+        add_outer(rows, E, E, X.at(t, b0), E, dq_b + 4 * H, Q, tr, acc_im, E);       // xᵀ dm
+        add_column_sums(rows, Q, dq_b, Q, acc_b);
+        gemm<scalar_t>(rows, E, E, dq_b + 4 * H, Q, wim, E, true, dX.at(t, b0), E);  // … + dm W_m
       }
     });
+    const Tensor hq = g_hq.transposed_total(), b = g_b.total()[0];
+    grads = {g_ih.transposed_total(), hq.narrow(0, 0, 4 * H), b.narrow(0, 0, 4 * H),
+             g_im.transposed_total(), hq.narrow(0, 4 * H, E), b.narrow(0, 4 * H, E)};
   });
-  return {dq, dxd, dh, dc};
+  return {dx, dh, dc, grads[0], grads[1], grads[2], grads[3], grads[4], grads[5]};
 }
 
 // mGRU, input form, forward: torch's GRU equations on x̃. Arguments as for the mLSTM's input form
-// with w_hq = [W_hh; U_m] (3H+E, H), w_ih (3H, E) and the GRU's two biases, which cannot be merged
+// with w_hq_t = [W_hh; U_m]ᵀ (H, 3H+E), w_ih_t = W_ihᵀ (E, 3H) and the GRU's two biases, which cannot be merged
 // (b_hn sits inside r ⊙ (W_hn h' + b_hn)). Returns hs, and when `save` m, x̃, [r z n] (T, B, 3H)
 // and hn = W_hn h' + b_hn (T, B, H).
 std::vector<Tensor> mgru_input_forward(const Tensor& x, const Tensor& pm, const Tensor& h0,
-                                       const Tensor& w_hq, const Tensor& w_ih, const Tensor& b_ih,
-                                       const Tensor& b_hh, bool save) {
-  check({x, pm, w_hq, w_ih, b_ih, b_hh});
+                                       const Tensor& w_hq_t, const Tensor& w_ih_t,
+                                       const Tensor& b_ih, const Tensor& b_hh, bool save) {
+  check({x, pm, w_hq_t, w_ih_t, b_ih, b_hh});
   const int64_t T = x.size(0), B = x.size(1), E = x.size(2), H = h0.size(1), S = save ? T : 1;
   const int64_t Q = 3 * H + E;
   const auto options = x.options();
@@ -619,17 +736,17 @@ std::vector<Tensor> mgru_input_forward(const Tensor& x, const Tensor& pm, const 
   hs[0].copy_(h0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mgru_input_forward", [&] {
     const Seq<scalar_t> X(x), Pm(pm), Hs(hs), M(m), Xt(xt), G(rzn), Hn(hn);
-    const scalar_t *whq = w_hq.data_ptr<scalar_t>(), *wih = w_ih.data_ptr<scalar_t>();
+    const scalar_t *whq = w_hq_t.data_ptr<scalar_t>(), *wih = w_ih_t.data_ptr<scalar_t>();
     const scalar_t *bi = b_ih.data_ptr<scalar_t>(), *bh = b_hh.data_ptr<scalar_t>();
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
       scalar_t *q_b = row<scalar_t>(q, b0), *gi_b = row<scalar_t>(gi, b0);
       for (int64_t t = 0; t < T; ++t) {
         const int64_t k = save ? t : 0;
-        gemm<scalar_t>(rows, Q, H, Hs.at(t, b0), H, whq, H, true, 0, q_b, Q);  // [W_hh h | U_m h]
+        gemm<scalar_t>(rows, Q, H, Hs.at(t, b0), H, whq, Q, false, q_b, Q);  // [W_hh h | U_m h]
         input_factor_rows(rows, E, q_b + 3 * H, Q, Pm.at(t, b0), X.at(t, b0), M.at(k, b0),
-                          Xt.at(k, b0));                                       // m, x̃ = m ⊙ x
-        gemm<scalar_t>(rows, 3 * H, E, Xt.at(k, b0), E, wih, E, true, 0, gi_b, 3 * H);  // W_ih x̃
+                          Xt.at(k, b0));                                     // m, x̃ = m ⊙ x
+        gemm<scalar_t>(rows, 3 * H, E, Xt.at(k, b0), E, wih, 3 * H, false, gi_b, 3 * H);  // W_ih x̃
         gru_input_rows(rows, H, gi_b, q_b, Q, bi, bh, Hs.at(t, b0), G.at(k, b0), Hn.at(k, b0),
                        Hs.at(t + 1, b0));
       }
@@ -638,36 +755,52 @@ std::vector<Tensor> mgru_input_forward(const Tensor& x, const Tensor& pm, const 
   return {hs, m, xt, rzn, hn};
 }
 
-// mGRU, input form, backward. Returns dgi (T, B, 3H), the gradient of W_ih x̃ + b_ih;
-// dq (T, B, 3H+E) = [dz_r dz_z dz_n r | dm], that of [W_hh h' + b_hh | U_m h']; dxd = dx̃ ⊙ m; dh0.
+// mGRU, input form, backward. Returns dx (T, B, E), dh0 and the gradients of W_ih, W_hh, b_ih,
+// b_hh, W_m, U_m and b_m. dgi = [dz_r dz_z dz_n] is the gradient of W_ih x̃ + b_ih;
+// dq = [dz_r dz_z dz_n ⊙ r | dm] that of [W_hh h' + b_hh | m].
 std::vector<Tensor> mgru_input_backward(const Tensor& grad_out, const Tensor& grad_hn,
                                         const Tensor& x, const Tensor& hs, const Tensor& m,
-                                        const Tensor& rzn, const Tensor& hn, const Tensor& w_hq,
-                                        const Tensor& w_ih) {
-  check({grad_out, x, hs, m, rzn, hn, w_hq, w_ih});
+                                        const Tensor& xt, const Tensor& rzn, const Tensor& hn,
+                                        const Tensor& w_hq, const Tensor& w_ih, const Tensor& w_im) {
+  check({grad_out, x, hs, m, xt, rzn, hn, w_hq, w_ih, w_im});
   const int64_t T = x.size(0), B = x.size(1), E = x.size(2), H = hs.size(2), Q = 3 * H + E;
   const auto options = x.options();
-  Tensor dgi = at::empty({T, B, 3 * H}, options), dq = at::empty({T, B, Q}, options);
-  Tensor dxd = at::empty({T, B, E}, options);
-  Tensor dh_prev = copy_of(grad_hn), dxt = at::empty({B, E}, options);
+  Tensor dx = at::empty({T, B, E}, options), dh_prev = copy_of(grad_hn);
+  Tensor dgi = at::empty({B, 3 * H}, options), dq = at::empty({B, Q}, options);
+  Tensor dxt = at::empty({B, E}, options), scratch = at::empty({B, std::max(H, E)}, options);
+  std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mgru_input_backward", [&] {
-    const Seq<scalar_t> Go(grad_out), X(x), Hs(hs), M(m), G(rzn), Hn(hn), dGi(dgi), dQ(dq), dXd(dxd);
+    const Seq<scalar_t> Go(grad_out), X(x), Hs(hs), M(m), Xt(xt), G(rzn), Hn(hn), dX(dx);
     const scalar_t *whq = w_hq.data_ptr<scalar_t>(), *wih = w_ih.data_ptr<scalar_t>();
+    const scalar_t* wim = w_im.data_ptr<scalar_t>();
+    const PartialSums<scalar_t> g_hq(H, Q, options), g_ih(E, 3 * H, options), g_im(E, E, options);
+    const PartialSums<scalar_t> g_bi(1, 3 * H, options), g_bq(1, Q, options);
     for_each_block(B, [&](int64_t b0, int64_t b1) {
       const int64_t rows = b1 - b0;
-      scalar_t *dhp_b = row<scalar_t>(dh_prev, b0), *dxt_b = row<scalar_t>(dxt, b0);
+      scalar_t *dhp_b = row<scalar_t>(dh_prev, b0), *dgi_b = row<scalar_t>(dgi, b0);
+      scalar_t *dq_b = row<scalar_t>(dq, b0), *dxt_b = row<scalar_t>(dxt, b0), *tr = row<scalar_t>(scratch, b0);
+      scalar_t *acc_hq = g_hq.mine(), *acc_ih = g_ih.mine(), *acc_im = g_im.mine();
+      scalar_t *acc_bi = g_bi.mine(), *acc_bq = g_bq.mine();
       for (int64_t t = T - 1; t >= 0; --t) {
-        scalar_t *dq_t = dQ.at(t, b0), *dgi_t = dGi.at(t, b0);
         gru_input_backward_rows(rows, H, Go.at(t, b0), G.at(t, b0), Hn.at(t, b0), Hs.at(t, b0),
-                                dgi_t, dq_t, Q, dhp_b);
-        gemm<scalar_t>(rows, E, 3 * H, dgi_t, 3 * H, wih, E, false, 0, dxt_b, E);  // dx̃ = dgi W_ih
-        input_factor_backward_rows(rows, E, dxt_b, X.at(t, b0), M.at(t, b0), dq_t + 3 * H, Q,
-                                   dXd.at(t, b0));
-        gemm<scalar_t>(rows, H, Q, dq_t, Q, whq, H, false, 1, dhp_b, H);  // dh' += dq [W_hh; U_m]
+                                dgi_b, dq_b, Q, dhp_b);
+        gemm<scalar_t>(rows, E, 3 * H, dgi_b, 3 * H, wih, E, false, dxt_b, E);  // dx̃ = dgi W_ih
+        input_factor_backward_rows(rows, E, dxt_b, X.at(t, b0), M.at(t, b0), dq_b + 3 * H, Q,
+                                   dX.at(t, b0));                           // dm; dx = dx̃ ⊙ m + …
+        gemm<scalar_t>(rows, H, Q, dq_b, Q, whq, H, true, dhp_b, H);  // dh' += dq [W_hh; U_m]
+        add_outer(rows, H, Q, Hs.at(t, b0), H, dq_b, Q, tr, acc_hq, Q);            // h'ᵀ dq
+        add_outer(rows, E, 3 * H, Xt.at(t, b0), E, dgi_b, 3 * H, tr, acc_ih, 3 * H);  // x̃ᵀ dgi
+        add_outer(rows, E, E, X.at(t, b0), E, dq_b + 3 * H, Q, tr, acc_im, E);     // xᵀ dm
+        add_column_sums(rows, 3 * H, dgi_b, 3 * H, acc_bi);
+        add_column_sums(rows, Q, dq_b, Q, acc_bq);
+        gemm<scalar_t>(rows, E, E, dq_b + 3 * H, Q, wim, E, true, dX.at(t, b0), E);  // … + dm W_m
       }
     });
+    const Tensor hq = g_hq.transposed_total(), bq = g_bq.total()[0];
+    grads = {g_ih.transposed_total(), hq.narrow(0, 0, 3 * H), g_bi.total()[0], bq.narrow(0, 0, 3 * H),
+             g_im.transposed_total(), hq.narrow(0, 3 * H, E), bq.narrow(0, 3 * H, E)};
   });
-  return {dgi, dq, dxd, dh_prev};
+  return {dx, dh_prev, grads[0], grads[1], grads[2], grads[3], grads[4], grads[5], grads[6]};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
@@ -679,5 +812,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("mlstm_input_backward", &mlstm_input_backward, "mLSTM (input form) time loop, backward");
   module.def("mgru_input_forward", &mgru_input_forward, "mGRU (input form) time loop, forward");
   module.def("mgru_input_backward", &mgru_input_backward, "mGRU (input form) time loop, backward");
-  module.def("direct_blas", &direct_blas, "whether products call MKL's BLAS directly");
+  module.def("products", &products_name, "which library multiplies float blocks in the loops");
 }
