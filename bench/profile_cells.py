@@ -1,10 +1,13 @@
 """Where a training step's time goes: torch.profiler's op table and a forward/backward split.
 
-    python bench/profile_cells.py --setting seed --threads 2 --cells mlstm,lstm [--form input]
+    python bench/profile_cells.py --setting seed --threads 2 --cells mlstm/krause,mlstm/input,lstm
+    python bench/profile_cells.py --products blas ...   # the loops' products through MKL instead
 
 For each cell: the median time of the forward (model + loss), the backward and the optimiser step
 (clip + Adam), measured round-robin like the benchmark, then the profiler's top ops by self CPU time
-over a few steps. ``lstm``/``gru`` here are torch's own modules (the benchmark's "torch" column).
+over a few steps. ``lstm``/``gru`` here are torch's own modules (the benchmark's "torch" column);
+``mlstm``/``mgru`` name their form after a slash. ``--products`` forces the library that multiplies
+inside the C++ loops (brgemm, blas, aten; default: the automatic choice).
 """
 
 from __future__ import annotations
@@ -50,23 +53,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--setting", default="seed", choices=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cells", default="mlstm,lstm")
-    parser.add_argument("--form", default="krause", help="mult_form of mlstm/mgru")
+    parser.add_argument("--cells", default="mlstm/krause,lstm")
+    parser.add_argument("--products", default="auto", help="brgemm, blas, aten or auto")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--rows", type=int, default=14, help="profiler rows per cell")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from seqcopy import fast
+
+    fast.compiled_kernels().use_products(args.products)
     batch, embedding, hidden, length = SETTINGS[args.setting]
     inputs = torch.randint(0, VOCAB_SIZE, (batch, length), generator=torch.Generator().manual_seed(0))
     targets = torch.randint(0, VOCAB_SIZE, (batch, length), generator=torch.Generator().manual_seed(1))
     runs = {}
     for cell in args.cells.split(","):
         torch.manual_seed(0)
-        if cell in ("lstm", "gru"):
-            model = TorchModel(cell, VOCAB_SIZE, embedding, hidden)
+        if "/" in cell:
+            name, form = cell.split("/")
+            model = CopyModel(name, VOCAB_SIZE, embedding, hidden, mult_form=form)
         else:
-            form = {"mult_form": args.form} if args.form != "krause" else {}  # runs before the option too
-            model = CopyModel(cell, VOCAB_SIZE, embedding, hidden, **form)
+            model = TorchModel(cell, VOCAB_SIZE, embedding, hidden)
         runs[cell] = phases(model, inputs, targets)
     for parts in runs.values():
         for _ in range(2):
@@ -80,10 +86,10 @@ def main() -> int:
                 part()
                 times[cell][index].append(1e3 * (time.perf_counter() - start))
     print(f"{args.setting} (B{batch} E{embedding} H{hidden} T{length}), {args.threads} thread(s), "
-          f"form {args.form}: median ms of {args.repeats}")  # fmt: skip
+          f"loop products {fast.compiled_kernels().products()}: median ms of {args.repeats}")  # fmt: skip
     for cell, (fw, bw, up) in times.items():
         f, b, u = (statistics.median(x) for x in (fw, bw, up))
-        print(f"  {cell:6} forward {f:7.2f}  backward {b:7.2f}  update {u:6.2f}  total {f + b + u:7.2f}")
+        print(f"  {cell:13} forward {f:7.2f}  backward {b:7.2f}  update {u:6.2f}  total {f + b + u:7.2f}")
     for cell, parts in runs.items():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
             for _ in range(3):

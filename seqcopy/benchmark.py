@@ -179,6 +179,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, 1 repeat: a smoke test, not a measurement")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print Markdown tables, one per setting, the thread counts side by side")  # fmt: skip
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="format the report saved in FILE (by --json) instead of measuring")  # fmt: skip
 
 
 def _names(text: str) -> list[str]:
@@ -209,6 +213,11 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         return f"--forms: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(MULT_FORMS)}"
     if _thread_counts(str(args.threads)) is None:
         return f"--threads: comma-separated counts from 1 to 1024, got {args.threads!r}"
+    if args.from_json:
+        try:
+            json.loads(Path(args.from_json).read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"--from-json: no benchmark report (--json output) in {args.from_json}"
     if args.repeats < 1:
         return f"--repeats: at least 1, got {args.repeats}"
     if args.warmup < 0:
@@ -237,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
     problem = check_arguments(args)
     if problem:
         raise SystemExit(problem)
+    if args.from_json:
+        return _print(json.loads(Path(args.from_json).read_text()), args)
     cells, forms = _names(args.cells), _names(args.forms)
     threads = _thread_counts(str(args.threads))
     settings = ["quick"] if args.quick else _names(args.settings)
@@ -261,8 +272,14 @@ def run(args: argparse.Namespace) -> int:
         "settings": {s: bench_setting(s, cells, forms, threads, repeats, warmup, peaks) for s in settings},
     }
     report["load_average"] = {"before": load_before, "after": _load_average()}
+    return _print(report, args)
+
+
+def _print(report: dict, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
+    elif args.markdown:
+        print(format_markdown(report))
     else:
         print(format_report(report))
     return 0
@@ -298,6 +315,30 @@ def format_report(report: dict) -> str:
                     f"{r['vs_torch']:6.2f}x {r['torch_module']:>6} {r['gflops']:8.2f} {r['peak_share']:7.1%}"
                 )
     return "\n".join(lines)
+
+
+def format_markdown(report: dict) -> str:
+    """One table per setting: each row a cell (and form), each thread count its ms per step and
+    its ratios to the seed-style loop and to torch's fused module."""
+    threads = report["threads"]
+    head = "| cell | " + " | ".join(f"{n} thread{'s' * (n > 1)}: ms/step | vs seed-style | vs torch's fused" for n in threads)
+    head += " |"
+    rule = "|---|" + "---:|---:|---:|" * len(threads)
+    lines = []
+    for name, setting in report["settings"].items():
+        lines += [f"{name}: batch {setting['batch']}, embedding {setting['embedding']}, hidden {setting['hidden']}, "
+                  f"length {setting['length']}", "", head, rule]  # fmt: skip
+        rows = {}
+        for r in setting["rows"]:
+            rows.setdefault(_label(r), {})[r["threads"]] = r
+        for label, by_threads in rows.items():
+            cells = []
+            for n in threads:
+                r = by_threads[n]
+                cells += [f"{r['ms_per_step']:.1f}", f"{r['vs_seed']:.2f}×", f"{r['vs_torch']:.2f}× ({r['torch_module']})"]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 if __name__ == "__main__":

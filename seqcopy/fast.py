@@ -1,18 +1,23 @@
-"""Fast sequence paths for the multiplicative cells (mLSTM, mGRU).
+"""Fast sequence paths for the multiplicative cells (mLSTM, mGRU), in both forms.
 
 The reference cells in :mod:`seqcopy.cells` recompute every input projection at every step and
-leave the backward to autograd, one graph node per small op. Here each cell is one
+leave the backward to autograd, one graph node per small op. Here each cell and form is one
 :class:`torch.autograd.Function`:
 
-* forward: the input projections of the whole sequence are one matrix product, then a time loop
-  does only what depends on the previous state (the recurrent products and the gates);
-* backward: a time loop running backwards writes the gradient of every pre-activation into a
-  (T, B, ·) buffer, after which each weight gradient is one large product over all time steps.
+* forward: what reads only x_t (Krause: W_mx x_t and the gates' input parts; input form:
+  W_m x_t + b_m) is one matrix product over the whole sequence, then a time loop does what
+  depends on the previous state;
+* backward: a time loop running backwards through the steps, which also sums every weight's
+  gradient as it goes.
 
-The two time loops run in a small C++ extension (``csrc/cells.cpp``, ATen ops, so any device),
-built on first use and cached in torch's extensions directory. Where it cannot be built, a Python
-twin of the same loops takes over (with one warning). The environment variable ``SEQCOPY_FAST``
-chooses: ``cpp`` (the default), ``python`` (the twin), ``off`` (plain autograd through the steps).
+The time loops run in a small C++ extension (``csrc/cells.cpp``) for CPU float and double
+tensors, built on first use and cached in torch's extensions directory (``TORCH_EXTENSIONS_DIR``
+moves it). It splits the batch into one block of rows per thread, multiplies with oneDNN's
+small-matrix kernel where torch carries it, and does each step's gate maths in one vectorised
+pass; ``bench/RESULTS.md`` has the measurements behind each choice. A Python twin of the same
+loops (same arguments, same results) serves other devices and dtypes, and takes over with one
+warning where the extension cannot be built. The environment variable ``SEQCOPY_FAST`` chooses:
+``cpp`` (the default), ``python`` (the twin), ``off`` (plain autograd through the steps).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ _SOURCE = Path(__file__).parent / "csrc" / "cells.cpp"
 # No trapping maths: a compare that may raise a floating-point flag is otherwise kept as a branch,
 # and a loop with branches is not vectorised (torch builds itself with the same two flags).
 FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
+# at::parallel_for is a header template: built without OpenMP the extension gets its serial branch
+# and runs the loops on one core at any thread count. A compiler without OpenMP builds that one.
+OPENMP = ["-fopenmp"]
 _lock = threading.Lock()
 _compiled = None  # the built extension, False once a build failed
 
@@ -58,11 +66,19 @@ def compiled_kernels():
                 here = os.path.dirname(sys.executable)
                 if here not in os.environ.get("PATH", "").split(os.pathsep):
                     os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
-                _compiled = load("seqcopy_cells", [str(_SOURCE)], extra_cflags=FLAGS)
+                _compiled = _build(load)
             except Exception as error:  # noqa: BLE001 - any build failure means: fall back
                 warnings.warn(f"seqcopy: C++ cell kernels unavailable, using Python: {error}")
                 _compiled = False
         return _compiled or None
+
+
+def _build(load):
+    try:
+        return load("seqcopy_cells", [str(_SOURCE)], extra_cflags=FLAGS + OPENMP, extra_ldflags=OPENMP)
+    except Exception as error:  # noqa: BLE001 - retried without OpenMP; that failing too is reported
+        warnings.warn(f"seqcopy: C++ cell kernels built without OpenMP, on one core: {error}")
+        return load("seqcopy_cells_serial", [str(_SOURCE)], extra_cflags=FLAGS)
 
 
 def kernels(name: str | None = None):

@@ -13,10 +13,18 @@ def _args(*argv):
     return parser.parse_args(list(argv))
 
 
-def test_quick_benchmark_json(capsys):
+def test_quick_benchmark_json(capsys, tmp_path):
     """One run times every cell (both forms of mLSTM and mGRU) at each thread count of the grid."""
     assert benchmark.run(_args("--quick", "--json", "--threads", "1,2")) == 0
-    report = json.loads(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    report = json.loads(text)
+    saved = tmp_path / "report.json"
+    saved.write_text(text)
+    assert benchmark.run(_args("--from-json", str(saved), "--markdown")) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "| cell | 1 thread: ms/step | vs seed-style | vs torch's fused | 2 threads: ms/step" in table[2]
+    assert sum(line.startswith("| mlstm (input) |") for line in table) == 1
+    assert len([line for line in table if line.startswith("| ")]) == 1 + 7  # header and one row per cell and form
     assert report["threads"] == [1, 2]
     assert set(report["matmul_peak_gflops"]) == {"1", "2"}
     rows = report["settings"]["quick"]["rows"]
@@ -44,6 +52,7 @@ def test_text_report_names_forms_and_thread_counts(capsys):
     (["--forms", "outer"], "--forms"),
     (["--settings", "huge"], "--settings"),
     (["--cells", "tcn"], "--cells"),
+    (["--from-json", "/nonexistent/report.json"], "--from-json"),
 ])  # fmt: skip
 def test_bad_arguments_get_one_line(argv, message):
     problem = benchmark.check_arguments(_args(*argv))

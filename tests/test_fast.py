@@ -132,3 +132,31 @@ def test_unknown_backend_is_rejected(monkeypatch):
     monkeypatch.setenv("SEQCOPY_FAST", "fortran")
     with pytest.raises(ValueError, match="SEQCOPY_FAST"):
         fast.backend()
+
+
+@pytest.mark.parametrize("products", ["brgemm", "blas", "aten"])
+@pytest.mark.parametrize("cell_class", CELLS.values())
+def test_every_products_library_gives_the_reference(monkeypatch, products, cell_class):
+    """oneDNN's brgemm, MKL's sgemm and at::mm each serve where the one before them cannot."""
+    monkeypatch.setenv("SEQCOPY_FAST", "cpp")
+    kern = fast.compiled_kernels()
+    try:
+        kern.use_products(products)
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    try:
+        torch.manual_seed(5)
+        cell, x, state = _inputs(cell_class, 9, 4, 5, 6)
+        expected, expected_grads = _run(cell, x, state, fused=False)
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            got, grads = _run(cell, x, state, fused=True)
+        finally:
+            torch.set_num_threads(before)
+    finally:
+        kern.use_products("auto")
+    for a, b in zip(expected + expected_grads, got + grads):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="products"):
+        kern.use_products("cublas")

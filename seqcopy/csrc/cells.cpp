@@ -1,22 +1,25 @@
 // Time loops of the multiplicative cells (mLSTM, mGRU; Krause's form and the input form), forward
 // and backward, for CPU tensors of float or double.
 //
-// seqcopy/fast.py does everything that is one big product over the whole sequence (the input
-// projections before a loop, the weight gradients after it); here are only the steps that must run
-// one after the other. Tensors are time-major, (T, B, ·), and contiguous. seqcopy/fast.py holds a
-// Python twin of each function (same arguments, same results; it serves where this file cannot be
-// built and for tensors on other devices); keep the two in step.
+// seqcopy/fast.py computes what reads only x_t, for the whole sequence in one product, before a
+// forward loop; everything that depends on the previous step is here, and so is every weight
+// gradient, summed inside the backward loop. Tensors are time-major, (T, B, ·), and contiguous.
+// seqcopy/fast.py holds a Python twin of each function (same arguments, same results; it serves
+// where this file cannot be built and for tensors on other devices); keep the two in step.
 //
-// Why raw loops rather than ATen ops (measured: bench/RESULTS.md, "Where the time went"):
+// Why it is written this way (measured: bench/RESULTS.md, "Where the time went"):
+// * Products. torch's fused LSTM runs oneDNN's JIT kernels; MKL, which serves torch.mm, ran its
+//   generic kernels on this AMD CPU (mkl_blas_def_sgemm_kernel_0_zen) at half their speed, about
+//   100 against 180-245 GFLOP/s on one core. So every product goes
+//   through oneDNN's small-matrix kernel (torch exports it as at::native::cpublas::brgemm), found
+//   to work once at load; failing that, MKL's sgemm, called directly; failing that, at::mm.
 // * Threads. Rows of a batch never meet inside a time loop, so the batch is cut into one block of
-//   rows per thread and each thread runs the whole sequence for its block with single-threaded
-//   products: the threads meet once per loop. Threading each small per-step product instead (what
-//   MKL does when called with 2 threads) made every step wait for both cores, and a step took
-//   longer with 2 threads than with 1 whenever the other core was busy.
+//   rows per thread and each thread runs the whole sequence for its block: the threads meet once
+//   per loop, not at every small per-step product (as when MKL threads each product, and as a
+//   step then waits for both cores: slower with 2 threads than with 1 whenever the other core
+//   was busy).
 // * Element-wise work. The gate maths of a step is one pass over the block (a vectorised exp for
 //   float), where ATen ops made ~10 passes forward and ~17 backward, each with its own dispatch.
-// * Products. Where torch carries MKL, sgemm/dgemm are called directly (no tensor per product);
-//   elsewhere the same product goes through at::mm.
 //
 // Notation as in seqcopy/cells.py. σ'(z) = σ(1 - σ) and tanh'(z) = 1 - tanh², written in terms of
 // the activated values that the forward keeps.
@@ -26,9 +29,11 @@
 #include <ATen/native/CPUBlas.h>
 #include <torch/csrc/utils/pybind.h>  // pybind11 with the Tensor casters, lighter than torch/extension.h
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -64,23 +69,36 @@ namespace {
 
 enum class Products { brgemm, blas, aten };
 
-// Which library multiplies float blocks, found once: oneDNN's small-matrix kernel (torch's
-// cpublas::brgemm) where it runs, else MKL's sgemm, else at::mm.
-Products float_products() {
-  static const Products chosen = [] {
+bool brgemm_works() {
+  static const bool works = [] {
     try {
       const float a[2] = {2, 3}, w[2] = {5, 7};
       float c = 0;
       at::native::cpublas::brgemm(1, 1, 2, 2, 1, 1, false, a, w, &c, false);
-      if (c == 31) return Products::brgemm;
+      return c == 31;
     } catch (...) {  // not built into this torch, or not for this CPU
+      return false;
     }
-#if SEQCOPY_DIRECT_BLAS
-    if (at::hasMKL() && sgemm_ != nullptr && dgemm_ != nullptr) return Products::blas;
-#endif
-    return Products::aten;
   }();
-  return chosen;
+  return works;
+}
+
+bool blas_linked() {
+#if SEQCOPY_DIRECT_BLAS
+  return at::hasMKL() && sgemm_ != nullptr && dgemm_ != nullptr;
+#else
+  return false;
+#endif
+}
+
+std::atomic<int> forced_products{-1};  // set by use_products, for tests and measurements
+
+// Which library multiplies float blocks: oneDNN's small-matrix kernel (torch's cpublas::brgemm)
+// where it runs, else MKL's sgemm, else at::mm. Double (only tests use it) skips brgemm.
+Products float_products() {
+  const int forced = forced_products.load(std::memory_order_relaxed);
+  if (forced >= 0) return static_cast<Products>(forced);
+  return brgemm_works() ? Products::brgemm : blas_linked() ? Products::blas : Products::aten;
 }
 
 const char* products_name() {
@@ -91,6 +109,23 @@ const char* products_name() {
   }
 }
 
+// Force a library ("brgemm", "blas", "aten") or go back to the automatic choice ("auto").
+void use_products(const std::string& name) {
+  int chosen = -1;
+  if (name == "brgemm") {
+    TORCH_CHECK(brgemm_works(), "oneDNN brgemm does not run here");
+    chosen = static_cast<int>(Products::brgemm);
+  } else if (name == "blas") {
+    TORCH_CHECK(blas_linked(), "MKL's BLAS is not linked here");
+    chosen = static_cast<int>(Products::blas);
+  } else if (name == "aten") {
+    chosen = static_cast<int>(Products::aten);
+  } else {
+    TORCH_CHECK(name == "auto", "products: brgemm, blas, aten or auto, not ", name);
+  }
+  forced_products.store(chosen);
+}
+
 // C = A W (+ C when `accumulate`), all row-major: A is (m, k) with row stride lda, W (k, n) with
 // ldw, C (m, n) with ldc. Without `accumulate` C is not read (it may hold garbage). Forward
 // products take the weights transposed (fast.py passes them so), as brgemm has no transpose flag.
@@ -98,7 +133,7 @@ template <typename scalar_t>
 void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* a, int64_t lda, const scalar_t* w,
           int64_t ldw, bool accumulate, scalar_t* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  const Products products = std::is_same_v<scalar_t, float> ? float_products() : Products::blas;
+  const Products products = float_products();
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (products == Products::brgemm) {
       at::native::cpublas::brgemm(m, n, k, lda, ldw, ldc, accumulate, a, w, c, false);
@@ -106,7 +141,7 @@ void gemm(int64_t m, int64_t n, int64_t k, const scalar_t* a, int64_t lda, const
     }
   }
 #if SEQCOPY_DIRECT_BLAS
-  if (products != Products::aten && at::hasMKL() && sgemm_ != nullptr && dgemm_ != nullptr) {
+  if (products != Products::aten && blas_linked()) {
     // BLAS is column-major: it computes Cᵀ = Wᵀ Aᵀ.
     const int M = static_cast<int>(m), N = static_cast<int>(n), K = static_cast<int>(k);
     const int LDA = static_cast<int>(lda), LDW = static_cast<int>(ldw), LDC = static_cast<int>(ldc);
@@ -813,4 +848,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("mgru_input_forward", &mgru_input_forward, "mGRU (input form) time loop, forward");
   module.def("mgru_input_backward", &mgru_input_backward, "mGRU (input form) time loop, backward");
   module.def("products", &products_name, "which library multiplies float blocks in the loops");
+  module.def("use_products", &use_products, "force brgemm, blas or aten for the products; auto");
 }
