@@ -2,14 +2,20 @@
 
 One step = CopyModel forward on a (B, T) batch, cross-entropy over all steps, backward,
 ``clip_grad_value_(params, 1.0)`` and an Adam step. Within one process the implementations are
-timed round-robin (each repeat times every implementation once, so background load hits them
-alike) after warm-up, and the median of the repeats is reported, with ratios:
+timed round-robin at every thread count of the grid (each repeat times every implementation once
+per thread count, so background load hits them alike) after warm-up, and the median of the
+repeats is reported, with ratios at the same thread count:
 
-* ``vs seed``: our path / the seed-style per-gate loop of the same cell (bench/seed_reference.py);
+* ``vs seed``: our path / the seed-style per-gate loop of the same cell and form
+  (bench/seed_reference.py);
 * ``vs torch``: our path / torch.nn.RNN, LSTM or GRU in the same model (nn.LSTM for mLSTM,
-  nn.GRU for mGRU);
+  nn.GRU for mGRU, in both forms);
 * GFLOP/s of the matrix products (forward + backward ≈ 3 × forward) and their share of this
-  machine's single-precision matmul peak, measured with a large ``torch.mm`` at start-up.
+  machine's single-precision matmul peak at that thread count, measured with a large ``torch.mm``.
+
+mLSTM and mGRU are timed in each multiplicative form asked for (``--forms``). The load average
+before and after is recorded: on a shared machine absolute times move with the load, while the
+ratios, measured interleaved, move far less.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import statistics
 import time
@@ -25,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .cells import INPUT_FORM_CELLS, MULT_FORMS
 from .config import CELL_NAMES
 from .costs import step_macs
 from .model import CopyModel
@@ -33,6 +41,7 @@ from .vocab import VOCAB_SIZE
 # name: (batch, embedding, hidden, length); length = symbols + delimiters + blanks
 SETTINGS = {
     "defaults": (32, 16, 128, 20 + 3 + 10),
+    "seed": (32, 11, 128, 100 + 10 + 50),  # the seed's own defaults: K 100, P 10, N 50
     "final": (64, 16, 256, 100 + 3 + 100),
     "quick": (4, 4, 8, 5),
 }
@@ -78,16 +87,16 @@ def training_step(model: nn.Module, inputs, targets):
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
-    """Best single-precision GFLOP/s of a large square ``torch.mm``."""
+    """Best single-precision GFLOP/s of a large square ``torch.mm`` at the current thread count."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.mm(a, b)
     best = min(_seconds(lambda: torch.mm(a, b), 1) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
-def step_flops(cell: str, batch: int, embedding: int, hidden: int, length: int) -> float:
+def step_flops(cell: str, batch: int, embedding: int, hidden: int, length: int, mult_form: str = "krause") -> float:
     """Matrix-product FLOPs of one training step of our model (forward + backward = 3 × forward)."""
-    forward = 2 * batch * length * step_macs(cell, embedding, hidden)
+    forward = 2 * batch * length * step_macs(cell, embedding, hidden, mult_form)
     return 3 * forward
 
 
@@ -98,77 +107,121 @@ def _seconds(fn, count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
-def bench_setting(name: str, cells, repeats: int, warmup: int, peak: float, seed: int = 0) -> dict:
+def row_keys(cells, forms) -> list[tuple[str, str]]:
+    """(cell, form) for every row: the multiplicative cells once per form, the others once."""
+    return [(cell, form) for cell in cells for form in (forms if cell in INPUT_FORM_CELLS else forms[:1])]
+
+
+def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, peaks: dict, seed: int = 0) -> dict:
     batch, embedding, hidden, length = SETTINGS[name]
     reference = _seed_reference()
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randint(0, VOCAB_SIZE, (batch, length), generator=generator)
     targets = torch.randint(0, VOCAB_SIZE, (batch, length), generator=generator)
-    steps = {}
-    for cell in cells:
+    rows = row_keys(cells, forms)
+    steps = {}  # (cell, form or None for torch's module, implementation) → step
+    for cell, form in rows:
         torch.manual_seed(seed)
-        models = {
-            "ours": CopyModel(cell, VOCAB_SIZE, embedding, hidden),
-            "seed": reference.SeedModel(cell, VOCAB_SIZE, embedding, hidden),
-            "torch": TorchModel(cell, VOCAB_SIZE, embedding, hidden),
-        }
-        for impl, model in models.items():
-            steps[cell, impl] = training_step(model, inputs, targets)
-    for step in steps.values():  # warm-up, and enough steps per timing for ~20 ms
-        step()
-    counts = {}
-    for key, step in steps.items():
-        once = min(_seconds(step, 1) for _ in range(max(warmup, 1)))
-        counts[key] = max(1, min(20, int(0.02 / once)))
-    times = {key: [] for key in steps}
-    for _ in range(repeats):
+        steps[cell, form, "ours"] = training_step(CopyModel(cell, VOCAB_SIZE, embedding, hidden, mult_form=form), inputs, targets)
+        model = reference.SeedModel(cell, VOCAB_SIZE, embedding, hidden, mult_form=form)
+        steps[cell, form, "seed"] = training_step(model, inputs, targets)
+        if (cell, None, "torch") not in steps:  # one torch module serves both forms
+            steps[cell, None, "torch"] = training_step(TorchModel(cell, VOCAB_SIZE, embedding, hidden), inputs, targets)
+    counts, times = {}, {}
+    for count in threads:  # warm-up, and enough steps per timing for ~20 ms
+        torch.set_num_threads(count)
         for key, step in steps.items():
-            times[key].append(_seconds(step, counts[key]))
-    result = {"batch": batch, "embedding": embedding, "hidden": hidden, "length": length, "cells": {}}
-    for cell in cells:
-        ms = {impl: 1e3 * statistics.median(times[cell, impl]) for impl in ("ours", "seed", "torch")}
-        gflops = step_flops(cell, batch, embedding, hidden, length) / (ms["ours"] / 1e3) / 1e9
-        result["cells"][cell] = {
-            "ms_per_step": ms["ours"],
-            "seed_ms": ms["seed"],
-            "torch_ms": ms["torch"],
-            "vs_seed": ms["ours"] / ms["seed"],
-            "vs_torch": ms["ours"] / ms["torch"],
-            "torch_module": TORCH_MODULES[cell].__name__,
-            "gflops": gflops,
-            "peak_share": gflops / peak,
-        }
+            step()
+            once = min(_seconds(step, 1) for _ in range(max(warmup, 1)))
+            counts[count, key] = max(1, min(20, int(0.02 / once)))
+            times[count, key] = []
+    for _ in range(repeats):
+        for count in threads:
+            torch.set_num_threads(count)
+            for key, step in steps.items():
+                times[count, key].append(_seconds(step, counts[count, key]))
+    result = {"batch": batch, "embedding": embedding, "hidden": hidden, "length": length, "rows": []}
+    for count in threads:
+        for cell, form in rows:
+            ms = {impl: 1e3 * statistics.median(times[count, (cell, form if impl != "torch" else None, impl)])
+                  for impl in ("ours", "seed", "torch")}  # fmt: skip
+            gflops = step_flops(cell, batch, embedding, hidden, length, form) / (ms["ours"] / 1e3) / 1e9
+            result["rows"].append({
+                "cell": cell,
+                "mult_form": form if cell in INPUT_FORM_CELLS else None,
+                "threads": count,
+                "ms_per_step": ms["ours"],
+                "seed_ms": ms["seed"],
+                "torch_ms": ms["torch"],
+                "vs_seed": ms["ours"] / ms["seed"],
+                "vs_torch": ms["ours"] / ms["torch"],
+                "torch_module": TORCH_MODULES[cell].__name__,
+                "gflops": gflops,
+                "peak_share": gflops / peaks[count],
+            })  # fmt: skip
     return result
 
 
+def _default_threads() -> str:
+    return ",".join(str(n) for n in sorted({1, torch.get_num_threads()}))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", default="defaults,final",
+    parser.add_argument("--settings", default="defaults,seed,final",
                         help=f"comma-separated, from: {', '.join(SETTINGS)}")  # fmt: skip
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cell names")
+    parser.add_argument("--forms", default=",".join(MULT_FORMS),
+                        help=f"multiplicative forms of mlstm/mgru to time, from: {', '.join(MULT_FORMS)}")  # fmt: skip
+    parser.add_argument("--threads", default=_default_threads(),
+                        help="comma-separated torch thread counts, each timed (default: 1 and all)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds; the median is kept")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, 1 repeat: a smoke test, not a measurement")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print Markdown tables, one per setting, the thread counts side by side")  # fmt: skip
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="format the report saved in FILE (by --json) instead of measuring")  # fmt: skip
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _thread_counts(text: str) -> list[int] | None:
+    try:
+        counts = [int(part) for part in _names(text)]
+    except ValueError:
+        return None
+    return sorted(set(counts)) if counts and all(0 < n <= 1024 for n in counts) else None
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """One line saying what is wrong with the arguments, before anything is measured."""
-    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    cells = _names(args.cells)
     unknown = [c for c in cells if c not in CELL_NAMES]
     if not cells or unknown:
         return f"--cells: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(CELL_NAMES)}"
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    settings = _names(args.settings)
     bad = [s for s in settings if s not in SETTINGS]
     if not settings or bad:
         return f"--settings: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(SETTINGS)}"
+    forms = _names(args.forms)
+    bad = [f for f in forms if f not in MULT_FORMS]
+    if not forms or bad:
+        return f"--forms: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(MULT_FORMS)}"
+    if _thread_counts(str(args.threads)) is None:
+        return f"--threads: comma-separated counts from 1 to 1024, got {args.threads!r}"
+    if args.from_json:
+        try:
+            json.loads(Path(args.from_json).read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"--from-json: no benchmark report (--json output) in {args.from_json}"
     if args.repeats < 1:
         return f"--repeats: at least 1, got {args.repeats}"
     if args.warmup < 0:
         return f"--warmup: 0 or more, got {args.warmup}"
-    if args.threads < 0:
-        return f"--threads: 0 (leave as is) or more, got {args.threads}"
     return None
 
 
@@ -182,53 +235,110 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # not on every platform
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     problem = check_arguments(args)
     if problem:
         raise SystemExit(problem)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    settings = ["quick"] if args.quick else [s.strip() for s in args.settings.split(",")]
+    if args.from_json:
+        return _print(json.loads(Path(args.from_json).read_text()), args)
+    cells, forms = _names(args.cells), _names(args.forms)
+    threads = _thread_counts(str(args.threads))
+    settings = ["quick"] if args.quick else _names(args.settings)
     repeats, warmup = (1, 1) if args.quick else (args.repeats, args.warmup)
     from . import fast
 
-    peak = matmul_peak(256 if args.quick else 2048, 2 if args.quick else 5)
+    kernels = fast.kernels() if fast.backend() != "off" else None
+    load_before = _load_average()
+    peaks = {}
+    for count in threads:
+        torch.set_num_threads(count)
+        peaks[count] = matmul_peak(256 if args.quick else 2048, 2 if args.quick else 5)
     report = {
         "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "fast_backend": fast.backend() if fast.backend() != "cpp" or fast.compiled_kernels() else "python",
-        "matmul_peak_gflops": peak,
+        "threads": threads,
+        "fast_backend": fast.backend() if kernels is not fast.PYTHON_KERNELS else "python",
+        "loop_products": kernels.products() if kernels else "autograd",
+        "matmul_peak_gflops": {str(count): peak for count, peak in peaks.items()},
         "repeats": repeats,
-        "settings": {s: bench_setting(s, cells, repeats, warmup, peak) for s in settings},
+        "settings": {s: bench_setting(s, cells, forms, threads, repeats, warmup, peaks) for s in settings},
     }
+    report["load_average"] = {"before": load_before, "after": _load_average()}
+    return _print(report, args)
+
+
+def _print(report: dict, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
+    elif args.markdown:
+        print(format_markdown(report))
     else:
         print(format_report(report))
     return 0
 
 
+def _one_decimal(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f}"
+
+
+def _label(row: dict) -> str:
+    return row["cell"] + (f" ({row['mult_form']})" if row["mult_form"] else "")
+
+
 def format_report(report: dict) -> str:
+    load = report["load_average"]
+    peaks = ", ".join(f"{gflops:.1f} at {count}" for count, gflops in report["matmul_peak_gflops"].items())
     lines = [
-        f"CPU {report['cpu']}, torch {report['torch']}, {report['threads']} thread(s), "
-        f"mLSTM/mGRU backend {report['fast_backend']}, matmul peak "
-        f"{report['matmul_peak_gflops']:.1f} GFLOP/s, median of {report['repeats']}",
+        f"CPU {report['cpu']} ({report['cores']} cores), torch {report['torch']}, mLSTM/mGRU backend "
+        f"{report['fast_backend']} (products in the loops: {report['loop_products']}), matmul peak GFLOP/s {peaks} thread(s), median of {report['repeats']}; "
+        f"load average {_one_decimal(load['before'])} before, {_one_decimal(load['after'])} after",
     ]
     for name, setting in report["settings"].items():
-        lines += [
-            "",
-            f"{name}: batch {setting['batch']}, embedding {setting['embedding']}, "
-            f"hidden {setting['hidden']}, length {setting['length']}",
-            f"{'cell':6} {'ms/step':>9} {'vs seed':>8} {'vs torch':>14} {'GFLOP/s':>8} {'of peak':>8}",
-        ]
-        for cell, r in setting["cells"].items():
-            lines.append(
-                f"{cell:6} {r['ms_per_step']:9.2f} {r['vs_seed']:7.2f}x "
-                f"{r['vs_torch']:6.2f}x {r['torch_module']:>6} {r['gflops']:8.2f} {r['peak_share']:7.1%}"
-            )
+        for count in report["threads"]:
+            lines += [
+                "",
+                f"{name}: batch {setting['batch']}, embedding {setting['embedding']}, "
+                f"hidden {setting['hidden']}, length {setting['length']}; {count} thread(s)",
+                f"{'cell':15} {'ms/step':>9} {'vs seed':>8} {'vs torch':>14} {'GFLOP/s':>8} {'of peak':>8}",
+            ]
+            for r in (r for r in setting["rows"] if r["threads"] == count):
+                lines.append(
+                    f"{_label(r):15} {r['ms_per_step']:9.2f} {r['vs_seed']:7.2f}x "
+                    f"{r['vs_torch']:6.2f}x {r['torch_module']:>6} {r['gflops']:8.2f} {r['peak_share']:7.1%}"
+                )
     return "\n".join(lines)
+
+
+def format_markdown(report: dict) -> str:
+    """One table per setting: each row a cell (and form), each thread count its ms per step and
+    its ratios to the seed-style loop and to torch's fused module."""
+    threads = report["threads"]
+    head = "| cell | " + " | ".join(f"{n} thread{'s' * (n > 1)}: ms/step | vs seed-style | vs torch's fused" for n in threads)
+    head += " |"
+    rule = "|---|" + "---:|---:|---:|" * len(threads)
+    lines = []
+    for name, setting in report["settings"].items():
+        lines += [f"{name}: batch {setting['batch']}, embedding {setting['embedding']}, hidden {setting['hidden']}, "
+                  f"length {setting['length']}", "", head, rule]  # fmt: skip
+        rows = {}
+        for r in setting["rows"]:
+            rows.setdefault(_label(r), {})[r["threads"]] = r
+        for label, by_threads in rows.items():
+            cells = []
+            for n in threads:
+                r = by_threads[n]
+                cells += [f"{r['ms_per_step']:.1f}", f"{r['vs_seed']:.2f}×", f"{r['vs_torch']:.2f}× ({r['torch_module']})"]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
 """The five recurrent cells, one class each, with their equations.
 
+The two multiplicative cells come in the two forms that are published (``mult_form``):
+``krause``, Krause et al. 2016's, where m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}) stands in for h_{t-1}
+inside the gates (:class:`MLSTMCell`, :class:`MGRUCell`), and ``input``, the form some course
+versions of the copy assignment give, where m_t = W_m x_t + U_m h_{t-1} + b_m scales the input and
+the plain LSTM or GRU runs on x̃_t = m_t ⊙ x_t (:class:`MLSTMInputCell`, :class:`MGRUInputCell`).
+
 Each cell computes one time step, ``state_t = cell(x_t, state_{t-1})``, written out gate by gate so
 the code reads like the equations in its docstring: these are the reference implementations.
 :class:`RecurrentLayer` runs a cell over a (B, T, E) sequence. By default it takes the cell's fused
@@ -235,6 +241,77 @@ class MGRUCell(Cell):
         return mgru_sequence(x, h, self)
 
 
+class _InputForm:
+    """The input form's factor, shared by its mLSTM and mGRU: parameters and m_t, x̃_t."""
+
+    def _add_input_factor(self) -> None:
+        size = self.input_size
+        self.weight_im = self._parameter(size, size)
+        self.weight_hm = self._parameter(size, self.hidden_size)
+        self.bias_m = self._parameter(size)
+
+    def _scaled_input(self, x_t: Tensor, h: Tensor) -> Tensor:
+        m = x_t @ self.weight_im.T + h @ self.weight_hm.T + self.bias_m
+        return m * x_t
+
+
+class MLSTMInputCell(_InputForm, LSTMCell):
+    """Multiplicative LSTM, input form: the state scales the input, then a plain LSTM reads it.
+
+        m_t = W_m x_t + U_m h_{t-1} + b_m                      (size E, like x_t)
+        x̃_t = m_t ⊙ x_t
+        i_t = σ(W_ii x̃_t + b_ii + W_hi h_{t-1} + b_hi)
+        f_t = σ(W_if x̃_t + b_if + W_hf h_{t-1} + b_hf)
+        g_t = tanh(W_ig x̃_t + b_ig + W_hg h_{t-1} + b_hg)
+        o_t = σ(W_io x̃_t + b_io + W_ho h_{t-1} + b_ho)
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        h_t = o_t ⊙ tanh(c_t)
+
+    Parameters: the LSTM's own (``weight_ih`` (4H, E), ``weight_hh`` (4H, H), ``bias_ih``,
+    ``bias_hh``, gates stacked i, f, g, o as in :class:`LSTMCell`), and ``weight_im`` (E, E) = W_m,
+    ``weight_hm`` (E, H) = U_m, ``bias_m`` (E) = b_m.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self._add_input_factor()
+
+    def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        return super().forward(self._scaled_input(x_t, state[0]), state)
+
+    def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
+        from .fast import mlstm_input_sequence
+
+        return mlstm_input_sequence(x, state, self)
+
+
+class MGRUInputCell(_InputForm, GRUCell):
+    """Multiplicative GRU, input form: the state scales the input, then a plain GRU reads it.
+
+        m_t = W_m x_t + U_m h_{t-1} + b_m                      (size E, like x_t)
+        x̃_t = m_t ⊙ x_t
+        r_t = σ(W_ir x̃_t + b_ir + W_hr h_{t-1} + b_hr)
+        z_t = σ(W_iz x̃_t + b_iz + W_hz h_{t-1} + b_hz)
+        n_t = tanh(W_in x̃_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
+        h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+    Parameters: the GRU's own (gates stacked r, z, n as in :class:`GRUCell`), and ``weight_im``
+    (E, E) = W_m, ``weight_hm`` (E, H) = U_m, ``bias_m`` (E) = b_m.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size)
+        self._add_input_factor()
+
+    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
+        return super().forward(self._scaled_input(x_t, h), h)
+
+    def fused_forward(self, x: Tensor, h: Tensor):
+        from .fast import mgru_input_sequence
+
+        return mgru_input_sequence(x, h, self)
+
+
 CELLS: dict[str, type[Cell]] = {
     "rnn": RNNCell,
     "lstm": LSTMCell,
@@ -242,13 +319,19 @@ CELLS: dict[str, type[Cell]] = {
     "mlstm": MLSTMCell,
     "mgru": MGRUCell,
 }
+MULT_FORMS = ("krause", "input")  # the first is the default: runs recorded before the choice ran it
+INPUT_FORM_CELLS: dict[str, type[Cell]] = {"mlstm": MLSTMInputCell, "mgru": MGRUInputCell}
 
 
-def make_cell(name: str, input_size: int, hidden_size: int) -> Cell:
-    try:
-        return CELLS[name](input_size, hidden_size)
-    except KeyError:
-        raise ValueError(f"unknown cell {name!r}: choose one of {', '.join(CELL_NAMES)}") from None
+def make_cell(name: str, input_size: int, hidden_size: int, mult_form: str = "krause") -> Cell:
+    """The cell ``name``; ``mult_form`` picks the form of mLSTM and mGRU and leaves the others be."""
+    if mult_form not in MULT_FORMS:
+        raise ValueError(f"unknown multiplicative form {mult_form!r}: choose one of {', '.join(MULT_FORMS)}")
+    if name not in CELLS:
+        raise ValueError(f"unknown cell {name!r}: choose one of {', '.join(CELL_NAMES)}")
+    if mult_form == "input" and name in INPUT_FORM_CELLS:
+        return INPUT_FORM_CELLS[name](input_size, hidden_size)
+    return CELLS[name](input_size, hidden_size)
 
 
 class RecurrentLayer(nn.Module):

@@ -1,18 +1,23 @@
-"""Fast sequence paths for the multiplicative cells (mLSTM, mGRU).
+"""Fast sequence paths for the multiplicative cells (mLSTM, mGRU), in both forms.
 
 The reference cells in :mod:`seqcopy.cells` recompute every input projection at every step and
-leave the backward to autograd, one graph node per small op. Here each cell is one
+leave the backward to autograd, one graph node per small op. Here each cell and form is one
 :class:`torch.autograd.Function`:
 
-* forward: the input projections of the whole sequence are one matrix product, then a time loop
-  does only what depends on the previous state (the recurrent products and the gates);
-* backward: a time loop running backwards writes the gradient of every pre-activation into a
-  (T, B, ·) buffer, after which each weight gradient is one large product over all time steps.
+* forward: what reads only x_t (Krause: W_mx x_t and the gates' input parts; input form:
+  W_m x_t + b_m) is one matrix product over the whole sequence, then a time loop does what
+  depends on the previous state;
+* backward: a time loop running backwards through the steps, which also sums every weight's
+  gradient as it goes.
 
-The two time loops run in a small C++ extension (``csrc/cells.cpp``, ATen ops, so any device),
-built on first use and cached in torch's extensions directory. Where it cannot be built, a Python
-twin of the same loops takes over (with one warning). The environment variable ``SEQCOPY_FAST``
-chooses: ``cpp`` (the default), ``python`` (the twin), ``off`` (plain autograd through the steps).
+The time loops run in a small C++ extension (``csrc/cells.cpp``) for CPU float and double
+tensors, built on first use and cached in torch's extensions directory (``TORCH_EXTENSIONS_DIR``
+moves it). It splits the batch into one block of rows per thread, multiplies with oneDNN's
+small-matrix kernel where torch carries it, and does each step's gate maths in one vectorised
+pass; ``bench/RESULTS.md`` has the measurements behind each choice. A Python twin of the same
+loops (same arguments, same results) serves other devices and dtypes, and takes over with one
+warning where the extension cannot be built. The environment variable ``SEQCOPY_FAST`` chooses:
+``cpp`` (the default), ``python`` (the twin), ``off`` (plain autograd through the steps).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from torch import Tensor
 
 BACKENDS = ("cpp", "python", "off")
 _SOURCE = Path(__file__).parent / "csrc" / "cells.cpp"
+# No trapping maths: a compare that may raise a floating-point flag is otherwise kept as a branch,
+# and a loop with branches is not vectorised (torch builds itself with the same two flags).
+FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
+# at::parallel_for is a header template: built without OpenMP the extension gets its serial branch
+# and runs the loops on one core at any thread count. A compiler without OpenMP builds that one.
+OPENMP = ["-fopenmp"]
 _lock = threading.Lock()
 _compiled = None  # the built extension, False once a build failed
 
@@ -55,11 +66,19 @@ def compiled_kernels():
                 here = os.path.dirname(sys.executable)
                 if here not in os.environ.get("PATH", "").split(os.pathsep):
                     os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
-                _compiled = load("seqcopy_cells", [str(_SOURCE)], extra_cflags=["-O3"])
+                _compiled = _build(load)
             except Exception as error:  # noqa: BLE001 - any build failure means: fall back
                 warnings.warn(f"seqcopy: C++ cell kernels unavailable, using Python: {error}")
                 _compiled = False
         return _compiled or None
+
+
+def _build(load):
+    try:
+        return load("seqcopy_cells", [str(_SOURCE)], extra_cflags=FLAGS + OPENMP, extra_ldflags=OPENMP)
+    except Exception as error:  # noqa: BLE001 - retried without OpenMP; that failing too is reported
+        warnings.warn(f"seqcopy: C++ cell kernels built without OpenMP, on one core: {error}")
+        return load("seqcopy_cells_serial", [str(_SOURCE)], extra_cflags=FLAGS)
 
 
 def kernels(name: str | None = None):
@@ -72,10 +91,41 @@ def kernels(name: str | None = None):
     raise ValueError(f"backend {name!r} has no kernels")
 
 
-# --- Python twin of csrc/cells.cpp (same buffers, same ops, same order) -------------------------
+# --- Python twin of csrc/cells.cpp (same arguments, same results) ------------------------------
 
 
-def _mlstm_forward(p: Tensor, h0: Tensor, c0: Tensor, w_mh: Tensor, w_mg: Tensor, save: bool):
+def _lstm_step(g_t: Tensor, c_prev: Tensor, c: Tensor, tc: Tensor, h: Tensor) -> None:
+    """Activates the pre-activations g_t = [i f g o] in place; c = f c' + i g, tc = tanh(c), h = o tc."""
+    i, f, g, o = g_t.chunk(4, dim=1)
+    g_t[:, : i.shape[1] * 2].sigmoid_()
+    g.tanh_()
+    o.sigmoid_()
+    torch.mul(f, c_prev, out=c).addcmul_(i, g)
+    torch.tanh(c, out=tc)
+    torch.mul(o, tc, out=h)
+
+
+def _lstm_step_backward(gates: Tensor, tc: Tensor, c_prev: Tensor, dh: Tensor, dc: Tensor, dz: Tensor):
+    """Adds to dc, writes dz = [dz_i dz_f dz_g dz_o], leaves dc' = dc f in dc (dh already summed)."""
+    i, f, g, o = gates.chunk(4, dim=1)
+    dz_i, dz_f, dz_g, dz_o = dz.chunk(4, dim=1)
+    # h = o tanh(c): dc += dh o (1 - tanh²c), dz_o = dh tanh(c) σ'(o)
+    dc.add_(dh * o * (1 - tc * tc))
+    torch.mul(dh * tc, o * (1 - o), out=dz_o)
+    # c = f c' + i g: dz_i = dc g σ'(i), dz_f = dc c' σ'(f), dz_g = dc i (1 - g²)
+    torch.mul(dc * g, i * (1 - i), out=dz_i)
+    torch.mul(dc * c_prev, f * (1 - f), out=dz_f)
+    torch.mul(dc * i, 1 - g * g, out=dz_g)
+    dc.mul_(f)
+
+
+def _gru_output_backward(dh: Tensor, n: Tensor, z: Tensor, h_prev: Tensor, dz_z: Tensor, dz_n: Tensor):
+    """From h = (1 - z) n + z h': dz_n = dh (1 - z)(1 - n²), dz_z = dh (h' - n) σ'(z)."""
+    torch.mul(dh * (1 - z), 1 - n * n, out=dz_n)
+    torch.mul(dh * (h_prev - n), z * (1 - z), out=dz_z)
+
+
+def _mlstm_forward(p: Tensor, h0: Tensor, c0: Tensor, w_mh_t: Tensor, w_mg_t: Tensor, save: bool):
     steps, batch, hidden = p.shape[0], p.shape[1], h0.shape[1]
     kept = steps if save else 1
     hs = p.new_empty(steps + 1, batch, hidden)
@@ -86,89 +136,174 @@ def _mlstm_forward(p: Tensor, h0: Tensor, c0: Tensor, w_mh: Tensor, w_mg: Tensor
     cs[0] = c0
     for t in range(steps):
         k = t if save else 0
-        p_t, h_prev, c_prev = p[t], hs[t], cs[t if save else t & 1]
-        c, g_t = cs[t + 1 if save else (t + 1) & 1], gates[k]
-        torch.mm(h_prev, w_mh.T, out=a[k])
-        torch.mul(p_t[:, :hidden], a[k], out=m[k])
-        torch.addmm(p_t[:, hidden:], m[k], w_mg.T, out=g_t)
-        i, f, g, o = g_t.chunk(4, dim=1)
-        g_t[:, : 2 * hidden].sigmoid_()
-        g.tanh_()
-        o.sigmoid_()
-        torch.mul(f, c_prev, out=c).addcmul_(i, g)
-        torch.tanh(c, out=tc[k])
-        torch.mul(o, tc[k], out=hs[t + 1])
+        torch.mm(hs[t], w_mh_t, out=a[k])
+        torch.mul(p[t, :, :hidden], a[k], out=m[k])
+        torch.addmm(p[t, :, hidden:], m[k], w_mg_t, out=gates[k])
+        _lstm_step(gates[k], cs[t if save else t & 1], cs[t + 1 if save else (t + 1) & 1], tc[k], hs[t + 1])
     return hs, cs[steps if save else steps & 1], cs, a, m, gates, tc
 
 
-def _mlstm_backward(grad_out, grad_hn, grad_cn, p, hs, cs, a, gates, tc, w_mh, w_mg):
+def _mlstm_backward(grad_out, grad_hn, grad_cn, x, p, hs, cs, a, m, gates, tc, w_mh, w_mg, w_x):
     steps, hidden = p.shape[0], hs.shape[2]
     dp, da = torch.empty_like(p), torch.empty_like(a)
     dh, dc = grad_hn.clone(), grad_cn.clone()
-    tmp, dm = torch.empty_like(dh), torch.empty_like(dh)
     for t in range(steps - 1, -1, -1):
-        i, f, g, o = gates[t].chunk(4, dim=1)
-        dz = dp[t, :, hidden:]
-        dz_i, dz_f, dz_g, dz_o = dz.chunk(4, dim=1)
         dh.add_(grad_out[t])
-        # h = o tanh(c): dc += dh o (1 - tanh²c), dz_o = dh tanh(c) σ'(o)
-        dc.add_(torch.mul(dh, o, out=tmp).mul_(1 - tc[t] * tc[t]))
-        torch.mul(torch.mul(dh, tc[t], out=tmp), o * (1 - o), out=dz_o)
-        # c = f c' + i g: dz_i = dc g σ'(i), dz_f = dc c' σ'(f), dz_g = dc i (1 - g²)
-        torch.mul(torch.mul(dc, g, out=tmp), i * (1 - i), out=dz_i)
-        torch.mul(torch.mul(dc, cs[t], out=tmp), f * (1 - f), out=dz_f)
-        torch.mul(torch.mul(dc, i, out=tmp), 1 - g * g, out=dz_g)
-        dc.mul_(f)
+        _lstm_step_backward(gates[t], tc[t], cs[t], dh, dc, dp[t, :, hidden:])
         # z = ... + W_m m: dm = dz W_m;  m = x_m ⊙ a: dx_m = dm a, da = dm x_m
-        torch.mm(dz, w_mg, out=dm)
+        dm = dp[t, :, hidden:] @ w_mg
         torch.mul(dm, a[t], out=dp[t, :, :hidden])
         torch.mul(dm, p[t, :, :hidden], out=da[t])
-        torch.mm(da[t], w_mh, out=dh)
-    return dp, da, dh, dc
+        dh = da[t] @ w_mh
+    dz = _rows(dp)[:, hidden:]
+    # dx = dp W_x; each weight's gradient is one product over all steps: Σ dz mᵀ, Σ da h'ᵀ, Σ dp xᵀ
+    return (dp @ w_x, dh, dc, _rows(dp).T @ _rows(x), _rows(da).T @ _rows(hs[:-1]), dz.T @ _rows(m), dz.sum(0))
 
 
-def _mgru_forward(p: Tensor, h0: Tensor, w_mh: Tensor, w_mg: Tensor, save: bool):
+def _mgru_forward(p: Tensor, h0: Tensor, w_mh_t: Tensor, w_mg_t: Tensor, save: bool):
     steps, batch, hidden = p.shape[0], p.shape[1], h0.shape[1]
     kept = steps if save else 1
     hs = p.new_empty(steps + 1, batch, hidden)
     a, m, s, n = (p.new_empty(kept, batch, hidden) for _ in range(4))
     rz = p.new_empty(kept, batch, 2 * hidden)
     hs[0] = h0
-    w_rz, w_n = w_mg[: 2 * hidden], w_mg[2 * hidden :]
+    w_rz_t, w_n_t = w_mg_t[:, : 2 * hidden], w_mg_t[:, 2 * hidden :]
     for t in range(steps):
         k = t if save else 0
         p_t, h_prev = p[t], hs[t]
-        torch.mm(h_prev, w_mh.T, out=a[k])
+        torch.mm(h_prev, w_mh_t, out=a[k])
         torch.mul(p_t[:, :hidden], a[k], out=m[k])
-        torch.addmm(p_t[:, hidden : 3 * hidden], m[k], w_rz.T, out=rz[k]).sigmoid_()
+        torch.addmm(p_t[:, hidden : 3 * hidden], m[k], w_rz_t, out=rz[k]).sigmoid_()
         torch.mul(rz[k, :, :hidden], m[k], out=s[k])
-        torch.addmm(p_t[:, 3 * hidden :], s[k], w_n.T, out=n[k]).tanh_()
+        torch.addmm(p_t[:, 3 * hidden :], s[k], w_n_t, out=n[k]).tanh_()
         torch.lerp(n[k], h_prev, rz[k, :, hidden:], out=hs[t + 1])
     return hs, a, m, rz, s, n
 
 
-def _mgru_backward(grad_out, grad_hn, p, hs, a, m, rz, n, w_mh, w_mg):
+def _mgru_backward(grad_out, grad_hn, x, p, hs, a, m, rz, s, n, w_mh, w_mg, w_x):
     steps, hidden = p.shape[0], hs.shape[2]
     dp, da = torch.empty_like(p), torch.empty_like(a)
-    dh, dh_prev = torch.empty_like(grad_hn), grad_hn.clone()
-    tmp, ds, dm = torch.empty_like(dh), torch.empty_like(dh), torch.empty_like(dh)
+    dh_prev = grad_hn.clone()
     w_rz, w_n = w_mg[: 2 * hidden], w_mg[2 * hidden :]
     for t in range(steps - 1, -1, -1):
         r, z = rz[t].chunk(2, dim=1)
         dz_rz, dz_n = dp[t, :, hidden : 3 * hidden], dp[t, :, 3 * hidden :]
-        torch.add(dh_prev, grad_out[t], out=dh)
-        # h = (1 - z) n + z h': dz_n = dh (1 - z)(1 - n²), dz_z = dh (h' - n) σ'(z)
-        torch.mul(torch.addcmul(dh, dh, z, value=-1, out=tmp), 1 - n[t] * n[t], out=dz_n)
-        torch.mul(torch.sub(hs[t], n[t], out=tmp).mul_(dh), z * (1 - z), out=dz_rz[:, hidden:])
+        dh = dh_prev + grad_out[t]
+        _gru_output_backward(dh, n[t], z, hs[t], dz_rz[:, hidden:], dz_n)
         # z_n = ... + W_n s with s = r ⊙ m: ds = dz_n W_n, dz_r = ds m σ'(r), dm = ds r
-        torch.mm(dz_n, w_n, out=ds)
-        torch.mul(torch.mul(ds, m[t], out=tmp), r * (1 - r), out=dz_rz[:, :hidden])
-        torch.mul(ds, r, out=dm).addmm_(dz_rz, w_rz)
+        ds = dz_n @ w_n
+        torch.mul(ds * m[t], r * (1 - r), out=dz_rz[:, :hidden])
+        dm = torch.addmm(ds * r, dz_rz, w_rz)
         # m = x_m ⊙ a, a = W_mh h': dx_m = dm a, da = dm x_m, dh' = dh z + da W_mh
         torch.mul(dm, a[t], out=dp[t, :, :hidden])
         torch.mul(dm, p[t, :, :hidden], out=da[t])
-        torch.mul(dh, z, out=dh_prev).addmm_(da[t], w_mh)
-    return dp, da, dh_prev
+        dh_prev = torch.addmm(dh * z, da[t], w_mh)
+    dz = _rows(dp)[:, hidden:]
+    # r, z read m; n reads s = r ⊙ m: the two parts of W_mg see different inputs.
+    dw_mg = torch.cat([dz[:, : 2 * hidden].T @ _rows(m), dz[:, 2 * hidden :].T @ _rows(s)])
+    return (dp @ w_x, dh_prev, _rows(dp).T @ _rows(x), _rows(da).T @ _rows(hs[:-1]), dw_mg, dz.sum(0))
+
+
+def _input_factor(q_m: Tensor, pm_t: Tensor, x_t: Tensor, m: Tensor, xt: Tensor) -> None:
+    """m = U_m h' + W_m x + b_m, x̃ = m ⊙ x."""
+    torch.add(q_m, pm_t, out=m)
+    torch.mul(m, x_t, out=xt)
+
+
+def _mlstm_input_forward(x, pm, h0, c0, w_hq_t, w_ih_t, bias, save):
+    steps, batch, size = x.shape
+    hidden = h0.shape[1]
+    kept = steps if save else 1
+    hs = x.new_empty(steps + 1, batch, hidden)
+    cs = x.new_empty(steps + 1 if save else 2, batch, hidden)
+    m, xt = (x.new_empty(kept, batch, size) for _ in range(2))
+    gates, tc = x.new_empty(kept, batch, 4 * hidden), x.new_empty(kept, batch, hidden)
+    hs[0] = h0
+    cs[0] = c0
+    for t in range(steps):
+        k = t if save else 0
+        q = hs[t] @ w_hq_t  # [W_hh h | U_m h]
+        _input_factor(q[:, 4 * hidden :], pm[t], x[t], m[k], xt[k])
+        torch.addmm(q[:, : 4 * hidden] + bias, xt[k], w_ih_t, out=gates[k])
+        _lstm_step(gates[k], cs[t if save else t & 1], cs[t + 1 if save else (t + 1) & 1], tc[k], hs[t + 1])
+    return hs, cs[steps if save else steps & 1], cs, m, xt, gates, tc
+
+
+def _mlstm_input_backward(grad_out, grad_hn, grad_cn, x, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im):
+    steps, batch, size = x.shape
+    hidden = hs.shape[2]
+    dq, dxd = x.new_empty(steps, batch, 4 * hidden + size), torch.empty_like(x)
+    dh, dc = grad_hn.clone(), grad_cn.clone()
+    for t in range(steps - 1, -1, -1):
+        dh.add_(grad_out[t])
+        _lstm_step_backward(gates[t], tc[t], cs[t], dh, dc, dq[t, :, : 4 * hidden])
+        dxt = dq[t, :, : 4 * hidden] @ w_ih
+        torch.mul(dxt, x[t], out=dq[t, :, 4 * hidden :])  # dm = dx̃ x
+        torch.mul(dxt, m[t], out=dxd[t])
+        dh = dq[t] @ w_hq
+    dx, *grads = _input_form_gradients(4 * hidden, dq[:, :, : 4 * hidden], dq, dxd, x, xt, hs, w_im)
+    dw_ih, dw_hh, db, _, dw_im, dw_hm, db_m = grads  # b_ih and b_hh share their gradient
+    return dx, dh, dc, dw_ih, dw_hh, db, dw_im, dw_hm, db_m
+
+
+def _mgru_input_forward(x, pm, h0, w_hq_t, w_ih_t, b_ih, b_hh, save):
+    steps, batch, size = x.shape
+    hidden = h0.shape[1]
+    kept = steps if save else 1
+    hs = x.new_empty(steps + 1, batch, hidden)
+    m, xt = (x.new_empty(kept, batch, size) for _ in range(2))
+    rzn, hn = x.new_empty(kept, batch, 3 * hidden), x.new_empty(kept, batch, hidden)
+    hs[0] = h0
+    for t in range(steps):
+        k = t if save else 0
+        q = hs[t] @ w_hq_t
+        _input_factor(q[:, 3 * hidden :], pm[t], x[t], m[k], xt[k])
+        gi = torch.addmm(b_ih, xt[k], w_ih_t)
+        gh = q[:, : 3 * hidden] + b_hh
+        rz = torch.sigmoid(gi[:, : 2 * hidden] + gh[:, : 2 * hidden], out=rzn[k, :, : 2 * hidden])
+        hn[k] = gh[:, 2 * hidden :]
+        n = torch.tanh(gi[:, 2 * hidden :] + rz[:, :hidden] * hn[k], out=rzn[k, :, 2 * hidden :])
+        torch.lerp(n, hs[t], rz[:, hidden:], out=hs[t + 1])
+    return hs, m, xt, rzn, hn
+
+
+def _mgru_input_backward(grad_out, grad_hn, x, hs, m, xt, rzn, hn, w_hq, w_ih, w_im):
+    steps, batch, size = x.shape
+    hidden = hs.shape[2]
+    dgi, dq = x.new_empty(steps, batch, 3 * hidden), x.new_empty(steps, batch, 3 * hidden + size)
+    dxd, dh_prev = torch.empty_like(x), grad_hn.clone()
+    for t in range(steps - 1, -1, -1):
+        r, z, n = rzn[t].chunk(3, dim=1)
+        dz_r, dz_z, dz_n = dgi[t].chunk(3, dim=1)
+        dh = dh_prev + grad_out[t]
+        _gru_output_backward(dh, n, z, hs[t], dz_z, dz_n)
+        torch.mul(dz_n * hn[t], r * (1 - r), out=dz_r)  # n = tanh(... + r hn): dz_r = dz_n hn σ'(r)
+        dq[t, :, : 2 * hidden] = dgi[t, :, : 2 * hidden]
+        torch.mul(dz_n, r, out=dq[t, :, 2 * hidden : 3 * hidden])  # hn's gradient
+        dxt = dgi[t] @ w_ih
+        torch.mul(dxt, x[t], out=dq[t, :, 3 * hidden :])
+        torch.mul(dxt, m[t], out=dxd[t])
+        dh_prev = torch.addmm(dh * z, dq[t], w_hq)
+    dx, *grads = _input_form_gradients(3 * hidden, dgi, dq, dxd, x, xt, hs, w_im)
+    return (dx, dh_prev, *grads)
+
+
+def _input_form_gradients(gates: int, dgi, dq, dxd, x, xt, hs, w_im):
+    """dx and the weight gradients of an input-form cell, one product each over all steps.
+
+    dgi (T, B, G) is the gradient of W_ih x̃ + b_ih; dq (T, B, G+E) that of [W_hh h' + b_hh | m]
+    (m = U_m h' + W_m x + b_m); dxd = dx̃ ⊙ m. dW_ih = Σ dgi x̃ᵀ, [dW_hh; dU_m] = Σ dq h'ᵀ,
+    dW_m = Σ dm xᵀ, and dx = dm W_m + dxd.
+    """
+    dgi, dq = _rows(dgi), _rows(dq)
+    dm = dq[:, gates:]
+    dw_hq = dq.T @ _rows(hs[:-1])
+    dx = torch.addmm(_rows(dxd), dm, w_im).view(x.shape)
+    return (
+        dx,
+        dgi.T @ _rows(xt), dw_hq[:gates], dgi.sum(0), dq[:, :gates].sum(0),  # W_ih, W_hh, b_ih, b_hh
+        dm.T @ _rows(x), dw_hq[gates:], dm.sum(0),  # W_m, U_m, b_m
+    )  # fmt: skip
 
 
 PYTHON_KERNELS = SimpleNamespace(
@@ -176,6 +311,11 @@ PYTHON_KERNELS = SimpleNamespace(
     mlstm_backward=_mlstm_backward,
     mgru_forward=_mgru_forward,
     mgru_backward=_mgru_backward,
+    mlstm_input_forward=_mlstm_input_forward,
+    mlstm_input_backward=_mlstm_input_backward,
+    mgru_input_forward=_mgru_input_forward,
+    mgru_input_backward=_mgru_input_backward,
+    products=lambda: "torch ops",
 )
 
 
@@ -185,7 +325,7 @@ PYTHON_KERNELS = SimpleNamespace(
 def _project(x: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
     """(B, T, E) inputs → time-major rows (T·B, E) and their projection (T, B, ·), one product."""
     batch, steps, size = x.shape
-    rows = x.transpose(0, 1).reshape(steps * batch, size)
+    rows = x.transpose(0, 1).reshape(steps * batch, size).contiguous()
     return rows, torch.addmm(bias, rows, weight.T).view(steps, batch, -1)
 
 
@@ -196,49 +336,52 @@ def _time_major(grad: Tensor | None, like: Tensor) -> Tensor:
     return grad.transpose(0, 1).contiguous()
 
 
-def _input_gradients(ctx, dp: Tensor, rows: Tensor, w_x: Tensor, batch: int):
-    """dx and dW_x from dp, the gradient of the projections: dx = dp W_x, dW_x = dpᵀ x."""
-    steps = dp.shape[0]
-    flat = dp.view(-1, dp.shape[2])
-    dx = None
-    if ctx.needs_input_grad[2]:
-        dx = (flat @ w_x).view(steps, batch, -1).transpose(0, 1)
-    return dx, flat, flat.T @ rows
+def _state_grad(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _t(weight: Tensor) -> Tensor:
+    """Wᵀ, contiguous: the loops' forward products take their weights transposed."""
+    return weight.t().contiguous()
+
+
+def _batch_major(ctx, dx: Tensor) -> Tensor | None:
+    """The input gradient (T, B, E) as (B, T, E), where x needs one."""
+    return dx.transpose(0, 1) if ctx.needs_input_grad[2] else None
+
+
+def _rows(tensor: Tensor) -> Tensor:
+    """(T, B, ·) → (T·B, ·)."""
+    return tensor.reshape(-1, tensor.shape[-1])
 
 
 class MLSTMFunction(torch.autograd.Function):
-    """mLSTM over a (B, T, E) sequence: (x, h0, c0, parameters) → outputs (B, T, H), h_T, c_T."""
+    """mLSTM (Krause) over a (B, T, E) sequence: (x, h0, c0, parameters) → outputs (B, T, H), h_T, c_T."""
 
     @staticmethod
     def forward(ctx, kern, save, x, h0, c0, w_mx, w_mh, w_ih, w_mg, bias):
         hidden = w_mh.shape[0]
         w_x = torch.cat([w_mx, w_ih])
         rows, p = _project(x, w_x, torch.cat([bias.new_zeros(hidden), bias]))
-        hs, c_n, cs, a, m, gates, tc = kern.mlstm_forward(p, h0, c0, w_mh, w_mg, save)
+        hs, c_n, cs, a, m, gates, tc = kern.mlstm_forward(p, h0, c0, _t(w_mh), _t(w_mg), save)
         if save:
             ctx.kern = kern
-            ctx.save_for_backward(rows, p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg)
+            ctx.save_for_backward(rows.view(p.shape[0], p.shape[1], -1), p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg)
         return hs[1:].transpose(0, 1), hs[-1].clone(), c_n.clone()
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn):
-        rows, p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg = ctx.saved_tensors
-        hidden, batch = w_mh.shape[0], hs.shape[1]
-        grad_hn = torch.zeros_like(hs[0]) if grad_hn is None else grad_hn
-        grad_cn = torch.zeros_like(hs[0]) if grad_cn is None else grad_cn
-        dp, da, dh0, dc0 = ctx.kern.mlstm_backward(
-            _time_major(grad_out, hs[1:].transpose(0, 1)), grad_hn, grad_cn,
-            p, hs, cs, a, gates, tc, w_mh, w_mg,
+        xs, p, hs, cs, a, m, gates, tc, w_x, w_mh, w_mg = ctx.saved_tensors
+        hidden = w_mh.shape[0]
+        dx, dh0, dc0, dw_x, dw_mh, dw_mg, db = ctx.kern.mlstm_backward(
+            _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
+            _state_grad(grad_cn, hs[0]), xs, p, hs, cs, a, m, gates, tc, w_mh, w_mg, w_x,
         )  # fmt: skip
-        dx, flat, dw_x = _input_gradients(ctx, dp, rows, w_x, batch)
-        dz = flat[:, hidden:]  # the gates' pre-activations, (T·B, 4H)
-        dw_mh = da.view(-1, hidden).T @ hs[:-1].reshape(-1, hidden)  # da = W_mh h': dW = Σ da h'ᵀ
-        dw_mg = dz.T @ m.view(-1, hidden)  # z = W_m m + ...: dW_m = Σ dz mᵀ
-        return (None, None, dx, dh0, dc0, dw_x[:hidden], dw_mh, dw_x[hidden:], dw_mg, dz.sum(0))
+        return (None, None, _batch_major(ctx, dx), dh0, dc0, dw_x[:hidden], dw_mh, dw_x[hidden:], dw_mg, db)
 
 
 class MGRUFunction(torch.autograd.Function):
-    """mGRU over a (B, T, E) sequence: (x, h0, parameters) → outputs (B, T, H), h_T."""
+    """mGRU (Krause) over a (B, T, E) sequence: (x, h0, parameters) → outputs (B, T, H), h_T."""
 
     @staticmethod
     def forward(ctx, kern, save, x, h0, w_mx, w_mh, w_ih, b_ih, w_mg, b_mg):
@@ -246,32 +389,80 @@ class MGRUFunction(torch.autograd.Function):
         w_x = torch.cat([w_mx, w_ih])
         # Both biases add to the same pre-activations, so they join the input projection.
         rows, p = _project(x, w_x, torch.cat([b_ih.new_zeros(hidden), b_ih + b_mg]))
-        hs, a, m, rz, s, n = kern.mgru_forward(p, h0, w_mh, w_mg, save)
+        hs, a, m, rz, s, n = kern.mgru_forward(p, h0, _t(w_mh), _t(w_mg), save)
         if save:
             ctx.kern = kern
-            ctx.save_for_backward(rows, p, hs, a, m, rz, s, n, w_x, w_mh, w_mg)
+            ctx.save_for_backward(rows.view(p.shape[0], p.shape[1], -1), p, hs, a, m, rz, s, n, w_x, w_mh, w_mg)
         return hs[1:].transpose(0, 1), hs[-1].clone()
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn):
-        rows, p, hs, a, m, rz, s, n, w_x, w_mh, w_mg = ctx.saved_tensors
-        hidden, batch = w_mh.shape[0], hs.shape[1]
-        grad_hn = torch.zeros_like(hs[0]) if grad_hn is None else grad_hn
-        dp, da, dh0 = ctx.kern.mgru_backward(
-            _time_major(grad_out, hs[1:].transpose(0, 1)), grad_hn, p, hs, a, m, rz, n, w_mh, w_mg
-        )
-        dx, flat, dw_x = _input_gradients(ctx, dp, rows, w_x, batch)
-        dz = flat[:, hidden:]  # pre-activations of r, z, n, (T·B, 3H)
-        dw_mh = da.view(-1, hidden).T @ hs[:-1].reshape(-1, hidden)
-        # r, z read m; n reads s = r ⊙ m: the two halves of W_mg see different inputs.
-        dw_mg = torch.cat([dz[:, : 2 * hidden].T @ m.view(-1, hidden),
-                           dz[:, 2 * hidden :].T @ s.view(-1, hidden)])  # fmt: skip
-        db = dz.sum(0)
-        return (None, None, dx, dh0, dw_x[:hidden], dw_mh, dw_x[hidden:], db, dw_mg, db)
+        xs, p, hs, a, m, rz, s, n, w_x, w_mh, w_mg = ctx.saved_tensors
+        hidden = w_mh.shape[0]
+        dx, dh0, dw_x, dw_mh, dw_mg, db = ctx.kern.mgru_backward(
+            _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
+            xs, p, hs, a, m, rz, s, n, w_mh, w_mg, w_x,
+        )  # fmt: skip
+        return (None, None, _batch_major(ctx, dx), dh0, dw_x[:hidden], dw_mh, dw_x[hidden:], db, dw_mg, db)
+
+
+class MLSTMInputFunction(torch.autograd.Function):
+    """mLSTM (input form) over (B, T, E): (x, h0, c0, parameters) → outputs (B, T, H), h_T, c_T."""
+
+    @staticmethod
+    def forward(ctx, kern, save, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_im, w_hm, b_m):
+        rows, pm = _project(x, w_im, b_m)
+        xs = rows.view(pm.shape)
+        w_hq = torch.cat([w_hh, w_hm])  # both read h_{t-1}: one product per step
+        hs, c_n, cs, m, xt, gates, tc = kern.mlstm_input_forward(xs, pm, h0, c0, _t(w_hq), _t(w_ih), b_ih + b_hh, save)
+        if save:
+            ctx.kern = kern
+            ctx.save_for_backward(xs, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im)
+        return hs[1:].transpose(0, 1), hs[-1].clone(), c_n.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_hn, grad_cn):
+        xs, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im = ctx.saved_tensors
+        dx, dh0, dc0, dw_ih, dw_hh, db, dw_im, dw_hm, db_m = ctx.kern.mlstm_input_backward(
+            _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
+            _state_grad(grad_cn, hs[0]), xs, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im,
+        )  # fmt: skip
+        return (None, None, _batch_major(ctx, dx), dh0, dc0, dw_ih, dw_hh, db, db, dw_im, dw_hm, db_m)
+
+
+class MGRUInputFunction(torch.autograd.Function):
+    """mGRU (input form) over (B, T, E): (x, h0, parameters) → outputs (B, T, H), h_T."""
+
+    @staticmethod
+    def forward(ctx, kern, save, x, h0, w_ih, w_hh, b_ih, b_hh, w_im, w_hm, b_m):
+        rows, pm = _project(x, w_im, b_m)
+        xs = rows.view(pm.shape)
+        w_hq = torch.cat([w_hh, w_hm])
+        hs, m, xt, rzn, hn = kern.mgru_input_forward(xs, pm, h0, _t(w_hq), _t(w_ih), b_ih, b_hh, save)
+        if save:
+            ctx.kern = kern
+            ctx.save_for_backward(xs, hs, m, xt, rzn, hn, w_hq, w_ih, w_im)
+        return hs[1:].transpose(0, 1), hs[-1].clone()
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_hn):
+        xs, hs, m, xt, rzn, hn, w_hq, w_ih, w_im = ctx.saved_tensors
+        dx, dh0, *grads = ctx.kern.mgru_input_backward(
+            _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
+            xs, hs, m, xt, rzn, hn, w_hq, w_ih, w_im,
+        )  # fmt: skip
+        return (None, None, _batch_major(ctx, dx), dh0, *grads)
 
 
 def _needs_graph(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _kernels_for(name: str, x: Tensor):
+    """The compiled loops take CPU float and double tensors; the Python twin takes anything."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return kernels(name)
+    return PYTHON_KERNELS
 
 
 def mlstm_sequence(x: Tensor, state: tuple[Tensor, Tensor], cell) -> tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -282,7 +473,7 @@ def mlstm_sequence(x: Tensor, state: tuple[Tensor, Tensor], cell) -> tuple[Tenso
     h, c = state
     params = (cell.weight_mx, cell.weight_mh, cell.weight_ih, cell.weight_mg, cell.bias)
     save = _needs_graph(x, h, c, *params)
-    out, h, c = MLSTMFunction.apply(kernels(name), save, x, h, c, *params)
+    out, h, c = MLSTMFunction.apply(_kernels_for(name, x), save, x, h, c, *params)
     return out, (h, c)
 
 
@@ -293,7 +484,34 @@ def mgru_sequence(x: Tensor, h: Tensor, cell) -> tuple[Tensor, Tensor]:
         return _mgru_autograd(x, h, cell)
     params = (cell.weight_mx, cell.weight_mh, cell.weight_ih, cell.bias_ih, cell.weight_mg, cell.bias_mg)
     save = _needs_graph(x, h, *params)
-    return MGRUFunction.apply(kernels(name), save, x, h, *params)
+    return MGRUFunction.apply(_kernels_for(name, x), save, x, h, *params)
+
+
+def _input_form_parameters(cell) -> tuple[Tensor, ...]:
+    return (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh, cell.weight_im, cell.weight_hm, cell.bias_m)
+
+
+def mlstm_input_sequence(x: Tensor, state: tuple[Tensor, Tensor], cell):
+    """Run an :class:`~seqcopy.cells.MLSTMInputCell` over (B, T, E) inputs; None with
+    ``SEQCOPY_FAST=off`` (the layer then steps the reference cell: nothing here can be hoisted
+    out of its loop but W_m x_t)."""
+    name = backend()
+    if name == "off":
+        return None
+    h, c = state
+    params = _input_form_parameters(cell)
+    out, h, c = MLSTMInputFunction.apply(_kernels_for(name, x), _needs_graph(x, h, c, *params), x, h, c, *params)
+    return out, (h, c)
+
+
+def mgru_input_sequence(x: Tensor, h: Tensor, cell):
+    """Run an :class:`~seqcopy.cells.MGRUInputCell` over (B, T, E) inputs; None with
+    ``SEQCOPY_FAST=off``."""
+    name = backend()
+    if name == "off":
+        return None
+    params = _input_form_parameters(cell)
+    return MGRUInputFunction.apply(_kernels_for(name, x), _needs_graph(x, h, *params), x, h, *params)
 
 
 # --- SEQCOPY_FAST=off: plain autograd through every step --------------------------------------

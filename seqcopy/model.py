@@ -20,10 +20,12 @@ class CopyModel(nn.Module):
         embedding_size: int = 16,
         hidden_size: int = 128,
         fused: bool = True,
+        mult_form: str = "krause",
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.recurrent = RecurrentLayer(make_cell(cell, embedding_size, hidden_size), fused=fused)
+        cell_module = make_cell(cell, embedding_size, hidden_size, mult_form)
+        self.recurrent = RecurrentLayer(cell_module, fused=fused)
         self.decoder = nn.Linear(hidden_size, vocab_size)
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:

@@ -98,3 +98,30 @@ def test_a_scaled_checkpoint_round_trips():
     assert loaded_config == config
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+
+
+def _input_form(cell: str, init: str, seed: int = 0) -> CopyModel:
+    torch.manual_seed(seed)
+    model = CopyModel(cell, embedding_size=16, hidden_size=64, mult_form="input")
+    initialise(model, init)
+    return model
+
+
+@pytest.mark.parametrize("cell", ["mlstm", "mgru"])
+def test_scaled_input_form_orthogonal_where_square(cell):
+    """The plain cell's H×H blocks and the E×E W_m are orthogonal; U_m (E×H) and b_m are left as
+    built."""
+    scaled, uniform = _input_form(cell, "scaled").recurrent.cell, _input_form(cell, "uniform").recurrent.cell
+    for block in scaled.weight_hh.split(64, dim=0):
+        torch.testing.assert_close(block @ block.T, torch.eye(64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(scaled.weight_im @ scaled.weight_im.T, torch.eye(16), atol=1e-5, rtol=0)
+    assert not torch.allclose(uniform.weight_im @ uniform.weight_im.T, torch.eye(16), atol=0.1)
+    for name in ("weight_hm", "bias_m", "weight_ih"):
+        torch.testing.assert_close(getattr(scaled, name), getattr(uniform, name), rtol=0, atol=0)
+
+
+def test_scaled_input_form_mlstm_biases_the_forget_gate():
+    recurrent = _input_form("mlstm", "scaled").recurrent.cell
+    forget = slice(64, 128)
+    assert torch.all(recurrent.bias_ih[forget] == 1.0) and torch.all(recurrent.bias_hh[forget] == 0.0)
+    assert recurrent.bias_ih[:64].abs().max() <= 64**-0.5
