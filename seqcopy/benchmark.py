@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .cells import INPUT_FORM_CELLS, MULT_FORMS
-from .config import CELL_NAMES
+from .cells import INPUT_FORM_CELLS
+from .config import CELL_NAMES, MULT_FORMS
 from .costs import step_macs
 from .model import CopyModel
 from .vocab import VOCAB_SIZE

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 State = Tensor | tuple[Tensor, Tensor]
 
-from .config import CELL_NAMES  # noqa: F401 - the names live with the config, free of torch
+from .config import CELL_NAMES, MULT_FORMS  # noqa: F401 - the names live with the config, free of torch
 
 
 class Cell(nn.Module):
@@ -319,7 +319,6 @@ CELLS: dict[str, type[Cell]] = {
     "mlstm": MLSTMCell,
     "mgru": MGRUCell,
 }
-MULT_FORMS = ("krause", "input")  # the first is the default: runs recorded before the choice ran it
 INPUT_FORM_CELLS: dict[str, type[Cell]] = {"mlstm": MLSTMInputCell, "mgru": MGRUInputCell}
 
 

@@ -43,9 +43,7 @@ def build_model(config: RunConfig, initialised: bool = True) -> CopyModel:
         embedding_size=config.embedding_size,
         hidden_size=config.hidden_size,
         fused=config.fused,
-        # RunConfig gains mult_form with its declaration; until then (and for configs stored
-        # before it) every run is Krause's form.
-        mult_form=getattr(config, "mult_form", "krause"),
+        mult_form=config.mult_form,  # a config stored before the choice existed reads as Krause's
     )
     if initialised:
         initialise(model, config.init)

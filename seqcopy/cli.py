@@ -15,7 +15,7 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import CELL_NAMES, SETTINGS, RunConfig
+from .config import CELL_NAMES, SETTINGS, RunConfig, cell_label
 from .errors import InputError
 from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
 from .presets import BY_SLUG
@@ -233,7 +233,7 @@ def cmd_train(args) -> int:
         raise
     worker_id = f"cli:{worker_name()}"
     run_id = store.submit(config, status="running", worker_id=worker_id)
-    print(f"run {run_id}: {config.cell}, seed {config.seed}, recorded in {store.safe_url}; outputs in {experiment.folder}", flush=True)
+    print(f"run {run_id}: {cell_label(config)}, seed {config.seed}, recorded in {store.safe_url}; outputs in {experiment.folder}", flush=True)
     try:
         experiment.start_log(run_id, config, store.safe_url)
     except OSError as error:  # the folder was writable a moment ago; train all the same
@@ -367,7 +367,7 @@ def cmd_runs(args) -> int:
     runs = store.list_runs()
     rows = [
         {
-            "id": r.id, "cell": r.config.cell, "seed": r.config.seed, "status": r.status,
+            "id": r.id, "cell": cell_label(r.config), "seed": r.config.seed, "status": r.status,
             "epochs_done": r.epochs_done, "epochs": r.epochs_total, "tag": r.tag, **r.latest,
         }
         for r in runs

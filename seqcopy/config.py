@@ -17,6 +17,10 @@ from .text import MAX_TAG  # Store.set_tag checks an edited tag the same way
 
 
 CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")  # seqcopy.cells implements each
+# The two published forms of the multiplicative cells (seqcopy.cells): Krause et al. 2016's, the
+# default (runs recorded before the choice ran it), and the input form of some course versions.
+MULT_FORMS = ("krause", "input")
+MULT_CELLS = ("mlstm", "mgru")  # the cells a form applies to
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 CLIP_MODES = ("value", "norm")
 INIT_SCHEMES = ("uniform", "scaled")  # seqcopy.init implements each
@@ -112,6 +116,13 @@ class RunConfig:
         help="uniform: torch's default, as the seed; scaled: orthogonal recurrent weights, forget bias 1",
         group="Model", flags=("--init",), choices=INIT_SCHEMES,
     )
+    mult_form: str = setting(
+        "krause", label="Multiplicative form",
+        help="mLSTM and mGRU only. krause: m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}) stands in for h_{t-1} in the "
+             "gates (Krause et al. 2016); input: m_t = W_m x_t + U_m h_{t-1} + b_m scales the input, and the "
+             "plain LSTM or GRU runs on m_t ⊙ x_t",
+        group="Model", flags=("--mult-form",), choices=MULT_FORMS,
+    )
     fused: bool = setting(
         True, label="Fast fused kernels", help="off trains the readable reference cells (slower, same maths)",
         group="Model", flags=("--fused",),
@@ -198,21 +209,21 @@ class RunConfig:
     def estimate_memory_bytes(self) -> int:
         """A generous estimate of peak memory: data sets, parameters with Adam, activations (for a
         valid cell: ``validate`` asks only then)."""
-        from .costs import SAVED_VECTORS, parameter_count
+        from .costs import parameter_count, saved_values
 
         data = 2 * 8 * (self.train_samples * self.train_length + self.test_samples * self.test_length)
-        params = parameter_count(self.cell, self.embedding_size, self.hidden_size)
+        params = parameter_count(self.cell, self.embedding_size, self.hidden_size, self.mult_form)
         optimiser = 4 * 4 * params  # weights, gradients and Adam's two moments, float32
         # Saved activations of one training step, per step and sample, and the logits;
         # evaluation of a chunk needs no graph.
-        activations = 4 * self.batch_size * self.train_length * (SAVED_VECTORS[self.cell] * self.hidden_size + 3 * 11)
+        activations = 4 * self.batch_size * self.train_length * (saved_values(self.cell, self.embedding_size, self.hidden_size, self.mult_form) + 3 * 11)
         return data + optimiser + 3 * activations
 
     def estimate_flops_per_epoch(self) -> float:
         """Matrix-product FLOPs of one epoch's training (forward + backward ≈ 3× forward)."""
         from .costs import step_macs
 
-        per_step = 2 * step_macs(self.cell, self.embedding_size, self.hidden_size)
+        per_step = 2 * step_macs(self.cell, self.embedding_size, self.hidden_size, self.mult_form)
         train = 3 * per_step * self.train_samples * self.train_length
         test = per_step * self.test_samples * self.test_length
         return float(train + test)
@@ -259,6 +270,14 @@ class RunConfig:
         if errors:
             raise ConfigError(errors)
         return self
+
+
+def cell_label(config: RunConfig) -> str:
+    """The cell as every page and report names it: 'mlstm' in Krause's form, 'mlstm (input form)'
+    in the other, so the two forms are never averaged together."""
+    if config.cell in MULT_CELLS and config.mult_form != MULT_FORMS[0]:
+        return f"{config.cell} ({config.mult_form} form)"
+    return config.cell
 
 
 def device_problem(device: str) -> str | None:

@@ -19,7 +19,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 
-from .config import CELL_NAMES, SETTINGS, RunConfig
+from .config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label
 from .flags import long_flag
 from .spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_summary
 from .store import Store
@@ -29,8 +29,14 @@ from .text import printable
 THRESHOLDS = (0.90, 0.99)
 FRONTIER_THRESHOLD = 0.99
 # Fields that tell runs of one group apart, or say nothing about the experiment's settings.
-NOT_SETTINGS = {"cell", "seed", "tag", "device", "fused"}
+# mult_form is part of a row's cell ('mlstm (input form)'), so it is not a setting of the table.
+NOT_SETTINGS = {"cell", "mult_form", "seed", "tag", "device", "fused"}
 CELL_ORDER = {name: i for i, name in enumerate(CELL_NAMES)}  # rows in the order the README lists cells
+
+
+def cell_order(config: RunConfig) -> tuple[int, int]:
+    """Where a run's cell sits among the rows: README's order of cells, Krause's form first."""
+    return CELL_ORDER.get(config.cell, 99), MULT_FORMS.index(config.mult_form) if config.mult_form in MULT_FORMS else 99
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:
@@ -125,7 +131,7 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
     history_of = epochs_by_run(store.epochs([r.id for r in runs]))
     groups: dict[tuple[str, str], list] = defaultdict(list)
     for run in runs:
-        groups[(run.tag, run.config.cell)].append(run)
+        groups[(run.tag, cell_label(run.config))].append(run)
     for members in groups.values():
         members.sort(key=lambda r: r.config.seed)
 
@@ -144,7 +150,7 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
             + (" copy frontier (N at ≥ 99%, per seed) |" if frontier else ""),
             "|---|---|---|---|---|---|---|---|" + ("---|" if frontier else ""),
         ]
-        for (_, cell), members in sorted(((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: CELL_ORDER.get(kv[0][1], 99)):
+        for (_, cell), members in sorted(((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: cell_order(kv[1][0].config)):
             histories = [history_of[r.id] for r in members]
             finals = [h[-1] for h in histories if h]
             wall = [sum(row["seconds"] for row in h) / 60 for h in histories]
@@ -183,7 +189,7 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
     history_of = epochs_by_run(store.epochs([r.id for r in runs]))
     rows: dict[tuple, list] = defaultdict(list)
     for run in runs:
-        rows[(CELL_ORDER.get(run.config.cell, 99), run.config.cell, getattr(run.config, by))].append(run)
+        rows[(cell_order(run.config), cell_label(run.config), getattr(run.config, by))].append(run)
     lines = []
     if runs:
         lines += [settings_line([r.config for r in runs]), ""]
@@ -226,7 +232,7 @@ def _frontiers(members: list, histories: list[list[dict]]) -> str:
 
 def _failed_lines(runs: list) -> list[str]:
     return ["Failed, so not in the table:", ""] + [
-        f"- {run.config.cell} seed {run.config.seed}, after {run.epochs_done} of {run.config.epochs} epochs: "
+        f"- {cell_label(run.config)} seed {run.config.seed}, after {run.epochs_done} of {run.config.epochs} epochs: "
         f"{(run.error or 'no reason recorded').splitlines()[0]}"
-        for run in sorted(runs, key=lambda r: (CELL_ORDER.get(r.config.cell, 99), r.config.seed))
+        for run in sorted(runs, key=lambda r: (cell_order(r.config), r.config.seed))
     ]

@@ -179,3 +179,16 @@ def test_report_by_warns_when_a_row_averages_different_configurations(tmp_path):
     record(store, base.replace(seed=0, train_seq_len=16, train_output_len=16), [0.2])  # tied to K: fine
     text = build_by_report(store, "train_seq_len")
     assert "Each row also mixes runs that differ in hidden_size:" in text
+
+
+def test_the_two_multiplicative_forms_are_rows_of_their_own(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'forms.db'}")
+    base = RunConfig(cell="mlstm", epochs=2, tag="forms")
+    record(store, base.replace(seed=0), [0.3, 0.5])
+    record(store, base.replace(seed=0, mult_form="input"), [0.6, 0.9])
+    record(store, base.replace(cell="lstm", seed=0, mult_form="input"), [0.7, 0.8])  # no second form: plain lstm
+    text = build_report(store)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "seeds" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| lstm", "| mlstm", "| mlstm (input form)"]
+    assert "0.500" in rows[1] and "0.900" in rows[2]
+    assert "mult" not in text.split("| cell")[0]  # the form is in the rows, not a 'differs between runs' setting

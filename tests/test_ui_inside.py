@@ -23,6 +23,8 @@ from seqcopy.ui.saliency import MAX_SALIENCY_LETTERS, MEASURES, gradient_salienc
 from seqcopy.vocab import InvalidSequence
 
 TOLERANCE = dict(atol=1e-6, rtol=0)
+# Every cell, and mLSTM and mGRU in both their forms.
+CELLS_AND_FORMS = [(name, "krause") for name in CELL_NAMES] + [("mlstm", "input"), ("mgru", "input")]
 
 
 def reference_steps(cell: Cell, x: torch.Tensor) -> list:
@@ -35,10 +37,10 @@ def reference_steps(cell: Cell, x: torch.Tensor) -> list:
     return states
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
-def test_the_trace_equals_the_reference_cell_at_every_step(name):
+@pytest.mark.parametrize("name, form", CELLS_AND_FORMS)
+def test_the_trace_equals_the_reference_cell_at_every_step(name, form):
     torch.manual_seed(3)
-    cell = make_cell(name, 5, 7)
+    cell = make_cell(name, 5, 7, form)
     x = torch.randn(3, 12, 5)
     with torch.no_grad():
         parts = inside.trace_sequence(cell, x)
@@ -49,15 +51,16 @@ def test_the_trace_equals_the_reference_cell_at_every_step(name):
             torch.testing.assert_close(parts["c"][:, t], state[1], **TOLERANCE)
         else:
             torch.testing.assert_close(parts["h"][:, t], state, **TOLERANCE)
-    assert all(value.shape == (3, 12, 7) for value in parts.values())
+    m_size = 5 if form == "input" else 7  # the input form's m_t scales the input (E)
+    assert all(value.shape == (3, 12, m_size if key == "m" else 7) for key, value in parts.items())
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
-def test_the_traced_gates_rebuild_the_cells_state(name):
+@pytest.mark.parametrize("name, form", CELLS_AND_FORMS)
+def test_the_traced_gates_rebuild_the_cells_state(name, form):
     """h and c recomputed from the traced gates (and m_t from its two factors) are the traced h
     and c: the gates shown are the ones the cell used."""
     torch.manual_seed(4)
-    cell = make_cell(name, 5, 7)
+    cell = make_cell(name, 5, 7, form)
     x = torch.randn(2, 9, 5)
     with torch.no_grad():
         parts = inside.trace_sequence(cell, x)
@@ -74,7 +77,10 @@ def test_the_traced_gates_rebuild_the_cells_state(name):
         torch.testing.assert_close((1 - parts["z"]) * parts["n"] + parts["z"] * h_prev, h, **TOLERANCE)
     if "m" in parts:
         with torch.no_grad():
-            m = (x @ cell.weight_mx.T) * (h_prev @ cell.weight_mh.T)
+            if form == "input":  # m_t = W_m x_t + U_m h_{t-1} + b_m
+                m = x @ cell.weight_im.T + h_prev @ cell.weight_hm.T + cell.bias_m
+            else:  # m_t = (W_mx x_t) ⊙ (W_mh h_{t-1})
+                m = (x @ cell.weight_mx.T) * (h_prev @ cell.weight_mh.T)
         torch.testing.assert_close(m, parts["m"], **TOLERANCE)
     for gate in set(parts) & {"i", "f", "o", "r", "z"}:
         assert inside.QUANTITIES[gate].gate and 0 <= parts[gate].min() and parts[gate].max() <= 1
@@ -98,10 +104,11 @@ def test_a_trace_that_disagrees_with_its_cell_is_caught():
             inside.check_against_cell(cell, x, {"h": parts["h"] + 0.01})
 
 
-@pytest.mark.parametrize("name", CELL_NAMES)
-def test_the_playground_pass_equals_the_models_own_forward(name):
+@pytest.mark.parametrize("name, form", CELLS_AND_FORMS)
+def test_the_playground_pass_equals_the_models_own_forward(name, form):
     """run_copy goes through the trace; its probabilities and hidden states are the model's."""
-    config = RunConfig(cell=name, hidden_size=6, embedding_size=3, padding=2, train_seq_len=4, train_output_len=4)
+    config = RunConfig(cell=name, hidden_size=6, embedding_size=3, padding=2, train_seq_len=4, train_output_len=4,
+                       mult_form=form)
     torch.manual_seed(5)
     model = build_model(config).eval()
     trace = run_copy(model, config, "axcr")

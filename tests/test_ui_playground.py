@@ -26,6 +26,8 @@ def store_of_cells(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('cells') / 'runs.db'}"
     store = Store(url)
     ids = {cell: ui_store.add_run(store, ui_store.TINY.replace(cell=cell, tag="sweep"), "completed") for cell in CELL_NAMES}
+    for cell in ("mlstm", "mgru"):  # the input form too
+        ids[f"{cell}-input"] = ui_store.add_run(store, ui_store.TINY.replace(cell=cell, mult_form="input", tag="sweep"), "completed")
     model, config = shift_register(letters=4, padding=1)
     config = config.replace(tag=COPIER_TAG, epochs=1)
     ids["copier"] = run_id = store.submit(config)
@@ -84,9 +86,10 @@ EXPECTED = {
     "mlstm": (["multiplicative m_t", "forget gate f", "cell state c", "hidden state h"], "|m_t|"),
     "mgru": (["multiplicative m_t", "update gate z", "hidden state h"], "update gate z (1 keeps h)"),
 }
+EXPECTED["mlstm-input"], EXPECTED["mgru-input"] = EXPECTED["mlstm"], EXPECTED["mgru"]
 
 
-@pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("cell", [*CELL_NAMES, "mlstm-input", "mgru-input"])
 def test_step_by_step_draws_the_gates_and_states_of_each_cell(cells_db, cell):
     at = playground_on(cells_db[cell])
     panels, summary = EXPECTED[cell]
@@ -96,7 +99,9 @@ def test_step_by_step_draws_the_gates_and_states_of_each_cell(cells_db, cell):
     assert titles(spec)[0] == "probability of each symbol"  # on the same time axis, above the cell
     probabilities, *heatmaps = [trace for trace in spec["data"] if trace["type"] == "heatmap"]
     assert array(probabilities["z"]).shape == (11, 4 + 1 + 4)
-    assert len(heatmaps) == len(panels) and all(array(h["z"]).shape == (8, 4 + 1 + 4) for h in heatmaps)
+    # H = 8 units each; the input form's m_t scales the input: E units
+    sizes = [ui_store.TINY.embedding_size if title == "multiplicative m_t" and cell.endswith("input") else 8 for title in panels]
+    assert [array(h["z"]).shape for h in heatmaps] == [(size, 4 + 1 + 4) for size in sizes]
     # The step slider moves the red outline on every panel.
     at.slider(key="play_step").set_value(6).run()
     shapes = figure(at, "play_inside")["layout"]["shapes"]

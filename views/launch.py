@@ -5,7 +5,7 @@ import time
 
 import streamlit as st
 
-from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig
+from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig, cell_label
 from seqcopy.presets import BY_NAME, BY_SLUG, PRESETS
 from seqcopy.store import StoreError, UnknownRun
 from seqcopy.ui import escape, state
@@ -244,7 +244,7 @@ def render_queue() -> None:
         with st.container(border=True):
             name, epochs, batches, action = st.columns([3, 3, 3, 1], vertical_alignment="center")
             config = run.config
-            name.markdown(f"**#{run.id}** {config.cell} · seed {config.seed} · {run.status}"
+            name.markdown(f"**#{run.id}** {cell_label(config)} · seed {config.seed} · {run.status}"
                           + (" · cancelling…" if run.cancel_requested and run.status == "running" else ""))
             name.caption(f"K={config.train_seq_len} N={config.train_output_len} hidden {config.hidden_size}"
                          + (f" · tag {escape.markdown(run.tag)}" if run.tag else ""))

@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from seqcopy.checkpoint import CheckpointError
+from seqcopy.config import cell_label
 from seqcopy.ui import state
 from seqcopy.ui.inside import QUANTITIES, UNIT_ORDERS, UntraceableCell, phase_means, pick_units, summary_line, unit_order
 from seqcopy.ui.playground import (
@@ -57,7 +58,7 @@ def describe(run) -> str:
     score = f" · test copy acc {copy:.3f}" if copy is not None else ""
     stopped = " · cancelled early" if run.status == "cancelled" else ""
     tag = f" · {run.config.tag}" if run.config.tag else ""
-    return f"#{run.id} {run.config.cell} · seed {run.config.seed} · K={run.config.train_seq_len}{tag}{score}{stopped}"
+    return f"#{run.id} {cell_label(run.config)} · seed {run.config.seed} · K={run.config.train_seq_len}{tag}{score}{stopped}"
 
 
 def inside_controls(trace, cell: str) -> dict:
@@ -214,7 +215,7 @@ def side_by_side(run, trace, usable) -> None:
         except (InvalidSequence, UntraceableCell, CheckpointError) as error:
             column.error(as_plain_text(str(error)))
             continue
-        traces[f"#{shown.id} {shown.config.cell}"] = copy
+        traces[f"#{shown.id} {cell_label(shown.config)}"] = copy
         right = int(copy.copied["right"].sum())
         column.markdown(f"**Wrote:** {marked_copy(copy)}")
         column.metric("Copied right", f"{right}/{len(copy.copied)}", f"{copy.copy_accuracy:.0%}", delta_color="off", delta_arrow="off")

@@ -7,6 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from seqcopy.config import cell_label
 from seqcopy.schema import STATUSES
 from seqcopy.store import UnknownRun
 from seqcopy.text import check_tag
@@ -151,7 +152,7 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
                 continue
             if run_id in with_checkpoint:
                 st.download_button(
-                    f"Checkpoint of run {run_id} ({run.config.cell}, seed {run.config.seed})",
+                    f"Checkpoint of run {run_id} ({cell_label(run.config)}, seed {run.config.seed})",
                     data=lambda run_id=run_id: store.checkpoint(run_id) or b"",  # read only when clicked
                     file_name=f"run{run_id}-{run.config.cell}-seed{run.config.seed}.pt",
                     mime="application/octet-stream", key=f"runs_ckpt_{run_id}", icon=":material/download:",

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import RunConfig
+from ..config import RunConfig, cell_label
 from ..schema import EPOCH_METRICS
 from ..spread import DEFAULT_ERROR, format_summary
 from ..store import RunInfo
@@ -36,7 +36,7 @@ def runs_frame(runs: Sequence[RunInfo], now: float | None = None) -> pd.DataFram
         end = run.finished_at or (now if run.status == "running" else None)
         duration = (end - run.started_at) if (end and run.started_at) else np.nan
         rows.append({
-            "id": run.id, "cell": run.config.cell, "seed": run.config.seed, "status": run.status,
+            "id": run.id, "cell": cell_label(run.config), "seed": run.config.seed, "status": run.status,
             "progress": run.epochs_done / max(run.epochs_total, 1),
             "epochs_done": run.epochs_done, "epochs_total": run.epochs_total,
             **{name: run.latest.get(name) for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss")},
@@ -69,8 +69,8 @@ def epochs_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo]) -> pd.Dat
     ids = [int(i) for i in frame["run_id"].unique()]
     meta = pd.DataFrame({
         "run_id": ids,
-        "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) if i in runs else f"#{i}" for i in ids],
-        "cell": [runs[i].config.cell if i in runs else "?" for i in ids],
+        "label": [run_label(i, cell_label(runs[i].config), runs[i].config.seed) if i in runs else f"#{i}" for i in ids],
+        "cell": [cell_label(runs[i].config) if i in runs else "?" for i in ids],
         "seed": [runs[i].config.seed if i in runs else -1 for i in ids],
         "started": [runs[i].started_at if i in runs and runs[i].started_at else np.nan for i in ids],
     })
@@ -132,6 +132,8 @@ def differing_keys(configs: Iterable[RunConfig], ignore: Iterable[str] = ("seed"
 def group_of(run: RunInfo, key: str) -> str:
     """The group a run falls in when runs are grouped by the config key ``key``. The tag is the
     run's current one (edited on Runs), not the one it was submitted with, as in the filters."""
+    if key == "cell":
+        return cell_label(run.config)  # the two multiplicative forms are two groups
     return run.tag if key == "tag" else str(getattr(run.config, key))
 
 
@@ -161,7 +163,7 @@ def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_ke
     meta = pd.DataFrame({
         "run_id": ids,
         "group": [group_of(runs[i], group_key) for i in ids],
-        "label": [run_label(i, runs[i].config.cell, runs[i].config.seed) for i in ids],
+        "label": [run_label(i, cell_label(runs[i].config), runs[i].config.seed) for i in ids],
     })
     return frame.merge(meta, on="run_id", how="left")
 

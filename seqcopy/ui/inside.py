@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..cells import Cell, GRUCell, LSTMCell, MGRUCell, MLSTMCell, RNNCell, State
+from ..cells import Cell, GRUCell, LSTMCell, MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell, RNNCell, State
 from ..model import CopyModel
 
 Parts = dict[str, Tensor]
@@ -43,7 +43,7 @@ class Quantity:
 
 # In drawing order: what the step computes first on top, the state it leaves at the bottom.
 QUANTITIES: dict[str, Quantity] = {
-    "m": Quantity("multiplicative m_t", None, None, False),
+    "m": Quantity("multiplicative m_t", None, None, False),  # the input form's has E units, not H
     "i": Quantity("input gate i", 0.0, 1.0, True),
     "f": Quantity("forget gate f", 0.0, 1.0, True),
     "g": Quantity("candidate g", -1.0, 1.0, False),
@@ -120,13 +120,35 @@ def mgru_step(cell: MGRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
     return h, {"m": m, "r": r, "z": z, "n": n, "h": h}
 
 
-# Keyed by the exact class: a subclass (say, a second multiplicative form) must bring its own.
+def _input_factor(cell: MLSTMInputCell | MGRUInputCell, x_t: Tensor, h: Tensor) -> Tensor:
+    """The input form's m_t = W_m x_t + U_m h_{t-1} + b_m (of the input's size E)."""
+    return x_t @ cell.weight_im.T + h @ cell.weight_hm.T + cell.bias_m
+
+
+def mlstm_input_step(cell: MLSTMInputCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
+    """Input form: x̃_t = m_t ⊙ x_t, then the LSTM step on x̃_t."""
+    m = _input_factor(cell, x_t, state[0])
+    state, parts = lstm_step(cell, m * x_t, state)
+    return state, {"m": m, **parts}
+
+
+def mgru_input_step(cell: MGRUInputCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
+    """Input form: x̃_t = m_t ⊙ x_t, then the GRU step on x̃_t."""
+    m = _input_factor(cell, x_t, h)
+    h, parts = gru_step(cell, m * x_t, h)
+    return h, {"m": m, **parts}
+
+
+# Keyed by the exact class: a subclass (the input forms subclass LSTMCell and GRUCell) must bring
+# its own, never inherit a step that ignores its m_t.
 STEPS: dict[type, StepFunction] = {
     RNNCell: rnn_step,
     LSTMCell: lstm_step,
     GRUCell: gru_step,
     MLSTMCell: mlstm_step,
     MGRUCell: mgru_step,
+    MLSTMInputCell: mlstm_input_step,
+    MGRUInputCell: mgru_input_step,
 }
 
 

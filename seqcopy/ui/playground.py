@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import RunConfig
+from ..config import RunConfig, cell_label
 from ..data import Layout, make_sequences
 from ..model import CopyModel
 from ..vocab import ALPHABET, SYMBOLS, VISIBLE_BLANK, InvalidSequence, decode, validate_symbols
@@ -116,15 +116,15 @@ def run_copy(model: CopyModel, config: RunConfig, text: str, extra_delimiters: i
         logits, parts = trace_model(model, inputs)
     probs = torch.softmax(logits[0].float(), dim=-1).numpy()  # (T, 11)
     steps = list(range(layout.length))
-    hidden_size = parts["h"].shape[-1]
-    units = [f"u{i}" for i in range(hidden_size)]
     return CopyTrace(
         sequence=decode(indices),
         inputs=list(decode(inputs[0].tolist())),
         targets=list(decode(targets[0].tolist())),
         outputs=list(decode(logits[0].argmax(-1).tolist())),
         probabilities=pd.DataFrame(probs.T, index=SYMBOL_LABELS, columns=steps),
-        states={name: pd.DataFrame(value[0].float().numpy().T, index=units, columns=steps) for name, value in parts.items()},
+        # (units × steps) each; the input form's m_t has E units, everything else H.
+        states={name: pd.DataFrame(value[0].float().numpy().T, index=[f"u{i}" for i in range(value.shape[-1])], columns=steps)
+                for name, value in parts.items()},
         copy_start=layout.copy_start,
         padding=layout.padding,
     )
@@ -174,8 +174,8 @@ def suggest_partner(candidates: Sequence, chosen) -> int | None:
 
     others = [(i, run) for i, run in enumerate(candidates) if run.id != chosen.id]
     preferences = (
-        lambda run: run.config.cell != chosen.config.cell and lengths(run) == lengths(chosen) and run.config.tag == chosen.config.tag,
-        lambda run: run.config.cell != chosen.config.cell and lengths(run) == lengths(chosen),
+        lambda run: cell_label(run.config) != cell_label(chosen.config) and lengths(run) == lengths(chosen) and run.config.tag == chosen.config.tag,
+        lambda run: cell_label(run.config) != cell_label(chosen.config) and lengths(run) == lengths(chosen),
         lambda run: True,
     )
     for matches in preferences:

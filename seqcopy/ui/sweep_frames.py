@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import SETTINGS
+from ..config import SETTINGS, cell_label
 from ..report import first_reaching
 from ..schema import LATEST_METRICS
 from ..spread import summarise
@@ -65,7 +65,7 @@ def settings_frame(runs: Sequence[RunInfo], x: str, group: str | None, keys: Seq
     setting in ``keys`` (for parallel coordinates)."""
     columns = ["run_id", "label", "seed", "x", "group", "status", *LATEST_METRICS, *keys]
     rows = [
-        [run.id, run_label(run.id, run.config.cell, run.config.seed), run.config.seed, getattr(run.config, x),
+        [run.id, run_label(run.id, cell_label(run.config), run.config.seed), run.config.seed, getattr(run.config, x),
          plotly(group_of(run, group)) if group else ALL_RUNS, run.status, *(run.latest.get(name) for name in LATEST_METRICS),
          *(getattr(run.config, key) for key in keys)]
         for run in runs
