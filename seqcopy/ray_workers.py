@@ -19,6 +19,7 @@ This module is the only one that imports Ray, and only ``seqcopy ray`` imports i
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import socket
 import sys
@@ -111,10 +112,13 @@ def connect(address: str) -> None:
         raise ClusterUnreachable(f"cannot connect to a Ray cluster at {address!r}: {first}") from None
 
 
-def _first_line(error: BaseException) -> str:
-    cause = getattr(error, "cause", None) or error
-    text = " ".join(str(cause).split())
-    return f"{type(cause).__name__}: {text[:300]}" if text else type(cause).__name__
+def _reason(error: BaseException) -> str:
+    """Why an actor ended, on one line: Ray's errors hold a whole traceback, whose last
+    'SomethingError: …' line is the cause (e.g. seqcopy not installed on that node)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b.*:", line)]
+    text = (causes or lines or [""])[-1 if causes else 0]
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
 
 
 class Signals:
@@ -185,7 +189,7 @@ def _supervise(plan: Plan, out) -> int:
                     except Exception as error:  # noqa: BLE001 - killed by the cluster, or never started
                         lost += 1
                         placing = {r: n for r, n in placing.items() if n != number}
-                        _say(out, f"{names[number]}: lost ({_first_line(error)}); a run it held is taken "
+                        _say(out, f"{names[number]}: lost ({_reason(error)}); a run it held is taken "
                                   "back when its lease lapses")
             if signals.count > stops_sent:
                 if stops_sent == 0:

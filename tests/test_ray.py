@@ -10,6 +10,7 @@ Ray is installed by bin/test (requirements-ray.txt): these tests never skip.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,7 +131,7 @@ def test_a_ray_worker_killed_mid_run_leaves_its_run_to_the_lease_with_its_epochs
     finally:
         if driver.poll() is None:
             driver.kill()
-    assert code == 1 and "lost" in out, out + err
+    assert code == 1 and re.search(r"worker 1 \(\S+\): lost \(\w+Error: ", out), out + err
     wait_for(lambda: store.reclaim_expired() == [run_id], 30, "the run's lease to lapse")
     run = store.get_run(run_id)
     assert run.status == "failed" and "stopped responding" in run.error
@@ -176,6 +177,20 @@ def test_without_ray_installed_the_command_says_how_to_get_it(pg_url):
               f"sys.exit(main(['ray', '--db', {pg_url!r}]))")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "pip install 'seqcopy[ray]'" in done.stderr
+
+
+def test_a_lost_worker_is_reported_by_the_cause_at_the_end_of_rays_traceback():
+    from seqcopy.ray_workers import _reason
+
+    class ActorDiedError(Exception):
+        pass
+
+    died = ActorDiedError("The actor died because of an error raised in its creation task, ray::WorkerActor.__init__()\n"
+                          "    ^^^^\nRuntimeError: The actor with name WorkerActor failed to import on the worker. This\n"
+                          "ModuleNotFoundError: No module named 'seqcopy'\n")
+    assert _reason(died) == "ActorDiedError: ModuleNotFoundError: No module named 'seqcopy'"
+    assert _reason(ActorDiedError("The actor died unexpectedly.\n\tclass_name: WorkerActor")) == (
+        "ActorDiedError: The actor died unexpectedly.")
 
 
 def test_only_the_ray_command_imports_ray():
