@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -20,6 +22,7 @@ from seqcopy.store import Store, WorkerInfo
 from seqcopy.ui.workers import queued_reasons, workers_view
 from seqcopy.worker import Worker
 
+from test_browser import ARTIFACTS, CHROMIUM, chromium_page, serve, settle
 from test_ui_pages import APP, texts
 from test_worker import ENV, REPO, SLOW, finish, start_worker, wait_for
 
@@ -31,7 +34,7 @@ NOW = 1_800_000_000.0
 
 
 def worker(name: str, serves: str = "cpu", beat_ago: float = 1.0, stopped: bool = False, run_id: int | None = None,
-           lease: float = 30.0, origin: str | None = None) -> WorkerInfo:
+           lease: float = 120.0, origin: str | None = None) -> WorkerInfo:
     return WorkerInfo(
         id=name, host=name.split(":")[0], pid=int(name.split(":")[1]), device=serves.split(",")[0], serves=serves,
         threads=1, origin=origin, started_at=NOW - 3600, heartbeat_at=NOW - beat_ago, lease_seconds=lease,
@@ -184,3 +187,24 @@ def test_the_launch_page_lists_workers_and_says_why_a_gpu_run_waits(crew_store, 
     captions = texts(at.caption).replace("\\", "")
     assert "waiting for a CUDA worker (the 2 live ones serve cpu)" in captions
     assert "next in line for a free worker" in captions
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed at /usr/bin/chromium")
+def test_the_launch_page_in_a_browser_shows_the_workers(crew_store, pg_url, tmp_path):
+    """A screenshot to look at (test-artifacts/launch-workers.png), and the summary and the
+    waiting reason as a person sees them."""
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with closing(serve(tmp_path, pg_url, with_worker=False)) as served:  # the server stops, whatever happens
+        base, _, _ = next(served)
+        with chromium_page() as page:
+            page.goto(base)
+            expect(page.get_by_text("2 live workers (2 CPU), 1 busy · 1 vanished · 1 stopped")).to_be_visible()
+            expect(page.get_by_text("waiting for a CUDA worker (the 2 live ones serve cpu)")).to_be_visible()
+            expect(page.get_by_text("1 stopped in the last day")).to_be_visible()
+            expect(page.get_by_text("no worker runs them")).to_have_count(0)  # live ones are there
+            settle(page)
+            page.get_by_text("waiting for a CUDA worker").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "launch-workers.png"))

@@ -154,7 +154,7 @@ def render_queue() -> None:
         return
     running = [r for r in active if r.status == "running"]
     st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
-    if not running and state.external_workers():
+    if not running and not any(worker.state() == "live" for worker in workers):
         shown = state.get_store().safe_url
         st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")
         st.code(f"SEQCOPY_DB='{shown}' python -m seqcopy worker", language="bash")
@@ -181,7 +181,7 @@ def render_queue() -> None:
                 if run.heartbeat_at and now - run.heartbeat_at > 30:
                     batches.caption(f"no heartbeat for {now - run.heartbeat_at:.0f} s")
             else:
-                batches.caption(f"waiting since {time.strftime('%H:%M:%S', time.localtime(run.created_at))}"
+                batches.caption(f"queued at {time.strftime('%H:%M:%S', time.localtime(run.created_at))}"
                                 f" · {escape.markdown(reasons[run.id])}")
             action.button("Cancel", key=f"cancel_{run.id}", on_click=cancel, args=(run.id,),
                           disabled=run.cancel_requested, help="queued: removed at once; running: stops at the next batch")
