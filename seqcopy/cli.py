@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import CELL_NAMES, RunConfig, resolve_device
+from .capacity import RECENT_S
+from .config import CELL_NAMES, DEVICES, RunConfig, resolve_device
 from .errors import InputError
 from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
+from .redact import display_url
 from .store import DEFAULT_LEASE, check_lease, database_url, open_store, worker_name
 from .text import parse_run_id, printable
 
@@ -63,9 +66,8 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="SQLAlchemy URL of the runs store (default: $SEQCOPY_DB or sqlite:///runs.db)")
 
 
-WORKER_DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_RAY_WORKERS = 1024
-RECENT_HOURS = 24
+RECENT_HOURS = RECENT_S // 3600
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--lease", type=float, default=DEFAULT_LEASE,
                         help="seconds without a heartbeat before a run is taken back (at least 1; heartbeats come four to a lease)")
     worker.add_argument("--idle-exit", type=float, help="exit after this many seconds with an empty queue")
-    worker.add_argument("--device", choices=WORKER_DEVICES, default="auto",
+    worker.add_argument("--device", choices=DEVICES, default="auto",
                         help="the runs it claims: auto (default) serves every device this machine has, "
                              "'auto' runs on the best; cpu, cuda or mps serve that device only (and 'auto' runs)")
     _add_db(worker)
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves for each (default 1; its torch threads)")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0,
                      help="GPUs Ray reserves for each, so it lands on a GPU node (default 0; fractions share a GPU)")
-    ray.add_argument("--device", choices=WORKER_DEVICES, default=None,
+    ray.add_argument("--device", choices=DEVICES, default=None,
                      help="the runs they claim (default: cuda with --gpus-per-worker, else cpu)")
     ray.add_argument("--idle-exit", type=float, default=60.0,
                      help="each worker exits after this many seconds with an empty queue (default 60)")
@@ -349,10 +351,6 @@ def cmd_worker(args) -> int:
 def _ray_plan(args):
     """The checked request of ``seqcopy ray``; UsageError (exit 2) for anything unusable, before
     Ray is imported or any cluster contacted."""
-    import os
-
-    from .redact import display_url
-
     _check_worker_flags(args)
     if not 1 <= args.workers <= MAX_RAY_WORKERS:
         raise UsageError(f"--workers: from 1 to {MAX_RAY_WORKERS}, got {args.workers}")
@@ -364,14 +362,16 @@ def _ray_plan(args):
     if device in ("cuda", "mps") and not args.gpus_per_worker:
         raise UsageError(f"--device {device}: give --gpus-per-worker (Ray hides the GPUs from a worker that asked for none)")
     url = database_url(args.db)
-    if url.startswith("sqlite"):
+    if url.lower().startswith("sqlite"):
         raise UsageError(f"{display_url(url)} is a SQLite file: Ray workers on other machines cannot share it safely; "
                          "give --db (or SEQCOPY_DB) a postgresql:// URL")
     store = open_store(url)  # unreachable, or not a runs store: one line, before any cluster is bothered
+    shown_url = store.safe_url
     store.close()
     from .ray_workers import Plan
 
-    return Plan(address=args.address or os.environ.get("RAY_ADDRESS") or "auto", url=url, workers=args.workers,
+    return Plan(address=args.address or os.environ.get("RAY_ADDRESS") or "auto", url=url, shown_url=shown_url,
+                workers=args.workers,
                 cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, device=device,
                 lease=args.lease, idle_exit=args.idle_exit)
 
@@ -389,7 +389,7 @@ def cmd_ray(args) -> int:
 def cmd_workers(args) -> int:
     import time
 
-    from .capacity import RECENT_S, ago, summary, worker_rows
+    from .capacity import ago, summary, worker_rows
 
     store = open_store(args.db, create=False)
     now = time.time()

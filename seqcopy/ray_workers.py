@@ -46,6 +46,7 @@ class Plan:
 
     address: str
     url: str
+    shown_url: str  # the URL with its password masked, to print
     workers: int
     cpus_per_worker: float
     gpus_per_worker: float
@@ -141,70 +142,90 @@ def launch(plan: Plan, out=sys.stdout) -> int:
     """Start the workers on the cluster, report where they went, and wait for them; 0 when every
     worker ended by itself or by a signal, 1 when the cluster lost one (its run is taken back by
     the lease)."""
-    connect(plan.address)
+    signals = Signals()  # from the start: a Ctrl-C while connecting stops the workers at once
     try:
-        return _supervise(plan, out)
-    finally:
-        ray.shutdown()
-
-
-def _say(out, line: str) -> None:
-    print(line, file=out, flush=True)
-
-
-def _supervise(plan: Plan, out) -> int:
-    gpus = f", {plan.gpus_per_worker:g} GPU" if plan.gpus_per_worker else ""
-    threads = max(1, int(plan.cpus_per_worker))
-    actor_class = ray.remote(WorkerActor).options(
-        num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker, max_concurrency=2, max_restarts=0,
-    )
-    started = time.monotonic()
-    actors = [actor_class.remote(plan.url, plan.lease, plan.device, threads) for _ in range(plan.workers)]
-    _say(out, f"seqcopy ray: {plan.workers} worker(s) asked of the cluster, {plan.cpus_per_worker:g} CPU{gpus} "
-              f"each, serving {plan.device} runs (Ctrl-C stops them after their epoch)")
-    placing = {actor.where.remote(): number for number, actor in enumerate(actors, 1)}
-    running = {actor.run.remote(plan.idle_exit): number for number, actor in enumerate(actors, 1)}
-    names = {number: f"worker {number}" for number in range(1, plan.workers + 1)}
-    signals, stops_sent, warned, lost = Signals(), 0, False, 0
-    try:
-        while running:
-            ready, _ = ray.wait([*placing, *running], num_returns=1, timeout=0.5)
-            for ref in ready:
-                if ref in placing:
-                    number = placing.pop(ref)
-                    try:
-                        where = ray.get(ref)
-                    except Exception:  # noqa: BLE001 - the same error ends its run; reported there
-                        continue
-                    names[number] = f"worker {number} ({where['worker_id']})"
-                    gpu_ids = f", GPU {','.join(where['gpus'])}" if where["gpus"] else ""
-                    _say(out, f"{names[number]}: on {where['host']}, node {where['node_ip']} "
-                              f"({where['node_id'][:8]}){gpu_ids}, serves {','.join(where['serves'])}, "
-                              f"placed after {time.monotonic() - started:.1f} s")
-                else:
-                    number = running.pop(ref)
-                    try:
-                        done = ray.get(ref)
-                        _say(out, f"{names[number]}: stopped after {done} run(s)")
-                    except Exception as error:  # noqa: BLE001 - killed by the cluster, or never started
-                        lost += 1
-                        placing = {r: n for r, n in placing.items() if n != number}
-                        _say(out, f"{names[number]}: lost ({_reason(error)}); a run it held is taken "
-                                  "back when its lease lapses")
-            if signals.count > stops_sent:
-                if stops_sent == 0:
-                    _say(out, "seqcopy ray: stopping the workers: each records its epoch in progress and marks "
-                              "its run cancelled (Ctrl-C again: stop at the next batch)")
-                # A worker's first stop finishes its epoch, a second one stops at the next batch.
-                for _ in range(min(2, signals.count) - min(2, stops_sent)):
-                    for number in running.values():
-                        actors[number - 1].stop.remote()
-                stops_sent = signals.count
-            if placing and not warned and time.monotonic() - started > PLACEMENT_PATIENCE_S:
-                warned = True
-                waiting = ", ".join(str(n) for n in sorted(placing.values()))
-                _say(out, f"seqcopy ray: worker(s) {waiting} still wait for a node with {plan.cpus_per_worker:g} "
-                          f"free CPU{gpus} (an autoscaler may add one)")
+        connect(plan.address)
+        try:
+            return Supervisor(plan, out).wait(signals)
+        finally:
+            ray.shutdown()
     finally:
         signals.restore()
-    return 1 if lost else 0
+
+
+class Supervisor:
+    """The driver's side: the actors, which of them Ray has placed, and which still run."""
+
+    def __init__(self, plan: Plan, out):
+        self.plan, self.out = plan, out
+        self.started = time.monotonic()
+        actor_class = ray.remote(WorkerActor).options(
+            num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker, max_concurrency=2, max_restarts=0,
+        )
+        threads = max(1, int(plan.cpus_per_worker))
+        self.actors = [actor_class.remote(plan.url, plan.lease, plan.device, threads) for _ in range(plan.workers)]
+        self.resources = f"{plan.cpus_per_worker:g} CPU" + (f", {plan.gpus_per_worker:g} GPU" if plan.gpus_per_worker else "")
+        self.say(f"seqcopy ray: {plan.workers} worker(s) asked of the cluster, {self.resources} each, serving "
+                 f"{plan.device} runs of {plan.shown_url} (Ctrl-C stops them after their epoch)")
+        self.placing = {actor.where.remote(): number for number, actor in enumerate(self.actors, 1)}
+        self.running = {actor.run.remote(plan.idle_exit): number for number, actor in enumerate(self.actors, 1)}
+        self.names = {number: f"worker {number}" for number in range(1, plan.workers + 1)}
+        self.never_placed: set[int] = set()
+        self.lost = 0
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def wait(self, signals: Signals) -> int:
+        stops_sent, warned = 0, False
+        while self.running:
+            ready, _ = ray.wait([*self.placing, *self.running], num_returns=1, timeout=0.5)
+            for ref in ready:
+                if ref in self.placing:
+                    self._placed(self.placing.pop(ref), ref)
+                else:
+                    self._ended(self.running.pop(ref), ref)
+            if signals.count > stops_sent:
+                self._stop(first=stops_sent == 0, times=min(2, signals.count) - min(2, stops_sent))
+                stops_sent = signals.count
+            if self.placing and not warned and time.monotonic() - self.started > PLACEMENT_PATIENCE_S:
+                warned = True
+                waiting = ", ".join(str(n) for n in sorted(self.placing.values()))
+                self.say(f"seqcopy ray: worker(s) {waiting} still wait for a node with {self.resources} free "
+                         "(an autoscaler may add one)")
+        return 1 if self.lost else 0
+
+    def _placed(self, number: int, ref) -> None:
+        try:
+            where = ray.get(ref)
+        except Exception:  # noqa: BLE001 - the same error ends its run, reported there
+            return
+        self.names[number] = f"worker {number} ({where['worker_id']})"
+        gpus = f", GPU {','.join(where['gpus'])}" if where["gpus"] else ""
+        self.say(f"{self.names[number]}: on {where['host']}, node {where['node_ip']} ({where['node_id'][:8]}){gpus}, "
+                 f"serves {','.join(where['serves'])}, placed after {time.monotonic() - self.started:.1f} s")
+
+    def _ended(self, number: int, ref) -> None:
+        try:
+            self.say(f"{self.names[number]}: stopped after {ray.get(ref)} run(s)")
+        except Exception as error:  # noqa: BLE001 - killed by the cluster, or it could not start
+            self.placing = {r: n for r, n in self.placing.items() if n != number}
+            if number in self.never_placed:
+                self.say(f"{self.names[number]}: never placed, given up")
+                return
+            self.lost += 1
+            self.say(f"{self.names[number]}: lost ({_reason(error)}); a run it held is taken back when its lease lapses")
+
+    def _stop(self, first: bool, times: int) -> None:
+        """Each running worker's stop(), ``times`` times (the first finishes its epoch, a second
+        stops at the next batch); workers Ray has not placed yet hold no run and are given up."""
+        if first:
+            self.say("seqcopy ray: stopping the workers: each records its epoch in progress and marks its run "
+                     "cancelled (Ctrl-C again: stop at the next batch)")
+            for number in self.placing.values():
+                self.never_placed.add(number)
+                ray.kill(self.actors[number - 1])
+        for _ in range(times):
+            for number in self.running.values():
+                if number not in self.never_placed:
+                    self.actors[number - 1].stop.remote()

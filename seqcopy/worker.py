@@ -223,8 +223,9 @@ class RunExecution:
 
 
 def worker_origin() -> str | None:
-    """Who started this worker, as the workers table shows it: a Slurm array task, or what
-    SEQCOPY_WORKER_ORIGIN says (the dashboard and the Ray command set it)."""
+    """Who started this worker, as the workers table shows it, when the caller does not say
+    (the dashboard and ``seqcopy ray`` do): SEQCOPY_WORKER_ORIGIN, a label of the user's own
+    (say 'systemd on box3'), else the Slurm job and array task it runs in."""
     given = os.environ.get("SEQCOPY_WORKER_ORIGIN", "").strip()
     if given:
         return given[:200]
@@ -277,7 +278,8 @@ class Worker:
         self.shutdown.set()
 
     # ---------------------------------------------------------------- the workers table
-    def describe(self) -> WorkerInfo:
+    def registration(self) -> WorkerInfo:
+        """This worker's row of the workers table, as it starts."""
         import torch  # loaded already: the worker trains
 
         now = time.time()
@@ -293,7 +295,7 @@ class Worker:
         raises: the workers table is for people to look at, training must not wait on it."""
         try:
             if not self.store.worker_beat(self.worker_id, self.current_run, self.runs_done):
-                self.store.register_worker(self.describe())
+                self.store.register_worker(self.registration())
                 self.store.worker_beat(self.worker_id, self.current_run, self.runs_done)
         except Exception as error:  # noqa: BLE001 - an outage: the next beat tries again
             self.log("presence", f"could not renew this worker's row ({type(error).__name__}: "

@@ -83,8 +83,10 @@ def store(pg_url):
 # ---------------------------------------------------------------------------- on the cluster
 def test_two_ray_workers_run_six_queued_runs_each_exactly_once(ray_address, store, pg_url):
     ids = store.submit_many([TINY.replace(seed=seed) for seed in range(6)])
-    code, out, err = outcome(seqcopy_ray(ray_address, pg_url, "--workers", "2", "--idle-exit", "2", "--lease", "5"))
+    with_password = pg_url.replace("@", ":s3cret-ray@", 1)  # the server trusts us; the password only has to stay hidden
+    code, out, err = outcome(seqcopy_ray(ray_address, with_password, "--workers", "2", "--idle-exit", "2", "--lease", "5"))
     assert code == 0, out + err
+    assert "s3cret-ray" not in out + err and ":***@" in out
     placed = [line for line in out.splitlines() if " on " in line and "node 127.0.0.1" in line]
     assert len(placed) == 2, out  # where each worker went
     workers = store.list_workers()
@@ -99,7 +101,7 @@ def test_two_ray_workers_run_six_queued_runs_each_exactly_once(ray_address, stor
         from sqlalchemy import text
 
         assert conn.execute(text("SELECT max(requeues) FROM runs")).scalar() == 0  # none taken twice
-    assert f"stopped after" in out
+    assert "stopped after" in out
 
 
 def test_ctrl_c_stops_the_ray_workers_cleanly_and_their_runs_end_cancelled(ray_address, store, pg_url):
@@ -138,6 +140,23 @@ def test_a_ray_worker_killed_mid_run_leaves_its_run_to_the_lease_with_its_epochs
     assert run.epochs_done >= 1
     assert [row["epoch"] for row in store.epochs([run_id])] == list(range(1, run.epochs_done + 1))
     wait_for(lambda: store.list_workers()[0].state() == "vanished", 10, "the worker to show as vanished")
+
+
+def test_a_gpu_worker_is_not_placed_on_a_cpu_only_cluster_and_ctrl_c_gives_it_up(ray_address, store, pg_url):
+    """Ray puts a worker that asks for a GPU only on a node that has one: on this CPU-only
+    cluster it waits, the cuda run stays queued, and Ctrl-C gives the unplaced worker up."""
+    run_id = store.submit(TINY.replace(device="cuda"))
+    driver = seqcopy_ray(ray_address, pg_url, "--workers", "1", "--gpus-per-worker", "1", "--idle-exit", "5")
+    try:
+        first = driver.stdout.readline()
+        assert "1 worker(s) asked of the cluster, 1 CPU, 1 GPU each, serving cuda runs of postgresql" in first, first
+        time.sleep(2)
+    finally:
+        driver.send_signal(signal.SIGINT)
+    code, out, err = outcome(driver, timeout=60)
+    assert code == 0, out + err
+    assert "worker 1: never placed, given up" in out and " placed after" not in out
+    assert store.get_run(run_id).status == "queued" and store.list_workers() == []
 
 
 # ---------------------------------------------------------------------------- refused at once
