@@ -91,6 +91,21 @@ def test_the_pages_view_splits_present_and_stopped_workers():
     assert view.present["Run"].tolist() == ["#7", "", "#9"]
 
 
+def test_a_worker_names_who_started_it(monkeypatch):
+    from seqcopy.worker import worker_origin
+
+    for name in ("SEQCOPY_WORKER_ORIGIN", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert worker_origin() is None
+    monkeypatch.setenv("SLURM_JOB_ID", "88")
+    assert worker_origin() == "slurm job 88"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "80")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "8")
+    assert worker_origin() == "slurm job 80_8"
+    monkeypatch.setenv("SEQCOPY_WORKER_ORIGIN", "systemd on box3")
+    assert worker_origin() == "systemd on box3"
+
+
 # ---------------------------------------------------------------------------- the store
 def test_a_worker_registers_beats_and_says_it_stopped(db_url, one_thread):
     store = Store(db_url)
