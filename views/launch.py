@@ -154,7 +154,7 @@ def render_queue() -> None:
         return
     running = [r for r in active if r.status == "running"]
     st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
-    if not running and not any(worker.state() == "live" for worker in workers):
+    if not running and state.external_workers() and not any(worker.state() == "live" for worker in workers):
         shown = state.get_store().safe_url
         st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")
         st.code(f"SEQCOPY_DB='{shown}' python -m seqcopy worker", language="bash")
