@@ -1,4 +1,4 @@
-"""seqcopy {train,evaluate,submit,worker,runs,cancel,report,bench} (also ``python -m seqcopy``).
+"""seqcopy {train,evaluate,submit,worker,ray,workers,runs,cancel,report,bench} (also ``python -m seqcopy``).
 
 Bad input (a flag, a config, a name, a file, a database URL, a run id) exits with status 2 and one
 line on stderr, never a traceback, and writes nothing.
@@ -9,18 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import CELL_NAMES, SETTINGS, RunConfig, cell_label
+from .capacity import RECENT_S
+from .config import CELL_NAMES, DEVICES, SETTINGS, RunConfig, cell_label, resolve_device
 from .errors import InputError
 from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
 from .presets import BY_SLUG
+from .redact import display_url
 from .spread import DEFAULT_ERROR, ERROR_KINDS
-from .store import DEFAULT_LEASE, UnknownSweep, check_lease, open_store, worker_name
+from .store import DEFAULT_LEASE, UnknownSweep, check_lease, database_url, open_store, worker_name
 from .sweeps import (
     GRID_FIELDS, MAX_RUNS, Grid, SweepError, first_error_line, grid_errors, parse_axis, parse_tie, setting_named,
 )
@@ -68,6 +71,10 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="SQLAlchemy URL of the runs store (default: $SEQCOPY_DB or sqlite:///runs.db)")
 
 
+MAX_RAY_WORKERS = 1024
+RECENT_HOURS = RECENT_S // 3600
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -109,7 +116,36 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--lease", type=float, default=DEFAULT_LEASE,
                         help="seconds without a heartbeat before a run is taken back (at least 1; heartbeats come four to a lease)")
     worker.add_argument("--idle-exit", type=float, help="exit after this many seconds with an empty queue")
+    worker.add_argument("--device", choices=DEVICES, default="auto",
+                        help="the runs it claims: auto (default) serves every device this machine has, "
+                             "'auto' runs on the best; cpu, cuda or mps serve that device only (and 'auto' runs)")
     _add_db(worker)
+
+    ray = commands.add_parser(
+        "ray", help="start workers as Ray actors on a Ray cluster; wait for them (Ctrl-C stops them)",
+        allow_abbrev=False,
+        description="Place N workers on an existing Ray cluster, each the same worker loop against the shared "
+                    "PostgreSQL store, exiting once the queue stays empty. Needs Ray (pip install 'seqcopy[ray]').",
+    )
+    ray.add_argument("--address", default=None,
+                     help="the cluster: HOST:PORT of its head, ray://HOST:PORT, or auto (default: $RAY_ADDRESS, else auto)")
+    ray.add_argument("--workers", type=int, default=1, help="worker actors to start (default 1)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves for each (default 1; its torch threads)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0,
+                     help="GPUs Ray reserves for each, so it lands on a GPU node (default 0; fractions share a GPU)")
+    ray.add_argument("--device", choices=DEVICES, default=None,
+                     help="the runs they claim (default: cuda with --gpus-per-worker, else cpu)")
+    ray.add_argument("--idle-exit", type=float, default=60.0,
+                     help="each worker exits after this many seconds with an empty queue (default 60)")
+    ray.add_argument("--lease", type=float, default=DEFAULT_LEASE,
+                     help="seconds without a heartbeat before a run is taken back (at least 1)")
+    _add_db(ray)
+
+    workers = commands.add_parser("workers", help="list the workers: live, vanished and stopped", allow_abbrev=False)
+    workers.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    workers.add_argument("--all", action="store_true",
+                         help=f"also workers gone for more than {RECENT_HOURS} hours")
+    _add_db(workers)
 
     runs = commands.add_parser("runs", help="list runs", allow_abbrev=False)
     runs.add_argument("--json", action="store_true", help="one JSON array instead of a table")
@@ -232,7 +268,7 @@ def cmd_train(args) -> int:
         experiment.discard()
         raise
     worker_id = f"cli:{worker_name()}"
-    run_id = store.submit(config, status="running", worker_id=worker_id)
+    run_id = store.submit(config, status="running", worker_id=worker_id, device_used=resolve_device(config.device))
     print(f"run {run_id}: {cell_label(config)}, seed {config.seed}, recorded in {store.safe_url}; outputs in {experiment.folder}", flush=True)
     try:
         experiment.start_log(run_id, config, store.safe_url)
@@ -343,7 +379,7 @@ def cmd_submit(args) -> int:
     return 0
 
 
-def cmd_worker(args) -> int:
+def _check_worker_flags(args) -> None:
     # A lease shorter than a few heartbeats (or NaN) lets this worker's own runs be taken back.
     try:
         check_lease(args.lease)
@@ -351,14 +387,86 @@ def cmd_worker(args) -> int:
         raise UsageError(str(error)) from None
     if args.idle_exit is not None and not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit: must be 0 seconds or more, got {args.idle_exit}")
+
+
+def cmd_worker(args) -> int:
+    _check_worker_flags(args)
+    from .devices import DeviceUnavailable
     from .worker import Worker
 
     store = open_store(args.db)
-    worker = Worker(store, lease=args.lease)
+    try:
+        worker = Worker(store, lease=args.lease, device=args.device)
+    except DeviceUnavailable as error:
+        raise UsageError(f"--device: {error}") from None
     worker.install_signal_handlers()
-    print(f"worker {worker.worker_id} on {store.safe_url}", file=sys.stderr, flush=True)
+    print(f"worker {worker.worker_id} on {store.safe_url}, serving {','.join(worker.serves)} runs "
+          f"('auto' runs on {worker.device})", file=sys.stderr, flush=True)
     done = worker.run(once=args.once, idle_exit=args.idle_exit)
     print(f"worker {worker.worker_id} stopped after {done} run(s)", file=sys.stderr, flush=True)
+    return 0
+
+
+def _ray_plan(args):
+    """The checked request of ``seqcopy ray``; UsageError (exit 2) for anything unusable, before
+    Ray is imported or any cluster contacted."""
+    _check_worker_flags(args)
+    if not 1 <= args.workers <= MAX_RAY_WORKERS:
+        raise UsageError(f"--workers: from 1 to {MAX_RAY_WORKERS}, got {args.workers}")
+    if not 0 < args.cpus_per_worker <= 1024:
+        raise UsageError(f"--cpus-per-worker: more than 0 and at most 1024, got {args.cpus_per_worker}")
+    if not 0 <= args.gpus_per_worker <= 64:
+        raise UsageError(f"--gpus-per-worker: from 0 to 64, got {args.gpus_per_worker}")
+    device = args.device or ("cuda" if args.gpus_per_worker else "cpu")
+    if device in ("cuda", "mps") and not args.gpus_per_worker:
+        raise UsageError(f"--device {device}: give --gpus-per-worker (Ray hides the GPUs from a worker that asked for none)")
+    url = database_url(args.db)
+    if url.lower().startswith("sqlite"):
+        raise UsageError(f"{display_url(url)} is a SQLite file: Ray workers on other machines cannot share it safely; "
+                         "give --db (or SEQCOPY_DB) a postgresql:// URL")
+    store = open_store(url)  # unreachable, or not a runs store: one line, before any cluster is bothered
+    shown_url = store.safe_url
+    store.close()
+    from .ray_workers import Plan
+
+    return Plan(address=args.address or os.environ.get("RAY_ADDRESS") or "auto", url=url, shown_url=shown_url,
+                workers=args.workers,
+                cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, device=device,
+                lease=args.lease, idle_exit=args.idle_exit)
+
+
+def cmd_ray(args) -> int:
+    try:
+        import ray  # noqa: F401 - only to say clearly that it is missing
+    except ImportError:
+        raise UsageError("Ray is not installed here: pip install 'seqcopy[ray]' (or -r requirements-ray.txt)") from None
+    from .ray_workers import launch
+
+    return launch(_ray_plan(args))
+
+
+def cmd_workers(args) -> int:
+    import time
+
+    from .capacity import ago, summary, worker_rows
+
+    store = open_store(args.db, create=False)
+    now = time.time()
+    workers = store.list_workers(since=None if args.all else now - RECENT_S)
+    rows = worker_rows(workers, now)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no workers registered" + ("" if args.all else f" in the last {RECENT_HOURS} hours")
+              + ": start one with python -m seqcopy worker (or seqcopy ray …)")
+        return 0
+    print(summary(workers, now))
+    print(f"{'worker':28} {'state':8} {'serves':10} {'threads':>7} {'run':>6} {'done':>5} {'last seen':>10}  origin")
+    for row in rows:
+        run = "—" if row["run"] is None else f"#{row['run']}"
+        print(f"{printable(row['worker'])[:28]:28} {row['state']:8} {row['serves']:10} {row['threads']:>7} {run:>6} "
+              f"{row['runs_done']:>5} {ago(row['last_seen_s']) + ' ago':>10}  {printable(row['origin'])}")
     return 0
 
 
@@ -441,7 +549,8 @@ def cmd_bench(args) -> int:
     return benchmark.run(bench_args)
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, "worker": cmd_worker, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, "worker": cmd_worker, "ray": cmd_ray,
+            "workers": cmd_workers, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Bumped whenever a table or column is added. Changes stay additive (new tables, and new columns
 # that are nullable or have a server default), so that Store upgrades an older store in place.
-# 2: runs.claim_token, runs.requeues; 3: the sweeps table, runs.sweep_id.
-SCHEMA_VERSION = 3
+# 2: runs.claim_token, runs.requeues; 3: the sweeps table, runs.sweep_id; 4: runs.device and
+# runs.device_used (device-aware claiming) and the workers table.
+SCHEMA_VERSION = 4
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 
@@ -85,6 +86,7 @@ class Run(Base):
         Index("ix_runs_cell", "cell"),
         Index("ix_runs_tag", "tag"),
         Index("ix_runs_sweep", "sweep_id"),
+        Index("ix_runs_status_device_id", "status", "device", "id"),  # a worker's claim: oldest it can serve
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -113,6 +115,14 @@ class Run(Base):
     requeues: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     """Times the run went back to the queue because its worker died before a first epoch
     (schema version 2)."""
+    device: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """The device the config asks for (cpu, cuda, mps or auto), copied out of it at submission
+    so that a worker claims only runs it can serve. NULL in rows written before schema version
+    4 (or by an older seqcopy): the first worker that looks at such a run fills it in from the
+    config (Store.claim)."""
+    device_used: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """The device the run trains on, set when a worker claims it: an 'auto' run's answer
+    (schema version 4)."""
     heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Unix time of the worker's last sign of life."""
     lease_seconds: Mapped[float] = mapped_column(Float, default=120.0)
@@ -210,3 +220,36 @@ class LengthResult(Base):
     """N of the test sequences."""
     copy_acc: Mapped[float] = mapped_column(Float)
     seq_acc: Mapped[float] = mapped_column(Float)
+
+
+class WorkerRow(Base):
+    """One worker process, as it registered itself: what it serves, where it runs, and its last
+    sign of life (schema version 4). Rows stay after the worker stops, so the dashboard can show
+    the workers that went away as well as the live ones."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_heartbeat", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    """host:pid, the worker id written on the runs it claims."""
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(8))
+    """The device it trains 'auto' runs on: its best one."""
+    serves: Mapped[str] = mapped_column(String(64))
+    """The devices whose runs it claims, comma-separated (e.g. 'cuda,cpu')."""
+    threads: Mapped[int] = mapped_column(Integer)
+    """torch threads of its training."""
+    origin: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """Who started it, when known: 'ray node …', 'slurm job 17_3', 'dashboard'."""
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    """Unix time of its last sign of life, renewed every few seconds, idle or busy."""
+    lease_seconds: Mapped[float] = mapped_column(Float)
+    """Past this long without a heartbeat the worker is presumed gone ('vanished')."""
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The run it trains now (or trained last, once stopped or vanished)."""
+    runs_done: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Runs it finished."""
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Unix time it stopped cleanly; NULL while it lives, or when it vanished."""

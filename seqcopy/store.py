@@ -17,6 +17,7 @@ newer seqcopy is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.exc import (
@@ -56,6 +57,7 @@ from .schema import (
     PositionResult,
     Run,
     Sweep,
+    WorkerRow,
 )
 from .sweeps import varied_keys
 from .text import MAX_RUN_ID, check_tag, storable
@@ -72,6 +74,7 @@ positions_t = PositionResult.__table__
 lengths_t = LengthResult.__table__
 meta_t = Meta.__table__
 sweeps_t = Sweep.__table__
+workers_t = WorkerRow.__table__
 
 
 class StoreError(InputError):
@@ -117,7 +120,6 @@ class RunInfo:
     started_at: float | None
     finished_at: float | None
     worker_id: str | None
-    claim_token: str | None
     heartbeat_at: float | None
     cancel_requested: bool
     error: str | None
@@ -127,6 +129,8 @@ class RunInfo:
     batch_total: int
     latest: dict
     sweep_id: int | None = None
+    claim_token: str | None = None  # the worker's mark on its claim (Store.held)
+    device_used: str | None = None  # the device it trains on, set by the claim (an 'auto' run's answer)
 
     @classmethod
     def from_row(cls, row) -> RunInfo:
@@ -141,6 +145,7 @@ class RunInfo:
             finished_at=m["finished_at"],
             worker_id=m["worker_id"],
             claim_token=m["claim_token"],
+            device_used=m["device_used"],
             heartbeat_at=m["heartbeat_at"],
             cancel_requested=bool(m["cancel_requested"]),
             error=m["error"],
@@ -151,6 +156,38 @@ class RunInfo:
             latest={name: m[name] for name in LATEST_METRICS},
             sweep_id=m.get("sweep_id"),
         )
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A row of the workers table as a plain object (schema.WorkerRow documents each field)."""
+
+    id: str
+    host: str
+    pid: int
+    device: str
+    serves: str
+    threads: int
+    origin: str | None
+    started_at: float
+    heartbeat_at: float
+    lease_seconds: float
+    run_id: int | None = None
+    runs_done: int = 0
+    stopped_at: float | None = None
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The devices whose runs it claims ('auto' runs as well, always)."""
+        return tuple(name for name in self.serves.split(",") if name)
+
+    def state(self, now: float | None = None) -> str:
+        """'live'; 'stopped' (it said so on exit); or 'vanished' (no heartbeat for longer than
+        its lease: killed, its machine lost, or cut off from the database)."""
+        if self.stopped_at is not None:
+            return "stopped"
+        now = time.time() if now is None else now
+        return "vanished" if now - self.heartbeat_at > self.lease_seconds else "live"
 
 
 def heartbeat_interval(lease: float) -> float:
@@ -396,15 +433,17 @@ class Store:
             return conn.execute(select(runs_t.c.id).where(*conditions).limit(1)).first() is not None
 
     # ------------------------------------------------------------------ queueing
-    def submit(self, config: RunConfig, status: str = "queued", worker_id: str | None = None) -> int:
-        return self.submit_many([config], status=status, worker_id=worker_id)[0]
+    def submit(self, config: RunConfig, status: str = "queued", worker_id: str | None = None,
+               device_used: str | None = None) -> int:
+        return self.submit_many([config], status=status, worker_id=worker_id, device_used=device_used)[0]
 
     def submit_many(
         self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
-        sweep: dict | None = None,
+        sweep: dict | None = None, device_used: str | None = None,
     ) -> list[int]:
         """Queue runs (all or none): every config is validated before anything is written.
-        ``sweep`` ({name, spec}) records them as one sweep in the same transaction."""
+        ``sweep`` ({name, spec}) records them as one sweep in the same transaction;
+        ``status='running'`` records a run trained here and now by ``worker_id`` on ``device_used``."""
         for config in configs:
             errors = config.validate(check_device=False)  # the worker checks the device
             if errors:
@@ -416,12 +455,13 @@ class Store:
             for config in configs:
                 values = dict(
                     config=config.to_json(), cell=config.cell, seed=config.seed, tag=config.tag,
-                    status=status, created_at=now, epochs_total=config.epochs,
+                    device=config.device, status=status, created_at=now, epochs_total=config.epochs,
                     lease_seconds=DEFAULT_LEASE, cancel_requested=False, epochs_done=0,
                     batch_done=0, batch_total=config.batches_per_epoch, sweep_id=sweep_id,
                 )
                 if status == "running":  # trained here and now (``train``): claimed at once
-                    values.update(started_at=now, heartbeat_at=now, worker_id=worker_id, claim_token=new_claim_token())
+                    values.update(started_at=now, heartbeat_at=now, worker_id=worker_id,
+                                  claim_token=new_claim_token(), device_used=device_used)
                 ids.append(conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one())
         return ids
 
@@ -443,30 +483,53 @@ class Store:
                                     varied=json.dumps(varied_keys(configs))).returning(sweeps_t.c.id)
         ).scalar_one()
 
-    def claim(self, worker_id: str, lease: float = DEFAULT_LEASE, token: str | None = None) -> RunInfo | None:
-        """Atomically take the oldest queued run for ``worker_id``; None when the queue is empty.
+    def claim(
+        self, worker_id: str, lease: float = DEFAULT_LEASE, token: str | None = None,
+        serves: Sequence[str] | None = None, device: str | None = None,
+    ) -> RunInfo | None:
+        """Atomically take the oldest queued run for ``worker_id`` that it can serve; None when
+        there is none.
+
+        ``serves`` names the devices whose runs this worker trains (None: any run); an 'auto'
+        run is served by every worker and trains on ``device``, the worker's best, which the
+        claim records in ``device_used``. A run that no worker serves stays queued.
 
         ``token`` (random when not given) marks the claim. A worker whose claim raised (the
         COMMIT may have landed, its reply lost) asks :meth:`held` with that token before it
         claims again, so it never takes a second run and leaves the first to lapse untrained."""
         now = time.time()
         token = token or new_claim_token()
+        wanted = None if serves is None else (*serves, "auto")
+        servable = [runs_t.c.status == "queued"]
+        if wanted is not None:
+            # NULL: a row written before schema version 4, whose device only its config knows.
+            servable.append(or_(runs_t.c.device.in_(wanted), runs_t.c.device.is_(None)))
         # An idle worker polls often: look with a read first, take the write lock only for work.
-        if not self._any(runs_t.c.status == "queued"):
+        if not self._any(*servable):
             return None
         with self._write() as conn:
-            query = select(runs_t.c.id).where(runs_t.c.status == "queued").order_by(runs_t.c.id).limit(1)
+            query = select(runs_t.c.id, runs_t.c.device, runs_t.c.config).where(*servable).order_by(runs_t.c.id).limit(1)
             if not self.is_sqlite:
                 # Other workers skip the row this one holds instead of waiting for it.
                 query = query.with_for_update(skip_locked=True)
-            run_id = conn.execute(query).scalar()
-            if run_id is None:
-                return None
+            while True:
+                found = conn.execute(query).first()
+                if found is None:
+                    return None
+                run_id, requested = found.id, found.device
+                if requested is None:
+                    # Filled in once, by the first worker that looks: the next look (this
+                    # worker's below, or another's) finds it in the column.
+                    requested = _config_from_json(found.config).device
+                    conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(device=requested))
+                if wanted is None or requested in wanted:
+                    break
             conn.execute(
                 update(runs_t)
                 .where(runs_t.c.id == run_id, runs_t.c.status == "queued")
                 .values(status="running", worker_id=worker_id, claim_token=token, started_at=now,
-                        heartbeat_at=now, lease_seconds=lease, batch_done=0)
+                        heartbeat_at=now, lease_seconds=lease, batch_done=0,
+                        device_used=device if requested == "auto" else requested)
             )
             return RunInfo.from_row(conn.execute(select(runs_t).where(runs_t.c.id == run_id)).one())
 
@@ -632,6 +695,40 @@ class Store:
                 if changed.rowcount == 1:  # not finished, beaten or taken back meanwhile
                     taken.append(run_id)
         return taken
+
+    # ------------------------------------------------------------------ workers
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Record a worker that starts (replacing the row of a vanished one whose id, host:pid,
+        this one reuses)."""
+        values = dataclasses.asdict(worker)
+        with self._write() as conn:
+            conn.execute(delete(workers_t).where(workers_t.c.id == worker.id))
+            conn.execute(insert(workers_t).values(**values))
+
+    def worker_beat(self, worker_id: str, run_id: int | None, runs_done: int) -> bool:
+        """A worker's sign of life, with the run it trains now (None when idle); False when it
+        has no row (never registered, or its registration was lost in an outage)."""
+        with self._write() as conn:
+            changed = conn.execute(
+                update(workers_t).where(workers_t.c.id == worker_id)
+                .values(heartbeat_at=time.time(), run_id=run_id, runs_done=runs_done)
+            )
+            return changed.rowcount == 1
+
+    def worker_stopped(self, worker_id: str, runs_done: int) -> None:
+        """A worker that exits cleanly says so: it is listed as stopped, not vanished."""
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(update(workers_t).where(workers_t.c.id == worker_id)
+                         .values(stopped_at=now, heartbeat_at=now, run_id=None, runs_done=runs_done))
+
+    def list_workers(self, since: float | None = None) -> list[WorkerInfo]:
+        """Registered workers, the most recently started first; with ``since``, only those
+        with a sign of life since that Unix time (every live one has)."""
+        query = select(workers_t).order_by(workers_t.c.started_at.desc(), workers_t.c.id)
+        if since is not None:
+            query = query.where(workers_t.c.heartbeat_at >= since)
+        return [WorkerInfo(**row) for row in self._dicts(query)]
 
     # ------------------------------------------------------------------ editing
     def set_tag(self, run_id: int, tag: str) -> None:

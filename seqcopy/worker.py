@@ -11,11 +11,18 @@ with no epoch done, queued again once).
 Every write is retried through a passing outage (a server restart, a cut connection), the
 final one too, while the heartbeat thread keeps the lease alive beside it; the store makes each
 retry safe to repeat, so a reply lost after its COMMIT landed neither fails nor doubles a write.
+
+A worker claims only runs whose device it serves (seqcopy.devices), and registers itself in the
+store's workers table (host, pid, devices, threads, who started it, the run it trains), renewing
+its own heartbeat there idle or busy, so the dashboard and ``seqcopy workers`` show the capacity
+there is: a worker that stops says so; one killed stops beating and is listed as vanished.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -25,12 +32,13 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from . import checkpoint
+from . import checkpoint, devices
 from .store import (
     DEFAULT_LEASE,
     LeaseLost,
     RunInfo,
     Store,
+    WorkerInfo,
     check_lease,
     heartbeat_interval,
     is_transient,
@@ -81,6 +89,8 @@ class RunExecution:
     ):
         self.store = store
         self.run = run
+        # What trains: the config with the device the claim chose (an 'auto' run's answer).
+        self.config = run.config.replace(device=run.device_used) if run.device_used else run.config
         self.worker_id = worker_id
         self.token = run.claim_token  # identifies this claim in every write
         self.beat_every = heartbeat_interval(lease)
@@ -164,7 +174,7 @@ class RunExecution:
     def _train_and_record(self) -> str:
         try:
             result = self.result = train(
-                self.run.config,
+                self.config,
                 on_epoch=self._on_epoch,
                 on_batch=self._on_batch,
                 should_stop=self._should_stop,
@@ -212,48 +222,132 @@ class RunExecution:
                 return "lost"
 
 
-class Worker:
-    """Runs queued runs one after another until stopped (or after one, with ``once``)."""
+def worker_origin() -> str | None:
+    """Who started this worker, as the workers table shows it, when the caller does not say
+    (the dashboard and ``seqcopy ray`` do): SEQCOPY_WORKER_ORIGIN, a label of the user's own
+    (say 'systemd on box3'), else the Slurm job and array task it runs in."""
+    given = os.environ.get("SEQCOPY_WORKER_ORIGIN", "").strip()
+    if given:
+        return given[:200]
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"slurm job {os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '?')}"
+    if os.environ.get("SLURM_JOB_ID"):
+        return f"slurm job {os.environ['SLURM_JOB_ID']}"
+    return None
 
-    def __init__(self, store: Store, worker_id: str | None = None, lease: float = DEFAULT_LEASE, poll: float = 1.0):
+
+class Worker:
+    """Runs queued runs that it can serve one after another until stopped (or after one, with
+    ``once``). ``device``: what to serve (seqcopy.devices; DeviceUnavailable for a GPU this
+    machine lacks)."""
+
+    def __init__(
+        self, store: Store, worker_id: str | None = None, lease: float = DEFAULT_LEASE, poll: float = 1.0,
+        device: str = "auto", origin: str | None = None,
+    ):
         check_lease(lease)
         self.store = store
         self.worker_id = worker_id or worker_name()
         self.lease = lease
         self.poll = poll
+        self.device, self.serves = devices.serving(device)
+        self.origin = origin if origin is not None else worker_origin()
         self.shutdown = threading.Event()
         self.hurry = threading.Event()
+        self.runs_done = 0
+        self.current_run: int | None = None
         self._claim_token: str | None = None  # kept until a claim is known to have been answered
+        self._presence_done = threading.Event()
+        self.log = ThrottledLog(f"worker {self.worker_id}")
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT finish the current epoch, record it, and stop; a second signal
         stops at the next batch (the run keeps its finished epochs)."""
 
         def stop(_signum, _frame):
-            if self.shutdown.is_set():
-                self.hurry.set()
-            self.shutdown.set()
+            self.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
+    def stop(self) -> None:
+        """What a signal does, callable from any thread (the Ray actor's stop()): the first
+        call finishes the epoch in progress, a second one stops at the next batch."""
+        if self.shutdown.is_set():
+            self.hurry.set()
+        self.shutdown.set()
+
+    # ---------------------------------------------------------------- the workers table
+    def registration(self) -> WorkerInfo:
+        """This worker's row of the workers table, as it starts."""
+        import torch  # loaded already: the worker trains
+
+        now = time.time()
+        host, _, pid = self.worker_id.rpartition(":")
+        return WorkerInfo(
+            id=self.worker_id, host=host or socket.gethostname(), pid=int(pid) if pid.isdecimal() else os.getpid(),
+            device=self.device, serves=",".join(self.serves), threads=torch.get_num_threads(), origin=self.origin,
+            started_at=now, heartbeat_at=now, lease_seconds=self.lease,
+        )
+
+    def _report(self) -> None:
+        """Our row's heartbeat and current run; registers again if the row is missing. Never
+        raises: the workers table is for people to look at, training must not wait on it."""
+        try:
+            if not self.store.worker_beat(self.worker_id, self.current_run, self.runs_done):
+                self.store.register_worker(self.registration())
+                self.store.worker_beat(self.worker_id, self.current_run, self.runs_done)
+        except Exception as error:  # noqa: BLE001 - an outage: the next beat tries again
+            self.log("presence", f"could not renew this worker's row ({type(error).__name__}: "
+                                 f"{self.store.describe(error)}); trying again")
+
+    def _presence_loop(self) -> None:
+        while not self._presence_done.wait(heartbeat_interval(self.lease)):
+            self._report()
+
+    # ---------------------------------------------------------------- claiming and training
     def run_one(self) -> str | None:
-        """Claim and train one run; None when the queue is empty."""
+        """Claim and train one run; None when no run it can serve is queued."""
         self.store.reclaim_expired()
         # The last claim raised, yet it may have landed with its reply lost: first look for the
         # run it took, by its token, rather than leave that run to lapse untrained.
         run = self.store.held(self.worker_id, self._claim_token) if self._claim_token else None
         if run is None:
             self._claim_token = self._claim_token or new_claim_token()
-            run = self.store.claim(self.worker_id, self.lease, token=self._claim_token)
+            run = self.store.claim(self.worker_id, self.lease, token=self._claim_token,
+                                   serves=self.serves, device=self.device)
         self._claim_token = None  # answered: the next claim gets a token of its own
         if run is None:
             return None
-        return RunExecution(self.store, run, self.worker_id, self.lease, self.shutdown, hurry=self.hurry).execute()
+        self.current_run = run.id
+        self._report()
+        try:
+            status = RunExecution(self.store, run, self.worker_id, self.lease, self.shutdown, hurry=self.hurry).execute()
+        finally:
+            self.current_run = None
+        if status != "lost":
+            self.runs_done += 1
+        self._report()
+        return status
 
     def run(self, once: bool = False, idle_exit: float | None = None) -> int:
         """Loop until shutdown; ``once`` stops after one run (or at once if none is queued);
-        ``idle_exit`` stops after that many seconds with an empty queue. Returns runs done."""
+        ``idle_exit`` stops after that many seconds with an empty queue. Returns runs done.
+        The worker is in the workers table meanwhile, and marked stopped when it returns."""
+        self._report()
+        presence = threading.Thread(target=self._presence_loop, name="worker-presence", daemon=True)
+        presence.start()
+        try:
+            return self._loop(once, idle_exit)
+        finally:
+            self._presence_done.set()
+            presence.join()
+            try:
+                self.store.worker_stopped(self.worker_id, self.runs_done)
+            except Exception as error:  # noqa: BLE001 - the row turns 'vanished' after a lease instead
+                self.log("presence", f"could not mark this worker stopped ({self.store.describe(error)})")
+
+    def _loop(self, once: bool, idle_exit: float | None) -> int:
         done, idle_since, failures = 0, time.monotonic(), 0
         while not self.shutdown.is_set():
             try:

@@ -31,6 +31,12 @@ def test_pyproject_dependencies_match_requirements_txt():
     assert project["scripts"] == {"seqcopy": "seqcopy.cli:main"}
 
 
+def test_the_ray_extra_matches_requirements_ray_txt_and_bin_test_installs_it():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["ray"] == requirement_lines((REPO / "requirements-ray.txt").read_text())
+    assert "setup-env\" --with-ray" in (REPO / "bin" / "test").read_text()
+
+
 def test_the_seqcopy_command_works_from_any_folder(tmp_path):
     """After bin/setup-env (which bin/test runs first), in the interpreter's own environment."""
     command = Path(sys.executable).parent / "seqcopy"

@@ -14,6 +14,7 @@ from seqcopy.ui.launch_form import (
     FIELDS, GROUPS, SWEEP_FIELDS, SWEEP_ROWS, FormTies, SweepRow, build_configs, form_values, help_for, label_for,
     preset_sweep,
 )
+from seqcopy.ui.workers import queued_reasons, workers_view
 
 CUSTOM = "(custom)"
 DEFAULT_PRESET = "Quick demo"
@@ -222,10 +223,23 @@ def cancel(run_id: int) -> None:
 MAX_SHOWN = 25
 
 
+def render_workers(workers) -> None:
+    """Who is there to train: live and vanished workers, the stopped ones folded away."""
+    view = workers_view(workers)
+    st.markdown(f"**Workers** · {escape.markdown(view.summary)}")
+    if not view.present.empty:
+        st.dataframe(view.present, hide_index=True, width="stretch")
+    if not view.stopped.empty:
+        with st.expander(f"{len(view.stopped)} stopped in the last day"):
+            st.dataframe(view.stopped, hide_index=True, width="stretch")
+
+
 @st.fragment(run_every=state.LIVE_REFRESH_S)
 @state.outage_safe
 def render_queue() -> None:
     st.subheader("Queue")
+    workers = state.workers(state.url())
+    render_workers(workers)
     active = sorted(state.active_runs(state.url()), key=lambda r: (r.status != "running", r.id))
     if not active:
         st.info("Nothing is queued or running. Queue runs above; finished runs are on the Runs page.")
@@ -233,13 +247,14 @@ def render_queue() -> None:
         return
     running = [r for r in active if r.status == "running"]
     st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
-    if not running and state.external_workers():
+    if not running and state.external_workers() and not any(worker.state() == "live" for worker in workers):
         shown = state.get_store().safe_url
         st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")
         st.code(f"SEQCOPY_DB='{shown}' python -m seqcopy worker", language="bash")
         if "***" in shown:
             st.caption("The password is masked here: put yours in its place (or in ~/.pgpass).")
     now = time.time()
+    reasons = queued_reasons(active[:MAX_SHOWN], workers, now)
     for run in active[:MAX_SHOWN]:
         with st.container(border=True):
             name, epochs, batches, action = st.columns([3, 3, 3, 1], vertical_alignment="center")
@@ -247,6 +262,7 @@ def render_queue() -> None:
             name.markdown(f"**#{run.id}** {cell_label(config)} · seed {config.seed} · {run.status}"
                           + (" · cancelling…" if run.cancel_requested and run.status == "running" else ""))
             name.caption(f"K={config.train_seq_len} N={config.train_output_len} hidden {config.hidden_size}"
+                         + f" · {run.device_used or config.device}"
                          + (f" · tag {escape.markdown(run.tag)}" if run.tag else ""))
             epochs.progress(min(1.0, run.epochs_done / max(run.epochs_total, 1)),
                             text=f"epoch {run.epochs_done}/{run.epochs_total}")
@@ -258,7 +274,8 @@ def render_queue() -> None:
                 if run.heartbeat_at and now - run.heartbeat_at > 30:
                     batches.caption(f"no heartbeat for {now - run.heartbeat_at:.0f} s")
             else:
-                batches.caption(f"waiting since {time.strftime('%H:%M:%S', time.localtime(run.created_at))}")
+                batches.caption(f"queued at {time.strftime('%H:%M:%S', time.localtime(run.created_at))}"
+                                f" · {escape.markdown(reasons[run.id])}")
             action.button("Cancel", key=f"cancel_{run.id}", on_click=cancel, args=(run.id,),
                           disabled=run.cancel_requested, help="queued: removed at once; running: stops at the next batch")
     if len(active) > MAX_SHOWN:

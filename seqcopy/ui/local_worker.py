@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:
         print(f"seqcopy local worker: error: {error}", file=sys.stderr)
         return 2
-    worker = Worker(store, poll=args.poll)
+    worker = Worker(store, poll=args.poll, origin="dashboard")
     worker.install_signal_handlers()
     threading.Thread(target=watch_parent, args=(args.parent_pid, worker.shutdown), daemon=True).start()
     print(f"seqcopy local worker {worker.worker_id} on {store.safe_url}", file=sys.stderr, flush=True)

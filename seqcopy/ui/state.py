@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 import os
 import statistics
+import time
 from typing import TYPE_CHECKING
 
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
+from ..capacity import RECENT_S
 from ..config import RunConfig
-from ..store import RunInfo, Store, SweepInfo, database_url, is_transient, open_store
+from ..store import RunInfo, Store, SweepInfo, WorkerInfo, database_url, is_transient, open_store
 from . import escape
 from .local_worker import LocalWorker
 
@@ -91,6 +93,12 @@ def active_runs(database: str) -> list[RunInfo]:
 
 
 @st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
+def workers(database: str) -> list[WorkerInfo]:
+    """The live workers, and those that stopped or vanished in the last day."""
+    return _store(database).list_workers(since=time.time() - RECENT_S)
+
+
+@st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
 def epochs(database: str, run_ids: tuple[int, ...]) -> list[dict]:
     return _store(database).epochs(list(run_ids))
 
@@ -136,7 +144,7 @@ def model_for(database: str, run_id: int, finished_at: float | None) -> tuple[Co
 
 def clear_reads() -> None:
     """After a write: the next read sees it."""
-    for cached in (runs, sweeps, active_runs, epochs, checkpoint_ids):
+    for cached in (runs, sweeps, active_runs, epochs, checkpoint_ids, workers):
         cached.clear()
 
 

@@ -1,0 +1,58 @@
+"""The Launch page's view of the workers: who is there to train, and why a queued run waits.
+
+Pure functions of :class:`seqcopy.store.WorkerInfo` lists (seqcopy.capacity computes the rows
+that ``seqcopy workers`` prints as well); the page only draws what they return.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..capacity import ago, summary, waiting_reason, worker_rows
+from ..store import RunInfo, WorkerInfo
+
+SHOWN_COLUMNS = ["Worker", "State", "Serves", "Threads", "Run", "Runs done", "Last seen", "Started by"]
+
+
+@dataclass(frozen=True)
+class WorkersView:
+    """What the page shows: a one-line summary, the live and vanished workers, and the stopped
+    ones (in an expander: idle-exit workers pile up)."""
+
+    summary: str
+    present: pd.DataFrame
+    stopped: pd.DataFrame
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "Worker": row["worker"], "State": row["state"], "Serves": row["serves"], "Threads": row["threads"],
+                "Run": "" if row["run"] is None else f"#{row['run']}", "Runs done": row["runs_done"],
+                "Last seen": f"{ago(row['last_seen_s'])} ago", "Started by": row["origin"],
+            }
+            for row in rows
+        ],
+        columns=SHOWN_COLUMNS,
+    )
+
+
+def workers_view(workers: Sequence[WorkerInfo], now: float | None = None) -> WorkersView:
+    now = time.time() if now is None else now
+    rows = worker_rows(workers, now)
+    return WorkersView(
+        summary=summary(workers, now),
+        present=_frame([row for row in rows if row["state"] != "stopped"]),
+        stopped=_frame([row for row in rows if row["state"] == "stopped"]),
+    )
+
+
+def queued_reasons(runs: Sequence[RunInfo], workers: Sequence[WorkerInfo], now: float | None = None) -> dict[int, str]:
+    """Why each queued run of ``runs`` waits, by run id ('waiting for a CUDA worker …')."""
+    now = time.time() if now is None else now
+    return {run.id: waiting_reason(run.config.device, workers, now) for run in runs if run.status == "queued"}
