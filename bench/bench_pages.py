@@ -117,7 +117,8 @@ def main() -> None:
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="seqcopy-bench-")
     url = f"sqlite:///{folder}/runs.db"
-    os.environ.update(SEQCOPY_DB=url, SEQCOPY_WORKER="external")
+    # STREAMLIT_LOGGER_LEVEL: AppTest runs in bare mode, and each run warns of it otherwise.
+    os.environ.update(SEQCOPY_DB=url, SEQCOPY_WORKER="external", STREAMLIT_LOGGER_LEVEL="error")
     started = time.perf_counter()
     fill(url, args.runs, args.epochs)
     print(f"filled {args.runs} runs × {args.epochs} epochs in {time.perf_counter() - started:.1f} s ({url})")
