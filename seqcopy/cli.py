@@ -27,7 +27,7 @@ from .store import DEFAULT_LEASE, UnknownSweep, check_lease, database_url, open_
 from .sweeps import (
     GRID_FIELDS, MAX_RUNS, Grid, SweepError, first_error_line, grid_errors, parse_axis, parse_tie, setting_named,
 )
-from .text import parse_run_id, printable
+from .text import parse_id, printable
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
 # bench), so listing or cancelling runs starts in a fraction of a second.
@@ -59,12 +59,16 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def run_id_argument(text: str) -> int:
-    """argparse type of a run id: a positive 63-bit integer, else one line and exit 2."""
-    try:
-        return parse_run_id(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def id_argument(kind: str):
+    """argparse type of a run (or sweep) id: a positive 63-bit integer, else one line and exit 2."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_id(text, kind)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -152,12 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(runs)
 
     cancel = commands.add_parser("cancel", help="cancel a queued run, or stop a running one", allow_abbrev=False)
-    cancel.add_argument("run_id", type=run_id_argument)
+    cancel.add_argument("run_id", type=id_argument("run"))
     _add_db(cancel)
 
     report = commands.add_parser("report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False)
     report.add_argument("--tags", help="comma-separated tags to include (default: all)")
-    report.add_argument("--sweep", type=int, metavar="ID", help="only the runs of this sweep")
+    report.add_argument("--sweep", type=id_argument("sweep"), metavar="ID", help="only the runs of this sweep")
     report.add_argument("--by", metavar="SETTING",
                         help="one row per cell × value of this setting, by field or flag name: train_seq_len, iseq, "
                              "--by=-iseq, lr…")

@@ -18,7 +18,7 @@ from .errors import InputError
 from .metrics import blank_baseline_accuracy
 from .model import CopyModel
 from .store import open_store
-from .text import parse_run_id, shorten
+from .text import parse_id, shorten
 from .train import evaluate
 from .vocab import CHANCE_LEVEL
 
@@ -42,7 +42,7 @@ def load_model(source: str, db: str | None = None) -> LoadedModel:
     path = Path(source)
     if source.isascii() and source.isdigit() and not _is_file(path):
         try:
-            run_id = parse_run_id(source)
+            run_id = parse_id(source)
         except ValueError as error:
             raise EvaluationError(str(error)) from None
         store = open_store(db, create=False)

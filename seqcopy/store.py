@@ -60,7 +60,7 @@ from .schema import (
     WorkerRow,
 )
 from .sweeps import varied_keys
-from .text import MAX_RUN_ID, check_tag, storable
+from .text import MAX_ID, check_tag, storable
 
 DEFAULT_URL = "sqlite:///runs.db"
 DEFAULT_LEASE = 120.0
@@ -344,8 +344,8 @@ class Store:
         self.url = database_url(url)
         self.engine = engine or make_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        # runs.id is an INTEGER: 64-bit in SQLite, 32-bit in PostgreSQL.
-        self.largest_id = MAX_RUN_ID if self.is_sqlite else 2**31 - 1
+        # runs.id and sweeps.id are INTEGERs: 64-bit in SQLite, 32-bit in PostgreSQL.
+        self.largest_id = MAX_ID if self.is_sqlite else 2**31 - 1
         try:
             self._prepare(create)
         except DBAPIError as error:
@@ -406,19 +406,25 @@ class Store:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
-    def _check_id(self, run_id: object) -> None:
-        """UnknownRun for anything that cannot be a run id here, before it reaches the database:
-        SQLite overflows past 2**63 - 1, and PostgreSQL's integer column ends at 2**31 - 1
-        ('integer out of range'), where no run can be."""
-        if isinstance(run_id, bool) or not isinstance(run_id, int) or not 1 <= run_id <= MAX_RUN_ID:
-            shown = str(run_id) if isinstance(run_id, int) and run_id.bit_length() <= 128 else "that large"
-            raise UnknownRun(f"no run with id {shown} (run ids are whole numbers from 1 to {MAX_RUN_ID})")
-        if run_id > self.largest_id:
-            raise UnknownRun(f"no run with id {run_id}")
+    def _check_id(self, value: object, kind: str = "run") -> None:
+        """UnknownRun (UnknownSweep for ``kind='sweep'``) for anything that cannot be a run (or
+        sweep) id here, before it reaches the database: SQLite overflows past 2**63 - 1, and
+        PostgreSQL's integer column ends at 2**31 - 1 ('integer out of range'), where no row can be."""
+        unknown = UnknownSweep if kind == "sweep" else UnknownRun
+        if not self._storable(value, MAX_ID):
+            shown = str(value) if isinstance(value, int) and value.bit_length() <= 128 else "that large"
+            raise unknown(f"no {kind} with id {shown} ({kind} ids are whole numbers from 1 to {MAX_ID})")
+        if value > self.largest_id:
+            raise unknown(f"no {kind} with id {value}")
+
+    def _storable(self, value: object, largest: int | None = None) -> bool:
+        """Whether ``value`` is an id a row of this store could have (up to ``largest``)."""
+        largest = self.largest_id if largest is None else largest
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= largest
 
     def _known_ids(self, run_ids: Sequence[int]) -> list[int]:
         """The ids of ``run_ids`` that a run of this store could have."""
-        return [i for i in run_ids if isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= self.largest_id]
+        return [i for i in run_ids if self._storable(i)]
 
     @staticmethod
     def _status(conn: Connection, run_id: int) -> str:
@@ -766,6 +772,8 @@ class Store:
     ) -> list[RunInfo]:
         query = select(runs_t).order_by(runs_t.c.id.desc())
         if sweep_id is not None:
+            if not self._storable(sweep_id):
+                return []  # no sweep can have that id here
             query = query.where(runs_t.c.sweep_id == sweep_id)
         if statuses:
             query = query.where(runs_t.c.status.in_(statuses))
@@ -780,6 +788,7 @@ class Store:
             return [SweepInfo.from_row(row) for row in conn.execute(select(sweeps_t).order_by(sweeps_t.c.id.desc()))]
 
     def get_sweep(self, sweep_id: int) -> SweepInfo:
+        self._check_id(sweep_id, "sweep")
         with self._read() as conn:
             row = conn.execute(select(sweeps_t).where(sweeps_t.c.id == sweep_id)).one_or_none()
         if row is None:

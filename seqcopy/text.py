@@ -2,9 +2,9 @@
 
 A tag is typed in a form or on the command line, stored, and later printed to terminals and
 drawn in pages: it may hold no control characters (a NUL that PostgreSQL refuses, an ESC that
-recolours a terminal, a newline that forges a row of ``runs``). A run id comes from a URL or a
-command line: it is a positive 63-bit integer, and anything else is refused before it reaches a
-database (SQLite overflows at 2**63, and ``int()`` refuses strings of more than 4,300 digits).
+recolours a terminal, a newline that forges a row of ``runs``). A run or sweep id comes from a URL
+or a command line: it is a positive 63-bit integer, and anything else is refused before it reaches
+a database (SQLite overflows at 2**63, and ``int()`` refuses strings of more than 4,300 digits).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import unicodedata
 
 MAX_TAG = 200
-MAX_RUN_ID = 2**63 - 1  # the largest id SQLite and PostgreSQL's bigint hold
+# The largest run or sweep id SQLite's INTEGER holds; PostgreSQL's INTEGER ends sooner, at
+# 2**31 - 1, which the store checks (Store.largest_id).
+MAX_ID = 2**63 - 1
 # Unicode's bidirectional overrides and isolates reorder the text around them on screen
 # ("Trojan source"): as invisible and as misleading in a tag as a control character.
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -51,16 +53,16 @@ def printable(text: str) -> str:
     return "".join(repr(char)[1:-1] if _forbidden(char) else char for char in text)
 
 
-def parse_run_id(text: str) -> int:
-    """A run id typed by a user: ValueError, with a one-line message, for anything but a whole
-    number from 1 to 2**63 - 1 (only ASCII digits: ``'²'.isdigit()`` is true, yet ``int`` fails)."""
+def parse_id(text: str, kind: str = "run") -> int:
+    """A run (or sweep, with ``kind='sweep'``) id typed by a user: ValueError, with a one-line
+    message, for anything but a whole number from 1 to 2**63 - 1 (only ASCII digits:
+    ``'²'.isdigit()`` is true, yet ``int`` fails; and never ``int()`` of thousands of digits)."""
     stripped = text.strip()
-    if not (stripped.isascii() and stripped.isdecimal()) or len(stripped) > len(str(MAX_RUN_ID)):
-        raise ValueError(f"not a run id: {shorten(stripped)!r} (a whole number from 1 to {MAX_RUN_ID})")
-    value = int(stripped)
-    if not 1 <= value <= MAX_RUN_ID:
-        raise ValueError(f"not a run id: {shorten(stripped)!r} (a whole number from 1 to {MAX_RUN_ID})")
-    return value
+    if stripped.isascii() and stripped.isdecimal() and len(stripped) <= len(str(MAX_ID)):
+        value = int(stripped)
+        if 1 <= value <= MAX_ID:
+            return value
+    raise ValueError(f"not a {kind} id: {shorten(stripped)!r} (a whole number from 1 to {MAX_ID})")
 
 
 def shorten(text: str, limit: int = 24) -> str:

@@ -20,8 +20,8 @@ import ui_store
 from test_cli_store import TINY_FLAGS, assert_one_line_error, run_cli
 from seqcopy.config import RunConfig
 from seqcopy.redact import display_url, scrub
-from seqcopy.store import Store, StoreError, UnknownRun, open_store
-from seqcopy.text import MAX_RUN_ID, check_tag, parse_run_id, printable
+from seqcopy.store import Store, StoreError, UnknownRun, UnknownSweep, open_store
+from seqcopy.text import MAX_ID, check_tag, parse_id, printable
 from seqcopy.ui import escape
 from seqcopy.ui.frames import parse_run_ids
 
@@ -138,7 +138,7 @@ def test_the_local_worker_gets_the_url_through_its_environment_not_its_command_l
 HUGE = "9" * 20_000
 
 
-@pytest.mark.parametrize("given", [str(MAX_RUN_ID + 1), "0", "-1", HUGE, "1e3", "²", " "])
+@pytest.mark.parametrize("given", [str(MAX_ID + 1), "0", "-1", HUGE, "1e3", "²", " "])
 def test_the_cli_refuses_what_is_not_a_run_id_on_one_line(db_url, capsys, given):
     Store(db_url).close()
     line = one_line_error(*run_cli(capsys, "cancel", given, "--db", db_url)[::2])
@@ -148,24 +148,57 @@ def test_the_cli_refuses_what_is_not_a_run_id_on_one_line(db_url, capsys, given)
 def test_the_largest_run_id_is_unknown_not_an_overflow(db_url, capsys):
     store = Store(db_url)
     run_id = store.submit(ui_store.TINY)
-    for missing in (MAX_RUN_ID, 2**31 + 1):  # past PostgreSQL's integer column: still just unknown
+    for missing in (MAX_ID, 2**31 + 1):  # past PostgreSQL's integer column: still just unknown
         line = one_line_error(*run_cli(capsys, "cancel", str(missing), "--db", db_url)[::2])
         assert f"no run with id {missing}" in line
         with pytest.raises(UnknownRun):
             store.set_tag(missing, "x")
     with pytest.raises(UnknownRun):
-        store.get_run(MAX_RUN_ID + 1)
+        store.get_run(MAX_ID + 1)
     assert store.get_run(run_id).status == "queued"
     store.close()
 
 
 def test_run_ids_parse_with_bounds():
-    assert parse_run_id(" 42 ") == 42 and parse_run_id(str(MAX_RUN_ID)) == MAX_RUN_ID
-    for bad in ("0", str(MAX_RUN_ID + 1), HUGE, "-3", "+3", "4.0", "٣"):
+    assert parse_id(" 42 ") == 42 and parse_id(str(MAX_ID)) == MAX_ID
+    for bad in ("0", str(MAX_ID + 1), HUGE, "-3", "+3", "4.0", "٣"):
         with pytest.raises(ValueError, match="not a run id"):
-            parse_run_id(bad)
-    ids, ignored = parse_run_ids(f"3,{HUGE},{MAX_RUN_ID + 1},0,3,7")
+            parse_id(bad)
+    ids, ignored = parse_run_ids(f"3,{HUGE},{MAX_ID + 1},0,3,7")
     assert ids == [3, 7] and len(ignored) == 3 and all(len(item) <= 24 for item in ignored)
+
+
+@pytest.mark.parametrize("given", [HUGE, str(MAX_ID + 1), "0", "x"])
+def test_report_refuses_what_is_not_a_sweep_id_on_one_line(db_url, capsys, given):
+    Store(db_url).close()
+    line = one_line_error(*run_cli(capsys, "report", "--sweep", given, "--db", db_url)[::2])
+    assert "not a sweep id" in line and len(line) < 200
+
+
+def test_the_largest_sweep_id_is_unknown_not_an_overflow(db_url, capsys):
+    store = Store(db_url)
+    for missing in (MAX_ID, 3_000_000_000):  # past PostgreSQL's integer column: still just unknown
+        line = one_line_error(*run_cli(capsys, "report", "--sweep", str(missing), "--db", db_url)[::2])
+        assert f"no sweep with id {missing}" in line
+        with pytest.raises(UnknownSweep):
+            store.get_sweep(missing)
+        assert store.list_runs(sweep_id=missing) == []
+    with pytest.raises(UnknownSweep):
+        store.get_sweep(MAX_ID + 1)
+    store.close()
+
+
+def test_a_compare_link_with_a_huge_sweep_id_shows_every_run(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ui_store.add_run(Store(url), ui_store.TINY, "completed")
+    monkeypatch.setenv("SEQCOPY_DB", url)
+    monkeypatch.setenv("SEQCOPY_WORKER", "external")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["sweep"] = "1" * 5000
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "The link names no sweep of this store" in "\n".join(str(w.value) for w in at.warning)
 
 
 def test_a_link_with_a_huge_id_and_markdown_is_ignored_shown_as_text(tmp_path, monkeypatch):

@@ -181,6 +181,7 @@ def test_sweep_labels_the_url_and_the_settings_a_point_mixes():
     sweeps = [SweepInfo(1, "K *sweep*", 0.0, {}, ["cell", "seed", "train_seq_len"]), SweepInfo(2, "gone", 1.0, {}, [])]
     assert sweep_labels(sweeps, runs) == {1: "#1 K *sweep* (12 runs)"}  # a sweep whose runs are gone is not listed
     assert sweep_from_url("1", [1]) == 1 and sweep_from_url("2", [1]) is None and sweep_from_url("¹", [1]) is None
+    assert sweep_from_url("1" * 5000, [1]) is None and sweep_from_url(" 1 ", [1]) == 1  # int() refuses 4,300+ digits
     assert setting_choices(runs, swept_first=["train_seq_len"])[0] == "train_seq_len"
     assert "train_output_len" in setting_choices(runs)  # tied settings vary too
     assert mixed_settings(runs, "train_seq_len", "cell") == []

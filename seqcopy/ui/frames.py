@@ -15,7 +15,7 @@ from ..config import RunConfig, cell_label
 from ..schema import EPOCH_METRICS
 from ..spread import DEFAULT_ERROR, format_summary
 from ..store import RunInfo
-from ..text import parse_run_id, shorten
+from ..text import parse_id, shorten
 
 RUN_COLUMNS = [
     "id", "cell", "seed", "status", "progress", "epochs_done", "epochs_total", "test_copy_acc",
@@ -170,7 +170,7 @@ def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_ke
 
 def parse_run_ids(text: str, limit: int = 200) -> tuple[list[int], list[str]]:
     """'3, 7,x' → ([3, 7], ['x']): the run ids of a shared link, and what is not one (shortened).
-    A run id is a whole number from 1 to 2**63 - 1 (seqcopy.text.parse_run_id); at most
+    A run id is a whole number from 1 to 2**63 - 1 (seqcopy.text.parse_id); at most
     ``limit`` parts are read, and repeats count once."""
     ids: list[int] = []
     bad: list[str] = []
@@ -179,7 +179,7 @@ def parse_run_ids(text: str, limit: int = 200) -> tuple[list[int], list[str]]:
         if not part:
             continue
         try:
-            ids.append(parse_run_id(part))
+            ids.append(parse_id(part))
         except ValueError:
             bad.append(shorten(part))
     return list(dict.fromkeys(ids)), bad

@@ -17,6 +17,7 @@ from ..schema import LATEST_METRICS
 from ..spread import summarise
 from ..store import RunInfo, SweepInfo
 from ..sweeps import varied_keys
+from ..text import parse_id
 from .escape import plotly
 from .frames import group_of, run_label
 
@@ -32,9 +33,13 @@ def sweep_labels(sweeps: Sequence[SweepInfo], runs: Sequence[RunInfo]) -> dict[i
 
 
 def sweep_from_url(text: str, known: Iterable[int]) -> int | None:
-    """?sweep=3 → 3 when this store has sweep 3 (with runs); None for anything else."""
-    text = text.strip()
-    return int(text) if text.isascii() and text.isdecimal() and int(text) in set(known) else None
+    """?sweep=3 → 3 when this store has sweep 3 (with runs); None for anything else (a link may
+    hold any text: thousands of digits too)."""
+    try:
+        sweep_id = parse_id(text, "sweep")
+    except ValueError:
+        return None
+    return sweep_id if sweep_id in set(known) else None
 
 
 def setting_choices(runs: Sequence[RunInfo], swept_first: Sequence[str] = ()) -> list[str]:
