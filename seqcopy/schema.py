@@ -114,7 +114,8 @@ class Run(Base):
     claim and final write after a lost reply (schema version 2)."""
     requeues: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     """Times the run went back to the queue because its worker died before a first epoch
-    (schema version 2)."""
+    (schema version 2); 1 from the start for a run ``seqcopy train`` trains here and now, so it
+    is never handed to another process."""
     device: Mapped[str | None] = mapped_column(String(8), nullable=True)
     """The device the config asks for (cpu, cuda, mps or auto), copied out of it at submission
     so that a worker claims only runs it can serve. NULL in rows written before schema version

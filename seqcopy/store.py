@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, inspect, or_, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, inspect, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.exc import (
@@ -311,8 +311,9 @@ def _enable_wal(cursor, patience: float = 30.0) -> None:
 def upgrade_schema(conn: Connection) -> None:
     """Bring a store written by an older seqcopy up to this one's schema, inside the caller's
     transaction (which holds the schema lock): create the tables and indexes it lacks, add the
-    columns it lacks (each new column is nullable or has a server default, so the rows already
-    there get a value), and record the new version. Additive only: nothing is dropped or
+    columns it lacks with their foreign keys, as a fresh store has them (each new column is
+    nullable or has a server default, so the rows already there get a value), and record the
+    new version. Additive only: nothing is dropped or
     rewritten, so workers of the older version still running keep working."""
     inspector = inspect(conn)
     existing = set(inspector.get_table_names())
@@ -328,7 +329,12 @@ def upgrade_schema(conn: Connection) -> None:
             if not column.nullable and column.server_default is None:
                 # A programming error in schema.py, caught by the upgrade test.
                 raise RuntimeError(f"new column {table.name}.{column.name} needs nullable=True or a server_default")
-            definition = CreateColumn(column).compile(dialect=conn.dialect)
+            definition = str(CreateColumn(column).compile(dialect=conn.dialect))
+            # CreateColumn leaves out a foreign key, which a fresh store's table has: both
+            # databases take it inline (SQLite, for a column whose default is NULL).
+            for key in column.foreign_keys:
+                definition += f" REFERENCES {quote.format_table(key.column.table)} ({quote.quote(key.column.name)})"
+                definition += f" ON DELETE {key.ondelete}" if key.ondelete else ""
             conn.execute(text(f"ALTER TABLE {quote.format_table(table)} ADD COLUMN {definition}"))
         indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
@@ -445,11 +451,24 @@ class Store:
 
     def submit_many(
         self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
-        sweep: dict | None = None, device_used: str | None = None,
+        device_used: str | None = None,
     ) -> list[int]:
         """Queue runs (all or none): every config is validated before anything is written.
-        ``sweep`` ({name, spec}) records them as one sweep in the same transaction;
         ``status='running'`` records a run trained here and now by ``worker_id`` on ``device_used``."""
+        return self._submit(configs, status, worker_id, device_used)[1]
+
+    def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict) -> tuple[int, list[int]]:
+        """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids)."""
+        if not configs:
+            raise ValueError("a sweep needs at least one run")
+        return self._submit(configs, sweep={"name": name, "spec": spec})
+
+    def _submit(
+        self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
+        device_used: str | None = None, sweep: dict | None = None,
+    ) -> tuple[int | None, list[int]]:
+        """(sweep id or None, run ids) of the runs written in one transaction; ``sweep``
+        ({name, spec}) records them as one sweep."""
         for config in configs:
             errors = config.validate(check_device=False)  # the worker checks the device
             if errors:
@@ -467,17 +486,13 @@ class Store:
                 )
                 if status == "running":  # trained here and now (``train``): claimed at once
                     values.update(started_at=now, heartbeat_at=now, worker_id=worker_id,
-                                  claim_token=new_claim_token(), device_used=device_used)
+                                  claim_token=new_claim_token(), device_used=device_used,
+                                  # Its one requeue spent up front: a lapsed lease fails it rather
+                                  # than hand it to a background worker, which would train it
+                                  # without the outputs (logs/NAME/) its command promised.
+                                  requeues=1)
                 ids.append(conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one())
-        return ids
-
-    def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict) -> tuple[int, list[int]]:
-        """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids)."""
-        if not configs:
-            raise ValueError("a sweep needs at least one run")
-        ids = self.submit_many(configs, sweep={"name": name, "spec": spec})
-        with self._read() as conn:
-            return conn.execute(select(runs_t.c.sweep_id).where(runs_t.c.id == ids[0])).scalar_one(), ids
+        return sweep_id, ids
 
     @staticmethod
     def _insert_sweep(conn: Connection, sweep: dict, configs: Sequence[RunConfig], now: float) -> int:
@@ -558,16 +573,24 @@ class Store:
         self, run_id: int, worker_id: str, batch_done: int | None = None, batch_total: int | None = None,
         token: str | None = None,
     ) -> bool:
-        """Record a sign of life (and progress within the epoch); returns cancel_requested.
-        Raises LeaseLost if the run is no longer this worker's."""
-        values = {"heartbeat_at": time.time()}
+        """Record a sign of life (and progress within the epoch) of the run and, in the same
+        transaction, of its worker's row in the workers table (one write lock, not two: a busy
+        worker's row beats here); returns cancel_requested. Raises LeaseLost if the run is no
+        longer this worker's."""
+        now = time.time()
+        values = {"heartbeat_at": now}
         if batch_done is not None:
             values.update(batch_done=batch_done, batch_total=batch_total)
         with self._write() as conn:
-            changed = conn.execute(update(runs_t).where(*self._owned(run_id, worker_id, token)).values(**values))
-            if changed.rowcount != 1:
+            cancel = conn.execute(
+                update(runs_t).where(*self._owned(run_id, worker_id, token)).values(**values)
+                .returning(runs_t.c.cancel_requested)
+            ).first()
+            if cancel is None:
                 raise LeaseLost(f"run {run_id} is no longer held by {worker_id}")
-            return bool(conn.execute(select(runs_t.c.cancel_requested).where(runs_t.c.id == run_id)).scalar())
+            # No row (``seqcopy train``, or a registration lost in an outage): nothing to beat.
+            conn.execute(update(workers_t).where(workers_t.c.id == worker_id).values(heartbeat_at=now, run_id=run_id))
+            return bool(cancel[0])
 
     def record_epoch(self, run_id: int, worker_id: str, epoch: dict, token: str | None = None) -> bool:
         """Write one epoch's row, the run's latest metrics and the heartbeat in one transaction;
@@ -579,13 +602,14 @@ class Store:
         with self._write() as conn:
             # This UPDATE also locks the run's row, so the check below cannot race with
             # another writer of the same run.
-            changed = conn.execute(
+            cancel = conn.execute(
                 update(runs_t)
                 .where(*self._owned(run_id, worker_id, token))
                 .values(heartbeat_at=now, epochs_done=number, batch_done=0,
                         **{name: row[name] for name in LATEST_METRICS})
-            )
-            if changed.rowcount != 1:
+                .returning(runs_t.c.cancel_requested)
+            ).first()
+            if cancel is None:
                 raise LeaseLost(f"run {run_id} is no longer held by {worker_id}")
             landed = conn.execute(
                 select(epochs_t.c.epoch).where(epochs_t.c.run_id == run_id, epochs_t.c.epoch == number)
@@ -598,7 +622,7 @@ class Store:
                         stage_seq_len=int(epoch["stage_seq_len"]), **row,
                     )
                 )
-            return bool(conn.execute(select(runs_t.c.cancel_requested).where(runs_t.c.id == run_id)).scalar())
+            return bool(cancel[0])
 
     def finish(
         self,
@@ -673,8 +697,9 @@ class Store:
     def reclaim_expired(self, now: float | None = None) -> list[int]:
         """Take back running runs whose worker stopped sending heartbeats past the lease. A run
         with no epoch done goes back to the queue, once (its worker may have died before it
-        began, or lost the reply to its claim); any other is marked failed, its finished epochs
-        kept and the reason recorded. Returns the ids taken back."""
+        began, or lost the reply to its claim), unless ``seqcopy train`` trains it here and now
+        (submitted with its requeue spent); any other is marked failed, its finished epochs kept
+        and the reason recorded. Returns the ids taken back."""
         now = time.time() if now is None else now
         lapsed = (runs_t.c.status == "running", runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now)
         if not self._any(*lapsed):
@@ -689,7 +714,7 @@ class Store:
                 silence = f"worker {worker} stopped responding: no heartbeat for {now - beat:.0f} s"
                 if epochs_done == 0 and not (requeues or 0) and not cancel_requested:
                     values = dict(status="queued", worker_id=None, claim_token=None, started_at=None,
-                                  heartbeat_at=None, batch_done=0, requeues=(requeues or 0) + 1,
+                                  heartbeat_at=None, batch_done=0, requeues=(requeues or 0) + 1, device_used=None,
                                   error=f"{silence} before its first epoch; queued again")
                 else:
                     values = dict(status="failed", finished_at=now, error=silence)
@@ -794,11 +819,6 @@ class Store:
         if row is None:
             raise UnknownSweep(f"no sweep with id {sweep_id}")
         return SweepInfo.from_row(row)
-
-    def count_runs(self) -> dict[str, int]:
-        with self._read() as conn:
-            rows = conn.execute(select(runs_t.c.status, func.count()).group_by(runs_t.c.status)).all()
-        return {status: count for status, count in rows}
 
     def epochs(self, run_ids: Sequence[int]) -> list[dict]:
         """Every epoch row of the given runs, ordered by run and epoch."""

@@ -14,7 +14,7 @@ retry safe to repeat, so a reply lost after its COMMIT landed neither fails nor 
 
 A worker claims only runs whose device it serves (seqcopy.devices), and registers itself in the
 store's workers table (host, pid, devices, threads, who started it, the run it trains), renewing
-its own heartbeat there idle or busy, so the dashboard and ``seqcopy workers`` show the capacity
+its own heartbeat there idle or busy (busy, with its run's heartbeat), so the dashboard and ``seqcopy workers`` show the capacity
 there is: a worker that stops says so; one killed stops beating and is listed as vanished.
 """
 
@@ -303,6 +303,12 @@ class Worker:
 
     def _presence_loop(self) -> None:
         while not self._presence_done.wait(heartbeat_interval(self.lease)):
+            self._beat_while_idle()
+
+    def _beat_while_idle(self) -> None:
+        """The presence loop's beat, while no run is under way: a busy worker's row beats with
+        its run's heartbeat, in the same transaction (Store.heartbeat), not in a second one."""
+        if self.current_run is None:
             self._report()
 
     # ---------------------------------------------------------------- claiming and training

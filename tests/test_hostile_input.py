@@ -271,7 +271,7 @@ def test_the_launch_form_refuses_a_nul_tag_on_postgresql(pg_url, monkeypatch):
     assert "control characters" in "\n".join(str(e.value) for e in at.error)
     at.button[[b.label for b in at.button].index("Queue runs")].click().run()
     assert not at.exception and "Nothing was queued" in "\n".join(str(e.value) for e in at.error)
-    assert Store(pg_url).count_runs() == {}
+    assert Store(pg_url).list_runs() == []
 
 
 def test_set_tag_on_the_runs_page_refuses_a_nul_tag_on_postgresql(pg_url, monkeypatch):

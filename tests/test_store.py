@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from seqcopy.config import ConfigError, RunConfig
 from seqcopy.schema import EPOCH_METRICS, SCHEMA_VERSION
-from seqcopy.store import LeaseLost, Store, StoreError, UnknownRun, open_store
+from seqcopy.store import DEFAULT_LEASE, LeaseLost, Store, StoreError, UnknownRun, open_store
 
 TINY = RunConfig(
     hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
@@ -151,7 +151,7 @@ def test_submit_many_queues_in_order_with_config_and_totals(store):
         run = runs[run_id]
         assert (run.config, run.status, run.epochs_total, run.epochs_done) == (config, "queued", 3, 0)
         assert run.batch_total == config.batches_per_epoch
-    assert store.count_runs() == {"queued": 4}
+    assert [run.status for run in store.list_runs()] == ["queued"] * 4
 
 
 INVALID = {
@@ -354,6 +354,12 @@ def test_a_store_written_at_schema_version_1_is_upgraded_in_place_and_keeps_its_
     store.finish(2, "new:1", "completed", checkpoint=b"new", token="t-upgrade")
     assert store.get_run(2).status == "completed" and store.checkpoint(2) == b"new"
     assert store.submit(TINY) == 3
+    # runs.sweep_id as a fresh store has it: a key to sweeps, emptied when its sweep goes.
+    sweep_id, (in_sweep,) = store.submit_sweep([TINY], "upgraded", {})
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM sweeps WHERE id = :id"), {"id": sweep_id})
+    assert store.get_run(in_sweep).sweep_id is None
+    store.delete_run(in_sweep)
     store.close()
     Store(db_url).close()  # opening again: already current, nothing to do
 
@@ -442,11 +448,12 @@ def test_finish_refuses_an_unknown_status(store):
 
 def test_a_run_lapsed_before_its_first_epoch_is_queued_again_once(store):
     run_id = store.submit(TINY)
-    store.claim("host:1", lease=2, token="first")
+    assert store.claim("host:1", lease=2, token="first").device_used == "cpu"
     later = time.time() + 10
     assert store.reclaim_expired(now=later) == [run_id]
     run = store.get_run(run_id)
     assert run.status == "queued" and run.worker_id is None and run.claim_token is None
+    assert run.device_used is None  # the dead claim's device is not shown while it waits again
     assert "host:1 stopped responding" in run.error and "queued again" in run.error
     with pytest.raises(LeaseLost):  # the old claim, should its worker wake, writes nothing
         store.heartbeat(run_id, "host:1", token="first")
@@ -454,6 +461,17 @@ def test_a_run_lapsed_before_its_first_epoch_is_queued_again_once(store):
     assert store.reclaim_expired(now=time.time() + 10) == [run_id]
     run = store.get_run(run_id)
     assert run.status == "failed" and "host:2 stopped responding" in run.error  # only once
+
+
+def test_a_run_trained_here_and_now_is_never_handed_to_another_worker(store):
+    """``seqcopy train`` records its run as running in its own process: should that process die
+    (or sleep past the lease) before a first epoch, the run fails; a background worker never
+    trains it, without the outputs (logs/NAME/) the command was asked for."""
+    run_id = store.submit(TINY, status="running", worker_id="cli:host:1", device_used="cpu")
+    assert store.reclaim_expired(now=time.time() + DEFAULT_LEASE + 10) == [run_id]
+    run = store.get_run(run_id)
+    assert run.status == "failed" and "cli:host:1 stopped responding" in run.error
+    assert store.claim("host:2") is None
 
 
 def test_a_cancelled_run_lapsed_before_its_first_epoch_is_not_queued_again(store):

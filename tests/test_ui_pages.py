@@ -153,7 +153,7 @@ def assert_refused(at: AppTest, message: str, url: str) -> None:
     assert message in shown or markdown(message) in shown, (message, shown)
     queue_with(at)
     assert "Nothing was queued" in texts(at.error)
-    assert Store(url).count_runs() == {}
+    assert Store(url).list_runs() == []
 
 
 def queue_with(at: AppTest) -> AppTest:

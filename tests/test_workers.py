@@ -126,6 +126,29 @@ def test_a_worker_registers_beats_and_says_it_stopped(db_url, one_thread):
     store.close()
 
 
+def test_a_busy_workers_row_beats_with_its_runs_heartbeat_and_the_presence_loop_only_while_idle(db_url):
+    store = Store(db_url)
+    run_id = store.submit(TINY)
+    store.register_worker(WorkerInfo(**{**worker("beat:1").__dict__, "heartbeat_at": 1.0, "run_id": None}))
+    token = store.claim("beat:1", lease=5).claim_token
+    before = time.time()
+    assert store.heartbeat(run_id, "beat:1", 1, 4, token=token) is False  # one transaction beats both rows
+    (info,) = store.list_workers()
+    assert info.heartbeat_at >= before and info.run_id == run_id
+    store.request_cancel(run_id)
+    assert store.heartbeat(run_id, "beat:1", token=token) is True
+    present = Worker(store, worker_id="beat:1", lease=5, device="cpu")
+    beats = []
+    store.worker_beat = lambda *args: beats.append(args) or True
+    present.current_run = run_id
+    present._beat_while_idle()
+    assert beats == []  # busy: no second write transaction
+    present.current_run = None
+    present._beat_while_idle()
+    assert beats == [("beat:1", None, 0)]
+    store.close()
+
+
 def test_a_killed_worker_shows_as_vanished_with_its_run_and_the_run_is_taken_back(pg_url):
     store = Store(pg_url)
     run_id = store.submit(SLOW)
