@@ -10,9 +10,8 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
-import threading
+from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -247,21 +246,9 @@ def _json_safe(summary: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
 
 
-def install_stop_handlers(shutdown: threading.Event, hurry: threading.Event) -> None:
-    """The first SIGINT/SIGTERM finishes the epoch in progress; a second one stops at the next batch."""
-
-    def stop(_signum, _frame):
-        if shutdown.is_set():
-            hurry.set()
-        shutdown.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-
-
 def cmd_train(args) -> int:
     from .experiment import Experiment
-    from .worker import RunExecution
+    from .worker import RunExecution, StopSignals
 
     config = _config_or_exit(config_from_args(args))
     experiment = Experiment(args.log, args.logs_dir)
@@ -279,16 +266,14 @@ def cmd_train(args) -> int:
     except OSError as error:  # the folder was writable a moment ago; train all the same
         print(f"runtime log not written to {experiment.log_path}: {error.strerror or error}", file=sys.stderr)
     printer = ProgressPrinter(config, experiment)
-    shutdown, hurry = threading.Event(), threading.Event()
-    install_stop_handlers(shutdown, hurry)
-    execution = RunExecution(
-        store, store.get_run(run_id), worker_id, DEFAULT_LEASE, shutdown, printer.on_epoch, printer.on_batch, hurry
-    )
+    signals = StopSignals().install()  # the first SIGINT/SIGTERM finishes the epoch, a second the batch
+    execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals, printer.on_epoch, printer.on_batch)
     try:
         status = execution.execute()  # a failure inside training is recorded, not raised
         printer.close_bar()
         return _report_training(store, run_id, status, execution.result, experiment)
     finally:
+        signals.restore()
         experiment.close_log()
 
 
@@ -411,7 +396,23 @@ def cmd_worker(args) -> int:
     return 0
 
 
-def _ray_plan(args):
+@dataclass(frozen=True)
+class RayPlan:
+    """What ``seqcopy ray`` was asked for, checked here, before Ray is imported
+    (seqcopy.ray_workers.launch carries it out)."""
+
+    address: str
+    url: str
+    shown_url: str  # the URL with its password masked, to print
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    device: str
+    lease: float
+    idle_exit: float | None
+
+
+def _ray_plan(args) -> RayPlan:
     """The checked request of ``seqcopy ray``; UsageError (exit 2) for anything unusable, before
     Ray is imported or any cluster contacted."""
     _check_worker_flags(args)
@@ -431,22 +432,20 @@ def _ray_plan(args):
     store = open_store(url)  # unreachable, or not a runs store: one line, before any cluster is bothered
     shown_url = store.safe_url
     store.close()
-    from .ray_workers import Plan
-
-    return Plan(address=args.address or os.environ.get("RAY_ADDRESS") or "auto", url=url, shown_url=shown_url,
-                workers=args.workers,
-                cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, device=device,
-                lease=args.lease, idle_exit=args.idle_exit)
+    return RayPlan(address=args.address or os.environ.get("RAY_ADDRESS") or "auto", url=url, shown_url=shown_url,
+                   workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                   gpus_per_worker=args.gpus_per_worker, device=device, lease=args.lease, idle_exit=args.idle_exit)
 
 
 def cmd_ray(args) -> int:
+    plan = _ray_plan(args)  # bad flags or store first: they need no Ray, and are not "Ray is missing"
     try:
         import ray  # noqa: F401 - only to say clearly that it is missing
     except ImportError:
         raise UsageError("Ray is not installed here: pip install 'seqcopy[ray]' (or -r requirements-ray.txt)") from None
     from .ray_workers import launch
 
-    return launch(_ray_plan(args))
+    return launch(plan)
 
 
 def cmd_workers(args) -> int:

@@ -13,24 +13,27 @@ progress, records it and marks its run ``cancelled``, epochs and checkpoint kept
 stops at the next batch. An actor the cluster kills (a lost node, a preempted machine) stops
 beating, and its run is taken back by the lease as for any dead worker.
 
-This module is the only one that imports Ray, and only ``seqcopy ray`` imports it.
+This module is the only one that imports Ray, and only ``seqcopy ray`` imports it, once its
+flags and store have been checked (seqcopy.cli.RayPlan).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ray
 
 from .errors import InputError
 from .store import open_store
-from .worker import Worker
+from .worker import StopSignals, Worker
+
+if TYPE_CHECKING:
+    from .cli import RayPlan
 
 PLACEMENT_PATIENCE_S = 30.0  # then say which workers still wait for a node with room
 PROBE_TIMEOUT_S = 5.0
@@ -38,21 +41,6 @@ PROBE_TIMEOUT_S = 5.0
 
 class ClusterUnreachable(InputError):
     """No Ray cluster answers at the address given."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What ``seqcopy ray`` was asked for, checked by the command line."""
-
-    address: str
-    url: str
-    shown_url: str  # the URL with its password masked, to print
-    workers: int
-    cpus_per_worker: float
-    gpus_per_worker: float
-    device: str
-    lease: float
-    idle_exit: float | None
 
 
 class WorkerActor:
@@ -122,30 +110,17 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
 
 
-class Signals:
-    """Counts SIGINT/SIGTERM while the workers run (the first stops them cleanly, the second
-    hurries them); the handlers before are put back by :meth:`restore`."""
-
-    def __init__(self):
-        self.count = 0
-        self._before = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _on_signal(self, _signum, _frame) -> None:
-        self.count += 1
-
-    def restore(self) -> None:
-        for sig, handler in self._before.items():
-            signal.signal(sig, handler)
-
-
-def launch(plan: Plan, out=sys.stdout) -> int:
+def launch(plan: RayPlan, out=sys.stdout) -> int:
     """Start the workers on the cluster, report where they went, and wait for them; 0 when every
     worker ended by itself or by a signal, 1 when the cluster lost one (its run is taken back by
     the lease)."""
-    signals = Signals()  # from the start: a Ctrl-C while connecting stops the workers at once
+    signals = StopSignals().install()  # from the start: a Ctrl-C while connecting stops here
     try:
         connect(plan.address)
         try:
+            if signals.count:  # Ctrl-C while connecting: start no worker only to stop it
+                print("seqcopy ray: stopped before any worker started", file=out, flush=True)
+                return 0
             return Supervisor(plan, out).wait(signals)
         finally:
             ray.shutdown()
@@ -156,7 +131,7 @@ def launch(plan: Plan, out=sys.stdout) -> int:
 class Supervisor:
     """The driver's side: the actors, which of them Ray has placed, and which still run."""
 
-    def __init__(self, plan: Plan, out):
+    def __init__(self, plan: RayPlan, out):
         self.plan, self.out = plan, out
         self.started = time.monotonic()
         actor_class = ray.remote(WorkerActor).options(
@@ -176,7 +151,7 @@ class Supervisor:
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
-    def wait(self, signals: Signals) -> int:
+    def wait(self, signals: StopSignals) -> int:
         stops_sent, warned = 0, False
         while self.running:
             ready, _ = ray.wait([*self.placing, *self.running], num_returns=1, timeout=0.5)
@@ -218,10 +193,16 @@ class Supervisor:
 
     def _stop(self, first: bool, times: int) -> None:
         """Each running worker's stop(), ``times`` times (the first finishes its epoch, a second
-        stops at the next batch); workers Ray has not placed yet hold no run and are given up."""
+        stops at the next batch); workers Ray has not placed yet hold no run and are given up.
+        A worker whose placement the driver has not read yet may be placed already, and hold a
+        run: its answer is read first, so it is stopped like the others, not killed."""
         if first:
             self.say("seqcopy ray: stopping the workers: each records its epoch in progress and marks its run "
                      "cancelled (Ctrl-C again: stop at the next batch)")
+            if self.placing:
+                placed, _ = ray.wait(list(self.placing), num_returns=len(self.placing), timeout=0)
+                for ref in placed:
+                    self._placed(self.placing.pop(ref), ref)
             for number in self.placing.values():
                 self.never_placed.add(number)
                 ray.kill(self.actors[number - 1])

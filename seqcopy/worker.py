@@ -82,10 +82,9 @@ class RunExecution:
         run: RunInfo,
         worker_id: str,
         lease: float,
-        shutdown: threading.Event,
+        signals: StopSignals | None = None,
         on_epoch: Callable[[EpochResult], None] | None = None,
         on_batch: Callable[[int, int], None] | None = None,
-        hurry: threading.Event | None = None,
     ):
         self.store = store
         self.run = run
@@ -94,8 +93,9 @@ class RunExecution:
         self.worker_id = worker_id
         self.token = run.claim_token  # identifies this claim in every write
         self.beat_every = heartbeat_interval(lease)
-        self.shutdown = shutdown  # set by SIGTERM/SIGINT: stop after the current epoch
-        self.hurry = hurry or threading.Event()  # set by a second signal: stop at the next batch
+        signals = signals or StopSignals()
+        self.shutdown = signals.shutdown  # set by SIGTERM/SIGINT: stop after the current epoch
+        self.hurry = signals.hurry  # set by a second signal: stop at the next batch
         self.lease = lease
         self.cancelled = threading.Event()  # set when the user cancels: stop at the next batch
         self.lost = threading.Event()  # set when the run was taken back from us
@@ -222,6 +222,39 @@ class RunExecution:
                 return "lost"
 
 
+class StopSignals:
+    """What SIGINT and SIGTERM do to ``seqcopy worker``, ``train`` and ``ray``: the first one
+    finishes the epoch in progress (``shutdown``), a second one stops at the next batch
+    (``hurry``); ``count`` says how many came. :meth:`stop` does the same from any thread (a Ray
+    actor's stop()); :meth:`install` makes the signals call it, :meth:`restore` puts the handlers
+    before back."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.shutdown = threading.Event()
+        self.hurry = threading.Event()
+        self.count = 0
+        self._before: dict = {}
+
+    def stop(self) -> None:
+        self.count += 1
+        if self.shutdown.is_set():
+            self.hurry.set()
+        self.shutdown.set()
+
+    def install(self) -> StopSignals:
+        """Route SIGINT and SIGTERM here (from the main thread); returns self."""
+        for sig in self.SIGNALS:
+            self._before[sig] = signal.signal(sig, lambda _signum, _frame: self.stop())
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+        self._before.clear()
+
+
 def worker_origin() -> str | None:
     """Who started this worker, as the workers table shows it, when the caller does not say
     (the dashboard and ``seqcopy ray`` do): SEQCOPY_WORKER_ORIGIN, a label of the user's own
@@ -252,9 +285,9 @@ class Worker:
         self.poll = poll
         self.device, self.serves = devices.serving(device)
         self.origin = origin if origin is not None else worker_origin()
-        self.shutdown = threading.Event()
-        self.hurry = threading.Event()
-        self.runs_done = 0
+        self.signals = StopSignals()
+        self.shutdown, self.hurry = self.signals.shutdown, self.signals.hurry
+        self.runs_done = 0  # runs it finished (a run taken back from it is not one)
         self.current_run: int | None = None
         self._claim_token: str | None = None  # kept until a claim is known to have been answered
         self._presence_done = threading.Event()
@@ -263,19 +296,11 @@ class Worker:
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT finish the current epoch, record it, and stop; a second signal
         stops at the next batch (the run keeps its finished epochs)."""
-
-        def stop(_signum, _frame):
-            self.stop()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        self.signals.install()
 
     def stop(self) -> None:
-        """What a signal does, callable from any thread (the Ray actor's stop()): the first
-        call finishes the epoch in progress, a second one stops at the next batch."""
-        if self.shutdown.is_set():
-            self.hurry.set()
-        self.shutdown.set()
+        """What a signal does, callable from any thread (the Ray actor's stop())."""
+        self.signals.stop()
 
     # ---------------------------------------------------------------- the workers table
     def registration(self) -> WorkerInfo:
@@ -328,7 +353,7 @@ class Worker:
         self.current_run = run.id
         self._report()
         try:
-            status = RunExecution(self.store, run, self.worker_id, self.lease, self.shutdown, hurry=self.hurry).execute()
+            status = RunExecution(self.store, run, self.worker_id, self.lease, self.signals).execute()
         finally:
             self.current_run = None
         if status != "lost":
@@ -338,7 +363,8 @@ class Worker:
 
     def run(self, once: bool = False, idle_exit: float | None = None) -> int:
         """Loop until shutdown; ``once`` stops after one run (or at once if none is queued);
-        ``idle_exit`` stops after that many seconds with an empty queue. Returns runs done.
+        ``idle_exit`` stops after that many seconds with an empty queue. Returns the runs it
+        finished (as its row in the workers table counts them: not a run taken back from it).
         The worker is in the workers table meanwhile, and marked stopped when it returns."""
         self._report()
         presence = threading.Thread(target=self._presence_loop, name="worker-presence", daemon=True)
@@ -354,7 +380,7 @@ class Worker:
                 self.log("presence", f"could not mark this worker stopped ({self.store.describe(error)})")
 
     def _loop(self, once: bool, idle_exit: float | None) -> int:
-        done, idle_since, failures = 0, time.monotonic(), 0
+        idle_since, failures = time.monotonic(), 0
         while not self.shutdown.is_set():
             try:
                 status = self.run_one()
@@ -373,7 +399,6 @@ class Worker:
                 idle_since = time.monotonic()
                 continue
             if status is not None:
-                done += 1
                 idle_since = time.monotonic()
             if once:
                 break
@@ -381,4 +406,4 @@ class Worker:
                 if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
                     break
                 self.shutdown.wait(self.poll)
-        return done
+        return self.runs_done

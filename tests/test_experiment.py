@@ -16,6 +16,7 @@ from seqcopy.metrics import blank_baseline_accuracy
 from seqcopy.plots import PLOT_FILES, accuracy_figure, copy_accuracy_figure, write_training_plots
 from seqcopy.store import Store
 from seqcopy.train import EpochResult
+from seqcopy.worker import StopSignals
 from seqcopy.vocab import CHANCE_LEVEL
 
 from conftest import TINY_TRAIN_FLAGS
@@ -144,7 +145,7 @@ def test_the_seeds_example_is_a_valid_run_on_the_cpu():
 # ---------------------------------------------------------------------------- stopped and diverged runs
 def test_a_stopped_run_keeps_its_log_plots_and_model(tmp_path, monkeypatch, capsys):
     # As if SIGINT came during the first epoch: it finishes, is recorded, and the run stops.
-    monkeypatch.setattr(cli, "install_stop_handlers", lambda shutdown, hurry: shutdown.set())
+    monkeypatch.setattr(StopSignals, "install", lambda signals: signals.stop() or signals)
     logs = tmp_path / "logs"
     code = main(["train", *TINY_TRAIN_FLAGS, "-l", "stop", "--logs-dir", str(logs), "--db", f"sqlite:///{tmp_path / 'r.db'}"])
     out, err = capsys.readouterr()
@@ -158,7 +159,7 @@ def test_a_stopped_run_keeps_its_log_plots_and_model(tmp_path, monkeypatch, caps
 
 
 def test_a_diverged_run_still_leaves_its_log(tmp_path, monkeypatch, capsys, nan_loss_from_batch):
-    monkeypatch.setattr(cli, "install_stop_handlers", lambda shutdown, hurry: None)
+    monkeypatch.setattr(StopSignals, "install", lambda signals: signals)  # pytest keeps its own handlers
     nan_loss_from_batch(9)  # 8 batches an epoch: the second epoch's first batch is NaN
     logs = tmp_path / "logs"
     code = main(["train", *TINY_TRAIN_FLAGS, "-l", "nan", "--logs-dir", str(logs), "--db", f"sqlite:///{tmp_path / 'r.db'}"])

@@ -9,6 +9,7 @@ Ray is installed by bin/test (requirements-ray.txt): these tests never skip.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -196,6 +197,64 @@ def test_without_ray_installed_the_command_says_how_to_get_it(pg_url):
               f"sys.exit(main(['ray', '--db', {pg_url!r}]))")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "pip install 'seqcopy[ray]'" in done.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "0"], "--workers: from 1 to"),
+    (["--db", "sqlite:///nowhere.db"], "is a SQLite file"),
+])
+@pytest.mark.parametrize("ray_there", [True, False])
+def test_bad_flags_are_refused_before_ray_is_imported(pg_url, flags, message, ray_there):
+    """Bad flags need no Ray: they are named as they are (not "Ray is not installed" on a machine
+    without it), and cost no import of Ray."""
+    block = "" if ray_there else "sys.modules['ray'] = None; "
+    script = (f"import sys; {block}from seqcopy.cli import main; "
+              f"code = main(['ray', '--db', {pg_url!r}, *{flags!r}]); print(code, sys.modules.get('ray') is not None)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert message in done.stderr and "not installed" not in done.stderr
+
+
+def test_ctrl_c_while_connecting_starts_no_worker(monkeypatch):
+    from seqcopy import ray_workers
+    from seqcopy.cli import RayPlan
+
+    plan = RayPlan(address="auto", url="postgresql://u@h/db", shown_url="postgresql://u@h/db", workers=2,
+                   cpus_per_worker=1.0, gpus_per_worker=0.0, device="cpu", lease=10.0, idle_exit=1.0)
+    monkeypatch.setattr(ray_workers, "connect", lambda address: os.kill(os.getpid(), signal.SIGINT))
+    monkeypatch.setattr(ray_workers.ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_workers, "Supervisor", lambda *args: pytest.fail("a worker was started after Ctrl-C"))
+    out, before = io.StringIO(), signal.getsignal(signal.SIGINT)
+    assert ray_workers.launch(plan, out) == 0
+    assert "stopped before any worker started" in out.getvalue()
+    assert signal.getsignal(signal.SIGINT) is before  # the handler before is back
+
+
+def test_ctrl_c_kills_only_the_workers_not_placed_yet_and_stops_a_placed_one_whose_answer_was_unread(monkeypatch):
+    """A worker whose placement answer has arrived, but which the driver has not read yet, may
+    already hold a run: Ctrl-C stops it like a placed one (its run ends cancelled), never kills it."""
+    from unittest import mock
+
+    from seqcopy import ray_workers
+
+    where = {"worker_id": "n1:7", "host": "n1", "node_ip": "10.0.0.1", "node_id": "abcdef123456", "gpus": [],
+             "serves": ["cpu"]}
+    fake = mock.Mock()
+    fake.wait.side_effect = lambda refs, num_returns, timeout: ([r for r in refs if r == "answered"],
+                                                                [r for r in refs if r != "answered"])
+    fake.get.return_value = where
+    monkeypatch.setattr(ray_workers, "ray", fake)
+    placed, waiting = mock.Mock(), mock.Mock()
+    supervisor = ray_workers.Supervisor.__new__(ray_workers.Supervisor)
+    supervisor.__dict__.update(
+        out=io.StringIO(), started=time.monotonic(), actors=[placed, waiting], placing={"answered": 1, "unanswered": 2},
+        running={"run-1": 1, "run-2": 2}, names={1: "worker 1", 2: "worker 2"}, never_placed=set(), lost=0,
+        resources="1 CPU")
+    supervisor._stop(first=True, times=1)
+    fake.kill.assert_called_once_with(waiting)
+    placed.stop.remote.assert_called_once()
+    waiting.stop.remote.assert_not_called()
+    assert supervisor.never_placed == {2} and "worker 1 (n1:7): on n1" in supervisor.out.getvalue()
 
 
 def test_a_lost_worker_is_reported_by_the_cause_at_the_end_of_rays_traceback():

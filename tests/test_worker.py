@@ -264,6 +264,21 @@ def test_worker_once_runs_one_and_exits(store, one_thread):
     assert Worker(store, worker_id="test:once", lease=5).run(once=True) == 0  # empty queue: exits
 
 
+def test_a_run_taken_back_is_not_counted_as_done_by_the_worker_nor_in_its_row(store, monkeypatch, one_thread):
+    from seqcopy.store import LeaseLost
+    from seqcopy.worker import Worker
+
+    run_id = store.submit(TINY)
+
+    def taken_back(*args, **kwargs):
+        raise LeaseLost(f"run {run_id} is no longer held")
+
+    monkeypatch.setattr(store, "record_epoch", taken_back)
+    assert Worker(store, worker_id="test:lost", lease=5).run(once=True) == 0  # what `worker` prints
+    (row,) = store.list_workers()
+    assert row.runs_done == 0  # what `seqcopy workers` and the Launch page show
+
+
 def test_the_worker_survives_a_database_outage(store, monkeypatch, one_thread, capsys):
     from sqlalchemy.exc import OperationalError
 
@@ -303,16 +318,16 @@ def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
 
     from seqcopy.config import RunConfig
     from seqcopy.store import Store
-    from seqcopy.worker import RunExecution
+    from seqcopy.worker import RunExecution, StopSignals
 
     store = Store(sqlite_url)
     config = RunConfig(train_seq_len=4, test_seq_len=6, padding=2, train_output_len=4, test_output_len=4,
                        batch_size=16, embedding_size=4, hidden_size=8, epochs=1, train_samples=32, test_samples=8)
     run_id = store.submit(config)
     run = store.claim("w")
-    shutdown = threading.Event()
-    shutdown.set()  # the signal came before the (only, hence last) epoch ended
-    assert RunExecution(store, run, "w", 30.0, shutdown).execute() == "completed"
+    signals = StopSignals()
+    signals.stop()  # the signal came before the (only, hence last) epoch ended
+    assert RunExecution(store, run, "w", 30.0, signals).execute() == "completed"
     assert store.get_run(run_id).status == "completed"
     assert store.position_results([run_id]) and store.checkpoint(run_id)
 
@@ -339,7 +354,7 @@ def test_a_failing_heartbeat_is_logged_on_one_line_now_and_then_and_the_run_goes
 
     monkeypatch.setattr(store, "heartbeat", broken_heartbeat)
     monkeypatch.setattr(worker_module, "train", train_after_three_beats)
-    assert worker_module.RunExecution(store, run, "w", 1.0, threading.Event()).execute() == "completed"
+    assert worker_module.RunExecution(store, run, "w", 1.0).execute() == "completed"
     assert store.get_run(run_id).status == "completed"
     lines = [line for line in capsys.readouterr().err.splitlines() if "heartbeat" in line]
     assert len(beats) >= 3  # it kept beating after the first failure

@@ -47,7 +47,7 @@ def watch_parent(parent_pid: int, shutdown: threading.Event, poll: float = 1.0, 
     print(f"seqcopy local worker: the app (pid {parent_pid}) is gone; stopping", file=sys.stderr, flush=True)
     shutdown.set()  # the worker records the epoch in progress and stops
     time.sleep(grace)
-    os._exit(0)  # still busy (a very long epoch): the run's lease will lapse and mark it failed
+    os._exit(0)  # still busy (a very long epoch): the run's lease lapses (queued again if no epoch was done, else failed)
 
 
 def main(argv: list[str] | None = None) -> int:
