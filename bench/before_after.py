@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from seqcopy.benchmark import SETTINGS, TorchModel, training_step  # noqa: E402
+from seqcopy.benchmark import BENCH_SIZES, TorchModel, training_step  # noqa: E402
 from seqcopy.model import CopyModel  # noqa: E402
 from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
 
@@ -69,7 +69,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         fast = old_fast(args.rev, Path(folder))
         for name in args.settings.split(","):
-            batch, embedding, hidden, length = SETTINGS[name]
+            batch, embedding, hidden, length = BENCH_SIZES[name]
             generator = torch.Generator().manual_seed(0)
             inputs = torch.randint(0, VOCAB_SIZE, (batch, length), generator=generator)
             targets = torch.randint(0, VOCAB_SIZE, (batch, length), generator=generator)

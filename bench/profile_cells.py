@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from seqcopy.benchmark import SETTINGS, TorchModel  # noqa: E402
+from seqcopy.benchmark import BENCH_SIZES, TorchModel  # noqa: E402
 from seqcopy.model import CopyModel  # noqa: E402
 from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
 
@@ -51,7 +51,7 @@ def phases(model, inputs, targets):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--setting", default="seed", choices=list(SETTINGS))
+    parser.add_argument("--setting", default="seed", choices=list(BENCH_SIZES))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", default="mlstm/krause,lstm")
     parser.add_argument("--products", default="auto", help="brgemm, blas, aten or auto")
@@ -62,7 +62,7 @@ def main() -> int:
     from seqcopy import fast
 
     fast.compiled_kernels().use_products(args.products)
-    batch, embedding, hidden, length = SETTINGS[args.setting]
+    batch, embedding, hidden, length = BENCH_SIZES[args.setting]
     inputs = torch.randint(0, VOCAB_SIZE, (batch, length), generator=torch.Generator().manual_seed(0))
     targets = torch.randint(0, VOCAB_SIZE, (batch, length), generator=torch.Generator().manual_seed(1))
     runs = {}

@@ -39,7 +39,7 @@ from .model import CopyModel
 from .vocab import VOCAB_SIZE
 
 # name: (batch, embedding, hidden, length); length = symbols + delimiters + blanks
-SETTINGS = {
+BENCH_SIZES = {
     "defaults": (32, 16, 128, 20 + 3 + 10),
     "seed": (32, 11, 128, 100 + 10 + 50),  # the seed's own defaults: K 100, P 10, N 50
     "final": (64, 16, 256, 100 + 3 + 100),
@@ -113,7 +113,7 @@ def row_keys(cells, forms) -> list[tuple[str, str]]:
 
 
 def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, peaks: dict, seed: int = 0) -> dict:
-    batch, embedding, hidden, length = SETTINGS[name]
+    batch, embedding, hidden, length = BENCH_SIZES[name]
     reference = _seed_reference()
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randint(0, VOCAB_SIZE, (batch, length), generator=generator)
@@ -168,7 +168,7 @@ def _default_threads() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", default="defaults,seed,final",
-                        help=f"comma-separated, from: {', '.join(SETTINGS)}")  # fmt: skip
+                        help=f"comma-separated, from: {', '.join(BENCH_SIZES)}")  # fmt: skip
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cell names")
     parser.add_argument("--forms", default=",".join(MULT_FORMS),
                         help=f"multiplicative forms of mlstm/mgru to time, from: {', '.join(MULT_FORMS)}")  # fmt: skip
@@ -204,9 +204,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     if not cells or unknown:
         return f"--cells: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(CELL_NAMES)}"
     settings = _names(args.settings)
-    bad = [s for s in settings if s not in SETTINGS]
+    bad = [s for s in settings if s not in BENCH_SIZES]
     if not settings or bad:
-        return f"--settings: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(SETTINGS)}"
+        return f"--settings: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(BENCH_SIZES)}"
     forms = _names(args.forms)
     bad = [f for f in forms if f not in MULT_FORMS]
     if not forms or bad:

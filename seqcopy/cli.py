@@ -22,20 +22,25 @@ from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
 from .presets import BY_SLUG
 from .redact import display_url
 from .spread import DEFAULT_ERROR, ERROR_KINDS
-from .store import DEFAULT_LEASE, UnknownSweep, check_lease, database_url, open_store, worker_name
+from .store import DEFAULT_LEASE, UnknownSweep, check_lease, database_url, describe_error, open_store, worker_name
 from .sweeps import (
-    GRID_FIELDS, MAX_RUNS, Grid, SweepError, first_error_line, grid_errors, parse_axis, parse_tie, setting_named,
+    GRID_FIELDS, GRID_OPTIONS, MAX_RUNS, Grid, SweepError, first_error_line, grid_errors, parse_axis, parse_seeds,
+    parse_tie, setting_named,
 )
 from .text import parse_id, printable
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
 # bench), so listing or cancelling runs starts in a fraction of a second.
 
+MAX_RAY_WORKERS = 1024
+RECENT_HOURS = RECENT_S // 3600
+# The settings `evaluate` may change; the rest (the cell, its sizes, the training length that
+# sets the chunks) belong to the model.
+TEST_SETTINGS = ("test_seq_len", "test_output_len", "padding", "test_samples", "seed", "device")
+
 
 class UsageError(InputError):
     """A bad flag or argument."""
-
-
 
 
 class CompactHelp(argparse.HelpFormatter):
@@ -74,10 +79,6 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="SQLAlchemy URL of the runs store (default: $SEQCOPY_DB or sqlite:///runs.db)")
 
 
-MAX_RAY_WORKERS = 1024
-RECENT_HOURS = RECENT_S // 3600
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -103,15 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_flags(submit, with_log=False)
     grid = submit.add_argument_group("the grid")
-    grid.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}); default: -c")
-    grid.add_argument("--seeds", help="comma-separated seeds; default: -s")
+    grid.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}): {GRID_OPTIONS['cells'][1]}; default: -c")
+    grid.add_argument("--seeds", help=f"{GRID_OPTIONS['seeds'][1]}; default: -s")
     grid.add_argument("--sweep", action="append", metavar="SETTING=V1,V2,…",
                       help="several values of any setting, named by field or flag (train_seq_len, iseq, lr, "
                            "hidden_size…; a leading dash needs --sweep=-iseq=…); settings that move together: "
                            f"A,B=a1:b1,a2:b2. Repeat for a product of sweeps; at most {MAX_RUNS} runs in all")  # fmt: skip
     grid.add_argument("--tie", action="append", metavar="SETTING=OTHER[*F]",
                       help="SETTING follows OTHER (times F) in every run, e.g. train_output_len=train_seq_len")
-    grid.add_argument("--sweep-name", metavar="NAME", help="the sweep's name on Runs and Compare (default: from the grid)")
+    grid.add_argument("--sweep-name", metavar="NAME", help=f"the sweep's name, {GRID_OPTIONS['sweep_name'][1]}")
     _add_db(submit)
 
     worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
@@ -173,11 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The settings `evaluate` may change; the rest (the cell, its sizes, the training length that
-# sets the chunks) belong to the model.
-TEST_SETTINGS = ("test_seq_len", "test_output_len", "padding", "test_samples", "seed", "device")
-
-
 def _add_test_flags(parser: argparse.ArgumentParser) -> None:
     """The seed's flags of the test settings, each defaulting to the model's own."""
     group = parser.add_argument_group("test settings (default: the model's own)")
@@ -185,13 +181,11 @@ def _add_test_flags(parser: argparse.ArgumentParser) -> None:
         add_setting_flag(group, name)
 
 
-def _parse_list(text: str | None, kind, name: str) -> list:
+def _parse_list(text: str | None, name: str) -> list[str]:
+    """'a, b,,a' → ['a', 'b'] (--cells, --tags); [] when the flag is not given."""
     if text is None:
         return []
-    try:
-        items = [kind(item.strip()) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise UsageError(f"--{name}: expected a comma-separated list, got {text!r}") from None
+    items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
         raise UsageError(f"--{name}: the list is empty")
     return list(dict.fromkeys(items))  # a repeat would queue the very same run twice (the form drops them too)
@@ -322,10 +316,13 @@ def submit_grid(args) -> Grid:
     base = config_from_args(args)
     preset = BY_SLUG[args.preset] if args.preset else None
     given = {name for name in SETTINGS if hasattr(args, name)}
-    cells = _parse_list(args.cells, str, "cells") or (
+    cells = _parse_list(args.cells, "cells") or (
         [base.cell] if "cell" in given or not (preset and preset.cells) else list(preset.cells))
-    seeds = _parse_list(args.seeds, int, "seeds") or (
-        [base.seed] if "seed" in given or not (preset and preset.seeds) else list(preset.seeds))
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else (
+            [base.seed] if "seed" in given or not (preset and preset.seeds) else list(preset.seeds))
+    except ValueError as error:
+        raise UsageError(f"--seeds: {error}") from None
     sweeps = args.sweep if args.sweep is not None else list(preset.sweep if preset else ())
     ties = args.tie if args.tie is not None else list(preset.ties if preset else ())
     try:
@@ -358,7 +355,7 @@ def cmd_submit(args) -> int:
     if problem:
         raise UsageError(f"--sweep-name: {problem}")
     store = open_store(args.db)
-    if len(configs) == 1 and args.sweep_name is None:
+    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip())):
         ids = store.submit_many(configs)
     else:
         sweep_id, ids = store.submit_sweep(configs, name, grid.spec())
@@ -462,7 +459,7 @@ def cmd_workers(args) -> int:
         return 0
     if not rows:
         print("no workers registered" + ("" if args.all else f" in the last {RECENT_HOURS} hours")
-              + ": start one with python -m seqcopy worker (or seqcopy ray …)")
+              + ": start one with seqcopy worker (or seqcopy ray …)")
         return 0
     print(summary(workers, now))
     print(f"{'worker':28} {'state':8} {'serves':10} {'threads':>7} {'run':>6} {'done':>5} {'last seen':>10}  origin")
@@ -487,7 +484,7 @@ def cmd_runs(args) -> int:
         print(json.dumps([_json_safe(row) for row in rows]))
         return 0
     if not rows:
-        print("no runs yet: python -m seqcopy submit … or the dashboard's Launch page")
+        print("no runs yet: seqcopy submit … or the dashboard's Launch page")
         return 0
     print(f"{'id':>5} {'cell':6} {'seed':>5} {'status':10} {'epochs':>7} {'test copy acc':>13} {'test acc':>8}  tag")
     for row in rows:
@@ -516,7 +513,7 @@ def cmd_cancel(args) -> int:
 def cmd_report(args) -> int:
     from .report import build_by_report, build_report
 
-    tags = _parse_list(args.tags, str, "tags") or None
+    tags = _parse_list(args.tags, "tags") or None
     if args.error is not None and args.by is None:
         raise UsageError("--error goes with --by: the table without --by shows mean ± std")
     by = None
@@ -527,6 +524,9 @@ def cmd_report(args) -> int:
             raise UsageError(f"--by: {error}") from None
         if by in GRID_FIELDS:
             raise UsageError(f"--by {args.by}: rows are one per cell already, and seeds are averaged; choose a setting")
+        if not SETTINGS[by].sweepable:  # the tag: free text that names runs (and can be edited)
+            raise UsageError(f"--by {args.by}: a tag names runs, it is not a setting; without --by the report has "
+                             "one table per tag (--tags chooses them)")
     store = open_store(args.db, create=False)
     if args.sweep is not None:
         try:
@@ -557,6 +557,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args, extra = build_parser().parse_known_args(argv)
         if extra and args.command != "bench":  # only bench passes its arguments on
@@ -567,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seqcopy: error: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:  # the database went away mid-command
-        print(f"seqcopy: database error: {' '.join(str(getattr(error, 'orig', error)).split())[:300]}", file=sys.stderr)
+        print(f"seqcopy: database error: {describe_error(error, database_url(getattr(args, 'db', None)))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `seqcopy runs | head`: the reader left, nothing is wrong
         sys.stderr.close()

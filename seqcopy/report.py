@@ -1,4 +1,4 @@
-"""``python -m seqcopy report``: a store's completed runs as a markdown results table.
+"""``seqcopy report``: a store's completed runs as a markdown results table.
 
 Runs are grouped by tag (one experiment per tag) and cell; each row gives the mean ± std over
 seeds of the final test copy accuracy and sequence accuracy, and how many epochs and minutes the

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 from .text import text_problem
 
-KINDS = ("int", "float", "bool", "choice", "text")
-
 
 @dataclass(frozen=True)
 class Setting:

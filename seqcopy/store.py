@@ -236,11 +236,12 @@ def new_claim_token() -> str:
     return uuid.uuid4().hex
 
 
-def _describe(error: Exception) -> str:
-    """The database driver's message, on one line."""
+def describe_error(error: Exception, url: str) -> str:
+    """The database driver's message on one line, with any secret of ``url`` masked: how every
+    database error is shown or logged."""
     original = getattr(error, "orig", None) or error
     text = " ".join(str(original).split())
-    return text[:300] or type(original).__name__
+    return scrub(text[:300] or type(original).__name__, url)
 
 
 def make_engine(url: str) -> Engine:
@@ -270,7 +271,7 @@ def make_engine(url: str) -> Engine:
                               "keepalives_interval": 5, "keepalives_count": 3},
             )
     except (NoSuchModuleError, ImportError, ArgumentError) as error:
-        raise StoreError(f"cannot use {parsed.drivername}: {scrub(_describe(error), url)}") from None
+        raise StoreError(f"cannot use {parsed.drivername}: {describe_error(error, url)}") from None
     return engine
 
 
@@ -363,13 +364,9 @@ class Store:
         """The URL to show: every password masked (seqcopy.redact)."""
         return display_url(self.engine.url.render_as_string(hide_password=False))
 
-    def scrub(self, message: str) -> str:
-        """A driver's message with any secret of this store's URL masked."""
-        return scrub(message, self.engine.url.render_as_string(hide_password=False))
-
     def describe(self, error: Exception) -> str:
         """A database error on one line, as it may be shown or logged (secrets masked)."""
-        return self.scrub(_describe(error))
+        return describe_error(error, self.engine.url.render_as_string(hide_password=False))
 
     def _prepare(self, create: bool) -> None:
         with self._write() as conn:
@@ -879,4 +876,4 @@ def open_store(url: str | None = None, create: bool = True) -> Store:
     except StoreError:
         raise
     except SQLAlchemyError as error:
-        raise StoreError(f"cannot open the database: {scrub(_describe(error), database_url(url))}") from None
+        raise StoreError(f"cannot open the database: {describe_error(error, database_url(url))}") from None

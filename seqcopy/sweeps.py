@@ -20,14 +20,26 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .config import SETTINGS, RunConfig
 from .flags import flag_of
+from .text import shorten
 
 MAX_RUNS = 500  # one submit: a typo in a sweep must not queue thousands of runs
+MAX_SEEDS = 100  # seeds one range may give: a typo must not list thousands (the grid's cap is MAX_RUNS)
 GRID_FIELDS = ("cell", "seed")  # the grid's own axes (--cells, --seeds; the form's Cells and Seeds)
+# The grid's options beside the settings' declarations: the form's label and the help that the
+# form and ``submit`` show.
+GRID_OPTIONS = {
+    "cells": ("Cells", "one run per cell and seed is queued"),
+    "seeds": ("Seeds", "comma-separated seeds or ranges, e.g. 0, 1, 2 or 0-4"),
+    "grid": ("Grid", "cells × seeds × every swept setting"),
+    "sweep_name": ("Sweep name", "shown on Runs and Compare; empty: made from the grid"),
+}
+_RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
 
 
 class SweepError(ValueError):
@@ -79,6 +91,32 @@ def parse_value(name: str, text: str):
     if problem:
         raise SweepError(f"{text.strip()!r}: {problem}")
     return value
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0, 1, 5-7' → [0, 1, 5, 6, 7], repeats dropped (the form's Seeds and ``--seeds``);
+    ValueError with one line for anything else."""
+    seeds: list[int] = []
+    for part in str(text).replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        span = _RANGE.fullmatch(part)
+        try:  # int() also refuses thousands of digits
+            low, high = (int(span[1]), int(span[2])) if span else (int(part), None)
+        except ValueError:
+            raise ValueError(f"{shorten(part)!r} is not a seed or a range like 0-4") from None
+        if high is None:
+            seeds.append(low)
+            continue
+        if high < low:
+            raise ValueError(f"the range {part} runs backwards")
+        if high - low >= MAX_SEEDS:
+            raise ValueError(f"the range {shorten(part)} holds more than {MAX_SEEDS} seeds")
+        seeds.extend(range(low, high + 1))
+    if not seeds:
+        raise ValueError("give at least one seed, e.g. 0 or 0, 1, 2")
+    return _unique(seeds)  # a repeat would queue the very same run twice
 
 
 def _unique(items: Iterable) -> list:
@@ -215,6 +253,10 @@ class Grid:
         parts = [_count(len(self.cells), "cell"), _count(len(self.seeds), "seed")]
         parts += [f"{_count(len(axis), 'value')} of {'+'.join(axis.fields)}" for axis in self.axes]
         return f"{' × '.join(parts)} = {_count(self.size, 'run')}"
+
+    def is_sweep(self, name_given: bool) -> bool:
+        """Whether its runs are recorded as one sweep: several runs, or one given a sweep name."""
+        return self.size > 1 or name_given
 
     def check_size(self) -> None:
         if self.size > MAX_RUNS:

@@ -98,6 +98,21 @@ def test_a_malformed_url_is_named_as_such():
     assert message.startswith("not a database URL: 'postgresql://u:***@[::1/x'") and "\n" not in message
 
 
+def test_a_database_error_mid_command_is_one_line_with_the_password_masked(pg_url, capsys, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    url = with_password(pg_url, "netloc")
+    Store(url).close()
+
+    def gone(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception(f'password "{SECRET}" for user postgres:\nauthentication failed'))
+
+    monkeypatch.setattr(Store, "list_runs", gone)
+    code, _, err = run_cli(capsys, "runs", "--db", url)
+    assert code == 1 and err.startswith("seqcopy: database error: ") and len(err.strip().splitlines()) == 1, err
+    assert SECRET not in err and "authentication failed" in err
+
+
 @pytest.mark.parametrize("where", ["netloc", "query"])
 def test_the_sidebar_shows_the_database_with_the_password_masked(pg_url, monkeypatch, where):
     monkeypatch.setenv("SEQCOPY_DB", with_password(pg_url, where))

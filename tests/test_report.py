@@ -163,6 +163,7 @@ def test_report_by_from_the_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| cell | train_seq_len | seeds | test copy acc (± std) |" in out
     for argv, needle in ((["--by", "bogus"], "unknown setting 'bogus'"), (["--by", "cell"], "one per cell already"),
+                         (["--by", "tag"], "a tag names runs, it is not a setting"),
                          (["--error", "se"], "--error goes with --by"), (["--by", "lr", "--sweep", "9"], "no sweep with id 9")):
         assert cli.main(["report", *argv, "--db", url]) == 2
         err = capsys.readouterr().err.strip()

@@ -11,7 +11,8 @@ from seqcopy.config import SETTINGS, RunConfig
 from seqcopy.presets import BY_SLUG
 from seqcopy.store import Store
 from seqcopy.sweeps import (
-    MAX_RUNS, SWEEPABLE, Axis, Grid, SweepError, Tie, field_named, grid_errors, parse_axis, parse_tie, varied_keys,
+    MAX_RUNS, SWEEPABLE, Axis, Grid, SweepError, Tie, field_named, grid_errors, parse_axis, parse_seeds, parse_tie,
+    varied_keys,
 )
 from seqcopy.ui.launch_form import SweepRow, build_configs, form_values, preset_sweep
 from test_cli_store import assert_one_line_error, run_cli, run_count
@@ -111,6 +112,26 @@ def test_every_run_is_validated_and_the_bad_one_named():
 
 
 # ---------------------------------------------------------------------------- the command line
+def test_the_command_line_and_the_form_share_the_seeds_and_the_one_run_rule(db_url, capsys):
+    code, _, err = run_cli(capsys, "submit", *FLAGS, "--seeds", "0-2", "--db", db_url)
+    assert code == 0, err
+    store = Store(db_url)
+    assert sorted(run.config.seed for run in store.list_runs()) == [0, 1, 2]  # ranges, as the form takes them
+    # One run given a sweep name is a sweep, on the command line and in the form alike.
+    run_cli(capsys, "submit", *FLAGS, "--sweep-name", "alone", "--db", db_url)
+    assert store.list_runs()[0].sweep_id is not None
+    assert build_configs(form_values(TINY), ["lstm"], "0", name="alone").is_sweep
+    assert not build_configs(form_values(TINY), ["lstm"], "0").is_sweep
+    assert build_configs(form_values(TINY), ["lstm"], "0, 1").is_sweep
+    store.close()
+    assert parse_seeds("0-2; 5, 2") == [0, 1, 2, 5]
+    for bad, words in (("9" * 5000, "is not a seed"), ("0-" + "9" * 5000, "is not a seed"), ("3-1", "backwards"),
+                       ("0-100", "more than 100 seeds"), (" , ", "at least one seed")):
+        with pytest.raises(ValueError, match=words) as caught:
+            parse_seeds(bad)
+        assert len(str(caught.value)) < 100
+
+
 def test_submit_queues_a_sweep_and_every_run_carries_its_id(db_url, capsys):
     code, out, err = run_cli(capsys, "submit", *FLAGS, "--cells", "lstm,gru", "--seeds", "0,1",
                              "--sweep", "iseq,oseq=4:4,6:6", "--sweep", "learning_rate=0.1,0.01", "--db", db_url)

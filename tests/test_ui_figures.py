@@ -13,7 +13,8 @@ from seqcopy.config import RunConfig
 from seqcopy.presets import PRESETS
 from seqcopy.ui import figures, frames
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration, predicted_epoch_seconds
-from seqcopy.ui.launch_form import build_configs, form_values, parse_seeds
+from seqcopy.sweeps import parse_seeds
+from seqcopy.ui.launch_form import build_configs, form_values
 from seqcopy.ui.playground import max_sequence_length, run_copy
 from seqcopy.vocab import CHANCE_LEVEL, InvalidSequence
 

@@ -167,7 +167,6 @@ for drawn in (positions, lengths):  # group names become legend entries: plotly 
         drawn["group"] = drawn["group"].map(escape.plotly)
 
 
-
 def final_result_chart(column, frame, x: str, x_title: str, what: str, title: str, key: str) -> None:
     with column:
         if frame.empty:

@@ -75,7 +75,7 @@ def field_widget(name: str, error: str | None, follows: str | None = None) -> No
     elif declaration.kind == "choice":
         st.selectbox(options=declaration.choices, **common)
     else:
-        st.text_input(max_chars=int(declaration.high or 200), **common)
+        st.text_input(max_chars=int(declaration.high), **common)  # the tag, whose length is capped
     if follows:
         st.caption(f"Set by the sweep: {follows}")
     show_error(error)
@@ -129,7 +129,8 @@ def render_sweep(result) -> None:
                         help="test K and test N are the training K and N times the factor")
         factor.number_input("× factor", min_value=0.1, max_value=100.0, step=0.5, key=key("tie_factor"),
                             disabled=not st.session_state[key("tie_test")])
-        st.text_input(label_for("sweep_name"), key=key("sweep_name"), max_chars=200, help=help_for("sweep_name"),
+        st.text_input(label_for("sweep_name"), key=key("sweep_name"), max_chars=int(SETTINGS["tag"].high),
+                      help=help_for("sweep_name"),
                       placeholder=result.name if result.grid is not None else "")
         show_error(errors.get("sweep_name"))
         show_error(errors.get("grid"))
@@ -188,12 +189,12 @@ def render_summary(result) -> None:
             basis += ("; every epoch is counted at full length, though a curriculum starts on shorter "
                       "sequences, so such runs usually finish sooner")
         st.caption(f"Estimates: {basis}.")
-    if st.button("Queue runs", type="primary", disabled=False, width="stretch"):
+    if st.button("Queue runs", type="primary", width="stretch"):
         if result.errors:
             st.error(f"Nothing was queued: {len(result.errors)} field(s) need fixing.")
             return
         try:
-            if len(result.configs) > 1:
+            if result.is_sweep:
                 sweep_id, ids = store.submit_sweep(result.configs, result.name, result.grid.spec())
             else:
                 sweep_id, ids = None, store.submit_many(result.configs)
@@ -250,7 +251,7 @@ def render_queue() -> None:
     if not running and state.external_workers() and not any(worker.state() == "live" for worker in workers):
         shown = state.get_store().safe_url
         st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")
-        st.code(f"SEQCOPY_DB='{shown}' python -m seqcopy worker", language="bash")
+        st.code(f"SEQCOPY_DB='{shown}' seqcopy worker", language="bash")
         if "***" in shown:
             st.caption("The password is masked here: put yours in its place (or in ~/.pgpass).")
     now = time.time()

@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from seqcopy.config import cell_label
+from seqcopy.config import SETTINGS, cell_label
 from seqcopy.schema import STATUSES
 from seqcopy.store import UnknownRun
 from seqcopy.text import check_tag
@@ -162,7 +162,8 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
                            "finishes or is cancelled after at least one epoch).")
     with manage_tab:
         common = {infos[i].tag for i in infos}
-        tag = st.text_input("Tag", value=common.pop() if len(common) == 1 else "", max_chars=200, key="runs_tag_" + "-".join(map(str, sorted(infos))))
+        tag = st.text_input("Tag", value=common.pop() if len(common) == 1 else "", max_chars=int(SETTINGS["tag"].high),
+                            key="runs_tag_" + "-".join(map(str, sorted(infos))))
         if st.button(f"Set this tag on {len(infos)} run(s)", key="runs_set_tag"):
             problem = check_tag(tag.strip())
             if problem:  # once for all the runs, and nothing changed

@@ -6,15 +6,13 @@ without Streamlit. The grid itself is seqcopy.sweeps', shared with ``submit``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-import re
 from dataclasses import dataclass
 
 from ..config import CELL_NAMES, SETTINGS, RunConfig
 from ..presets import Preset
-from ..sweeps import SWEEPABLE, Axis, Grid, SweepError, Tie, axis_of, grid_errors, parse_axis, parse_tie
-
-_RANGE = re.compile(r"(\d+)\s*-\s*(\d+)")
-MAX_SEEDS = 100  # seeds one range may give: a typo must not list thousands (the grid's cap is sweeps.MAX_RUNS)
+from ..sweeps import (
+    GRID_OPTIONS, SWEEPABLE, Axis, Grid, SweepError, Tie, axis_of, grid_errors, parse_axis, parse_seeds, parse_tie,
+)
 
 # The form's fields and groups come from RunConfig's declarations (seqcopy.settings); cell and
 # seed are asked for as a grid (several cells, a list of seeds) above the groups.
@@ -23,52 +21,19 @@ GROUPS: dict[str, list[str]] = {}
 for _name in FIELDS:
     GROUPS.setdefault(SETTINGS[_name].group, []).append(_name)
 
-GRID_FIELDS = {
-    "cells": ("Cells", "one run per cell and seed is queued"),
-    "seeds": ("Seeds", "comma-separated seeds or ranges, e.g. 0, 1, 2 or 0-4"),
-    "grid": ("Grid", "cells × seeds × every swept setting"),
-    "sweep_name": ("Sweep name", "shown on Runs and Compare; empty: made from the grid"),
-}
-
-
 def help_for(name: str) -> str:
-    return GRID_FIELDS[name][1] if name in GRID_FIELDS else SETTINGS[name].help
+    return GRID_OPTIONS[name][1] if name in GRID_OPTIONS else SETTINGS[name].help
 
 
 def label_for(name: str) -> str:
     if name.startswith("sweep_") and name[len("sweep_"):].isdigit():
         return f"Sweep, row {int(name[len('sweep_'):]) + 1}"
-    return GRID_FIELDS[name][0] if name in GRID_FIELDS else SETTINGS[name].label
+    return GRID_OPTIONS[name][0] if name in GRID_OPTIONS else SETTINGS[name].label
 
 
 def form_values(config: RunConfig) -> dict:
     """The form's values for a config (the widgets' initial state, or a preset)."""
     return {name: getattr(config, name) for name in FIELDS}
-
-
-def parse_seeds(text: str) -> list[int]:
-    """'0, 1, 5-7' → [0, 1, 5, 6, 7]; ValueError with one line for anything else."""
-    seeds: list[int] = []
-    for part in str(text).replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        span = _RANGE.fullmatch(part)
-        if span:
-            low, high = int(span[1]), int(span[2])
-            if high < low:
-                raise ValueError(f"the range {part} runs backwards")
-            if high - low >= MAX_SEEDS:
-                raise ValueError(f"the range {part} holds more than {MAX_SEEDS} seeds")
-            seeds.extend(range(low, high + 1))
-            continue
-        try:
-            seeds.append(int(part))
-        except ValueError:
-            raise ValueError(f"{part!r} is not a seed or a range like 0-4") from None
-    if not seeds:
-        raise ValueError("give at least one seed, e.g. 0 or 0, 1, 2")
-    return list(dict.fromkeys(seeds))  # drop repeats, keep order
 
 
 @dataclass(frozen=True)
@@ -109,6 +74,7 @@ class FormResult:
     errors: dict[str, str]  # field (or cells, seeds, sweep_<row>, grid) → message; empty when all valid
     grid: Grid | None = None  # what the configs expand, for its size and the sweep record
     name: str = ""  # the sweep's name: the one given, or one made from the grid
+    is_sweep: bool = False  # recorded as one sweep (Grid.is_sweep)
 
     @property
     def swept(self) -> dict[str, str]:
@@ -159,6 +125,7 @@ def build_configs(values: Mapping, cells: Iterable[str], seeds_text: str, rows: 
     except SweepError as error:
         errors["grid"] = str(error)
         grid = Grid(base, tuple(cells or ["lstm"]), tuple(seeds[:1] or [0]))
+    is_sweep = grid.is_sweep(name_given=bool(name.strip()))
     name = name.strip() or grid.default_name()
     problem = SETTINGS["tag"].problem(name)  # a sweep's name follows a tag's rules
     if problem:
@@ -168,7 +135,7 @@ def build_configs(values: Mapping, cells: Iterable[str], seeds_text: str, rows: 
     errors |= {field: message for field, message in grid_errors(configs).items() if field not in errors}
     if errors:
         return FormResult(configs=[], errors=errors, grid=grid, name=name)
-    return FormResult(configs=configs, errors={}, grid=grid, name=name)
+    return FormResult(configs=configs, errors={}, grid=grid, name=name, is_sweep=is_sweep)
 
 
 def preset_sweep(preset: Preset) -> tuple[list[SweepRow], FormTies]:

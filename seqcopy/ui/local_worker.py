@@ -1,4 +1,4 @@
-"""The dashboard's own worker: ``python -m seqcopy worker`` that also stops when its app is gone.
+"""The dashboard's own worker: ``seqcopy worker`` that also stops when its app is gone.
 
 The app starts one of these per server process (``state.ensure_local_worker``). It is the
 ordinary :class:`seqcopy.worker.Worker`; the only addition is a thread that watches the app's
