@@ -33,11 +33,6 @@ class CopyModel(nn.Module):
         outputs, state = self.recurrent(self.embedding(x), state)
         return self.decoder(outputs), state
 
-    def forward_with_hidden(self, x: Tensor, state: State | None = None):
-        """Like ``forward`` but also returns the (B, T, H) hidden states, for the playground."""
-        outputs, state = self.recurrent(self.embedding(x), state)
-        return self.decoder(outputs), outputs, state
-
 
 def detach_state(state: State) -> State:
     """Cut the graph between chunks (truncated back-propagation)."""

@@ -85,10 +85,10 @@ def copy_frontier(config: RunConfig, epochs: list[dict]) -> int | None:
 def settings_line(configs: list[RunConfig]) -> str:
     """The settings a group's runs share, as flags where they differ from the defaults."""
     defaults = RunConfig().to_dict()
-    dicts = [c.to_dict() for c in configs]
-    varied = sorted(k for k in dicts[0] if k not in NOT_SETTINGS and any(d[k] != dicts[0][k] for d in dicts))
-    shared = {k: v for k, v in dicts[0].items() if k not in NOT_SETTINGS and k not in varied}
-    shown = {k: ("varies" if k in varied else v) for k, v in dicts[0].items()}
+    first = configs[0].to_dict()
+    varied = sorted(varied_keys(configs, ignore=NOT_SETTINGS))
+    shared = {k: v for k, v in first.items() if k not in NOT_SETTINGS and k not in varied}
+    shown = {k: ("varies" if k in varied else v) for k, v in first.items()}
     parts = [
         f"K={shown['train_seq_len']}, N={shown['train_output_len']}, P={shown['padding']}, "
         f"hidden {shown['hidden_size']}, lr {shown['lr']}, batch {shown['batch_size']}, "
@@ -194,8 +194,8 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
     if runs:
         lines += [settings_line([r.config for r in runs]), ""]
         # Settings tied to ``by`` vary with it; what matters is a row averaging different configurations.
-        within = {k for members in rows.values() for k in varied_keys([r.config for r in members])}
-        mixed = [k for k in SETTINGS if k in within and k not in NOT_SETTINGS]
+        within = {k for members in rows.values() for k in varied_keys([r.config for r in members], ignore=NOT_SETTINGS)}
+        mixed = [k for k in SETTINGS if k in within]
         if mixed:
             lines += [f"Each row also mixes runs that differ in {', '.join(mixed)}: filter with --tags or --sweep.", ""]
         spread = f"± {ERROR_SHORT[error]}"

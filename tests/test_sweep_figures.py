@@ -4,6 +4,7 @@ every varied setting."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 
@@ -188,3 +189,17 @@ def test_sweep_labels_the_url_and_the_settings_a_point_mixes():
     runs.append(run(99, runs[0].config.replace(hidden_size=64), 0.5))
     assert mixed_settings(runs, "train_seq_len", "cell") == ["hidden_size"]
     assert isinstance(settings_frame(runs, "train_seq_len", "cell"), pd.DataFrame)
+
+
+def test_a_point_mixes_only_what_its_line_does_not_separate():
+    """Lines by cell keep the two multiplicative forms apart (as cell_label names them), and
+    lines by tag follow the tag as edited on Runs: within a point neither counts as mixed."""
+    forms = [run(i, RunConfig(cell="mlstm", mult_form=form, hidden_size=hidden), 0.5)
+             for i, (form, hidden) in enumerate([("krause", 8), ("input", 8), ("krause", 16), ("input", 16)], 1)]
+    assert mixed_settings(forms, "hidden_size", "cell") == []
+    assert set(settings_frame(forms, "hidden_size", "cell")["group"]) == {"mlstm", "mlstm (input form)"}
+    assert mixed_settings(forms, "hidden_size", None) == ["mult_form"]  # one line of all runs: mixed indeed
+    # Submitted as 'a' and 'b', both tagged 'x' since: one line, whose point mixes two learning rates.
+    tagged = [dataclasses.replace(run(i, RunConfig(tag=tag, lr=lr), 0.5), tag="x")
+              for i, (tag, lr) in enumerate([("a", 0.1), ("b", 0.01)], 1)]
+    assert mixed_settings(tagged, "hidden_size", "tag") == ["lr"]

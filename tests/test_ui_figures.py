@@ -11,9 +11,10 @@ import torch
 from seqcopy.checkpoint import build_model
 from seqcopy.config import RunConfig
 from seqcopy.presets import PRESETS
+from seqcopy.store import RunInfo
+from seqcopy.sweeps import parse_seeds
 from seqcopy.ui import figures, frames
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration, predicted_epoch_seconds
-from seqcopy.sweeps import parse_seeds
 from seqcopy.ui.launch_form import build_configs, form_values
 from seqcopy.ui.playground import max_sequence_length, run_copy
 from seqcopy.vocab import CHANCE_LEVEL, InvalidSequence
@@ -137,6 +138,21 @@ def test_smoothing_is_an_ema_within_each_run():
     assert smoothed[smoothed.run_id == 2]["test_loss"].iloc[0] == 1.0  # not mixed with run 1
 
 
+def test_compares_group_line_and_the_runs_table_sweep_column():
+    def info(run_id, config, tag="", sweep_id=None):
+        return RunInfo(id=run_id, config=config, status="completed", tag=tag, created_at=0.0, started_at=0.0,
+                       finished_at=1.0, worker_id=None, heartbeat_at=None, cancel_requested=False, error=None,
+                       epochs_done=1, epochs_total=1, batch_done=0, batch_total=1, latest={}, sweep_id=sweep_id)
+
+    runs = [info(1, RunConfig(cell="lstm", seed=0)), info(2, RunConfig(cell="lstm", seed=1, lr=0.01), sweep_id=4),
+            info(3, RunConfig(cell="gru", tag="*old*"), tag="[new]")]
+    assert frames.group_summary(runs, "cell") == ("gru: a single seed, so no band · "
+                                                  "lstm: 2 seed(s) — mixes runs that differ in lr")
+    assert frames.group_summary(runs, "tag") == (r"\(no tag\): 2 seed(s) — mixes runs that differ in lr · "
+                                                 r"\[new\]: a single seed, so no band")  # the tag as edited, escaped
+    assert frames.runs_frame(runs)["sweep"].tolist()[1] == 4
+
+
 def test_config_diff_shows_only_the_keys_that_differ():
     diff = frames.config_diff({1: RunConfig(), 2: RunConfig(cell="gru", seed=3), 3: RunConfig(seed=3)})
     assert list(diff.index) == ["cell", "seed"]
@@ -166,7 +182,7 @@ def test_the_playground_pass_lays_out_the_sequence_like_training():
     assert trace.copy_start == 5
     assert trace.probabilities.shape == (11, 8)
     np.testing.assert_allclose(trace.probabilities.sum(axis=0), 1.0, rtol=1e-5)
-    assert trace.hidden.shape == (8, 8)
+    assert trace.states["h"].shape == (8, 8)
     assert list(trace.copied["target"]) == list("axc")
     assert trace.copied["right"].tolist() == [o == t for o, t in zip(trace.copied["output"], "axc")]
 

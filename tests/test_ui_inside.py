@@ -17,7 +17,8 @@ from seqcopy.checkpoint import build_model
 from seqcopy.config import RunConfig
 from seqcopy.ui import inside, warmup
 from seqcopy.ui.playground import (
-    as_plain_text, changed_positions, copies_frame, edit_sequence, position_from_selection, run_copy, suggest_partner,
+    changed_positions, copies_frame, edit_sequence, play_tick, play_toggled, position_from_selection, run_copy,
+    suggest_partner,
 )
 from seqcopy.ui.saliency import MAX_SALIENCY_LETTERS, MEASURES, gradient_saliency, replacement_saliency
 from seqcopy.vocab import InvalidSequence
@@ -115,9 +116,10 @@ def test_the_playground_pass_equals_the_models_own_forward(name, form):
     inputs = torch.tensor([[0, 1, 2, 3, 9, 9, 10, 10, 10, 10]])
     with torch.no_grad():
         model.recurrent.fused = False  # the reference path, no compiled kernel
-        logits, hidden, _ = model.forward_with_hidden(inputs)
+        hidden, _ = model.recurrent(model.embedding(inputs))
+        logits = model.decoder(hidden)
     np.testing.assert_allclose(trace.probabilities.to_numpy().T, torch.softmax(logits[0], -1).numpy(), atol=1e-6)
-    np.testing.assert_allclose(trace.hidden.to_numpy().T, hidden[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(trace.states["h"].to_numpy().T, hidden[0].numpy(), atol=1e-6)
     assert trace.phases == ["reading"] * 4 + ["delimiter"] * 2 + ["copying"] * 4
 
 
@@ -276,9 +278,9 @@ def test_the_state_trajectory_is_the_first_two_principal_components():
 
 # ----------------------------------------------------------------------------- side by side, text
 def test_the_partner_model_is_another_cell_of_the_same_sweep():
-    class Run:
+    class Run:  # submitted untagged; the tag as edited on Runs is the one that counts
         def __init__(self, id, cell, k=4, tag=""):
-            self.id, self.config = id, RunConfig(cell=cell, train_seq_len=k, train_output_len=min(k, 4), tag=tag)
+            self.id, self.tag, self.config = id, tag, RunConfig(cell=cell, train_seq_len=k, train_output_len=min(k, 4))
 
     runs = [Run(1, "lstm", tag="a"), Run(2, "lstm", tag="a"), Run(3, "gru", k=8, tag="a"), Run(4, "gru"), Run(5, "mlstm", tag="a")]
     assert suggest_partner(runs, runs[0]) == 4  # mlstm, same tag and lengths
@@ -287,9 +289,21 @@ def test_the_partner_model_is_another_cell_of_the_same_sweep():
     assert suggest_partner(runs[:1], runs[0]) is None
 
 
-def test_user_text_is_escaped_for_markdown():
-    assert as_plain_text("**bold** $x$ :red[no] <b>") == r"\*\*bold\*\* \$x\$ \:red\[no\] \<b\>"
-    assert as_plain_text("plain words, 'quoted'; 50% = ok?") == "plain words, 'quoted'; 50% = ok?"
+def test_playing_steps_through_and_stops_at_the_end():
+    assert play_toggled(False, 3, 10) == (True, 3) and play_toggled(True, 3, 10) == (False, 3)
+    assert play_toggled(False, 9, 10) == (True, 0)  # at the end: play again from the start
+    assert play_tick(3, 10) == (4, True) and play_tick(8, 10) == (9, False) and play_tick(9, 10) == (9, False)
+
+
+def test_a_pass_orders_its_units_and_sums_up_its_phases_once():
+    config = RunConfig(cell="lstm", hidden_size=6, embedding_size=3, padding=2, train_seq_len=4, train_output_len=4)
+    torch.manual_seed(1)
+    trace = run_copy(build_model(config).eval(), config, "axcr")
+    assert trace.ordering == "c"
+    for by in inside.UNIT_ORDERS:
+        assert trace.unit_orders[by] == inside.unit_order(trace.states["c"], 4, by)
+    assert trace.phase_summary == inside.summary_line(inside.phase_means(trace.states, trace.phases))
+    assert trace.unit_orders is trace.unit_orders and trace.phase_summary is trace.phase_summary  # kept, not redone
 
 
 def test_the_warm_up_imports_the_playground_once_in_the_background():

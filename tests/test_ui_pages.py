@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import ui_store
 from seqcopy.store import Store
 from seqcopy.ui.launch_form import label_for
-from seqcopy.ui.playground import as_plain_text
+from seqcopy.ui import escape
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]
@@ -226,6 +226,23 @@ def test_the_queue_cancels_a_queued_run(empty_db):
     assert store.get_run(run_id).status == "cancelled"
 
 
+def test_cancel_while_the_database_is_down_is_one_message_not_a_traceback(empty_db, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    store = Store(empty_db)
+    run_id = store.submit(ui_store.TINY)
+    at = open_page("views/launch.py")
+
+    def gone(self, run_id):
+        raise OperationalError("UPDATE runs", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(Store, "request_cancel", gone)
+    at.button(key=f"cancel_{run_id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [str(e.value)[:35] for e in at.error] == ["The runs database does not answer: "]
+    assert store.get_run(run_id).status == "queued"
+
+
 # ----------------------------------------------------------------------------- playground
 def playground(query=None) -> AppTest:
     at = open_page("views/playground.py", query)
@@ -240,7 +257,7 @@ def test_the_playground_refuses_bad_text(filled_db, text, message):
     at = playground()
     at.text_input(key="play_text").set_value(text).run()
     assert not at.exception
-    assert as_plain_text(message) in texts(at.error)  # shown as text, not markdown
+    assert escape.markdown(message) in texts(at.error)  # shown as text, not markdown
     assert not at.get("plotly_chart")
 
 

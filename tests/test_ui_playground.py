@@ -14,7 +14,7 @@ from copiers import shift_register
 from seqcopy import checkpoint
 from seqcopy.cells import CELL_NAMES
 from seqcopy.store import Store
-from seqcopy.ui.playground import as_plain_text
+from seqcopy.ui import escape
 from test_ui_pages import open_page, texts
 
 COPIER_TAG = "hand-built copier"
@@ -161,6 +161,26 @@ def test_two_models_side_by_side_each_marked(cells_db):
     assert grid["data"][0]["y"][0] == "should write" and len(grid["data"][0]["y"]) == 3
 
 
+def test_side_by_side_names_a_run_by_its_edited_tag_shown_as_text(tmp_path, monkeypatch):
+    """The tag edited on Runs, not the one submitted; escaped as every page escapes user text, so
+    a tag that looks like a web address does not become a link."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    store = Store(url)
+    lstm = ui_store.add_run(store, ui_store.TINY.replace(cell="lstm", tag="sweep"), "completed")
+    gru = ui_store.add_run(store, ui_store.TINY.replace(cell="gru", tag="sweep"), "completed")
+    for run_id in (lstm, gru):
+        store.set_tag(run_id, "www.evil.example *now*")
+    store.close()
+    monkeypatch.setenv("SEQCOPY_DB", url)
+    monkeypatch.setenv("SEQCOPY_WORKER", "external")
+    at = open_view(playground_on(lstm), "Side by side")
+    partner = at.selectbox(key=f"side_run_{lstm}")
+    assert partner.options[partner.index].startswith(f"#{gru} gru") and "www.evil.example *now*" in partner.options[partner.index]
+    headers = texts(at.markdown)
+    assert escape.markdown("www.evil.example *now*") in headers and "www\u2060" in headers
+    assert "www.evil.example" not in headers and " · sweep" not in headers
+
+
 def test_the_state_trajectory_of_h_and_c(cells_db):
     at = open_view(playground_on(cells_db["lstm"]), "State trajectory")
     spec = figure(at, "play_pca")
@@ -173,5 +193,5 @@ def test_the_state_trajectory_of_h_and_c(cells_db):
 def test_errors_show_user_text_as_text_not_markdown(cells_db):
     at = playground_on(cells_db["gru"], "a*b_[x](y)")
     message = texts(at.error)
-    assert as_plain_text("not '(', ')', '*', '[', ']', '_'") in message
+    assert escape.markdown("not '(', ')', '*', '[', ']', '_'") in message
     assert not at.get("plotly_chart")

@@ -13,7 +13,7 @@ from seqcopy.spread import DEFAULT_ERROR, ERROR_KINDS
 from seqcopy.ui import escape, state
 from seqcopy.ui.figures import seed_band_figure
 from seqcopy.ui.frames import (
-    FINAL_METRICS, differing_keys, epochs_frame, final_metrics_table, group_of, results_frame, runs_frame,
+    FINAL_METRICS, epochs_frame, final_metrics_table, group_of, group_summary, results_frame, runs_frame,
 )
 from seqcopy.ui.sweep_figures import convergence_figure, metric_vs_setting_figure, parallel_coordinates_figure
 from seqcopy.ui.sweep_frames import (
@@ -74,22 +74,12 @@ if len(chosen) > MAX_COMPARED:
     st.caption(f"{len(chosen)} runs match; comparing the {MAX_COMPARED} most recent. Narrow the filters to choose others.")
     chosen = chosen[:MAX_COMPARED]
 infos = {run.id: run for run in chosen}
-groups = {}
-for run in chosen:
-    groups.setdefault(group_of(run, group_key), []).append(run)
-
-summary = []
-for name, members in sorted(groups.items()):
-    mixed = differing_keys([m.config for m in members], ignore=("seed", "tag", group_key))
-    shown = escape.markdown(name or "(no tag)")
-    note = f"{shown}: {len(members)} seed(s)" if len(members) > 1 else f"{shown}: a single seed, so no band"
-    if mixed:
-        note += f" — mixes runs that differ in {', '.join(mixed)}"
-    summary.append(note)
-st.caption(" · ".join(summary))
+ids = tuple(sorted(infos))
+st.caption(group_summary(chosen, group_key))
 
 show_seeds = st.toggle("Show each seed as a thin line", value=True, key="compare_seeds")
-epochs = epochs_frame(state.epochs(state.url(), tuple(sorted(infos))), infos)
+epoch_rows = state.epochs(state.url(), ids)  # read once: the curves and the convergence figure
+epochs = epochs_frame(epoch_rows, infos)
 if epochs.empty:
     st.info("The matching runs have no recorded epochs yet.")
 else:
@@ -112,7 +102,7 @@ st.dataframe(final_metrics_table(table, error=error).rename(columns={"group": gr
 st.caption(f"Each cell: mean ± {ERROR_KINDS[error]} across the group's n seeds, from each run's last epoch.")
 
 
-def render_against_a_setting(runs: list, error: str) -> None:
+def render_against_a_setting(runs: list, epoch_rows: list[dict], error: str) -> None:
     """A final metric and the speed of convergence against a varied setting; parallel
     coordinates across all of them."""
     st.subheader("Against a setting")
@@ -130,7 +120,7 @@ def render_against_a_setting(runs: list, error: str) -> None:
     log_x = controls[3].toggle("Log x", value=True, key="compare_log_x",
                                help="a logarithmic x axis where the values span a decade (largest ≥ 10 × smallest)")
     lines = None if group_key == x else group_key
-    data = settings_frame(runs, x, lines)
+    data = settings_frame(runs, x, lines, keys=choices)  # the parallel coordinates' columns too
     st.plotly_chart(metric_vs_setting_figure(data, y, x, error=error, style=style, log_x=log_x),
                     width="stretch", key="compare_vs_setting")
     mixed = mixed_settings(runs, x, lines)
@@ -143,7 +133,7 @@ def render_against_a_setting(runs: list, error: str) -> None:
     threshold = speed[0].slider("Copy accuracy to reach", 0.2, 1.0, 0.9, 0.01, key="compare_threshold",
                                 help="test copy accuracy; a run's first epoch at or above it counts")
     measure = speed[1].radio("Measured in", ["epochs", "minutes"], horizontal=True, key="compare_measure")
-    reached = convergence_frame(data, epochs_by_run(state.epochs(state.url(), tuple(sorted(r.id for r in runs)))), threshold)
+    reached = convergence_frame(data, epochs_by_run(epoch_rows), threshold)
     st.plotly_chart(convergence_figure(reached, x, threshold, measure, error=error, log_x=log_x),
                     width="stretch", key="compare_convergence")
     missing = int((~reached["reached"]).sum())
@@ -151,15 +141,14 @@ def render_against_a_setting(runs: list, error: str) -> None:
                if missing else f"Every run reached {threshold:.0%}.")
 
     if len(choices) >= 2:
-        st.plotly_chart(parallel_coordinates_figure(settings_frame(runs, x, lines, keys=choices), choices, y),
+        st.plotly_chart(parallel_coordinates_figure(data, choices, y),
                         width="stretch", key="compare_parallel")
         st.caption("Drag along an axis to pick out a range of runs.")
 
 
-render_against_a_setting(chosen, error)
+render_against_a_setting(chosen, epoch_rows, error)
 
 st.subheader("Where copying breaks down")
-ids = tuple(sorted(infos))
 positions = results_frame(state.position_results(state.url(), ids), infos, group_key)
 lengths = results_frame(state.length_results(state.url(), ids), infos, group_key)
 for drawn in (positions, lengths):  # group names become legend entries: plotly draws HTML-like tags

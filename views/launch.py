@@ -214,11 +214,14 @@ def render_summary(result) -> None:
 
 
 def cancel(run_id: int) -> None:
+    """Called in the queue's own run, not as a button's callback: Streamlit runs callbacks before
+    the page, outside :func:`state.outage_safe`, so a database outage there was a traceback."""
     try:
         state.get_store().request_cancel(run_id)
     except UnknownRun:
         pass  # deleted meanwhile: nothing left to cancel
     state.clear_reads()
+    st.rerun()  # the whole page: the queue and the summary read the change
 
 
 MAX_SHOWN = 25
@@ -277,8 +280,9 @@ def render_queue() -> None:
             else:
                 batches.caption(f"queued at {time.strftime('%H:%M:%S', time.localtime(run.created_at))}"
                                 f" · {escape.markdown(reasons[run.id])}")
-            action.button("Cancel", key=f"cancel_{run.id}", on_click=cancel, args=(run.id,),
-                          disabled=run.cancel_requested, help="queued: removed at once; running: stops at the next batch")
+            if action.button("Cancel", key=f"cancel_{run.id}", disabled=run.cancel_requested,
+                             help="queued: removed at once; running: stops at the next batch"):
+                cancel(run.id)
     if len(active) > MAX_SHOWN:
         st.caption(f"… and {len(active) - MAX_SHOWN} more (see the Runs page, filtered by status).")
 

@@ -9,11 +9,11 @@ import streamlit as st
 
 from seqcopy.checkpoint import CheckpointError
 from seqcopy.config import cell_label
-from seqcopy.ui import state
-from seqcopy.ui.inside import QUANTITIES, UNIT_ORDERS, UntraceableCell, phase_means, pick_units, summary_line, unit_order
+from seqcopy.ui import escape, state
+from seqcopy.ui.inside import DEFAULT_DRAWN, QUANTITIES, UNIT_ORDERS, UntraceableCell, pick_units
 from seqcopy.ui.playground import (
-    MAX_EXTRA_DELIMITERS, as_plain_text, changed_positions, copies_frame, edit_sequence, marked_copy,
-    max_sequence_length, position_from_selection, random_sequence, run_copy, suggest_partner, trajectory_frame,
+    MAX_EXTRA_DELIMITERS, changed_positions, copies_frame, edit_sequence, marked_copy, max_sequence_length,
+    play_tick, play_toggled, position_from_selection, random_sequence, run_copy, suggest_partner, trajectory_frame,
 )
 from seqcopy.ui.playground_figures import (
     copy_grid_figure, input_row_figure, inside_figure, right_probability_figure, saliency_figure, trajectory_figure,
@@ -25,10 +25,11 @@ MAX_UNITS_SHOWN = 128  # units drawn per heatmap; more makes an unreadable pictu
 DEFAULT_UNITS_SHOWN = 32
 PLAY_INTERVAL_S = 0.6
 VIEWS = ["Step by step", "Which input each output reads", "What if", "Side by side", "State trajectory"]
-DEFAULT_DRAWN = {"rnn": ["h"], "lstm": ["f", "c", "h"], "gru": ["z", "h"], "mlstm": ["m", "f", "c", "h"], "mgru": ["m", "z", "h"]}
 
 
-@st.cache_data(max_entries=16, show_spinner=False)  # a 500-letter pass of a 256-unit mLSTM holds ~7 MB
+# A resource, not data: a 500-letter pass of a 256-unit mLSTM holds ~7 MB, which st.cache_data would
+# unpickle on every rerun (every play tick); the trace is never changed, so one object is shared.
+@st.cache_resource(max_entries=16, show_spinner=False)
 def copy_pass(database: str, run_id: int, finished_at, text: str, extra_delimiters: int = 0):
     """The run's model over ``text``, cached: every view of the page reads the same pass."""
     model, config = state.model_for(database, run_id, finished_at)
@@ -47,17 +48,15 @@ def set_random(length: int) -> None:
 
 
 def toggle_play(steps: int) -> None:
-    playing = not st.session_state.get("play_on", False)
-    if playing and st.session_state.get("play_step", 0) >= steps - 1:
-        st.session_state["play_step"] = 0  # at the end: play from the start
-    st.session_state["play_on"] = playing
+    st.session_state["play_on"], st.session_state["play_step"] = play_toggled(
+        st.session_state.get("play_on", False), st.session_state.get("play_step", 0), steps)
 
 
 def describe(run) -> str:
     copy = run.latest.get("test_copy_acc")
     score = f" · test copy acc {copy:.3f}" if copy is not None else ""
     stopped = " · cancelled early" if run.status == "cancelled" else ""
-    tag = f" · {run.config.tag}" if run.config.tag else ""
+    tag = f" · {run.tag}" if run.tag else ""  # as edited on Runs
     return f"#{run.id} {cell_label(run.config)} · seed {run.config.seed} · K={run.config.train_seq_len}{tag}{score}{stopped}"
 
 
@@ -74,8 +73,7 @@ def inside_controls(trace, cell: str) -> dict:
     order_column, units_column = st.columns([1, 2])
     order_by = order_column.selectbox("Order units by", UNIT_ORDERS, key="play_order",
                                       help="sorting by the value at the end of reading puts the units that stored something together")
-    ordering = "c" if "c" in trace.states else "h"
-    order = unit_order(trace.states[ordering], len(trace.sequence), order_by)
+    order = trace.unit_orders[order_by]  # computed once per pass, not at every tick
     hidden = len(order)
     first, last = 1, hidden
     if hidden > DEFAULT_UNITS_SHOWN:
@@ -85,7 +83,7 @@ def inside_controls(trace, cell: str) -> dict:
         )
         last = min(last, first + MAX_UNITS_SHOWN - 1)
     else:
-        units_column.caption(f"All {hidden} units, ordered by {order_by} of {ordering}.")
+        units_column.caption(f"All {hidden} units, ordered by {order_by} of {trace.ordering}.")
     return pick_units(trace.states, drawn, order, first, last)
 
 
@@ -94,11 +92,9 @@ def stepper(trace, cell: str) -> None:
     last = trace.steps - 1
     finished = False
     if st.session_state.get("play_on"):
-        step = min(st.session_state.get("play_step", 0) + 1, last)
-        st.session_state["play_step"] = step
-        if step == last:
-            st.session_state["play_on"] = False
-            finished = True
+        st.session_state["play_step"], playing = play_tick(st.session_state.get("play_step", 0), trace.steps)
+        st.session_state["play_on"] = playing
+        finished = not playing
     if st.session_state.get("play_step", 0) > last:
         st.session_state["play_step"] = last
     step = st.slider("Step", 0, last, key="play_step", help="drag to walk through the sequence one time step at a time")
@@ -111,7 +107,7 @@ def stepper(trace, cell: str) -> None:
     else:
         columns[3].metric("Phase", trace.phases[step])
     states = inside_controls(trace, cell)
-    st.caption(summary_line(phase_means(trace.states, trace.phases)))
+    st.caption(trace.phase_summary)
     st.plotly_chart(inside_figure(states, trace.inputs, len(trace.sequence), trace.padding, step=step,
                                   probabilities=trace.probabilities),
                     width="stretch", key="play_inside")
@@ -209,11 +205,11 @@ def side_by_side(run, trace, usable) -> None:
     partner = by_id[partner_id]
     traces, columns = {}, st.columns(2)
     for column, shown in zip(columns, (run, partner)):
-        column.markdown(f"**{as_plain_text(describe(shown))}**")
+        column.markdown(f"**{escape.markdown(describe(shown))}**")
         try:
             copy = copy_pass(state.url(), shown.id, shown.finished_at, trace.sequence)
         except (InvalidSequence, UntraceableCell, CheckpointError) as error:
-            column.error(as_plain_text(str(error)))
+            column.error(escape.markdown(error))
             continue
         traces[f"#{shown.id} {cell_label(shown.config)}"] = copy
         right = int(copy.copied["right"].sum())
@@ -255,7 +251,7 @@ run = st.selectbox("Model", usable, format_func=describe, key="play_run",
 try:
     model, config = state.model_for(state.url(), run.id, run.finished_at)
 except CheckpointError as error:
-    st.error(as_plain_text(f"Run {run.id}'s checkpoint cannot be loaded: {error}"))
+    st.error(escape.markdown(f"Run {run.id}'s checkpoint cannot be loaded: {error}"))
     st.stop()
 
 limit = max_sequence_length(config)
@@ -274,7 +270,7 @@ long_column.button(f"Random, {longer} letters", on_click=set_random, args=(longe
 try:
     trace = copy_pass(state.url(), run.id, run.finished_at, text)
 except (InvalidSequence, UntraceableCell) as error:
-    st.error(as_plain_text(str(error)))
+    st.error(escape.markdown(error))
     st.stop()
 if len(trace.sequence) > config.train_seq_len:
     st.warning(f"{len(trace.sequence)} letters is longer than the {config.train_seq_len} it was trained on: "

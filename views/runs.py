@@ -89,8 +89,8 @@ def render_table(frame: pd.DataFrame, selected: list[int], sweeps: dict[int, str
 @state.outage_safe
 def render_curves(run_ids: list[int]) -> None:
     """The curves of the selected runs; a fragment that refreshes while any of them runs."""
-    database = state.url()
-    infos = {run.id: run for run in state.runs(database) if run.id in set(run_ids)}
+    database, wanted = state.url(), set(run_ids)
+    infos = {run.id: run for run in state.runs(database) if run.id in wanted}
     frame = epochs_frame(state.epochs(database, tuple(run_ids)), infos)
     running = {i for i, run in infos.items() if run.status in ("running", "queued")}
     was_running = st.session_state.get("runs_curves_running", set())
@@ -120,8 +120,8 @@ def metrics_csv(store, run_ids: list[int]) -> str:
 
 
 def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
-    store = state.get_store()
-    infos = {run.id: run for run in state.runs(state.url()) if run.id in set(run_ids)}
+    store, wanted = state.get_store(), set(run_ids)
+    infos = {run.id: run for run in state.runs(state.url()) if run.id in wanted}
     diff_tab, export_tab, manage_tab = st.tabs(["Config diff", "Downloads", "Tag and delete"])
     with diff_tab:
         configs = {i: infos[i].config for i in run_ids if i in infos}
@@ -197,7 +197,6 @@ st.title("Runs")
 all_runs = state.runs_or_stop("No runs yet. Queue some on the Launch page; they appear here as soon as they are queued.")
 
 frame = runs_frame(all_runs, now=time.time())
-frame["sweep"] = [run.sweep_id for run in all_runs]  # runs_frame keeps the runs' order
 selected = selection_from_url(set(frame["id"]))
 chosen = render_table(frame, selected, sweep_labels(state.sweeps(state.url()), all_runs))
 if chosen != selected:
@@ -217,6 +216,7 @@ controls[1].radio("x-axis", ["epoch", "minutes"], key="runs_x", horizontal=True,
                   format_func=lambda v: "epoch" if v == "epoch" else "wall time (min)")
 controls[2].toggle("log-scale loss", key="runs_log")
 plotted = chosen[:MAX_PLOTTED]
-live = any(run.status in ("running", "queued") for run in all_runs if run.id in set(plotted))
+shown_ids = set(plotted)
+live = any(run.status in ("running", "queued") for run in all_runs if run.id in shown_ids)
 st.fragment(render_curves, run_every=state.LIVE_REFRESH_S if live else None)(plotted)
 render_details(chosen, frame)

@@ -5,7 +5,6 @@ Everything here is a pure function of plain data so it can be tested without a d
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -15,11 +14,13 @@ from ..config import RunConfig, cell_label
 from ..schema import EPOCH_METRICS
 from ..spread import DEFAULT_ERROR, format_summary
 from ..store import RunInfo
+from ..sweeps import varied_keys
 from ..text import parse_id, shorten
+from . import escape
 
 RUN_COLUMNS = [
     "id", "cell", "seed", "status", "progress", "epochs_done", "epochs_total", "test_copy_acc",
-    "test_acc", "test_seq_acc", "test_loss", "train_loss", "tag", "created", "duration_s", "error",
+    "test_acc", "test_seq_acc", "test_loss", "train_loss", "tag", "sweep", "created", "duration_s", "error",
 ]
 EPOCH_COLUMNS = ["run_id", "epoch", "wall_time", "stage_output_len", "stage_seq_len", *EPOCH_METRICS]
 
@@ -40,7 +41,7 @@ def runs_frame(runs: Sequence[RunInfo], now: float | None = None) -> pd.DataFram
             "progress": run.epochs_done / max(run.epochs_total, 1),
             "epochs_done": run.epochs_done, "epochs_total": run.epochs_total,
             **{name: run.latest.get(name) for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss")},
-            "tag": run.tag, "created": pd.Timestamp.fromtimestamp(run.created_at),  # server-local, as on Launch
+            "tag": run.tag, "sweep": run.sweep_id, "created": pd.Timestamp.fromtimestamp(run.created_at),  # server-local, as on Launch
             "duration_s": duration, "error": (run.error or "").splitlines()[0] if run.error else "",
         })
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -104,29 +105,13 @@ def stage_changes(frame: pd.DataFrame) -> pd.DataFrame:
     return changed[["run_id", "epoch", "stage_output_len", "label", "minutes"]].reset_index(drop=True)
 
 
-def _values(config: RunConfig) -> dict:
-    """The config's fields by name: RunConfig.to_dict without asdict's deep copy (6× faster,
-    and Compare asks for 200 configs several times a render)."""
-    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
-
-
 def config_diff(configs: Mapping[int, RunConfig]) -> pd.DataFrame:
     """Keys whose values differ between the configs, one column per run ('run 3', …)."""
     if len(configs) < 2:
         return pd.DataFrame()
-    dicts = {f"run {run_id}": _values(config) for run_id, config in configs.items()}
-    keys = list(next(iter(dicts.values())))
-    differing = [key for key in keys if len({repr(d.get(key)) for d in dicts.values()}) > 1]
-    return pd.DataFrame({name: [str(d.get(key)) for key in differing] for name, d in dicts.items()}, index=differing)
-
-
-def differing_keys(configs: Iterable[RunConfig], ignore: Iterable[str] = ("seed", "tag")) -> list[str]:
-    """Config keys (besides ``ignore``) that are not the same in all ``configs``."""
-    dicts = [_values(config) for config in configs]
-    if not dicts:
-        return []
-    skip = set(ignore)
-    return [key for key in dicts[0] if key not in skip and len({repr(d[key]) for d in dicts}) > 1]
+    differing = varied_keys(list(configs.values()))
+    return pd.DataFrame({f"run {run_id}": [str(getattr(config, key)) for key in differing]
+                         for run_id, config in configs.items()}, index=differing)
 
 
 def group_of(run: RunInfo, key: str) -> str:
@@ -135,6 +120,23 @@ def group_of(run: RunInfo, key: str) -> str:
     if key == "cell":
         return cell_label(run.config)  # the two multiplicative forms are two groups
     return run.tag if key == "tag" else str(getattr(run.config, key))
+
+
+def group_summary(runs: Sequence[RunInfo], key: str) -> str:
+    """Compare's line about its groups (markdown, names escaped): each group of ``runs`` by
+    ``key`` with its number of seeds, and the settings besides the seed its runs differ in."""
+    groups: dict[str, list[RunInfo]] = {}
+    for run in runs:
+        groups.setdefault(group_of(run, key), []).append(run)
+    notes = []
+    for name, members in sorted(groups.items()):
+        shown = escape.markdown(name or "(no tag)")
+        note = f"{shown}: {len(members)} seed(s)" if len(members) > 1 else f"{shown}: a single seed, so no band"
+        mixed = varied_keys([member.config for member in members], ignore=("seed", "tag", key))
+        if mixed:
+            note += f" — mixes runs that differ in {', '.join(mixed)}"
+        notes.append(note)
+    return " · ".join(notes)
 
 
 FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "train_loss")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from ..config import RunConfig, cell_label
 from ..data import Layout, make_sequences
 from ..model import CopyModel
 from ..vocab import ALPHABET, SYMBOLS, VISIBLE_BLANK, InvalidSequence, decode, validate_symbols
-from .inside import phases, state_trajectory, trace_model
+from .inside import UNIT_ORDERS, phase_means, phases, state_trajectory, summary_line, trace_model, unit_order
 
 MAX_PLAYGROUND_LENGTH = 500  # keeps the heatmaps drawable in a browser
 MAX_EXTRA_DELIMITERS = 200  # a what-if's longer delay; bounds the pass like the length does
@@ -37,21 +38,10 @@ def random_sequence(length: int, rng: np.random.Generator) -> str:
     return "".join(ALPHABET[i] for i in rng.integers(0, len(ALPHABET), size=length))
 
 
-# Markdown's active characters, Streamlit's ($ formulas, :colour[…] and :emoji:) included; quotes,
-# commas and the like are left alone so that the text stays readable.
-_MARKDOWN_SPECIALS = {ord(ch): "\\" + ch for ch in "\\`*_{}[]()<>#+-.!|~$:&"}
-
-
-def as_plain_text(text: str) -> str:
-    """``text`` escaped so that Streamlit's markdown shows it as typed: each markdown character
-    gets a backslash (CommonMark's escape), so no emphasis, link, ``$…$`` formula, ``:red[…]``
-    or HTML can come out of a tag or an error message."""
-    return str(text).translate(_MARKDOWN_SPECIALS)
-
-
 @dataclass(frozen=True)
 class CopyTrace:
-    """One pass of the model over one sequence, step by step."""
+    """One pass of the model over one sequence, step by step. Never changed once made: the page
+    caches one per pass and shares it between reruns (and the summaries below with it)."""
 
     sequence: str  # the letters it had to copy
     inputs: list[str]  # the symbol fed at each step ('·' for a blank)
@@ -61,10 +51,6 @@ class CopyTrace:
     states: dict[str, pd.DataFrame] = field(default_factory=dict)  # name (inside.QUANTITIES) → (H units × T steps)
     copy_start: int = 0  # first step whose target is a copied symbol
     padding: int = 0  # delimiters fed between reading and copying
-
-    @property
-    def hidden(self) -> pd.DataFrame:
-        return self.states["h"]
 
     @property
     def steps(self) -> int:
@@ -92,6 +78,21 @@ class CopyTrace:
     def copy_accuracy(self) -> float:
         copied = self.copied
         return float(copied["right"].mean()) if len(copied) else 0.0
+
+    @cached_property
+    def phase_summary(self) -> str:
+        """The line under the step-by-step view (inside.summary_line): the same at every step."""
+        return summary_line(phase_means(self.states, self.phases))
+
+    @property
+    def ordering(self) -> str:
+        """The state whose units the view orders: the cell state c where there is one, else h."""
+        return "c" if "c" in self.states else "h"
+
+    @cached_property
+    def unit_orders(self) -> dict[str, list[int]]:
+        """Each way of ordering the units (inside.UNIT_ORDERS) → the order, by :attr:`ordering`."""
+        return {by: unit_order(self.states[self.ordering], len(self.sequence), by) for by in UNIT_ORDERS}
 
 
 def copy_inputs(text: str, config: RunConfig, extra_delimiters: int = 0) -> tuple[list[int], Layout, torch.Tensor, torch.Tensor]:
@@ -167,14 +168,14 @@ def marked_copy(trace: CopyTrace) -> str:
 
 def suggest_partner(candidates: Sequence, chosen) -> int | None:
     """Which run (an index into ``candidates``, RunInfo-like) to show beside ``chosen``: first one
-    of another cell with the same tag and task lengths (the same sweep), then another cell with
-    the same lengths, then any other run."""
+    of another cell with the same tag (as it is now, edited or not) and task lengths (the same
+    sweep), then another cell with the same lengths, then any other run."""
     def lengths(run):
         return (run.config.train_seq_len, run.config.padding)
 
     others = [(i, run) for i, run in enumerate(candidates) if run.id != chosen.id]
     preferences = (
-        lambda run: cell_label(run.config) != cell_label(chosen.config) and lengths(run) == lengths(chosen) and run.config.tag == chosen.config.tag,
+        lambda run: cell_label(run.config) != cell_label(chosen.config) and lengths(run) == lengths(chosen) and run.tag == chosen.tag,
         lambda run: cell_label(run.config) != cell_label(chosen.config) and lengths(run) == lengths(chosen),
         lambda run: True,
     )
@@ -183,6 +184,20 @@ def suggest_partner(candidates: Sequence, chosen) -> int | None:
             if matches(run):
                 return index
     return None
+
+
+def play_toggled(playing: bool, step: int, steps: int) -> tuple[bool, int]:
+    """Play/Pause pressed: whether it plays now, and from which step (from the start again when
+    it stands at the last step)."""
+    if not playing and step >= steps - 1:
+        return True, 0
+    return not playing, step
+
+
+def play_tick(step: int, steps: int) -> tuple[int, bool]:
+    """One tick while playing: the next step, and whether to play on (not past the last step)."""
+    step = min(step + 1, steps - 1)
+    return step, step < steps - 1
 
 
 def position_from_selection(selection: Mapping | None, letters: int) -> int | None:

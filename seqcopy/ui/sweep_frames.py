@@ -108,10 +108,10 @@ def mixed_settings(runs: Sequence[RunInfo], x: str, group: str | None) -> list[s
     besides the seed, each point should hold repeats of one configuration."""
     points: dict[tuple, list] = {}
     for run in runs:
-        line = getattr(run.config, group) if group else None
-        points.setdefault((repr(line), repr(getattr(run.config, x))), []).append(run.config)
-    mixed = {key for configs in points.values() for key in varied_keys(configs)}
-    return [key for key in SETTINGS if key in mixed and key not in ("seed", "tag", x, group)]
+        line = group_of(run, group) if group else None  # the lines settings_frame draws
+        points.setdefault((line, repr(getattr(run.config, x))), []).append(run.config)
+    mixed = {key for configs in points.values() for key in varied_keys(configs, ignore=("seed", "tag", x, group))}
+    return [key for key in SETTINGS if key in mixed]
 
 
 def convergence_frame(frame: pd.DataFrame, epochs: Mapping[int, list[dict]], threshold: float) -> pd.DataFrame:
