@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoint, data
-from .config import RunConfig, device_problem, resolve_device
+from .config import MULT_CELLS, RunConfig, cell_label, device_problem, resolve_device
 from .data import Layout
 from .errors import InputError
 from .metrics import blank_baseline_accuracy
@@ -103,12 +103,13 @@ class Evaluation:
         return blank_baseline_accuracy(c.test_seq_len, c.padding, c.test_output_len)
 
     def summary(self) -> dict:
-        """The last line of ``seqcopy evaluate``; metric names as in ``train``'s summary."""
+        """The last line of ``seqcopy evaluate``; names as in ``train``'s summary."""
         c = self.config
         return {
             "model": self.source,
             "run_id": self.run_id,
             "cell": c.cell,
+            "mult_form": c.mult_form if c.cell in MULT_CELLS else None,  # which form ran (null: no such choice)
             "test_seq_len": c.test_seq_len,
             "test_output_len": c.test_output_len,
             "padding": c.padding,
@@ -127,7 +128,7 @@ class Evaluation:
     def report_lines(self) -> list[str]:
         c = self.config
         lines = [
-            f"model: {self.source}, {c.cell}, hidden {c.hidden_size}, trained at K={c.train_seq_len} N={c.train_output_len}",
+            f"model: {self.source}, {cell_label(c)}, hidden {c.hidden_size}, trained at K={c.train_seq_len} N={c.train_output_len}",
             f"test: K={c.test_seq_len} P={c.padding} N={c.test_output_len}, {c.test_samples:,} sequences, seed {c.seed}, "
             f"on {self.device}, fed {self.chunk} steps at a time with the state carried",
             f"loss                          {self.loss:.4f}",

@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import os
 import time
-import unicodedata
 from pathlib import Path
 
 from . import checkpoint, plots
 from .config import RunConfig
 from .errors import InputError
 from .metrics import blank_baseline_accuracy
+from .text import shorten, text_problem
 from .train import EpochResult, TrainResult
 from .vocab import CHANCE_LEVEL
 
@@ -42,20 +42,18 @@ def experiment_name(log: str) -> str:
     """The experiment's name from the ``-l/--log`` value: the value less a trailing ``.log``.
     Refuses what is not a plain file name, so the outputs stay inside the logs folder."""
     name = log[: -len(".log")] if log.endswith(".log") else log
+    text = text_problem(name, MAX_NAME)  # too long, or a control character: a tag's rules
     if not name:
         problem = "the experiment name is empty"
-    elif len(name) > MAX_NAME:
-        problem = f"the experiment name is {len(name)} characters long; at most {MAX_NAME}"
+    elif text:
+        problem = f"the experiment name {text}"
     elif "/" in name or "\\" in name or (os.altsep and os.altsep in name):
         problem = "the experiment name contains a path separator (--logs-dir chooses the place)"
     elif name in (".", ".."):
         problem = "'.' and '..' name folders, not experiments"
-    elif any(unicodedata.category(char).startswith("C") for char in name):
-        problem = "the experiment name contains a control character"
     else:
         return name
-    shown = log if len(log) <= 60 else log[:57] + "..."
-    raise ExperimentError(f"-l/--log {shown!r}: {problem}")
+    raise ExperimentError(f"-l/--log {shorten(log, 60)!r}: {problem}")
 
 
 def epoch_line(epoch: EpochResult, config: RunConfig) -> str:

@@ -15,9 +15,9 @@ each stage before mastering it.
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import partial
 
 from .config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label
 from .flags import long_flag
@@ -39,12 +39,8 @@ def cell_order(config: RunConfig) -> tuple[int, int]:
     return CELL_ORDER.get(config.cell, 99), MULT_FORMS.index(config.mult_form) if config.mult_form in MULT_FORMS else 99
 
 
-def mean_std(values: list[float], digits: int = 3) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+# The table without --by: 'mean ± std' over the seeds, as its header says (one seed: its value).
+mean_std = partial(format_summary, kind="std", labelled=False)
 
 
 def first_reaching(epochs: list[dict], threshold: float) -> tuple[int, float] | None:
@@ -65,7 +61,7 @@ def time_to(reached: list[tuple[int, float] | None]) -> str:
         return f"not reached by {missing}/{len(reached)}"
     epochs = [float(item[0]) for item in reached]
     minutes = [item[1] for item in reached]
-    return f"{mean_std(epochs, 1)} ep / {mean_std(minutes, 2)} min"
+    return f"{mean_std(epochs, digits=1)} ep / {mean_std(minutes, digits=2)} min"
 
 
 def measures_frontier(config: RunConfig) -> bool:
@@ -160,7 +156,7 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
                 f"| {mean_std([f['test_seq_acc'] for f in finals])} "
                 f"| {mean_std([f['test_acc'] for f in finals])} "
                 + "".join(f"| {time_to([first_reaching(h, t) for h in histories])} " for t in THRESHOLDS)
-                + f"| {mean_std(wall, 1)} min |"
+                + f"| {mean_std(wall, digits=1)} min |"
                 + (f" {_frontiers(members, histories)} |" if frontier else "")
             )
         lines.append("")

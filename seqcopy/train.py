@@ -61,11 +61,15 @@ class TrainResult:
     diverged: str | None = None  # why training stopped on a non-finite loss, if it did
 
     def summary(self) -> dict:
-        """The run's final numbers, as the CLI prints them on its last line."""
+        """The run's final numbers, as the CLI prints them on its last line, and which
+        multiplicative form ran (null for the cells that have none)."""
+        from .config import MULT_CELLS
+
         last = self.epochs[-1] if self.epochs else None
         pick = (lambda name: round(getattr(last, name), 6)) if last else (lambda name: None)
         return {
             "cell": self.config.cell,
+            "mult_form": self.config.mult_form if self.config.cell in MULT_CELLS else None,
             "seed": self.config.seed,
             "epochs": len(self.epochs),
             "train_loss": pick("train_loss"),

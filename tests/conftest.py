@@ -115,6 +115,36 @@ def nan_loss_from_batch(monkeypatch):
     return make_nan_from
 
 
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``seqcopy ARGV…`` in this process: (exit status, stdout, stderr)."""
+    from seqcopy import cli
+
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    """Bad input: exit status 2 and one line on stderr, ``seqcopy: error: …`` holding every needle."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqcopy: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def _tiny():
+    from seqcopy.config import RunConfig
+
+    return RunConfig(hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
+                     test_output_len=4, train_samples=64, test_samples=16, batch_size=16, epochs=3)
+
+
+# The run most tests queue or train: a few milliseconds an epoch on one thread (padding 10, the
+# seed's). A module that needs another shape says so with TINY.replace(...).
+TINY = _tiny()
+
+
 # A tiny model trained once per session by `seqcopy train -l tiny` in a real process: its
 # experiment folder, its store and its final summary (tests/test_experiment.py, test_evaluation.py).
 # The test lengths are longer than the training ones, so the test pass feeds two chunks.

@@ -13,27 +13,14 @@ import pytest
 import torch
 from sqlalchemy import text
 
-from seqcopy import checkpoint, cli
+from conftest import assert_one_line_error, run_cli
+from seqcopy import checkpoint
 from seqcopy.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 TINY_FLAGS = ["-hs", "8", "-em", "4", "-iseq", "4", "-oseq", "4", "-tseq", "8", "-toseq", "4",
               "-trs", "64", "-ts", "16", "-b", "16", "-ep", "2"]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("seqcopy: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def run_count(url: str) -> int:

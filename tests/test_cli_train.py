@@ -63,6 +63,7 @@ def test_train_prints_progress_and_a_json_summary_and_saves_a_loadable_checkpoin
                 "train_copy_acc", "test_copy_acc", "test_seq_acc", "seconds"]:
         assert key in summary
     assert summary["cell"] == "mgru" and summary["seed"] == 3 and summary["epochs"] == 2
+    assert summary["mult_form"] == "krause"  # which form ran (issue 15)
     payload = torch.load(target, weights_only=True)  # plain data: loads without unpickling code
     assert payload["config"]["cell"] == "mgru"
     model, config = checkpoint.load_file(target)

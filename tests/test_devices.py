@@ -13,16 +13,13 @@ import pytest
 from sqlalchemy import create_engine, insert, text, update
 
 from seqcopy import devices
-from seqcopy.config import RunConfig
+from conftest import TINY as BASE_TINY
 from seqcopy.store import Store, runs_t
 from seqcopy.worker import Worker
 
 from test_worker import ENV, REPO, finish, start_worker
 
-TINY = RunConfig(
-    hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
-    test_output_len=4, train_samples=64, test_samples=16, batch_size=16, epochs=2,
-)
+TINY = BASE_TINY.replace(epochs=2)
 
 
 @pytest.fixture

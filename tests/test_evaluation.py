@@ -6,22 +6,12 @@ import json
 import pytest
 import torch
 
-from seqcopy.cli import main
-from seqcopy.config import MAX_TEST_SEQ
+from seqcopy.config import MAX_TEST_SEQ, RunConfig
 from seqcopy.evaluation import evaluate_model, load_model, with_test_settings
 from seqcopy.store import Store
 from seqcopy.vocab import CHANCE_LEVEL
 
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, words):
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and words in err, err
+from conftest import assert_one_line_error, run_cli
 
 
 def test_evaluate_reproduces_the_training_runs_final_test_metrics_exactly(tiny_experiment):
@@ -67,6 +57,20 @@ def test_evaluate_a_file_at_new_lengths_from_another_folder(tiny_experiment, tmp
     assert (summary["test_samples"], summary["seed"], summary["run_id"]) == (40, 7, None)
     assert len(summary["position_acc"]) == 25 and "21-25" in out
     assert list(tmp_path.iterdir()) == []  # evaluating writes nothing
+
+
+def test_evaluate_says_which_multiplicative_form_ran(tiny_experiment, tmp_path, capsys):
+    from seqcopy import checkpoint
+    from seqcopy.checkpoint import build_model
+
+    assert tiny_experiment.summary["mult_form"] is None  # an LSTM: no such choice
+    config = RunConfig(cell="mlstm", mult_form="input", hidden_size=8, embedding_size=4, train_seq_len=3,
+                       train_output_len=3, test_seq_len=4, test_output_len=3, padding=1, test_samples=8)
+    checkpoint.save_file(tmp_path / "input.pth", build_model(config), config)
+    code, out, err = run_cli(capsys, "evaluate", str(tmp_path / "input.pth"))
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["mult_form"] == "input"
+    assert out.startswith(f"model: {tmp_path / 'input.pth'}, mlstm (input form), hidden 8")
 
 
 def crafted(path, payload):

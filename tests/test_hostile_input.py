@@ -17,7 +17,8 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 import ui_store
-from test_cli_store import TINY_FLAGS, assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli
+from test_cli_store import TINY_FLAGS
 from seqcopy.config import RunConfig
 from seqcopy.redact import display_url, scrub
 from seqcopy.store import Store, StoreError, UnknownRun, UnknownSweep, open_store

@@ -40,7 +40,23 @@ def test_the_cell_is_named_with_its_form(cell, form, label):
     assert group_of(run, "cell") == label  # Compare's groups: the two forms are never averaged together
 
 
-def test_the_estimates_follow_the_form():
-    krause, form = RunConfig(cell="mlstm"), RunConfig(cell="mlstm", mult_form="input")
+@pytest.mark.parametrize("cell, twin", [("mlstm", "lstm"), ("mgru", "gru")])
+def test_the_estimates_follow_the_form(cell, twin):
+    """The input form costs what its plain twin does on x̃_t, plus the factor m_t = W_m x_t +
+    U_m h_{t-1} + b_m: E·(E+H) more multiply-accumulates a step, E·(E+H) + E more parameters,
+    and m_t and x̃_t (E each) more saved a step (seqcopy.costs)."""
+    from seqcopy.costs import parameter_count, recurrent_macs, saved_values
+
+    plain, form = RunConfig(cell=twin), RunConfig(cell=cell, mult_form="input")
+    e, h = form.embedding_size, form.hidden_size
+    assert recurrent_macs(cell, e, h, "input") - recurrent_macs(twin, e, h) == e * (e + h)
+    assert parameter_count(cell, e, h, "input") - parameter_count(twin, e, h) == e * (e + h) + e
+    assert saved_values(cell, e, h, "input") - saved_values(twin, e, h) == 2 * e
+    # The run estimates read the same table: 2 FLOPs a MAC, training 3× the forward pass.
+    extra = 2 * e * (e + h)
+    assert form.estimate_flops_per_epoch() - plain.estimate_flops_per_epoch() == (
+        3 * extra * form.train_samples * form.train_length + extra * form.test_samples * form.test_length)
+    assert form.estimate_memory_bytes() - plain.estimate_memory_bytes() == (
+        16 * (e * (e + h) + e) + 3 * 4 * form.batch_size * form.train_length * 2 * e)
+    krause = RunConfig(cell=cell)
     assert krause.estimate_flops_per_epoch() != form.estimate_flops_per_epoch()
-    assert krause.estimate_memory_bytes() != form.estimate_memory_bytes()

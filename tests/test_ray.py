@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from seqcopy.config import RunConfig
+from conftest import TINY as BASE_TINY
 from seqcopy.store import Store
 
 from test_worker import ENV, REPO, SLOW, wait_for
@@ -28,10 +28,7 @@ from test_worker import ENV, REPO, SLOW, wait_for
 # network address), and without token authentication, so that no token is written into ~/.ray.
 RAY_ENV = ENV | {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                  "RAY_USAGE_STATS_ENABLED": "0"}
-TINY = RunConfig(
-    hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
-    test_output_len=4, train_samples=256, test_samples=32, batch_size=32, epochs=2,
-)
+TINY = BASE_TINY.replace(train_samples=256, test_samples=32, batch_size=32, epochs=2)
 
 
 @pytest.fixture(scope="module")

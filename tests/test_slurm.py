@@ -10,16 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from seqcopy.config import RunConfig
+from conftest import TINY as BASE_TINY
 from seqcopy.store import Store
 
 from test_worker import REPO
 
 SCRIPT = REPO / "docs" / "slurm" / "seqcopy-workers.sbatch"
-TINY = RunConfig(
-    hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
-    test_output_len=4, train_samples=64, test_samples=16, batch_size=16, epochs=2,
-)
+TINY = BASE_TINY.replace(epochs=2)
 # What an array task's environment holds; PATH without seqcopy, which SEQCOPY_VENV brings.
 ARRAY_TASK = {"SLURM_JOB_ID": "1203", "SLURM_ARRAY_JOB_ID": "1200", "SLURM_ARRAY_TASK_ID": "3",
               "SLURM_CPUS_PER_TASK": "1", "PATH": "/usr/bin:/bin", "SEQCOPY_VENV": str(Path(sys.executable).parents[1])}

@@ -10,14 +10,12 @@ import time
 import pytest
 from sqlalchemy import text
 
-from seqcopy.config import ConfigError, RunConfig
+from conftest import TINY as BASE_TINY
+from seqcopy.config import ConfigError
 from seqcopy.schema import EPOCH_METRICS, SCHEMA_VERSION
 from seqcopy.store import DEFAULT_LEASE, LeaseLost, Store, StoreError, UnknownRun, open_store
 
-TINY = RunConfig(
-    hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
-    test_output_len=4, train_samples=64, test_samples=16, batch_size=16, epochs=3,
-)
+TINY = BASE_TINY
 
 
 def epoch_row(epoch: int) -> dict:

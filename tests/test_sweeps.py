@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from seqcopy.config import SETTINGS, RunConfig
+from seqcopy.config import SETTINGS
 from seqcopy.presets import BY_SLUG
 from seqcopy.store import Store
 from seqcopy.sweeps import (
@@ -15,13 +15,13 @@ from seqcopy.sweeps import (
     varied_keys,
 )
 from seqcopy.ui.launch_form import SweepRow, build_configs, form_values, preset_sweep
-from test_cli_store import assert_one_line_error, run_cli, run_count
+from conftest import TINY as BASE_TINY, assert_one_line_error, run_cli
+from test_cli_store import run_count
 
 # Small runs, with input and output lengths and the hidden size left to the sweeps (the seed's
 # defaults where none is swept: these runs are queued, never trained).
 FLAGS = ["-em", "4", "-tseq", "8", "-toseq", "4", "-trs", "64", "-ts", "16", "-b", "16", "-ep", "2"]
-TINY = RunConfig(train_seq_len=4, test_seq_len=8, padding=1, train_output_len=4, test_output_len=4, hidden_size=8,
-                 embedding_size=4, epochs=2, train_samples=64, test_samples=16, batch_size=16)
+TINY = BASE_TINY.replace(padding=1, epochs=2)
 
 
 # ---------------------------------------------------------------------------- naming a setting

@@ -2,13 +2,11 @@ import pytest
 import torch
 
 from seqcopy import checkpoint
+from conftest import TINY as BASE_TINY
 from seqcopy.config import RunConfig
 from seqcopy.train import Stopped, curriculum_stages, train
 
-TINY = RunConfig(
-    train_seq_len=4, test_seq_len=8, padding=2, train_output_len=4, test_output_len=6,
-    batch_size=16, embedding_size=4, hidden_size=8, epochs=2, train_samples=64, test_samples=20,
-)
+TINY = BASE_TINY.replace(padding=2, test_output_len=6, epochs=2, test_samples=20)
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "train_copy_acc", "test_copy_acc", "test_seq_acc")
 
 

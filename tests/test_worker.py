@@ -18,16 +18,13 @@ from pathlib import Path
 import pytest
 
 from seqcopy import checkpoint, cli
-from seqcopy.config import RunConfig
+from conftest import TINY as BASE_TINY
 from seqcopy.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
-TINY = RunConfig(
-    hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
-    test_output_len=4, train_samples=64, test_samples=16, batch_size=16, epochs=3,
-)
+TINY = BASE_TINY
 # About 0.2-0.4 s an epoch on one thread: slow enough to act on mid-run, never left to finish.
 SLOW = TINY.replace(hidden_size=32, train_samples=3000, epochs=40)
 

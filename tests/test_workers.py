@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from seqcopy import capacity
-from seqcopy.config import RunConfig
+from conftest import TINY as BASE_TINY
 from seqcopy.store import Store, WorkerInfo
 from seqcopy.ui.workers import workers_view
 from seqcopy.worker import Worker
@@ -24,10 +24,7 @@ from test_browser import ARTIFACTS, CHROMIUM, chromium_page, serve, settle
 from test_ui_pages import APP, texts
 from test_worker import ENV, REPO, SLOW, finish, start_worker, wait_for
 
-TINY = RunConfig(
-    hidden_size=8, embedding_size=4, train_seq_len=4, train_output_len=4, test_seq_len=8,
-    test_output_len=4, train_samples=64, test_samples=16, batch_size=16, epochs=2,
-)
+TINY = BASE_TINY.replace(epochs=2)
 NOW = 1_800_000_000.0
 
 

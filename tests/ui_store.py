@@ -7,16 +7,13 @@ from __future__ import annotations
 import math
 
 from seqcopy import checkpoint
+from conftest import TINY as BASE_TINY
 from seqcopy.config import RunConfig
 from seqcopy.schema import EPOCH_METRICS
 from seqcopy.store import Store
 
 WORKER = "test-host:1"
-TINY = RunConfig(
-    train_seq_len=4, test_seq_len=6, padding=1, train_output_len=4, test_output_len=4,
-    hidden_size=8, embedding_size=4, epochs=3, train_samples=64, test_samples=16, batch_size=16,
-    tag="fixture",
-)
+TINY = BASE_TINY.replace(test_seq_len=6, padding=1, tag="fixture")
 
 
 def epoch_row(epoch: int, seed: int, cell: str, stage_output_len: int = 4) -> dict:
