@@ -136,7 +136,8 @@ def measure(url: str, workers: int, config, lease: float) -> dict:
         "beat_ms": 1000 * sum(beats) / max(len(beats), 1),
         "beats": len(beats),
         # claim, reclaim, finish and the worker's row: the training thread's calls besides the epochs
-        "once_ms": 1000 * sum(seconds for called, seconds, training in every if training and called != "record_epoch") / workers,
+        "once_ms": 1000 * sum(seconds for called, seconds, training in every
+                              if training and called != "record_epoch") / workers,
         "blocking_share": blocking / busy,
         "total_share": (blocking + sum(beats)) / busy,
     }

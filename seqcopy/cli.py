@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_flags(submit, with_log=False)
     grid = submit.add_argument_group("the grid")
-    grid.add_argument("--cells", help=f"comma-separated cells ({','.join(CELL_NAMES)}): {GRID_OPTIONS['cells'][1]}; default: -c")
+    grid.add_argument("--cells",
+                      help=f"comma-separated cells ({','.join(CELL_NAMES)}): {GRID_OPTIONS['cells'][1]}; default: -c")
     grid.add_argument("--seeds", help=f"{GRID_OPTIONS['seeds'][1]}; default: -s")
     grid.add_argument("--sweep", action="append", metavar="SETTING=V1,V2,…",
                       help="several values of any setting, named by field or flag (train_seq_len, iseq, lr, "
@@ -260,9 +261,11 @@ def cmd_train(args) -> int:
     except OSError as error:  # the folder was writable a moment ago; train all the same
         print(f"runtime log not written to {experiment.log_path}: {error.strerror or error}", file=sys.stderr)
     printer = ProgressPrinter(config, experiment)
-    signals = StopSignals().install()  # the first SIGINT/SIGTERM finishes the epoch, a second the batch
-    execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals, printer.on_epoch, printer.on_batch)
+    signals = StopSignals()
+    execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals,
+                             printer.on_epoch, printer.on_batch)
     try:
+        signals.install()  # the first SIGINT/SIGTERM finishes the epoch, a second the batch
         status = execution.execute()  # a failure inside training is recorded, not raised
         printer.close_bar()
         return _report_training(store, run_id, status, execution.result, experiment)
@@ -568,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seqcopy: error: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:  # the database went away mid-command
-        print(f"seqcopy: database error: {describe_error(error, database_url(getattr(args, 'db', None)))}", file=sys.stderr)
+        url = database_url(getattr(args, "db", None))
+        print(f"seqcopy: database error: {describe_error(error, url)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `seqcopy runs | head`: the reader left, nothing is wrong
         sys.stderr.close()

@@ -14,8 +14,9 @@ retry safe to repeat, so a reply lost after its COMMIT landed neither fails nor 
 
 A worker claims only runs whose device it serves (seqcopy.devices), and registers itself in the
 store's workers table (host, pid, devices, threads, who started it, the run it trains), renewing
-its own heartbeat there idle or busy (busy, with its run's heartbeat), so the dashboard and ``seqcopy workers`` show the capacity
-there is: a worker that stops says so; one killed stops beating and is listed as vanished.
+its own heartbeat there idle or busy (busy, in its run's heartbeat), so the dashboard and
+``seqcopy workers`` show the capacity there is: a worker that stops says so; one killed stops
+beating and is listed as vanished.
 """
 
 from __future__ import annotations

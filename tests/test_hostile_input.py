@@ -106,7 +106,8 @@ def test_a_database_error_mid_command_is_one_line_with_the_password_masked(pg_ur
     Store(url).close()
 
     def gone(*args, **kwargs):
-        raise OperationalError("SELECT", {}, Exception(f'password "{SECRET}" for user postgres:\nauthentication failed'))
+        reason = f'password "{SECRET}" for user postgres:\nauthentication failed'
+        raise OperationalError("SELECT", {}, Exception(reason))
 
     monkeypatch.setattr(Store, "list_runs", gone)
     code, _, err = run_cli(capsys, "runs", "--db", url)

@@ -207,7 +207,8 @@ def test_bad_flags_are_refused_before_ray_is_imported(pg_url, flags, message, ra
     block = "" if ray_there else "sys.modules['ray'] = None; "
     script = (f"import sys; {block}from seqcopy.cli import main; "
               f"code = main(['ray', '--db', {pg_url!r}, *{flags!r}]); print(code, sys.modules.get('ray') is not None)")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True,
+                          timeout=60)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
     assert message in done.stderr and "not installed" not in done.stderr
 

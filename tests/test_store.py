@@ -10,12 +10,11 @@ import time
 import pytest
 from sqlalchemy import text
 
-from conftest import TINY as BASE_TINY
+from conftest import TINY
 from seqcopy.config import ConfigError
 from seqcopy.schema import EPOCH_METRICS, SCHEMA_VERSION
 from seqcopy.store import DEFAULT_LEASE, LeaseLost, Store, StoreError, UnknownRun, open_store
 
-TINY = BASE_TINY
 
 
 def epoch_row(epoch: int) -> dict:

@@ -175,7 +175,8 @@ def test_side_by_side_names_a_run_by_its_edited_tag_shown_as_text(tmp_path, monk
     monkeypatch.setenv("SEQCOPY_WORKER", "external")
     at = open_view(playground_on(lstm), "Side by side")
     partner = at.selectbox(key=f"side_run_{lstm}")
-    assert partner.options[partner.index].startswith(f"#{gru} gru") and "www.evil.example *now*" in partner.options[partner.index]
+    shown = partner.options[partner.index]
+    assert shown.startswith(f"#{gru} gru") and "www.evil.example *now*" in shown
     headers = texts(at.markdown)
     assert escape.markdown("www.evil.example *now*") in headers and "www\u2060" in headers
     assert "www.evil.example" not in headers and " · sweep" not in headers

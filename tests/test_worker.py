@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 
 from seqcopy import checkpoint, cli
-from conftest import TINY as BASE_TINY
+from conftest import TINY
 from seqcopy.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
-TINY = BASE_TINY
 # About 0.2-0.4 s an epoch on one thread: slow enough to act on mid-run, never left to finish.
 SLOW = TINY.replace(hidden_size=32, train_samples=3000, epochs=40)
 

@@ -41,7 +41,8 @@ def runs_frame(runs: Sequence[RunInfo], now: float | None = None) -> pd.DataFram
             "progress": run.epochs_done / max(run.epochs_total, 1),
             "epochs_done": run.epochs_done, "epochs_total": run.epochs_total,
             **{name: run.latest.get(name) for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss")},
-            "tag": run.tag, "sweep": run.sweep_id, "created": pd.Timestamp.fromtimestamp(run.created_at),  # server-local, as on Launch
+            "tag": run.tag, "sweep": run.sweep_id,
+            "created": pd.Timestamp.fromtimestamp(run.created_at),  # server-local, as on Launch
             "duration_s": duration, "error": (run.error or "").splitlines()[0] if run.error else "",
         })
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)

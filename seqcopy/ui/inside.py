@@ -55,7 +55,9 @@ QUANTITIES: dict[str, Quantity] = {
     "h": Quantity("hidden state h", -1.0, 1.0, False),
 }
 # What the Playground draws of each cell at first: what carries its memory through the delay.
-DEFAULT_DRAWN = {"rnn": ["h"], "lstm": ["f", "c", "h"], "gru": ["z", "h"], "mlstm": ["m", "f", "c", "h"], "mgru": ["m", "z", "h"]}
+DEFAULT_DRAWN = {
+    "rnn": ["h"], "lstm": ["f", "c", "h"], "gru": ["z", "h"], "mlstm": ["m", "f", "c", "h"], "mgru": ["m", "z", "h"],
+}
 
 
 class UntraceableCell(ValueError):

@@ -47,7 +47,9 @@ def watch_parent(parent_pid: int, shutdown: threading.Event, poll: float = 1.0, 
     print(f"seqcopy local worker: the app (pid {parent_pid}) is gone; stopping", file=sys.stderr, flush=True)
     shutdown.set()  # the worker records the epoch in progress and stops
     time.sleep(grace)
-    os._exit(0)  # still busy (a very long epoch): the run's lease lapses (queued again if no epoch was done, else failed)
+    # Still busy (a very long epoch): the run's lease lapses, and it is queued again if no epoch
+    # was done, else marked failed.
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
