@@ -60,7 +60,8 @@ class RunConfig:
     )
     seed: int = setting(
         42, label="Seed", help="seed of the data and of the initial weights", group="Grid",
-        flags=("-s", "--seed"), low=0, high=2**32 - 1, seed=True,
+        # 2**31 - 1: the runs table keeps the seed in PostgreSQL's 32-bit INTEGER.
+        flags=("-s", "--seed"), low=0, high=2**31 - 1, seed=True,
     )
     # ---- the task
     train_seq_len: int = setting(
@@ -280,6 +281,11 @@ def cell_label(config: RunConfig) -> str:
     return config.cell
 
 
+def mult_form_of(config: RunConfig) -> str | None:
+    """The multiplicative form that ran, for the summaries: None for the cells that have no form."""
+    return config.mult_form if config.cell in MULT_CELLS else None
+
+
 def device_problem(device: str) -> str | None:
     """Why the known device name ``device`` cannot be used on this machine, or None."""
     if device not in ("cuda", "mps"):
@@ -294,17 +300,12 @@ def device_problem(device: str) -> str | None:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' → the best device present; any other name as it is."""
-    import torch
-
+    """'auto' → the best device present (seqcopy.devices); any other name as it is."""
     if device != "auto":
         return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    from .devices import present  # it imports this module
+
+    return present()[0]
 
 
 SETTINGS: dict[str, Setting] = declared(RunConfig)
-SEED_FIELDS = [name for name, declaration in SETTINGS.items() if declaration.seed]

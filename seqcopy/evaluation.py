@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoint, data
-from .config import MULT_CELLS, RunConfig, cell_label, device_problem, resolve_device
+from .config import RunConfig, cell_label, device_problem, mult_form_of, resolve_device
 from .data import Layout
 from .errors import InputError
 from .metrics import blank_baseline_accuracy
@@ -109,7 +109,7 @@ class Evaluation:
             "model": self.source,
             "run_id": self.run_id,
             "cell": c.cell,
-            "mult_form": c.mult_form if c.cell in MULT_CELLS else None,  # which form ran (null: no such choice)
+            "mult_form": mult_form_of(c),  # which form ran (null: no such choice)
             "test_seq_len": c.test_seq_len,
             "test_output_len": c.test_output_len,
             "padding": c.padding,

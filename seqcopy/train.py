@@ -19,7 +19,7 @@ import torch
 
 from . import data
 from .checkpoint import build_model
-from .config import RunConfig, resolve_device
+from .config import RunConfig, mult_form_of, resolve_device
 from .costs import EVAL_BATCH
 from .data import Layout
 from .metrics import Counts, sequence_loss
@@ -63,13 +63,11 @@ class TrainResult:
     def summary(self) -> dict:
         """The run's final numbers, as the CLI prints them on its last line, and which
         multiplicative form ran (null for the cells that have none)."""
-        from .config import MULT_CELLS
-
         last = self.epochs[-1] if self.epochs else None
         pick = (lambda name: round(getattr(last, name), 6)) if last else (lambda name: None)
         return {
             "cell": self.config.cell,
-            "mult_form": self.config.mult_form if self.config.cell in MULT_CELLS else None,
+            "mult_form": mult_form_of(self.config),
             "seed": self.config.seed,
             "epochs": len(self.epochs),
             "train_loss": pick("train_loss"),

@@ -65,6 +65,7 @@ BAD_SUBMISSIONS = {
     "seed not a number": (["--seeds", "1,x"], "--seeds"),
     "empty seed list": (["--seeds", ","], "--seeds"),
     "negative seed": (["-s", "-1"], "seed"),
+    "seed past PostgreSQL's 32-bit column": (["-s", "3000000000"], "-s/--seed: must be at most"),
     "output longer than input": (["-iseq", "4", "-oseq", "5"], "--train_output_len"),
     "test output longer": (["-tseq", "8", "-toseq", "9"], "--test_output_len"),
     "padding 0": (["-p", "0"], "padding"),

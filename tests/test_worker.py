@@ -310,7 +310,6 @@ def test_sigterm_stops_an_idle_worker_at_once(sqlite_url):
 def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
     """SIGTERM while the final epoch runs: every epoch finished, so the run completes with its
     final results instead of being marked cancelled."""
-    import threading
 
     from seqcopy.config import RunConfig
     from seqcopy.store import Store
