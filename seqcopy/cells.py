@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 State = Tensor | tuple[Tensor, Tensor]
 
-from .config import CELL_NAMES, MULT_FORMS  # noqa: F401 - the names live with the config, free of torch
+from .config import CELL_NAMES, MULT_CELLS, MULT_FORMS  # noqa: F401 - the names live with the config, free of torch
 
 
 class Cell(nn.Module):
@@ -154,7 +154,23 @@ class GRUCell(Cell):
         return out, h_n.squeeze(0)
 
 
-class MLSTMCell(Cell):
+class _KrauseFactor:
+    """Krause et al.'s factor, shared by mLSTM and mGRU: m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}), and
+    with ``norm_m`` layer-normalised over its H units (m_t ← g ⊙ (m_t - mean) / std + b, g and b
+    learnt), which keeps its size fixed whatever the size of W_mx x_t for the symbol read."""
+
+    def _add_factor(self, norm_m: bool) -> None:
+        self.weight_mx = self._parameter(self.hidden_size, self.input_size)
+        self.weight_mh = self._parameter(self.hidden_size, self.hidden_size)
+        # Only with the option, so that checkpoints without it keep their keys.
+        self.norm_m = nn.LayerNorm(self.hidden_size) if norm_m else None
+
+    def factor(self, x_t: Tensor, h: Tensor) -> Tensor:
+        m = (x_t @ self.weight_mx.T) * (h @ self.weight_mh.T)
+        return m if self.norm_m is None else self.norm_m(m)
+
+
+class MLSTMCell(_KrauseFactor, Cell):
     """Multiplicative LSTM (Krause et al. 2016, "Multiplicative LSTM for sequence modelling").
 
     An intermediate state m_t, the product of an input-dependent and a state-dependent factor,
@@ -175,17 +191,16 @@ class MLSTMCell(Cell):
 
     has_cell_state = True
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, norm_m: bool = False):
         super().__init__(input_size, hidden_size)
-        self.weight_mx = self._parameter(hidden_size, input_size)
-        self.weight_mh = self._parameter(hidden_size, hidden_size)
+        self._add_factor(norm_m)
         self.weight_ih = self._parameter(4 * hidden_size, input_size)
         self.weight_mg = self._parameter(4 * hidden_size, hidden_size)
         self.bias = self._parameter(4 * hidden_size)
 
     def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
-        m = (x_t @ self.weight_mx.T) * (h @ self.weight_mh.T)
+        m = self.factor(x_t, h)
         gates = x_t @ self.weight_ih.T + m @ self.weight_mg.T + self.bias
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -195,10 +210,12 @@ class MLSTMCell(Cell):
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
         from .fast import mlstm_sequence
 
+        if self.norm_m is not None:
+            return None  # the fast loop has no normalisation: the reference path runs
         return mlstm_sequence(x, state, self)
 
 
-class MGRUCell(Cell):
+class MGRUCell(_KrauseFactor, Cell):
     """Multiplicative GRU: the mLSTM's idea applied to the GRU.
 
     m_t replaces h_{t-1} inside the gates and the candidate; the reset gate scales m_t before its
@@ -214,10 +231,9 @@ class MGRUCell(Cell):
     ``weight_ih`` (3H, E), ``bias_ih`` (3H), ``weight_mg`` (3H, H) and ``bias_mg`` (3H).
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, norm_m: bool = False):
         super().__init__(input_size, hidden_size)
-        self.weight_mx = self._parameter(hidden_size, input_size)
-        self.weight_mh = self._parameter(hidden_size, hidden_size)
+        self._add_factor(norm_m)
         self.weight_ih = self._parameter(3 * hidden_size, input_size)
         self.bias_ih = self._parameter(3 * hidden_size)
         self.weight_mg = self._parameter(3 * hidden_size, hidden_size)
@@ -225,7 +241,7 @@ class MGRUCell(Cell):
 
     def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
         hidden = self.hidden_size
-        m = (x_t @ self.weight_mx.T) * (h @ self.weight_mh.T)
+        m = self.factor(x_t, h)
         x_r, x_z, x_n = (x_t @ self.weight_ih.T + self.bias_ih).chunk(3, dim=1)
         w_rz, w_n = self.weight_mg[: 2 * hidden], self.weight_mg[2 * hidden :]
         b_rz, b_n = self.bias_mg[: 2 * hidden], self.bias_mg[2 * hidden :]
@@ -238,6 +254,8 @@ class MGRUCell(Cell):
     def fused_forward(self, x: Tensor, h: Tensor):
         from .fast import mgru_sequence
 
+        if self.norm_m is not None:
+            return None  # the fast loop has no normalisation: the reference path runs
         return mgru_sequence(x, h, self)
 
 
@@ -322,14 +340,17 @@ CELLS: dict[str, type[Cell]] = {
 INPUT_FORM_CELLS: dict[str, type[Cell]] = {"mlstm": MLSTMInputCell, "mgru": MGRUInputCell}
 
 
-def make_cell(name: str, input_size: int, hidden_size: int, mult_form: str = "krause") -> Cell:
-    """The cell ``name``; ``mult_form`` picks the form of mLSTM and mGRU and leaves the others be."""
+def make_cell(name: str, input_size: int, hidden_size: int, mult_form: str = "krause", norm_m: bool = False) -> Cell:
+    """The cell ``name``; ``mult_form`` picks the form of mLSTM and mGRU and leaves the others be,
+    as ``norm_m`` (layer-normalised m_t, Krause's form only) does."""
     if mult_form not in MULT_FORMS:
         raise ValueError(f"unknown multiplicative form {mult_form!r}: choose one of {', '.join(MULT_FORMS)}")
     if name not in CELLS:
         raise ValueError(f"unknown cell {name!r}: choose one of {', '.join(CELL_NAMES)}")
     if mult_form == "input" and name in INPUT_FORM_CELLS:
         return INPUT_FORM_CELLS[name](input_size, hidden_size)
+    if norm_m and name in MULT_CELLS:
+        return CELLS[name](input_size, hidden_size, norm_m=True)
     return CELLS[name](input_size, hidden_size)
 
 

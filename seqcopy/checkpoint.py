@@ -44,9 +44,11 @@ def build_model(config: RunConfig, initialised: bool = True) -> CopyModel:
         hidden_size=config.hidden_size,
         fused=config.fused,
         mult_form=config.mult_form,  # a config stored before the choice existed reads as Krause's
+        norm_m=config.norm_m,
     )
     if initialised:
-        initialise(model, config.init)
+        initialise(model, config.init, forget_bias=config.forget_bias, delay_factor=config.delay_factor,
+                   span=config.train_length)
     return model
 
 

@@ -21,9 +21,9 @@ CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")  # seqcopy.cells implements
 # default (runs recorded before the choice ran it), and the input form of some course versions.
 MULT_FORMS = ("krause", "input")
 MULT_CELLS = ("mlstm", "mgru")  # the cells a form applies to
-LR_SCHEDULES = ("constant", "cosine", "plateau")
+LR_SCHEDULES = ("constant", "cosine", "linear", "plateau")
 CLIP_MODES = ("value", "norm")
-INIT_SCHEMES = ("uniform", "scaled")  # seqcopy.init implements each
+INIT_SCHEMES = ("uniform", "scaled", "chrono")  # seqcopy.init implements each
 
 # Caps that keep one run within a 24 GiB, 2-core machine (and one form from exhausting it).
 MAX_HIDDEN = 2048
@@ -114,8 +114,25 @@ class RunConfig:
     )
     init: str = setting(
         "uniform", label="Initialisation",
-        help="uniform: torch's default, as the seed; scaled: orthogonal recurrent weights, forget bias 1",
+        help="uniform: torch's default, as the seed; scaled: orthogonal recurrent weights, forget bias set; "
+             "chrono: scaled, with forget (GRU: update) biases log U(1, T-1) (Tallec & Ollivier 2018)",
         group="Model", flags=("--init",), choices=INIT_SCHEMES,
+    )
+    forget_bias: float = setting(
+        1.0, label="Forget-gate bias",
+        help="--init scaled: the bias the LSTM and mLSTM forget gates start at (Krause et al. use 3)",
+        group="Model", flags=("--forget-bias",), low=-10.0, high=10.0, step=0.5,
+    )
+    delay_factor: float = setting(
+        0.0, label="Delay factor (Krause mLSTM/mGRU)",
+        help="0: off; else W_mx starts so that the blank's and $'s factor W_mx x_t is this value in every "
+             "unit, the recurrent gain through the delay",
+        group="Model", flags=("--delay-factor",), low=0.0, high=10.0, step=0.25,
+    )
+    norm_m: bool = setting(
+        False, label="Layer-normalise m_t (Krause mLSTM/mGRU)",
+        help="normalise m_t over its units at every step, with a learnt gain (reference cells: slower)",
+        group="Model", flags=("--norm-m",),
     )
     mult_form: str = setting(
         "krause", label="Multiplicative form",
@@ -143,7 +160,7 @@ class RunConfig:
     )
     lr_schedule: str = setting(
         "constant", label="Learning-rate schedule",
-        help="constant; cosine decay to 0; or halve on a plateau of test copy accuracy", group="Training",
+        help="constant; cosine or linear decay to 0; or halve on a plateau of test copy accuracy", group="Training",
         flags=("--lr-schedule",), choices=LR_SCHEDULES,
     )
     warmup_epochs: int = setting(

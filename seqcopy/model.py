@@ -21,10 +21,11 @@ class CopyModel(nn.Module):
         hidden_size: int = 128,
         fused: bool = True,
         mult_form: str = "krause",
+        norm_m: bool = False,
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size)
-        cell_module = make_cell(cell, embedding_size, hidden_size, mult_form)
+        cell_module = make_cell(cell, embedding_size, hidden_size, mult_form, norm_m)
         self.recurrent = RecurrentLayer(cell_module, fused=fused)
         self.decoder = nn.Linear(hidden_size, vocab_size)
 

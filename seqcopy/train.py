@@ -145,13 +145,15 @@ def run_in_chunks(model: CopyModel, x: torch.Tensor, chunk: int) -> torch.Tensor
 
 
 def _learning_rate(config: RunConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """Warm-up (linear) then constant or cosine decay; 'plateau' is handled by its scheduler."""
+    """Warm-up (linear) then constant, cosine or linear decay; 'plateau' is handled by its scheduler."""
     warmup = config.warmup_epochs * steps_per_epoch
     if warmup and step < warmup:
         return config.lr * (step + 1) / warmup
+    progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
     if config.lr_schedule == "cosine":
-        progress = (step - warmup) / max(total_steps - warmup, 1)
-        return config.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if config.lr_schedule == "linear":  # Krause et al.'s decay: to 0 at the last step
+        return config.lr * (1 - progress)
     return config.lr
 
 

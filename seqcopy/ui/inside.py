@@ -91,7 +91,7 @@ def lstm_step(cell: LSTMCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
 def mlstm_step(cell: MLSTMCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
     """Krause et al. 2016: m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}); the gates read m_t for h_{t-1}."""
     h, c = state
-    m = (x_t @ cell.weight_mx.T) * (h @ cell.weight_mh.T)
+    m = cell.factor(x_t, h)  # layer-normalised too where the run asked for it
     pre = x_t @ cell.weight_ih.T + m @ cell.weight_mg.T + cell.bias
     state, parts = _lstm_from_preactivations(pre, c)
     return state, {"m": m, **parts}
@@ -112,7 +112,7 @@ def gru_step(cell: GRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
 def mgru_step(cell: MGRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
     """m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}); r, z read m_t; n reads r ⊙ m_t; h_t as in the GRU."""
     hidden = cell.hidden_size
-    m = (x_t @ cell.weight_mx.T) * (h @ cell.weight_mh.T)
+    m = cell.factor(x_t, h)  # layer-normalised too where the run asked for it
     x_r, x_z, x_n = (x_t @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
     w_rz, w_n = cell.weight_mg[: 2 * hidden], cell.weight_mg[2 * hidden :]
     b_rz, b_n = cell.bias_mg[: 2 * hidden], cell.bias_mg[2 * hidden :]
