@@ -117,7 +117,7 @@ def test_validation_reads_the_declared_limits(name):
     base = RunConfig(train_seq_len=2000, train_output_len=1, test_seq_len=10_000, test_output_len=1,
                      train_samples=1, test_samples=1, epochs=10_000, hidden_size=8, embedding_size=8)
     if declaration.low is not None:
-        below = declaration.low - (1 if declaration.kind == "int" else declaration.low / 2)
+        below = declaration.low - (1 if declaration.kind == "int" else abs(declaration.low) / 2 or 0.5)
         assert "at least" in base.replace(**{name: below}).validate(check_device=False).get(name, ""), name
     if declaration.high is not None:
         above = declaration.high + 1 if declaration.kind == "int" else declaration.high * 2
