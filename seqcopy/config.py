@@ -21,6 +21,7 @@ CELL_NAMES = ("rnn", "lstm", "gru", "mlstm", "mgru")  # seqcopy.cells implements
 # default (runs recorded before the choice ran it), and the input form of some course versions.
 MULT_FORMS = ("krause", "input")
 MULT_CELLS = ("mlstm", "mgru")  # the cells a form applies to
+FORGET_BIAS = 1.0  # the forget-gate bias of --init scaled unless told otherwise (seqcopy.init)
 LR_SCHEDULES = ("constant", "cosine", "linear", "plateau")
 CLIP_MODES = ("value", "norm")
 INIT_SCHEMES = ("uniform", "scaled", "chrono")  # seqcopy.init implements each
@@ -119,19 +120,20 @@ class RunConfig:
         group="Model", flags=("--init",), choices=INIT_SCHEMES,
     )
     forget_bias: float = setting(
-        1.0, label="Forget-gate bias",
+        FORGET_BIAS, label="Forget-gate bias",
         help="--init scaled: the bias the LSTM and mLSTM forget gates start at (Krause et al. use 3)",
         group="Model", flags=("--forget-bias",), low=-10.0, high=10.0, step=0.5,
     )
     delay_factor: float = setting(
         0.0, label="Delay factor (Krause mLSTM/mGRU)",
         help="0: off; else W_mx starts so that the blank's and $'s factor W_mx x_t is this value in every "
-             "unit, the recurrent gain through the delay",
+             "unit, the recurrent gain through the delay (other cells ignore it)",
         group="Model", flags=("--delay-factor",), low=0.0, high=10.0, step=0.25,
     )
     norm_m: bool = setting(
         False, label="Layer-normalise m_t (Krause mLSTM/mGRU)",
-        help="normalise m_t over its units at every step, with a learnt gain (reference cells: slower)",
+        help="normalise m_t over its units at every step, with a learnt gain and shift (reference cells: "
+             "slower; other cells ignore it)",
         group="Model", flags=("--norm-m",),
     )
     mult_form: str = setting(
@@ -270,6 +272,9 @@ class RunConfig:
                 )
         if "warmup_epochs" not in errors and "epochs" not in errors and self.warmup_epochs >= self.epochs:
             errors["warmup_epochs"] = f"the warm-up ({self.warmup_epochs}) must be shorter than the run ({self.epochs} epochs)"
+        if "forget_bias" not in errors and self.forget_bias != FORGET_BIAS and self.init != "scaled":
+            # uniform keeps torch's biases and chrono draws its own: the value would do nothing.
+            errors["forget_bias"] = f"a forget-gate bias takes --init scaled (this run has --init {self.init})"
         if "device" not in errors and check_device:
             unavailable = device_problem(self.device)
             if unavailable:

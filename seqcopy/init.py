@@ -46,11 +46,10 @@ import torch
 from torch import nn
 
 from .cells import Cell, GRUCell, LSTMCell, MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell
-from .config import INIT_SCHEMES
+from .config import FORGET_BIAS, INIT_SCHEMES
 from .model import CopyModel
 from .vocab import BLANK_INDEX, DELIMITER_INDEX
 
-FORGET_BIAS = 1.0
 DELAY_SYMBOLS = (DELIMITER_INDEX, BLANK_INDEX)
 
 

@@ -139,7 +139,7 @@ def test_linear_schedule_decays_to_zero_after_the_warm_up():
 
 @pytest.mark.parametrize("changes", [
     {"cell": "mlstm", "init": "chrono", "delay_factor": 1.0, "lr_schedule": "linear"},
-    {"cell": "mgru", "norm_m": True, "forget_bias": 3.0},
+    {"cell": "mlstm", "norm_m": True, "init": "scaled", "forget_bias": 3.0},
 ])
 def test_training_with_the_options_is_deterministic(changes):
     config = TINY.replace(**changes)
@@ -152,3 +152,10 @@ def test_bad_values_are_refused_in_one_line_each():
     errors = RunConfig(forget_bias=float("nan"), delay_factor=-1.0, init="xavier", lr_schedule="step").validate()
     assert set(errors) >= {"forget_bias", "delay_factor", "init", "lr_schedule"}
     assert all("\n" not in message for message in errors.values())
+
+
+def test_a_forget_bias_without_scaled_init_is_refused():
+    for init in ("uniform", "chrono"):
+        assert "--init scaled" in RunConfig(init=init, forget_bias=3.0).validate()["forget_bias"]
+    assert "forget_bias" not in RunConfig(init="scaled", forget_bias=3.0).validate()
+    assert "forget_bias" not in RunConfig(init="chrono").validate()  # the default says nothing
