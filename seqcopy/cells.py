@@ -186,7 +186,8 @@ class MLSTMCell(_KrauseFactor, Cell):
         h_t = o_t ⊙ tanh(c_t)
 
     Parameters: ``weight_mx`` (H, E), ``weight_mh`` (H, H), and the gates stacked i, f, g, o in
-    ``weight_ih`` (4H, E), ``weight_mg`` (4H, H) and ``bias`` (4H).
+    ``weight_ih`` (4H, E), ``weight_mg`` (4H, H) and ``bias`` (4H). With ``norm_m``, m_t is
+    layer-normalised before the gates read it (:class:`_KrauseFactor`).
     """
 
     has_cell_state = True
@@ -228,7 +229,8 @@ class MGRUCell(_KrauseFactor, Cell):
         h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
     Parameters: ``weight_mx`` (H, E), ``weight_mh`` (H, H), and the gates stacked r, z, n in
-    ``weight_ih`` (3H, E), ``bias_ih`` (3H), ``weight_mg`` (3H, H) and ``bias_mg`` (3H).
+    ``weight_ih`` (3H, E), ``bias_ih`` (3H), ``weight_mg`` (3H, H) and ``bias_mg`` (3H). With
+    ``norm_m``, m_t is layer-normalised before the gates read it (:class:`_KrauseFactor`).
     """
 
     def __init__(self, input_size: int, hidden_size: int, norm_m: bool = False):

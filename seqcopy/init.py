@@ -38,6 +38,11 @@ blank, so the factor W_mx x_t for those two symbols is the recurrent gain of the
 uniform start it is about 0.1 per unit. The option moves W_mx, by the least change (in the
 Frobenius norm), so that the factor is ``delay_factor`` in every unit for both symbols; the
 letters' factors move only as far as their embeddings lean on those two.
+
+Measured on the copy task (README, "Multiplicative cells that learn"; mLSTM, K = N = 20, seed 42,
+30 epochs of the "Copies of 20 symbols" recipe, test copy accuracy): scaled alone 0.35;
+``forget_bias`` 3 0.79; ``delay_factor`` 1 0.81; both 0.99 (99% at epoch 25); ``chrono`` 0.23 (its
+input gates start nearly shut, and the N = 8 stage was never passed).
 """
 
 from __future__ import annotations
