@@ -44,8 +44,9 @@ _ALL = [
     # The same for Krause's mLSTM, which fails it as it stands: its forget gates start at 3 (as in
     # Krause et al.) and the delay symbols' factor W_mx x_t at 1 in every unit (seqcopy.init), so
     # that memory passes the delay at full gain. Each alone lifts seed 42 from 0.35 to 0.79–0.81
-    # test copy accuracy in 30 epochs; together they reach 99% at epoch 25 (README, "Multiplicative
-    # cells that learn").
+    # test copy accuracy in 30 epochs; together they reach 99% at epoch 25. On seeds 0, 42, 100:
+    # 1.000, 0.972, 1.000 (99% at 4.5 CPU-minutes where reached; README, "Multiplicative cells that
+    # learn"), against 0.942, 0.335, 0.277 without them.
     Preset("Copies of 20 symbols, mLSTM", "copy-20-mlstm", RunConfig(
         cell="mlstm", seed=0, train_seq_len=20, test_seq_len=20, padding=3, train_output_len=20,
         test_output_len=20, embedding_size=16, hidden_size=256, lr=0.003, lr_schedule="cosine",
