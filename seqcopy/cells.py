@@ -200,13 +200,18 @@ class MLSTMCell(_KrauseFactor, Cell):
         self.bias = self._parameter(4 * hidden_size)
 
     def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        return self.step(x_t, state)[0]
+
+    def step(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[tuple[Tensor, Tensor], dict[str, Tensor]]:
+        """One step, with what happens inside it (m, the activated gates, c, h) for the Playground."""
         h, c = state
         m = self.factor(x_t, h)
         gates = x_t @ self.weight_ih.T + m @ self.weight_mg.T + self.bias
         i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, c
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        return (h, c), {"m": m, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
 
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
         from .fast import mlstm_sequence
@@ -242,6 +247,10 @@ class MGRUCell(_KrauseFactor, Cell):
         self.bias_mg = self._parameter(3 * hidden_size)
 
     def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
+        return self.step(x_t, h)[0]
+
+    def step(self, x_t: Tensor, h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step, with what happens inside it (m, r, z, n, h) for the Playground."""
         hidden = self.hidden_size
         m = self.factor(x_t, h)
         x_r, x_z, x_n = (x_t @ self.weight_ih.T + self.bias_ih).chunk(3, dim=1)
@@ -251,7 +260,8 @@ class MGRUCell(_KrauseFactor, Cell):
         r = torch.sigmoid(x_r + m_r)
         z = torch.sigmoid(x_z + m_z)
         n = torch.tanh(x_n + (r * m) @ w_n.T + b_n)
-        return (1 - z) * n + z * h
+        h = (1 - z) * n + z * h
+        return h, {"m": m, "r": r, "z": z, "n": n, "h": h}
 
     def fused_forward(self, x: Tensor, h: Tensor):
         from .fast import mgru_sequence

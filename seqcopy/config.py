@@ -125,15 +125,15 @@ class RunConfig:
         group="Model", flags=("--forget-bias",), low=-10.0, high=10.0, step=0.5,
     )
     delay_factor: float = setting(
-        0.0, label="Delay factor (Krause mLSTM/mGRU)",
-        help="0: off; else W_mx starts so that the blank's and $'s factor W_mx x_t is this value in every "
-             "unit, the recurrent gain through the delay (other cells ignore it)",
+        0.0, label="Delay factor",
+        help="Krause's mLSTM and mGRU (other cells ignore it); 0: off; else W_mx starts so that the blank's "
+             "and $'s factor W_mx x_t is this value in every unit, the recurrent gain through the delay",
         group="Model", flags=("--delay-factor",), low=0.0, high=10.0, step=0.25,
     )
     norm_m: bool = setting(
-        False, label="Layer-normalise m_t (Krause mLSTM/mGRU)",
-        help="normalise m_t over its units at every step, with a learnt gain and shift (reference cells: "
-             "slower; other cells ignore it)",
+        False, label="Layer-norm m_t",
+        help="Krause's mLSTM and mGRU (other cells ignore it): normalise m_t over its units at every step, "
+             "with a learnt gain and shift (on the slower reference cells)",
         group="Model", flags=("--norm-m",),
     )
     mult_form: str = setting(

@@ -1,8 +1,9 @@
 """Inside the cell: the gates, the cell state and m_t of every step, from the model's own weights.
 
-The reference cells (:mod:`seqcopy.cells`) return only the new state; the Playground wants what
-happens in between. Each ``*_step`` below restates one cell's step gate by gate, with the same
-parameters and the same operations in the same order, and returns every intermediate by name.
+The reference cells' ``forward`` returns only the new state; the Playground wants what happens in
+between. Krause's mLSTM and mGRU give it themselves (``step``, which their ``forward`` runs). For the
+others each ``*_step`` below restates the cell's step gate by gate, with the same parameters and
+the same operations in the same order, and returns every intermediate by name.
 Tests hold its h (and c) equal to the cell's own step to 1e-6 and recompute h and c from the
 traced gates. It is pure torch: the Playground runs its models through these steps and never
 needs the C++ kernels of :mod:`seqcopy.fast` (which cost a compile, or a ninja check, on first
@@ -73,7 +74,7 @@ def rnn_step(cell: RNNCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
 
 def _lstm_from_preactivations(pre: Tensor, c: Tensor) -> tuple[tuple[Tensor, Tensor], Parts]:
     """The LSTM's update from its stacked (i, f, g, o) pre-activations: c_t = f ⊙ c_{t-1} + i ⊙ g,
-    h_t = o ⊙ tanh(c_t). Shared by LSTM and mLSTM, which differ only in what the gates read."""
+    h_t = o ⊙ tanh(c_t)."""
     i, f, g, o = pre.chunk(4, dim=1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
     c = f * c + i * g
@@ -88,15 +89,6 @@ def lstm_step(cell: LSTMCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
     return _lstm_from_preactivations(pre, c)
 
 
-def mlstm_step(cell: MLSTMCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
-    """Krause et al. 2016: m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}); the gates read m_t for h_{t-1}."""
-    h, c = state
-    m = cell.factor(x_t, h)  # layer-normalised too where the run asked for it
-    pre = x_t @ cell.weight_ih.T + m @ cell.weight_mg.T + cell.bias
-    state, parts = _lstm_from_preactivations(pre, c)
-    return state, {"m": m, **parts}
-
-
 def gru_step(cell: GRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
     """r, z = σ(W x_t + b + U h_{t-1} + b'); n = tanh(W_n x_t + b_n + r ⊙ (U_n h_{t-1} + b'_n));
     h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}"""
@@ -107,21 +99,6 @@ def gru_step(cell: GRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
     n = torch.tanh(x_n + r * h_n)
     h = (1 - z) * n + z * h
     return h, {"r": r, "z": z, "n": n, "h": h}
-
-
-def mgru_step(cell: MGRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
-    """m_t = (W_mx x_t) ⊙ (W_mh h_{t-1}); r, z read m_t; n reads r ⊙ m_t; h_t as in the GRU."""
-    hidden = cell.hidden_size
-    m = cell.factor(x_t, h)  # layer-normalised too where the run asked for it
-    x_r, x_z, x_n = (x_t @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
-    w_rz, w_n = cell.weight_mg[: 2 * hidden], cell.weight_mg[2 * hidden :]
-    b_rz, b_n = cell.bias_mg[: 2 * hidden], cell.bias_mg[2 * hidden :]
-    m_r, m_z = (m @ w_rz.T + b_rz).chunk(2, dim=1)
-    r = torch.sigmoid(x_r + m_r)
-    z = torch.sigmoid(x_z + m_z)
-    n = torch.tanh(x_n + (r * m) @ w_n.T + b_n)
-    h = (1 - z) * n + z * h
-    return h, {"m": m, "r": r, "z": z, "n": n, "h": h}
 
 
 def _input_factor(cell: MLSTMInputCell | MGRUInputCell, x_t: Tensor, h: Tensor) -> Tensor:
@@ -149,8 +126,8 @@ STEPS: dict[type, StepFunction] = {
     RNNCell: rnn_step,
     LSTMCell: lstm_step,
     GRUCell: gru_step,
-    MLSTMCell: mlstm_step,
-    MGRUCell: mgru_step,
+    MLSTMCell: MLSTMCell.step,  # Krause's cells report their own parts: one computation, not two
+    MGRUCell: MGRUCell.step,
     MLSTMInputCell: mlstm_input_step,
     MGRUInputCell: mgru_input_step,
 }
