@@ -7,7 +7,7 @@ worker. Each page is a thin script over seqcopy.ui.
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from seqcopy.store import StoreError
+from seqcopy.runs.store import StoreError
 from seqcopy.ui import escape, state
 from seqcopy.ui.warmup import warm_up_in_background
 
@@ -31,7 +31,7 @@ except StoreError as error:  # a bad SEQCOPY_DB, or a server down: say so on one
     st.stop()
 
 with st.sidebar:
-    st.caption(f"Database: {escape.code_span(store.safe_url)}")  # password masked (seqcopy.redact)
+    st.caption(f"Database: {escape.code_span(store.safe_url)}")  # password masked (seqcopy.runs.redact)
     worker = state.ensure_local_worker()
     if worker is None:
         st.caption("Workers: external (SEQCOPY_WORKER=external)")

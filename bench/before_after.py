@@ -1,8 +1,8 @@
 """mLSTM and mGRU fast paths of an earlier revision against today's, interleaved in one process.
 
-    python bench/before_after.py --rev af6fb32 --settings defaults,seed,final --threads 1,2
+    python bench/before_after.py --rev af6fb32 --settings defaults,original,final --threads 1,2
 
-Takes ``seqcopy/fast.py`` and ``seqcopy/csrc/cells.cpp`` from git revision ``--rev`` (one whose
+Takes ``seqcopy/core/fast.py`` and ``seqcopy/csrc/cells.cpp`` from git revision ``--rev`` (one whose
 ``fast.mlstm_sequence(x, state, cell)`` / ``mgru_sequence(x, h, cell)`` run today's Krause cells,
 as af6fb32's do), builds that extension under its own name, and times full training steps
 (benchmark.training_step) of: Krause's form through the old path, through today's path, the
@@ -27,15 +27,15 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from seqcopy.benchmark import BENCH_SIZES, TorchModel, training_step  # noqa: E402
-from seqcopy.model import CopyModel  # noqa: E402
+from seqcopy.core.benchmark import BENCH_SIZES, TorchModel, training_step  # noqa: E402
+from seqcopy.core.model import CopyModel  # noqa: E402
 from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
 
 
 def old_fast(rev: str, folder: Path):
     """The revision's fast module, its extension renamed so that it loads beside today's."""
     (folder / "csrc").mkdir(parents=True)
-    for path in ("seqcopy/fast.py", "seqcopy/csrc/cells.cpp"):
+    for path in ("seqcopy/core/fast.py", "seqcopy/csrc/cells.cpp"):
         text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
                               capture_output=True, text=True).stdout  # fmt: skip
         if path.endswith(".py"):
@@ -61,7 +61,7 @@ def old_model(fast, cell: str, embedding: int, hidden: int) -> CopyModel:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rev", default="af6fb32", help="git revision of the 'before' path")
-    parser.add_argument("--settings", default="defaults,seed,final")
+    parser.add_argument("--settings", default="defaults,original,final")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()

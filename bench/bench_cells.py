@@ -1,4 +1,4 @@
-"""Training-step benchmark of the five cells: a thin wrapper around seqcopy.benchmark."""
+"""Training-step benchmark of the five cells: a thin wrapper around seqcopy.core.benchmark."""
 
 import argparse
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seqcopy import benchmark  # noqa: E402
+from seqcopy.core import benchmark  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
-from seqcopy import checkpoint  # noqa: E402
-from seqcopy.cells import CELL_NAMES  # noqa: E402
 from seqcopy.config import RunConfig  # noqa: E402
-from seqcopy.store import Store, checkpoints_t, epochs_t, lengths_t, positions_t, runs_t  # noqa: E402
+from seqcopy.core import checkpoint  # noqa: E402
+from seqcopy.core.cells import CELL_NAMES  # noqa: E402
+from seqcopy.runs.store import Store, checkpoints_t, epochs_t, lengths_t, positions_t, runs_t  # noqa: E402
 
 PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]
 
@@ -242,7 +242,7 @@ def group_into_sweeps(url: str, runs: int, sweeps: int = 4) -> list[int]:
 
     from sqlalchemy import bindparam, update
 
-    from seqcopy.store import sweeps_t
+    from seqcopy.runs.store import sweeps_t
 
     lengths = (4, 8, 16, 40)
     per_sweep = -(-runs // sweeps)

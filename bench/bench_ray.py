@@ -56,7 +56,7 @@ def start_cluster() -> tuple[subprocess.Popen, str, float]:
 
 
 def one_round(mode: str, url: str, address: str, runs: int) -> dict:
-    from seqcopy.store import Store
+    from seqcopy.runs.store import Store
 
     store = Store(url)
     ids = store.submit_many(tiny_configs(runs))

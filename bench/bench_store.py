@@ -2,7 +2,7 @@
 
 For SQLite (a temporary file) and PostgreSQL (a fresh database on 127.0.0.1:5432, dropped after),
 with 1 and with 3 worker processes, each worker (``Worker.run``, as ``seqcopy worker`` runs it)
-trains one run of the default config (the seed's: RNN, embedding 11, hidden 128, K=100, P=10,
+trains one run of the default config (the original assignment's: RNN, embedding 11, hidden 128, K=100, P=10,
 N=50, 10,000 training sequences; about 5 s an epoch on one core) and exits when the queue is empty. Inside each worker
 every Store call it makes — claim, reclaim_expired, heartbeat, record_epoch, finish, and its row in
 the workers table (register_worker, worker_beat) — is timed, and counted on the training thread
@@ -36,8 +36,8 @@ def child(url: str, lease: float) -> None:
     """Run one instrumented worker until the queue is empty; print its timings as JSON."""
     import threading
 
-    from seqcopy import store as store_module
-    from seqcopy import worker as worker_module
+    from seqcopy.runs import store as store_module
+    from seqcopy.runs import worker as worker_module
 
     calls: list[tuple[str, float, float, bool]] = []  # (name, start, seconds, on the training thread)
     lock = threading.Lock()
@@ -101,7 +101,7 @@ def postgres_database():
 
 
 def measure(url: str, workers: int, config, lease: float) -> dict:
-    from seqcopy.store import Store
+    from seqcopy.runs.store import Store
 
     store = Store(url)
     store.submit_many([config.replace(seed=seed) for seed in range(workers)])

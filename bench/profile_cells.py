@@ -1,6 +1,6 @@
 """Where a training step's time goes: torch.profiler's op table and a forward/backward split.
 
-    python bench/profile_cells.py --setting seed --threads 2 --cells mlstm/krause,mlstm/input,lstm
+    python bench/profile_cells.py --setting original --threads 2 --cells mlstm/krause,mlstm/input,lstm
     python bench/profile_cells.py --products blas ...   # the loops' products through MKL instead
 
 For each cell: the median time of the forward (model + loss), the backward and the optimiser step
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from seqcopy.benchmark import BENCH_SIZES, TorchModel  # noqa: E402
-from seqcopy.model import CopyModel  # noqa: E402
+from seqcopy.core.benchmark import BENCH_SIZES, TorchModel  # noqa: E402
+from seqcopy.core.model import CopyModel  # noqa: E402
 from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def phases(model, inputs, targets):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--setting", default="seed", choices=list(BENCH_SIZES))
+    parser.add_argument("--setting", default="original", choices=list(BENCH_SIZES))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cells", default="mlstm/krause,lstm")
     parser.add_argument("--products", default="auto", help="brgemm, blas, aten or auto")
@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=14, help="profiler rows per cell")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from seqcopy import fast
+    from seqcopy.core import fast
 
     fast.compiled_kernels().use_products(args.products)
     batch, embedding, hidden, length = BENCH_SIZES[args.setting]

@@ -18,7 +18,7 @@ does, on x̃_t instead of x_t, plus the factor m_t = W_m x_t + U_m h_{t-1} + b_m
 
 from __future__ import annotations
 
-from .vocab import VOCAB_SIZE
+from seqcopy.vocab import VOCAB_SIZE
 
 EVAL_BATCH = 250  # sequences per evaluation batch: bounds memory on long test sequences
 

@@ -14,10 +14,28 @@ and trains on that worker's best device, which the claim records (runs.device_us
 
 from __future__ import annotations
 
-from .config import device_problem
-
 GPUS = ("cuda", "mps")  # best first
 DEVICE_NAMES = {"cpu": "CPU", "cuda": "CUDA", "mps": "MPS (Apple GPU)", "auto": "any"}
+
+
+def device_problem(device: str) -> str | None:
+    """Why the known device name ``device`` cannot be used on this machine, or None."""
+    if device not in ("cuda", "mps"):
+        return None  # the CPU is always there, and 'auto' takes what is
+    import torch  # only here, and only for a GPU: the store, the listing commands and the form need no torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        return "no CUDA device is available on this machine"
+    if device == "mps" and not torch.backends.mps.is_available():
+        return "no MPS (Apple GPU) device is available on this machine"
+    return None
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → the best device present; any other name as it is."""
+    if device != "auto":
+        return device
+    return present()[0]
 
 
 class DeviceUnavailable(ValueError):

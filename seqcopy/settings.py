@@ -2,7 +2,7 @@
 
 A field of :class:`seqcopy.config.RunConfig` is written ``name: int = setting(default, …)``: its
 label, its one-line help, the form's group, its command-line spellings and its limits live in that
-one declaration. The command line (:mod:`seqcopy.flags`), the Launch form
+one declaration. The command line (:mod:`seqcopy.cli.flags`), the Launch form
 (:mod:`seqcopy.ui.launch_form`) and validation (``RunConfig.validate``) all read it, so a setting's
 flag, label, help and limits can never disagree between them.
 """
@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .text import text_problem
+from seqcopy.text import text_problem
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Setting:
     low: float | None = None  # smallest value allowed
     high: float | None = None  # largest value allowed (for text: its length); a cap of this machine
     choices: tuple[str, ...] = ()
-    seed: bool = False  # one of the seed document's sixteen flags, with the seed's default
+    original: bool = False  # one of the original assignment's sixteen flags, with its default
     step: float | None = None  # the form's increment for a number
     kind: str = ""  # int, float, bool, choice or text: filled in from the field's type
 
@@ -52,6 +52,20 @@ class Setting:
         if self.high is not None and value > self.high:
             return f"must be at most {_number(self.high)} on this machine, got {_number(value)}"
         return None
+
+    @property
+    def spelling(self) -> str:
+        """How the setting is spelled on the command line, for messages: '-hs/--hidden_size'."""
+        flags = self.flags
+        return "/".join(flags[:2]) if flags[0].startswith("-") and not flags[0].startswith("--") else flags[0]
+
+    def long_flag(self, value=None) -> str:
+        """The setting as a long flag with its value, as a command line would give it:
+        '--embedding_size 16', '--curriculum', '--no-fused'."""
+        flag = next(f for f in self.flags if f.startswith("--"))
+        if isinstance(value, bool):
+            return flag if value else "--no-" + flag[2:]
+        return flag if value is None else f"{flag} {value}"
 
     @property
     def sweepable(self) -> bool:

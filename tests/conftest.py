@@ -100,7 +100,7 @@ def one_thread():
 @pytest.fixture
 def nan_loss_from_batch(monkeypatch):
     """Call with n: the training loss turns NaN from the n-th batch on (counted from 1)."""
-    import seqcopy.train as train_module
+    import seqcopy.core.train as train_module
 
     real_loss, calls = train_module.sequence_loss, {"n": 0}
 
@@ -117,7 +117,7 @@ def nan_loss_from_batch(monkeypatch):
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """``seqcopy ARGV…`` in this process: (exit status, stdout, stderr)."""
-    from seqcopy import cli
+    from seqcopy.cli import commands as cli
 
     code = cli.main(list(argv))
     captured = capsys.readouterr()
@@ -141,7 +141,7 @@ def _tiny():
 
 
 # The run most tests queue or train: a few milliseconds an epoch on one thread (padding 10, the
-# seed's). A module that needs another shape says so with TINY.replace(...).
+# original assignment's). A module that needs another shape says so with TINY.replace(...).
 TINY = _tiny()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from seqcopy.config import RunConfig
-from seqcopy.model import CopyModel
+from seqcopy.core.model import CopyModel
 from seqcopy.vocab import BLANK_INDEX, NUM_SYMBOLS, VOCAB_SIZE
 
 GAIN = 2.0  # tanh(2 · 0.96) ≈ 0.96: the register holds its values without saturating the gradient

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from seqcopy import benchmark
-from seqcopy.cells import CELL_NAMES
+from seqcopy.core import benchmark
+from seqcopy.core.cells import CELL_NAMES
 
 
 def _args(*argv):
@@ -22,7 +22,7 @@ def test_quick_benchmark_json(capsys, tmp_path):
     saved.write_text(text)
     assert benchmark.run(_args("--from-json", str(saved), "--markdown")) == 0
     table = capsys.readouterr().out.splitlines()
-    assert "| cell | 1 thread: ms/step | vs seed-style | vs torch's fused | 2 threads: ms/step" in table[2]
+    assert "| cell | 1 thread: ms/step | vs original-style | vs torch's fused | 2 threads: ms/step" in table[2]
     assert sum(line.startswith("| mlstm (input) |") for line in table) == 1
     assert len([line for line in table if line.startswith("| ")]) == 1 + 7  # header and one row per cell and form
     assert report["threads"] == [1, 2]
@@ -34,7 +34,7 @@ def test_quick_benchmark_json(capsys, tmp_path):
     assert keys == expected and len(rows) == len(expected)
     assert {r["cell"] for r in rows} == set(CELL_NAMES)
     for figures in rows:
-        for key in ("ms_per_step", "seed_ms", "torch_ms", "vs_seed", "vs_torch", "gflops", "peak_share"):
+        for key in ("ms_per_step", "original_ms", "torch_ms", "vs_original", "vs_torch", "gflops", "peak_share"):
             assert figures[key] > 0, key
         assert figures["vs_torch"] == pytest.approx(figures["ms_per_step"] / figures["torch_ms"])
     assert "load_average" in report

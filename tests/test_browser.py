@@ -189,7 +189,7 @@ def explore_playground(page, prefix: str) -> None:
 def test_launch_train_watch_compare_and_play(dashboard):
     from playwright.sync_api import expect
 
-    from seqcopy.store import Store
+    from seqcopy.runs.store import Store
 
     base, database, logs = dashboard
     ARTIFACTS.mkdir(exist_ok=True)
@@ -262,7 +262,7 @@ def test_a_sweep_from_the_form_and_its_metric_against_the_setting(dashboard):
     draws test copy accuracy against K with error bars."""
     from playwright.sync_api import expect
 
-    from seqcopy.store import Store
+    from seqcopy.runs.store import Store
 
     base, database, logs = dashboard
     ARTIFACTS.mkdir(exist_ok=True)
@@ -451,10 +451,10 @@ def test_user_text_that_looks_like_markdown_is_shown_as_text_and_fetches_nothing
     show them literally and never request the image."""
     import urllib.parse
 
+    import ui_store
     from playwright.sync_api import expect
 
-    import ui_store
-    from seqcopy.store import Store
+    from seqcopy.runs.store import Store
     from seqcopy.ui.escape import unlinked
     from seqcopy.ui.frames import parse_run_ids
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqcopy.cells import (
+from seqcopy.core.cells import (
     CELL_NAMES,
     MULT_FORMS,
     GRUCell,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_one_line_error, run_cli
 from sqlalchemy import text
 
-from conftest import assert_one_line_error, run_cli
-from seqcopy import checkpoint
-from seqcopy.store import Store
+from seqcopy.core import checkpoint
+from seqcopy.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -202,8 +202,8 @@ def test_train_with_a_bad_config_writes_nothing(db_url, capsys):
 
 def test_a_gpu_run_can_be_queued_from_a_machine_without_one(tmp_path, capsys):
     """The device is the training worker's business: a CPU-only machine may queue a cuda run."""
-    from seqcopy.cli import main
-    from seqcopy.store import Store
+    from seqcopy.cli.commands import main
+    from seqcopy.runs.store import Store
 
     url = f"sqlite:///{tmp_path / 'gpu.db'}"
     assert main(["submit", "-d", "cuda", "--db", url]) == 0

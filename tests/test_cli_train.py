@@ -1,4 +1,4 @@
-"""The seed's command line: flags, defaults, refusals, the JSON summary and the checkpoint."""
+"""The original assignment's command line: flags, defaults, refusals, the JSON summary and the checkpoint."""
 
 import json
 import subprocess
@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from seqcopy import checkpoint
-from seqcopy.cli import main
+from seqcopy.cli.commands import main
 from seqcopy.config import RunConfig
-from seqcopy.model import CopyModel
+from seqcopy.core import checkpoint
+from seqcopy.core.model import CopyModel
 
 TINY_FLAGS = ["-iseq", "4", "-tseq", "6", "-p", "2", "-oseq", "4", "-toseq", "5", "-b", "8",
               "-em", "4", "-hs", "8", "-ep", "2", "-trs", "32", "-ts", "8"]
@@ -126,7 +126,7 @@ def test_an_unwritable_location_is_refused_before_training(tmp_path, capsys):
 
 
 def test_the_summary_is_valid_json_even_for_a_diverged_run():
-    from seqcopy.cli import _json_safe
+    from seqcopy.cli.commands import _json_safe
 
     line = json.dumps(_json_safe({"train_loss": float("nan"), "test_loss": float("inf"), "epochs": 3}))
     assert json.loads(line) == {"train_loss": None, "test_loss": None, "epochs": 3}

@@ -3,8 +3,8 @@
 import pytest
 
 from seqcopy.config import CELL_NAMES
+from seqcopy.core.model import CopyModel
 from seqcopy.costs import parameter_count, recurrent_macs
-from seqcopy.model import CopyModel
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)

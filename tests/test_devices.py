@@ -10,14 +10,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY as BASE_TINY
 from sqlalchemy import create_engine, insert, text, update
+from test_worker import ENV, REPO, finish, start_worker
 
 from seqcopy import devices
-from conftest import TINY as BASE_TINY
-from seqcopy.store import Store, runs_t
-from seqcopy.worker import Worker
-
-from test_worker import ENV, REPO, finish, start_worker
+from seqcopy.runs.store import Store, runs_t
+from seqcopy.runs.worker import Worker
 
 TINY = BASE_TINY.replace(epochs=2)
 
@@ -118,7 +117,7 @@ def test_a_v1_store_upgraded_keeps_its_queued_gpu_run_away_from_cpu_workers(db_u
 
 # ---------------------------------------------------------------------------- the worker
 def test_the_worker_trains_an_auto_run_on_its_device_and_records_it(store, one_thread, monkeypatch):
-    import seqcopy.worker as worker_module
+    import seqcopy.runs.worker as worker_module
 
     seen = []
     real_train = worker_module.train

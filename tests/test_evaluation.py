@@ -5,13 +5,13 @@ import json
 
 import pytest
 import torch
-
-from seqcopy.config import MAX_TEST_SEQ, RunConfig
-from seqcopy.evaluation import evaluate_model, load_model, with_test_settings
-from seqcopy.store import Store
-from seqcopy.vocab import CHANCE_LEVEL
-
 from conftest import assert_one_line_error, run_cli
+
+from seqcopy.cli.commands import load_model
+from seqcopy.config import MAX_TEST_SEQ, RunConfig
+from seqcopy.core.evaluation import evaluate_model, with_test_settings
+from seqcopy.runs.store import Store
+from seqcopy.vocab import CHANCE_LEVEL
 
 
 def test_evaluate_reproduces_the_training_runs_final_test_metrics_exactly(tiny_experiment):
@@ -48,7 +48,7 @@ def test_evaluate_prints_the_metrics_and_a_json_last_line(tiny_experiment, capsy
 def test_evaluate_a_file_at_new_lengths_from_another_folder(tiny_experiment, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     model = str(tiny_experiment.folder / "tiny.pth")
-    # The seed's spellings, long and short, and the hyphenated alias.
+    # The original assignment's spellings, long and short, and the hyphenated alias.
     code, out, err = run_cli(capsys, "evaluate", model, "--test_seq_len", "30", "--test-output-len", "25", "-p", "2",
                              "-ts", "40", "-s", "7")
     assert code == 0, err
@@ -60,8 +60,8 @@ def test_evaluate_a_file_at_new_lengths_from_another_folder(tiny_experiment, tmp
 
 
 def test_evaluate_says_which_multiplicative_form_ran(tiny_experiment, tmp_path, capsys):
-    from seqcopy import checkpoint
-    from seqcopy.checkpoint import build_model
+    from seqcopy.core import checkpoint
+    from seqcopy.core.checkpoint import build_model
 
     assert tiny_experiment.summary["mult_form"] is None  # an LSTM: no such choice
     config = RunConfig(cell="mlstm", mult_form="input", hidden_size=8, embedding_size=4, train_seq_len=3,

@@ -1,4 +1,4 @@
-"""`train -l/--log NAME`: the seed's experiment folder, its refusals, the plots and the progress line."""
+"""`train -l/--log NAME`: the original assignment's log folder, its refusals, the plots and the progress line."""
 
 import io
 import json
@@ -6,20 +6,20 @@ import sys
 
 import pytest
 import torch
-
-from seqcopy import checkpoint, cli
-from seqcopy.cli import main
-from seqcopy.config import RunConfig
-from seqcopy.experiment import Experiment, ExperimentError, epoch_line, experiment_name
-from seqcopy.flags import config_from_args
-from seqcopy.metrics import blank_baseline_accuracy
-from seqcopy.plots import PLOT_FILES, accuracy_figure, copy_accuracy_figure, write_training_plots
-from seqcopy.store import Store
-from seqcopy.train import EpochResult
-from seqcopy.worker import StopSignals
-from seqcopy.vocab import CHANCE_LEVEL
-
 from conftest import TINY_TRAIN_FLAGS
+
+from seqcopy.cli import commands as cli
+from seqcopy.cli.commands import main
+from seqcopy.cli.flags import config_from_args
+from seqcopy.cli.log_folder import Experiment, ExperimentError, epoch_line, experiment_name
+from seqcopy.cli.plots import PLOT_FILES, accuracy_figure, copy_accuracy_figure, write_training_plots
+from seqcopy.config import RunConfig
+from seqcopy.core import checkpoint
+from seqcopy.core.metrics import blank_baseline_accuracy
+from seqcopy.core.train import EpochResult
+from seqcopy.runs.store import Store
+from seqcopy.runs.worker import StopSignals
+from seqcopy.vocab import CHANCE_LEVEL
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SEED_EXAMPLE = ("-d cuda -l lstm_100_E32_H256_lr0.001_N50k_trial1 -iseq 100 -tseq 500 -p 3 -oseq 100 -toseq 200 "
@@ -115,11 +115,11 @@ def test_a_refused_store_leaves_no_experiment_folder(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # the folders made for the check are gone again
 
 
-# ---------------------------------------------------------------------------- the seed's example
+# ---------------------------------------------------------------------------- the original assignment's example
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the example would train")
 def test_the_seeds_cuda_example_fails_in_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = main(["train", *SEED_EXAMPLE])  # the seed's `python rnn.py …` example, unchanged
+    code = main(["train", *SEED_EXAMPLE])  # the original assignment's `python rnn.py …` example, unchanged
     err = capsys.readouterr().err
     assert code == 2 and err == "seqcopy: error: -d/--device: no CUDA device is available on this machine\n"
     assert list(tmp_path.iterdir()) == []  # no log folder, no runs.db

@@ -4,8 +4,8 @@ reference cells in outputs and every gradient."""
 import pytest
 import torch
 
-from seqcopy import fast
-from seqcopy.cells import MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell, RecurrentLayer
+from seqcopy.core import fast
+from seqcopy.core.cells import MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell, RecurrentLayer
 
 CELLS = {("mlstm", "krause"): MLSTMCell, ("mgru", "krause"): MGRUCell,
          ("mlstm", "input"): MLSTMInputCell, ("mgru", "input"): MGRUInputCell}  # fmt: skip

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from faultproxy import FaultProxy
 from conftest import TINY as BASE_TINY
-from seqcopy.store import Store
-from seqcopy.worker import Worker
+from faultproxy import FaultProxy
+
+from seqcopy.runs.store import Store
+from seqcopy.runs.worker import Worker
 
 pytestmark = pytest.mark.postgres
 
@@ -147,9 +147,9 @@ PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playgrou
 
 def test_every_page_says_plainly_that_the_database_is_gone_and_recovers_on_retry(pg_proxy, pg_url, monkeypatch):
     import streamlit as st
+    import ui_store
     from streamlit.testing.v1 import AppTest
 
-    import ui_store
     from seqcopy.ui import state
 
     proxy, url = pg_proxy

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from streamlit.testing.v1 import AppTest
-
 import ui_store
 from conftest import assert_one_line_error, run_cli
+from sqlalchemy import text
+from streamlit.testing.v1 import AppTest
 from test_cli_store import TINY_FLAGS
+
 from seqcopy.config import RunConfig
-from seqcopy.redact import display_url, scrub
-from seqcopy.store import Store, StoreError, UnknownRun, UnknownSweep, open_store
+from seqcopy.runs.redact import display_url, scrub
+from seqcopy.runs.store import Store, StoreError, UnknownRun, UnknownSweep, open_store
 from seqcopy.text import MAX_ID, check_tag, parse_id, printable
 from seqcopy.ui import escape
 from seqcopy.ui.frames import parse_run_ids
@@ -380,7 +380,7 @@ def test_a_lease_shorter_than_a_few_heartbeats_is_refused(sqlite_url, capsys, le
 
 
 def test_the_worker_class_refuses_a_short_lease_too(sqlite_url):
-    from seqcopy.worker import Worker
+    from seqcopy.runs.worker import Worker
 
     with pytest.raises(ValueError, match="--lease"):
         Worker(Store(sqlite_url), lease=0.1)
@@ -409,7 +409,7 @@ def test_a_failing_database_is_not_idleness(sqlite_url, monkeypatch, capsys, one
     instead of exiting as if the queue were empty."""
     from sqlalchemy.exc import OperationalError
 
-    from seqcopy.worker import Worker
+    from seqcopy.runs.worker import Worker
 
     store = Store(sqlite_url)
     run_id = store.submit(ui_store.TINY)

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from seqcopy.checkpoint import build_model
 from seqcopy.config import CELL_NAMES, RunConfig
-from seqcopy.init import initialise
-from seqcopy.model import CopyModel
+from seqcopy.core.checkpoint import build_model
+from seqcopy.core.init import initialise
+from seqcopy.core.model import CopyModel
 
 SMALL = RunConfig(embedding_size=16, hidden_size=64)
 RECURRENT = ("weight_hh", "weight_mh", "weight_mg")
@@ -76,8 +76,8 @@ def test_an_unknown_scheme_is_refused():
 
 
 def test_the_flags_and_old_configs_carry_the_new_options():
-    from seqcopy.cli import build_parser
-    from seqcopy.flags import config_from_args
+    from seqcopy.cli.commands import build_parser
+    from seqcopy.cli.flags import config_from_args
 
     args = build_parser().parse_args(["train", "--init", "scaled", "--curriculum-step", "4"])
     config = config_from_args(args)
@@ -90,7 +90,7 @@ def test_the_flags_and_old_configs_carry_the_new_options():
 
 
 def test_a_scaled_checkpoint_round_trips():
-    from seqcopy.checkpoint import from_bytes, to_bytes
+    from seqcopy.core.checkpoint import from_bytes, to_bytes
 
     config = SMALL.replace(cell="mlstm", init="scaled")
     model = _built("mlstm", "scaled")

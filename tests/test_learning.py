@@ -2,8 +2,8 @@
 
 import pytest
 
+from seqcopy.core.train import Stopped, train
 from seqcopy.presets import PRESETS
-from seqcopy.train import Stopped, train
 
 
 @pytest.mark.slow

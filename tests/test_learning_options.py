@@ -1,18 +1,17 @@
 """The options for multiplicative cells that learn: --forget-bias, --init chrono, --delay-factor,
---norm-m and --lr-schedule linear (seqcopy.init, seqcopy.cells, seqcopy.train)."""
+--norm-m and --lr-schedule linear (seqcopy.core.init, seqcopy.core.cells, seqcopy.core.train)."""
 
 import math
 
 import pytest
 import torch
-
-from seqcopy.checkpoint import build_model, from_bytes, to_bytes
-from seqcopy.config import RunConfig
-from seqcopy.model import CopyModel
-from seqcopy.train import _learning_rate, train
-from seqcopy.vocab import BLANK_INDEX, DELIMITER_INDEX
-
 from conftest import TINY
+
+from seqcopy.config import RunConfig
+from seqcopy.core.checkpoint import build_model, from_bytes, to_bytes
+from seqcopy.core.model import CopyModel
+from seqcopy.core.train import _learning_rate, train
+from seqcopy.vocab import BLANK_INDEX, DELIMITER_INDEX
 
 H = 32
 SMALL = RunConfig(embedding_size=8, hidden_size=H, train_seq_len=10, train_output_len=10, padding=3)

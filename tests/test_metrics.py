@@ -1,10 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
-from seqcopy.data import Layout, make_sequences
-from seqcopy.metrics import Counts, blank_baseline_accuracy
+from seqcopy.core.data import Layout, make_sequences
+from seqcopy.core.metrics import Counts, blank_baseline_accuracy
 from seqcopy.vocab import BLANK_INDEX
-import numpy as np
 
 
 def one_hot_logits(predictions: torch.Tensor) -> torch.Tensor:

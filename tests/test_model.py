@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from seqcopy.cells import CELL_NAMES
-from seqcopy.model import CopyModel
-from seqcopy.train import run_in_chunks
+from seqcopy.core.cells import CELL_NAMES
+from seqcopy.core.model import CopyModel
+from seqcopy.core.train import run_in_chunks
 
 
 @pytest.mark.parametrize("name", CELL_NAMES)

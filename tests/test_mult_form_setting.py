@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from seqcopy.cli import build_parser
+from seqcopy.cli.commands import build_parser
+from seqcopy.cli.flags import config_from_args
 from seqcopy.config import MULT_FORMS, SETTINGS, RunConfig, cell_label
-from seqcopy.flags import config_from_args
-from seqcopy.store import RunInfo
+from seqcopy.runs.store import RunInfo
 from seqcopy.ui.frames import group_of, runs_frame
 
 

@@ -4,13 +4,13 @@ table, and checkpoints from before the choice existed."""
 import pytest
 import torch
 
-from seqcopy import checkpoint
-from seqcopy.benchmark import training_step
-from seqcopy.cells import MGRUCell, MLSTMCell
 from seqcopy.config import RunConfig
+from seqcopy.core import checkpoint
+from seqcopy.core.benchmark import training_step
+from seqcopy.core.cells import MGRUCell, MLSTMCell
+from seqcopy.core.model import CopyModel
+from seqcopy.core.train import run_in_chunks
 from seqcopy.costs import parameter_count, recurrent_macs, saved_values
-from seqcopy.model import CopyModel
-from seqcopy.train import run_in_chunks
 
 FORMS = [("mlstm", "krause"), ("mlstm", "input"), ("mgru", "krause"), ("mgru", "input")]
 

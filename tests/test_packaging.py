@@ -67,8 +67,8 @@ def test_the_wheel_ships_the_cpp_source_and_the_command(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(archive.read(name).decode() for name in names if name.endswith("entry_points.txt"))
-    cpp = {path.relative_to(REPO).as_posix() for path in (REPO / "seqcopy" / "csrc").glob("*.cpp")}
+    cpp = {path.relative_to(REPO).as_posix() for path in (REPO / "seqcopy" / "core" / "csrc").glob("*.cpp")}
     assert cpp and cpp <= names
-    assert {"seqcopy/cli.py", "seqcopy/evaluation.py", "seqcopy/experiment.py"} <= names
+    assert {"seqcopy/cli/commands.py", "seqcopy/core/evaluation.py", "seqcopy/cli/log_folder.py"} <= names
     assert not any(name.startswith(("tests/", "views/", "bench/")) for name in names)
     assert "seqcopy = seqcopy.cli:main" in entry_points

@@ -18,11 +18,10 @@ import sys
 import time
 
 import pytest
-
 from conftest import TINY as BASE_TINY
-from seqcopy.store import Store
-
 from test_worker import ENV, REPO, SLOW, wait_for
+
+from seqcopy.runs.store import Store
 
 # The cluster stays on the loopback address (Ray would otherwise advertise the machine's
 # network address), and without token authentication, so that no token is written into ~/.ray.
@@ -214,8 +213,8 @@ def test_bad_flags_are_refused_before_ray_is_imported(pg_url, flags, message, ra
 
 
 def test_ctrl_c_while_connecting_starts_no_worker(monkeypatch):
-    from seqcopy import ray_workers
-    from seqcopy.cli import RayPlan
+    from seqcopy.runs import ray_workers
+    from seqcopy.runs.ray_plan import RayPlan
 
     plan = RayPlan(address="auto", url="postgresql://u@h/db", shown_url="postgresql://u@h/db", workers=2,
                    cpus_per_worker=1.0, gpus_per_worker=0.0, device="cpu", lease=10.0, idle_exit=1.0)
@@ -233,7 +232,7 @@ def test_ctrl_c_kills_only_the_workers_not_placed_yet_and_stops_a_placed_one_who
     already hold a run: Ctrl-C stops it like a placed one (its run ends cancelled), never kills it."""
     from unittest import mock
 
-    from seqcopy import ray_workers
+    from seqcopy.runs import ray_workers
 
     where = {"worker_id": "n1:7", "host": "n1", "node_ip": "10.0.0.1", "node_id": "abcdef123456", "gpus": [],
              "serves": ["cpu"]}
@@ -256,7 +255,7 @@ def test_ctrl_c_kills_only_the_workers_not_placed_yet_and_stops_a_placed_one_who
 
 
 def test_a_lost_worker_is_reported_by_the_cause_at_the_end_of_rays_traceback():
-    from seqcopy.ray_workers import _reason
+    from seqcopy.runs.ray_workers import _reason
 
     class ActorDiedError(Exception):
         pass
@@ -270,7 +269,7 @@ def test_a_lost_worker_is_reported_by_the_cause_at_the_end_of_rays_traceback():
 
 
 def test_only_the_ray_command_imports_ray():
-    script = ("import sys, seqcopy.cli, seqcopy.worker, seqcopy.store, seqcopy.capacity, seqcopy.ui.workers; "
+    script = ("import sys, seqcopy.cli, seqcopy.runs.worker, seqcopy.runs.store, seqcopy.runs.capacity, seqcopy.ui.workers; "
               "print('ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr

@@ -1,8 +1,8 @@
 
 from seqcopy.config import RunConfig
-from seqcopy.report import build_report, first_reaching, mean_std
-from seqcopy.schema import EPOCH_METRICS
-from seqcopy.store import Store
+from seqcopy.results.report import build_report, first_reaching, mean_std
+from seqcopy.runs.schema import EPOCH_METRICS
+from seqcopy.runs.store import Store
 
 
 def epoch_row(epoch, copy_acc, seconds=30.0):
@@ -132,7 +132,7 @@ def test_report_by_a_setting_gives_one_row_per_cell_and_value_with_the_standard_
     import math
     import statistics
 
-    from seqcopy.report import build_by_report
+    from seqcopy.results.report import build_by_report
 
     store = by_store(tmp_path)
     text = build_by_report(store, "train_seq_len")
@@ -155,7 +155,7 @@ def test_report_by_a_setting_gives_one_row_per_cell_and_value_with_the_standard_
 
 
 def test_report_by_from_the_command_line(tmp_path, capsys):
-    from seqcopy import cli
+    from seqcopy.cli import commands as cli
 
     by_store(tmp_path)
     url = f"sqlite:///{tmp_path / 'by.db'}"
@@ -171,7 +171,7 @@ def test_report_by_from_the_command_line(tmp_path, capsys):
 
 
 def test_report_by_warns_when_a_row_averages_different_configurations(tmp_path):
-    from seqcopy.report import build_by_report
+    from seqcopy.results.report import build_by_report
 
     store = Store(f"sqlite:///{tmp_path / 'mixed.db'}")
     base = RunConfig(cell="lstm", epochs=1, tag="mixed", train_seq_len=8, train_output_len=4)

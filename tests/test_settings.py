@@ -1,4 +1,4 @@
-"""One declaration per setting: the seed's flags and defaults, argparse and the form built from
+"""One declaration per setting: the original assignment's flags and defaults, argparse and the form built from
 the same declarations, validation reading the same limits, presets on the command line."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import shlex
 
 import pytest
 
-from seqcopy.cli import build_parser
+from seqcopy.cli.commands import build_parser
+from seqcopy.cli.flags import config_from_args
 from seqcopy.config import SETTINGS, RunConfig
-from seqcopy.flags import config_from_args
 from seqcopy.presets import BY_SLUG, PRESETS
 from seqcopy.settings import Setting
 from seqcopy.ui.launch_form import FIELDS, GROUPS, help_for, label_for
 
-# The seed document's table: short flag, long flag as it spells it, field, default.
+# The original assignment's table: short flag, long flag as it spells it, field, default.
 SEED_TABLE = [
     ("-d", "--device", "device", "cpu"),
     ("-iseq", "--train_seq_len", "train_seq_len", 100),
@@ -43,7 +43,7 @@ def parse(command: str, *words: str):
 
 
 def test_the_seed_flags_are_the_declared_seed_fields():
-    assert sorted(name for name, d in SETTINGS.items() if d.seed) == sorted(field for _, _, field, _ in SEED_TABLE)
+    assert sorted(name for name, d in SETTINGS.items() if d.original) == sorted(field for _, _, field, _ in SEED_TABLE)
 
 
 @pytest.mark.parametrize("short, long, field, default", SEED_TABLE)
@@ -79,8 +79,8 @@ def test_help_says_which_defaults_are_the_seeds(capsys):
         parse("train", "--help")
     text = " ".join(capsys.readouterr().out.split())
     assert "--train_seq_len" in text and "--learning_rate" in text
-    assert "default: 100, the seed's" in text and "default: rnn.log, the seed's" in text
-    assert "default: uniform)" in text  # an option beyond the seed: no claim to be the seed's
+    assert "default: 100, the original's" in text and "default: rnn.log, the original's" in text
+    assert "default: uniform)" in text  # an option beyond the original assignment: no claim to be its
 
 
 def test_presets_are_reachable_and_flags_given_beside_them_win():

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from conftest import TINY as BASE_TINY
-from seqcopy.store import Store
-
 from test_worker import REPO
+
+from seqcopy.runs.store import Store
 
 SCRIPT = REPO / "docs" / "slurm" / "seqcopy-workers.sbatch"
 TINY = BASE_TINY.replace(epochs=2)

@@ -8,13 +8,12 @@ import threading
 import time
 
 import pytest
+from conftest import TINY
 from sqlalchemy import text
 
-from conftest import TINY
 from seqcopy.config import ConfigError
-from seqcopy.schema import EPOCH_METRICS, SCHEMA_VERSION
-from seqcopy.store import DEFAULT_LEASE, LeaseLost, Store, StoreError, UnknownRun, open_store
-
+from seqcopy.runs.schema import EPOCH_METRICS, SCHEMA_VERSION
+from seqcopy.runs.store import DEFAULT_LEASE, LeaseLost, Store, StoreError, UnknownRun, open_store
 
 
 def epoch_row(epoch: int) -> dict:
@@ -80,7 +79,7 @@ class _LockedCursor:
 def test_the_wal_switch_waits_for_a_lock_like_busy_timeout_would():
     # Regression: workers opening a fresh SQLite file together got "database is locked" at once,
     # because SQLite does not call its busy handler on that path.
-    from seqcopy.store import _enable_wal
+    from seqcopy.runs.store import _enable_wal
 
     cursor = _LockedCursor(locked=3)
     _enable_wal(cursor)
@@ -317,9 +316,8 @@ def test_a_store_written_at_schema_version_1_is_upgraded_in_place_and_keeps_its_
     one opens: the new columns are added, the version bumped, nothing lost, and it is usable."""
     import json
 
-    from sqlalchemy import create_engine, insert
-
     import schema_v1
+    from sqlalchemy import create_engine, insert
 
     engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"))
     tables = schema_v1.metadata.tables
@@ -366,8 +364,8 @@ def test_the_upgrade_adds_any_table_column_and_index_the_schema_gained(db_url, m
     an existing store; a new column that could not be added to old rows is a programming error."""
     from sqlalchemy import Column, Integer, MetaData, String, Table, inspect
 
-    from seqcopy import schema
-    from seqcopy.store import upgrade_schema
+    from seqcopy.runs import schema
+    from seqcopy.runs.store import upgrade_schema
 
     Store(db_url).close()
     metadata = MetaData()

@@ -13,12 +13,18 @@ import pandas as pd
 import pytest
 
 from seqcopy.config import RunConfig
-from seqcopy.spread import format_summary, half_width, summarise, t975
-from seqcopy.store import RunInfo, SweepInfo
+from seqcopy.results.spread import format_summary, half_width, summarise, t975
+from seqcopy.runs.store import RunInfo, SweepInfo
 from seqcopy.ui.figures import CHANCE_NAME
 from seqcopy.ui.sweep_figures import convergence_figure, metric_vs_setting_figure, parallel_coordinates_figure
 from seqcopy.ui.sweep_frames import (
-    convergence_frame, mixed_settings, setting_choices, settings_frame, summary_by_setting, sweep_from_url, sweep_labels,
+    convergence_frame,
+    mixed_settings,
+    setting_choices,
+    settings_frame,
+    summary_by_setting,
+    sweep_from_url,
+    sweep_labels,
 )
 
 # Final copy accuracy of three seeds at each K, per cell: made up, with round numbers.

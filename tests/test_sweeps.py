@@ -6,20 +6,30 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from seqcopy.config import SETTINGS
-from seqcopy.presets import BY_SLUG
-from seqcopy.store import Store
-from seqcopy.sweeps import (
-    MAX_RUNS, SWEEPABLE, Axis, Grid, SweepError, Tie, field_named, grid_errors, parse_axis, parse_seeds, parse_tie,
-    varied_keys,
-)
-from seqcopy.ui.launch_form import SweepRow, build_configs, form_values, preset_sweep
-from conftest import TINY as BASE_TINY, assert_one_line_error, run_cli
+from conftest import TINY as BASE_TINY
+from conftest import assert_one_line_error, run_cli
 from test_cli_store import run_count
 
-# Small runs, with input and output lengths and the hidden size left to the sweeps (the seed's
-# defaults where none is swept: these runs are queued, never trained).
+from seqcopy.config import SETTINGS, varied_keys
+from seqcopy.presets import BY_SLUG
+from seqcopy.results.sweeps import (
+    MAX_RUNS,
+    SWEEPABLE,
+    Axis,
+    Grid,
+    SweepError,
+    Tie,
+    field_named,
+    grid_errors,
+    parse_axis,
+    parse_seeds,
+    parse_tie,
+)
+from seqcopy.runs.store import Store
+from seqcopy.ui.launch_form import SweepRow, build_configs, form_values, preset_sweep
+
+# Small runs, with input and output lengths and the hidden size left to the sweeps (the original
+# assignment's defaults where none is swept: these runs are queued, never trained).
 FLAGS = ["-em", "4", "-tseq", "8", "-toseq", "4", "-trs", "64", "-ts", "16", "-b", "16", "-ep", "2"]
 TINY = BASE_TINY.replace(padding=1, epochs=2)
 
@@ -32,7 +42,7 @@ def test_every_sweepable_setting_is_named_by_its_field_and_every_flag_spelling(n
         assert field_named(spelling) == name, spelling
 
 
-def test_the_seeds_spellings_reach_their_fields():
+def test_the_original_spellings_reach_their_fields():
     assert field_named("-iseq") == field_named("--train_seq_len") == field_named("train-seq-len") == "train_seq_len"
     assert field_named("lr") == field_named("learning_rate") == field_named("--learning-rate") == "lr"
     assert field_named("hs") == "hidden_size"

@@ -1,10 +1,10 @@
 import pytest
 import torch
-
-from seqcopy import checkpoint
 from conftest import TINY as BASE_TINY
+
 from seqcopy.config import RunConfig
-from seqcopy.train import Stopped, curriculum_stages, train
+from seqcopy.core import checkpoint
+from seqcopy.core.train import Stopped, curriculum_stages, train
 
 TINY = BASE_TINY.replace(padding=2, test_output_len=6, epochs=2, test_samples=20)
 METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "train_copy_acc", "test_copy_acc", "test_seq_acc")
@@ -41,7 +41,7 @@ def test_reports_every_epoch_and_final_results():
 
 
 def test_should_stop_ends_early_keeping_finished_epochs(monkeypatch):
-    import seqcopy.train as train_module
+    import seqcopy.core.train as train_module
 
     built = []
     monkeypatch.setattr(train_module, "build_model", lambda c: built.append(checkpoint.build_model(c)) or built[-1])
@@ -65,7 +65,7 @@ def test_should_stop_ends_early_keeping_finished_epochs(monkeypatch):
 
 
 def test_a_diverging_run_stops_with_the_reason_and_keeps_its_finished_epochs(monkeypatch, nan_loss_from_batch):
-    import seqcopy.train as train_module
+    import seqcopy.core.train as train_module
 
     built = []
     monkeypatch.setattr(train_module, "build_model", lambda c: built.append(checkpoint.build_model(c)) or built[-1])
@@ -83,7 +83,7 @@ def test_a_diverging_run_stops_with_the_reason_and_keeps_its_finished_epochs(mon
 
 
 def test_weights_broken_by_an_epochs_last_step_are_caught_by_its_test(monkeypatch):
-    import seqcopy.train as train_module
+    import seqcopy.core.train as train_module
 
     real_evaluate, calls = train_module.evaluate, {"n": 0}
 
@@ -163,7 +163,7 @@ def test_training_does_not_touch_global_rng_results():
 
 
 def test_fresh_data_draws_a_new_training_set_each_epoch_reproducibly(monkeypatch):
-    import seqcopy.train as train_module
+    import seqcopy.core.train as train_module
 
     drawn = []
     original = train_module.data.random_sequences

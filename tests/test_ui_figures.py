@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from seqcopy.checkpoint import build_model
 from seqcopy.config import RunConfig
+from seqcopy.core.checkpoint import build_model
 from seqcopy.presets import PRESETS
-from seqcopy.store import RunInfo
-from seqcopy.sweeps import parse_seeds
+from seqcopy.results.sweeps import parse_seeds
+from seqcopy.runs.store import RunInfo
 from seqcopy.ui import figures, frames
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration, predicted_epoch_seconds
 from seqcopy.ui.launch_form import build_configs, form_values

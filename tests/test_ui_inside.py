@@ -10,14 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from copiers import shift_register
-from seqcopy.cells import CELL_NAMES, Cell, make_cell
-from seqcopy.checkpoint import build_model
+
 from seqcopy.config import RunConfig
+from seqcopy.core.cells import CELL_NAMES, Cell, make_cell
+from seqcopy.core.checkpoint import build_model
 from seqcopy.ui import inside, warmup
 from seqcopy.ui.playground import (
-    changed_positions, copies_frame, edit_sequence, play_tick, play_toggled, position_from_selection, run_copy,
+    changed_positions,
+    copies_frame,
+    edit_sequence,
+    play_tick,
+    play_toggled,
+    position_from_selection,
+    run_copy,
     suggest_partner,
 )
 from seqcopy.ui.saliency import MAX_SALIENCY_LETTERS, MEASURES, gradient_saliency, replacement_saliency

@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from seqcopy.store import Store
+from seqcopy.runs.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

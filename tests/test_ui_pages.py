@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import ui_store
 from streamlit.testing.v1 import AppTest
 
-import ui_store
-from seqcopy.store import Store
-from seqcopy.ui.launch_form import label_for
+from seqcopy.runs.store import Store
 from seqcopy.ui import escape
+from seqcopy.ui.launch_form import label_for
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]

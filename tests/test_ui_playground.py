@@ -8,14 +8,14 @@ import json
 
 import numpy as np
 import pytest
-
 import ui_store
 from copiers import shift_register
-from seqcopy import checkpoint
-from seqcopy.cells import CELL_NAMES
-from seqcopy.store import Store
-from seqcopy.ui import escape
 from test_ui_pages import open_page, texts
+
+from seqcopy.core import checkpoint
+from seqcopy.core.cells import CELL_NAMES
+from seqcopy.runs.store import Store
+from seqcopy.ui import escape
 
 COPIER_TAG = "hand-built copier"
 

@@ -4,8 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqcopy import data, vocab
-from seqcopy.data import Layout
+from seqcopy import vocab
+from seqcopy.core import data
+from seqcopy.core.data import Layout
 
 
 def test_indices_are_fixed():

@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-
-from seqcopy import checkpoint, cli
 from conftest import TINY
-from seqcopy.store import Store
+
+from seqcopy.cli import commands as cli
+from seqcopy.core import checkpoint
+from seqcopy.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -215,7 +216,7 @@ def test_sigterm_finishes_the_current_epoch_and_cancels_the_run(store, db_url):
 
 # ---------------------------------------------------------------------------- failures
 def test_a_training_exception_fails_the_run_and_the_worker_goes_on(store, monkeypatch, one_thread):
-    import seqcopy.worker as worker_module
+    import seqcopy.runs.worker as worker_module
 
     real_train = worker_module.train
 
@@ -236,7 +237,7 @@ def test_a_training_exception_fails_the_run_and_the_worker_goes_on(store, monkey
 
 
 def test_a_diverging_run_fails_on_one_line_with_its_epochs_kept(store, nan_loss_from_batch, one_thread):
-    from seqcopy.worker import Worker
+    from seqcopy.runs.worker import Worker
 
     config = TINY.replace(epochs=3)
     nan_loss_from_batch(2 * config.batches_per_epoch + 1)  # epoch 3, batch 1
@@ -250,7 +251,7 @@ def test_a_diverging_run_fails_on_one_line_with_its_epochs_kept(store, nan_loss_
 
 
 def test_worker_once_runs_one_and_exits(store, one_thread):
-    from seqcopy.worker import Worker
+    from seqcopy.runs.worker import Worker
 
     first, second = store.submit_many([TINY, TINY.replace(seed=1)])
     assert Worker(store, worker_id="test:once", lease=5).run(once=True) == 1
@@ -261,8 +262,8 @@ def test_worker_once_runs_one_and_exits(store, one_thread):
 
 
 def test_a_run_taken_back_is_not_counted_as_done_by_the_worker_nor_in_its_row(store, monkeypatch, one_thread):
-    from seqcopy.store import LeaseLost
-    from seqcopy.worker import Worker
+    from seqcopy.runs.store import LeaseLost
+    from seqcopy.runs.worker import Worker
 
     run_id = store.submit(TINY)
 
@@ -278,7 +279,7 @@ def test_a_run_taken_back_is_not_counted_as_done_by_the_worker_nor_in_its_row(st
 def test_the_worker_survives_a_database_outage(store, monkeypatch, one_thread, capsys):
     from sqlalchemy.exc import OperationalError
 
-    from seqcopy.worker import Worker
+    from seqcopy.runs.worker import Worker
 
     run_id = store.submit(TINY)
     real_claim, outages = Store.claim, []
@@ -312,8 +313,8 @@ def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
     final results instead of being marked cancelled."""
 
     from seqcopy.config import RunConfig
-    from seqcopy.store import Store
-    from seqcopy.worker import RunExecution, StopSignals
+    from seqcopy.runs.store import Store
+    from seqcopy.runs.worker import RunExecution, StopSignals
 
     store = Store(sqlite_url)
     config = RunConfig(train_seq_len=4, test_seq_len=6, padding=2, train_output_len=4, test_output_len=4,
@@ -330,7 +331,7 @@ def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
 def test_a_failing_heartbeat_is_logged_on_one_line_now_and_then_and_the_run_goes_on(sqlite_url, monkeypatch, one_thread, capsys):
     """The heartbeat thread never dies of an error, nor hides it: one line on stderr, then at
     most one every 10 s, counting the ones in between."""
-    import seqcopy.worker as worker_module
+    import seqcopy.runs.worker as worker_module
 
     store = Store(sqlite_url)
     run_id = store.submit(TINY)

@@ -12,17 +12,16 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
-from seqcopy import capacity
 from conftest import TINY as BASE_TINY
-from seqcopy.store import Store, WorkerInfo
-from seqcopy.ui.workers import workers_view
-from seqcopy.worker import Worker
-
+from streamlit.testing.v1 import AppTest
 from test_browser import ARTIFACTS, CHROMIUM, chromium_page, serve, settle
 from test_ui_pages import APP, texts
 from test_worker import ENV, REPO, SLOW, finish, start_worker, wait_for
+
+from seqcopy.runs import capacity
+from seqcopy.runs.store import Store, WorkerInfo
+from seqcopy.runs.worker import Worker
+from seqcopy.ui.workers import workers_view
 
 TINY = BASE_TINY.replace(epochs=2)
 NOW = 1_800_000_000.0
@@ -87,7 +86,7 @@ def test_the_pages_view_splits_present_and_stopped_workers():
 
 
 def test_a_worker_names_who_started_it(monkeypatch):
-    from seqcopy.worker import worker_origin
+    from seqcopy.runs.worker import worker_origin
 
     for name in ("SEQCOPY_WORKER_ORIGIN", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
         monkeypatch.delenv(name, raising=False)

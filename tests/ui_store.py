@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 
-from seqcopy import checkpoint
 from conftest import TINY as BASE_TINY
+
 from seqcopy.config import RunConfig
-from seqcopy.schema import EPOCH_METRICS
-from seqcopy.store import Store
+from seqcopy.core import checkpoint
+from seqcopy.runs.schema import EPOCH_METRICS
+from seqcopy.runs.store import Store
 
 WORKER = "test-host:1"
 TINY = BASE_TINY.replace(test_seq_len=6, padding=1, tag="fixture")
@@ -84,7 +85,7 @@ def fill(url: str) -> dict[str, list[int]]:
 def add_sweep(url: str) -> tuple[int, list[int]]:
     """A completed sweep: lstm and gru × seeds 0–2 × K = N ∈ {4, 8}, queued as one grid; and a
     run outside it. Returns (sweep id, its run ids)."""
-    from seqcopy.sweeps import Grid, parse_axis, parse_tie
+    from seqcopy.results.sweeps import Grid, parse_axis, parse_tie
 
     store = Store(url)
     add_run(store, TINY.replace(cell="rnn", seed=5, tag="alone"), "completed")

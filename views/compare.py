@@ -7,17 +7,28 @@ by test length. A sweep can be chosen, and lives in the URL (?sweep=3)."""
 import streamlit as st
 
 from seqcopy.config import RunConfig
-from seqcopy.report import epochs_by_run
-from seqcopy.schema import EPOCH_METRICS, STATUSES
-from seqcopy.spread import DEFAULT_ERROR, ERROR_KINDS
+from seqcopy.results.report import epochs_by_run
+from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS
+from seqcopy.runs.schema import EPOCH_METRICS, STATUSES
 from seqcopy.ui import escape, state
 from seqcopy.ui.figures import seed_band_figure
 from seqcopy.ui.frames import (
-    FINAL_METRICS, epochs_frame, final_metrics_table, group_of, group_summary, results_frame, runs_frame,
+    FINAL_METRICS,
+    epochs_frame,
+    final_metrics_table,
+    group_of,
+    group_summary,
+    results_frame,
+    runs_frame,
 )
 from seqcopy.ui.sweep_figures import convergence_figure, metric_vs_setting_figure, parallel_coordinates_figure
 from seqcopy.ui.sweep_frames import (
-    convergence_frame, mixed_settings, setting_choices, settings_frame, sweep_from_url, sweep_labels,
+    convergence_frame,
+    mixed_settings,
+    setting_choices,
+    settings_frame,
+    sweep_from_url,
+    sweep_labels,
 )
 
 MAX_COMPARED = 200  # the most recent runs that match; epochs are read only for these

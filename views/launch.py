@@ -7,11 +7,20 @@ import streamlit as st
 
 from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig, cell_label
 from seqcopy.presets import BY_NAME, BY_SLUG, PRESETS
-from seqcopy.store import StoreError, UnknownRun
+from seqcopy.runs.store import StoreError, UnknownRun
 from seqcopy.ui import escape, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
 from seqcopy.ui.launch_form import (
-    FIELDS, GROUPS, SWEEP_FIELDS, SWEEP_ROWS, FormTies, SweepRow, build_configs, form_values, help_for, label_for,
+    FIELDS,
+    GROUPS,
+    SWEEP_FIELDS,
+    SWEEP_ROWS,
+    FormTies,
+    SweepRow,
+    build_configs,
+    form_values,
+    help_for,
+    label_for,
     preset_sweep,
 )
 from seqcopy.ui.workers import queued_reasons, workers_view

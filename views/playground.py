@@ -7,16 +7,32 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from seqcopy.checkpoint import CheckpointError
 from seqcopy.config import cell_label
+from seqcopy.core.checkpoint import CheckpointError
 from seqcopy.ui import escape, state
 from seqcopy.ui.inside import DEFAULT_DRAWN, QUANTITIES, UNIT_ORDERS, UntraceableCell, pick_units
 from seqcopy.ui.playground import (
-    MAX_EXTRA_DELIMITERS, changed_positions, copies_frame, edit_sequence, marked_copy, max_sequence_length,
-    play_tick, play_toggled, position_from_selection, random_sequence, run_copy, suggest_partner, trajectory_frame,
+    MAX_EXTRA_DELIMITERS,
+    changed_positions,
+    copies_frame,
+    edit_sequence,
+    marked_copy,
+    max_sequence_length,
+    play_tick,
+    play_toggled,
+    position_from_selection,
+    random_sequence,
+    run_copy,
+    suggest_partner,
+    trajectory_frame,
 )
 from seqcopy.ui.playground_figures import (
-    copy_grid_figure, input_row_figure, inside_figure, right_probability_figure, saliency_figure, trajectory_figure,
+    copy_grid_figure,
+    input_row_figure,
+    inside_figure,
+    right_probability_figure,
+    saliency_figure,
+    trajectory_figure,
 )
 from seqcopy.ui.saliency import MAX_SALIENCY_LETTERS, MEASURES
 from seqcopy.vocab import ALPHABET, InvalidSequence

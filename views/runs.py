@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from seqcopy.config import SETTINGS, cell_label
-from seqcopy.schema import STATUSES
-from seqcopy.store import UnknownRun
+from seqcopy.runs.schema import STATUSES
+from seqcopy.runs.store import UnknownRun
 from seqcopy.text import check_tag
 from seqcopy.ui import escape, state
 from seqcopy.ui.figures import run_curves_figure

@@ -14,8 +14,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..config import RunConfig
-from ..costs import EVAL_BATCH
+from seqcopy.config import RunConfig
+from seqcopy.costs import EVAL_BATCH
 
 CONSERVATIVE_FLOPS_PER_S = 20e9  # below the ≈30 GFLOP/s measured on 2 cores (Quick demo preset)
 STEP_OVERHEAD_S = 0.6e-3  # per recurrent step of one batch (forward + backward); measured ≈0.5 ms

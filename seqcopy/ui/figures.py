@@ -6,12 +6,11 @@ group (Compare page) keeps its colour across every figure of the page.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..vocab import CHANCE_LEVEL
+from seqcopy.vocab import CHANCE_LEVEL
 
 PALETTE = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",

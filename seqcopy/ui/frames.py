@@ -10,13 +10,12 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import RunConfig, cell_label
-from ..schema import EPOCH_METRICS
-from ..spread import DEFAULT_ERROR, format_summary
-from ..store import RunInfo
-from ..sweeps import varied_keys
-from ..text import parse_id, shorten
-from . import escape
+from seqcopy.config import RunConfig, cell_label, varied_keys
+from seqcopy.results.spread import DEFAULT_ERROR, format_summary
+from seqcopy.runs.schema import EPOCH_METRICS
+from seqcopy.runs.store import RunInfo
+from seqcopy.text import parse_id, shorten
+from seqcopy.ui import escape
 
 RUN_COLUMNS = [
     "id", "cell", "seed", "status", "progress", "epochs_done", "epochs_total", "test_copy_acc",
@@ -146,7 +145,7 @@ FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "trai
 def final_metrics_table(runs: pd.DataFrame, group: str = "group", metrics: Sequence[str] = FINAL_METRICS,
                         error: str = DEFAULT_ERROR) -> pd.DataFrame:
     """One row per group: each metric's final value across the group's runs as 'mean ± spread
-    KIND (n=…)', the spread one of seqcopy.spread's kinds (the standard error by default)."""
+    KIND (n=…)', the spread one of seqcopy.results.spread's kinds (the standard error by default)."""
     rows = []
     for name, members in runs.groupby(group, sort=True):
         row = {group: name, "runs": len(members)}

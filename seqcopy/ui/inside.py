@@ -6,7 +6,7 @@ others each ``*_step`` below restates the cell's step gate by gate, with the sam
 the same operations in the same order, and returns every intermediate by name.
 Tests hold its h (and c) equal to the cell's own step to 1e-6 and recompute h and c from the
 traced gates. It is pure torch: the Playground runs its models through these steps and never
-needs the C++ kernels of :mod:`seqcopy.fast` (which cost a compile, or a ninja check, on first
+needs the C++ kernels of :mod:`seqcopy.core.fast` (which cost a compile, or a ninja check, on first
 use).
 
 A new cell (or a second form of one) is one more step function and one more entry in ``STEPS``.
@@ -27,8 +27,18 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..cells import Cell, GRUCell, LSTMCell, MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell, RNNCell, State
-from ..model import CopyModel
+from seqcopy.core.cells import (
+    Cell,
+    GRUCell,
+    LSTMCell,
+    MGRUCell,
+    MGRUInputCell,
+    MLSTMCell,
+    MLSTMInputCell,
+    RNNCell,
+    State,
+)
+from seqcopy.core.model import CopyModel
 
 Parts = dict[str, Tensor]
 StepFunction = Callable[[Cell, Tensor, State], tuple[State, Parts]]

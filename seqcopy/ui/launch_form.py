@@ -1,6 +1,6 @@
 """The Launch form's fields, grouped and labelled, and its values → RunConfigs (one per cell ×
 seed × point of the sweep) with every error keyed by field. Pure, so the form's rules are tested
-without Streamlit. The grid itself is seqcopy.sweeps', shared with ``submit``.
+without Streamlit. The grid itself is seqcopy.results.sweeps', shared with ``submit``.
 """
 
 from __future__ import annotations
@@ -8,10 +8,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..config import CELL_NAMES, SETTINGS, RunConfig
-from ..presets import Preset
-from ..sweeps import (
-    GRID_OPTIONS, SWEEPABLE, Axis, Grid, SweepError, Tie, axis_of, grid_errors, parse_axis, parse_seeds, parse_tie,
+from seqcopy.config import CELL_NAMES, SETTINGS, RunConfig
+from seqcopy.presets import Preset
+from seqcopy.results.sweeps import (
+    GRID_OPTIONS,
+    SWEEPABLE,
+    Axis,
+    Grid,
+    SweepError,
+    Tie,
+    axis_of,
+    grid_errors,
+    parse_axis,
+    parse_seeds,
+    parse_tie,
 )
 
 # The form's fields and groups come from RunConfig's declarations (seqcopy.settings); cell and

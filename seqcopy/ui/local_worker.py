@@ -1,7 +1,7 @@
 """The dashboard's own worker: ``seqcopy worker`` that also stops when its app is gone.
 
 The app starts one of these per server process (``state.ensure_local_worker``). It is the
-ordinary :class:`seqcopy.worker.Worker`; the only addition is a thread that watches the app's
+ordinary :class:`seqcopy.runs.worker.Worker`; the only addition is a thread that watches the app's
 process and, once it has died (even by SIGKILL, when no atexit handler runs), asks the worker
 to stop after the current epoch, then exits for good after a grace period. Usage:
 
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
     args = parser.parse_args(argv)
 
-    from ..store import StoreError, open_store
-    from ..worker import Worker
+    from seqcopy.runs.store import StoreError, open_store
+    from seqcopy.runs.worker import Worker
 
     try:
         store = open_store()  # SEQCOPY_DB

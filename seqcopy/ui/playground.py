@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import RunConfig, cell_label
-from ..data import Layout, make_sequences
-from ..model import CopyModel
-from ..vocab import ALPHABET, SYMBOLS, VISIBLE_BLANK, InvalidSequence, decode, validate_symbols
-from .inside import UNIT_ORDERS, phase_means, phases, state_trajectory, summary_line, trace_model, unit_order
+from seqcopy.config import RunConfig, cell_label
+from seqcopy.core.data import Layout, make_sequences
+from seqcopy.core.model import CopyModel
+from seqcopy.ui.inside import UNIT_ORDERS, phase_means, phases, state_trajectory, summary_line, trace_model, unit_order
+from seqcopy.vocab import ALPHABET, SYMBOLS, VISIBLE_BLANK, InvalidSequence, decode, validate_symbols
 
 MAX_PLAYGROUND_LENGTH = 500  # keeps the heatmaps drawable in a browser
 MAX_EXTRA_DELIMITERS = 200  # a what-if's longer delay; bounds the pass like the length does

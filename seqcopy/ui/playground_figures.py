@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .figures import colour
-from .inside import PHASES, QUANTITIES
+from seqcopy.ui.figures import colour
+from seqcopy.ui.inside import PHASES, QUANTITIES
 
 PHASE_COLOURS = dict(zip(PHASES, ("#1f77b4", "#7f7f7f", "#d62728")))
 MAX_TICK_LABELS = 80  # beyond this many steps the symbols under the axis overlap

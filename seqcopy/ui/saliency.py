@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import RunConfig
-from ..model import CopyModel
-from ..vocab import NUM_SYMBOLS
-from .inside import trace_embedded
-from .playground import copy_inputs
+from seqcopy.config import RunConfig
+from seqcopy.core.model import CopyModel
+from seqcopy.ui.inside import trace_embedded
+from seqcopy.ui.playground import copy_inputs
+from seqcopy.vocab import NUM_SYMBOLS
 
 MAX_SALIENCY_LETTERS = 100  # bounds the time: about a second for either measure at 100 letters
 ROWS_PER_PASS = 25  # gradient: copies of the sequence differentiated together (bounds the memory)

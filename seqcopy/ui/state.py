@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from ..capacity import RECENT_S
-from ..config import RunConfig
-from ..store import RunInfo, Store, SweepInfo, WorkerInfo, database_url, is_transient, open_store
-from . import escape
-from .local_worker import LocalWorker
+from seqcopy.config import RunConfig
+from seqcopy.runs.capacity import RECENT_S
+from seqcopy.runs.store import RunInfo, Store, SweepInfo, WorkerInfo, database_url, is_transient, open_store
+from seqcopy.ui import escape
+from seqcopy.ui.local_worker import LocalWorker
 
 if TYPE_CHECKING:  # torch loads only on the page that plays a model, not on every page
-    from ..model import CopyModel
+    from seqcopy.core.model import CopyModel
 
 LIVE_REFRESH_S = 2
 
@@ -134,7 +134,7 @@ def speed_history(database: str, limit: int = 20) -> list[tuple[RunConfig, float
 def model_for(database: str, run_id: int, finished_at: float | None) -> tuple[CopyModel, RunConfig]:
     """The run's checkpoint as a model in eval mode (finished_at keys the cache to this very
     run, should an id be reused after a delete). Raises CheckpointError."""
-    from ..checkpoint import CheckpointError, from_bytes
+    from seqcopy.core.checkpoint import CheckpointError, from_bytes
 
     data = _store(database).checkpoint(run_id)
     if data is None:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..spread import ERROR_KINDS, ERROR_SHORT
-from .figures import _layout, add_chance_line, colour, rgba
-from .sweep_frames import is_numeric, spans_a_decade, summary_by_setting, x_order
+from seqcopy.results.spread import ERROR_KINDS, ERROR_SHORT
+from seqcopy.ui.figures import _layout, add_chance_line, colour, rgba
+from seqcopy.ui.sweep_frames import is_numeric, spans_a_decade, summary_by_setting, x_order
 
 NEVER_COLOUR = "#444444"
 

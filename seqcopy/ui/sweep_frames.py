@@ -11,15 +11,14 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import SETTINGS, cell_label
-from ..report import first_reaching
-from ..schema import LATEST_METRICS
-from ..spread import summarise
-from ..store import RunInfo, SweepInfo
-from ..sweeps import varied_keys
-from ..text import parse_id
-from .escape import plotly
-from .frames import group_of, run_label
+from seqcopy.config import SETTINGS, cell_label, varied_keys
+from seqcopy.results.report import first_reaching
+from seqcopy.results.spread import summarise
+from seqcopy.runs.schema import LATEST_METRICS
+from seqcopy.runs.store import RunInfo, SweepInfo
+from seqcopy.text import parse_id
+from seqcopy.ui.escape import plotly
+from seqcopy.ui.frames import group_of, run_label
 
 NOT_PLOTTED = ("seed", "tag")  # never an x axis: seeds are averaged, a tag names the runs
 

@@ -1,6 +1,6 @@
 """The Launch page's view of the workers: who is there to train, and why a queued run waits.
 
-Pure functions of :class:`seqcopy.store.WorkerInfo` lists (seqcopy.capacity computes the rows
+Pure functions of :class:`seqcopy.runs.store.WorkerInfo` lists (seqcopy.runs.capacity computes the rows
 that ``seqcopy workers`` prints as well); the page only draws what they return.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..capacity import ago, summary, waiting_reason, worker_rows
-from ..store import RunInfo, WorkerInfo
+from seqcopy.runs.capacity import ago, summary, waiting_reason, worker_rows
+from seqcopy.runs.store import RunInfo, WorkerInfo
 
 SHOWN_COLUMNS = ["Worker", "State", "Serves", "Threads", "Run", "Runs done", "Last seen", "Started by"]
 

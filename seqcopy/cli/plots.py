@@ -1,4 +1,4 @@
-"""The seed's training plots as PNG files (matplotlib, Agg): loss, accuracy and copy accuracy per epoch.
+"""The original assignment's training plots as PNG files (matplotlib, Agg): loss, accuracy and copy accuracy per epoch.
 
 Each plot shows the training and the test curve. The accuracy plot carries the accuracy of a model
 that never copies (blanks right, copy guessed), which accuracy over all positions reaches without
@@ -14,12 +14,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .config import RunConfig
-from .metrics import blank_baseline_accuracy
-from .train import EpochResult
-from .vocab import CHANCE_LEVEL
+from seqcopy.config import RunConfig
+from seqcopy.core.metrics import blank_baseline_accuracy
+from seqcopy.core.train import EpochResult
+from seqcopy.vocab import CHANCE_LEVEL
 
-LOSS_PLOT = "train_loss.png"  # the seed's names
+LOSS_PLOT = "train_loss.png"  # the original assignment's names
 ACCURACY_PLOT = "train_accuracy.png"
 COPY_ACCURACY_PLOT = "train_copy_accuracy.png"
 PLOT_FILES = (LOSS_PLOT, ACCURACY_PLOT, COPY_ACCURACY_PLOT)

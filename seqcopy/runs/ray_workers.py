@@ -1,7 +1,7 @@
 """``seqcopy ray``: the same workers as Ray actors, placed on an existing Ray cluster.
 
 Ray only places processes; the runs store stays the one source of truth. Each actor runs the
-ordinary :class:`seqcopy.worker.Worker` loop against the shared PostgreSQL store: it claims the
+ordinary :class:`seqcopy.runs.worker.Worker` loop against the shared PostgreSQL store: it claims the
 runs its device serves, records every epoch, and exits once the queue has stayed empty for
 ``--idle-exit`` seconds, so an autoscaling cluster shrinks again. Each actor asks Ray for
 ``--cpus-per-worker`` CPUs and ``--gpus-per-worker`` GPUs, so Ray puts GPU workers on GPU nodes
@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 import ray
 
-from .errors import InputError
-from .store import open_store
-from .worker import StopSignals, Worker
+from seqcopy.errors import InputError
+from seqcopy.runs.store import open_store
+from seqcopy.runs.worker import StopSignals, Worker
 
 if TYPE_CHECKING:
-    from .cli import RayPlan
+    from seqcopy.runs.ray_plan import RayPlan
 
 PLACEMENT_PATIENCE_S = 30.0  # then say which workers still wait for a node with room
 PROBE_TIMEOUT_S = 5.0

@@ -1,6 +1,6 @@
 """Fast sequence paths for the multiplicative cells (mLSTM, mGRU), in both forms.
 
-The reference cells in :mod:`seqcopy.cells` recompute every input projection at every step and
+The reference cells in :mod:`seqcopy.core.cells` recompute every input projection at every step and
 leave the backward to autograd, one graph node per small op. Here each cell and form is one
 :class:`torch.autograd.Function`:
 
@@ -466,7 +466,7 @@ def _kernels_for(name: str, x: Tensor):
 
 
 def mlstm_sequence(x: Tensor, state: tuple[Tensor, Tensor], cell) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-    """Run an :class:`~seqcopy.cells.MLSTMCell` over (B, T, E) inputs; same result as its steps."""
+    """Run an :class:`~seqcopy.core.cells.MLSTMCell` over (B, T, E) inputs; same result as its steps."""
     name = backend()
     if name == "off":
         return _mlstm_autograd(x, state, cell)
@@ -478,7 +478,7 @@ def mlstm_sequence(x: Tensor, state: tuple[Tensor, Tensor], cell) -> tuple[Tenso
 
 
 def mgru_sequence(x: Tensor, h: Tensor, cell) -> tuple[Tensor, Tensor]:
-    """Run an :class:`~seqcopy.cells.MGRUCell` over (B, T, E) inputs; same result as its steps."""
+    """Run an :class:`~seqcopy.core.cells.MGRUCell` over (B, T, E) inputs; same result as its steps."""
     name = backend()
     if name == "off":
         return _mgru_autograd(x, h, cell)
@@ -492,7 +492,7 @@ def _input_form_parameters(cell) -> tuple[Tensor, ...]:
 
 
 def mlstm_input_sequence(x: Tensor, state: tuple[Tensor, Tensor], cell):
-    """Run an :class:`~seqcopy.cells.MLSTMInputCell` over (B, T, E) inputs; None with
+    """Run an :class:`~seqcopy.core.cells.MLSTMInputCell` over (B, T, E) inputs; None with
     ``SEQCOPY_FAST=off`` (the layer then steps the reference cell: nothing here can be hoisted
     out of its loop but W_m x_t)."""
     name = backend()
@@ -505,7 +505,7 @@ def mlstm_input_sequence(x: Tensor, state: tuple[Tensor, Tensor], cell):
 
 
 def mgru_input_sequence(x: Tensor, h: Tensor, cell):
-    """Run an :class:`~seqcopy.cells.MGRUInputCell` over (B, T, E) inputs; None with
+    """Run an :class:`~seqcopy.core.cells.MGRUInputCell` over (B, T, E) inputs; None with
     ``SEQCOPY_FAST=off``."""
     name = backend()
     if name == "off":

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, inspect, or_, select, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.schema import CreateColumn
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -40,11 +39,12 @@ from sqlalchemy.exc import (
     OperationalError,
     SQLAlchemyError,
 )
+from sqlalchemy.schema import CreateColumn
 
-from .config import SETTINGS, ConfigError, RunConfig
-from .errors import InputError
-from .redact import display_url, scrub
-from .schema import (
+from seqcopy.config import SETTINGS, ConfigError, RunConfig, varied_keys
+from seqcopy.errors import InputError
+from seqcopy.runs.redact import display_url, scrub
+from seqcopy.runs.schema import (
     EPOCH_METRICS,
     FINISHED,
     LATEST_METRICS,
@@ -59,8 +59,7 @@ from .schema import (
     Sweep,
     WorkerRow,
 )
-from .sweeps import varied_keys
-from .text import MAX_ID, check_tag, storable
+from seqcopy.text import MAX_ID, check_tag, storable
 
 DEFAULT_URL = "sqlite:///runs.db"
 DEFAULT_LEASE = 120.0
@@ -361,7 +360,7 @@ class Store:
 
     @property
     def safe_url(self) -> str:
-        """The URL to show: every password masked (seqcopy.redact)."""
+        """The URL to show: every password masked (seqcopy.runs.redact)."""
         return display_url(self.engine.url.render_as_string(hide_password=False))
 
     def describe(self, error: Exception) -> str:

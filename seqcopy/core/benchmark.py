@@ -1,4 +1,4 @@
-"""Training-step benchmark: each cell's default path against a seed-style loop and torch's module.
+"""Training-step benchmark: each cell's default path against an original-style loop and torch's module.
 
 One step = CopyModel forward on a (B, T) batch, cross-entropy over all steps, backward,
 ``clip_grad_value_(params, 1.0)`` and an Adam step. Within one process the implementations are
@@ -6,8 +6,8 @@ timed round-robin at every thread count of the grid (each repeat times every imp
 per thread count, so background load hits them alike) after warm-up, and the median of the
 repeats is reported, with ratios at the same thread count:
 
-* ``vs seed``: our path / the seed-style per-gate loop of the same cell and form
-  (bench/seed_reference.py);
+* ``vs original``: our path / the original-style per-gate loop of the same cell and form
+  (bench/original_reference.py);
 * ``vs torch``: our path / torch.nn.RNN, LSTM or GRU in the same model (nn.LSTM for mLSTM,
   nn.GRU for mGRU, in both forms);
 * GFLOP/s of the matrix products (forward + backward ≈ 3 × forward) and their share of this
@@ -32,26 +32,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .cells import INPUT_FORM_CELLS
-from .config import CELL_NAMES, MULT_FORMS
-from .costs import step_macs
-from .model import CopyModel
-from .vocab import VOCAB_SIZE
+from seqcopy.config import CELL_NAMES, MULT_FORMS
+from seqcopy.core.cells import INPUT_FORM_CELLS
+from seqcopy.core.model import CopyModel
+from seqcopy.costs import step_macs
+from seqcopy.vocab import VOCAB_SIZE
 
 # name: (batch, embedding, hidden, length); length = symbols + delimiters + blanks
 BENCH_SIZES = {
     "defaults": (32, 16, 128, 20 + 3 + 10),
-    "seed": (32, 11, 128, 100 + 10 + 50),  # the seed's own defaults: K 100, P 10, N 50
+    "original": (32, 11, 128, 100 + 10 + 50),  # the original assignment's defaults: K 100, P 10, N 50
     "final": (64, 16, 256, 100 + 3 + 100),
     "quick": (4, 4, 8, 5),
 }
+OLD_SIZE_NAMES = {"seed": "original"}  # --settings keeps taking the name a size had before
 TORCH_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU, "mlstm": nn.LSTM, "mgru": nn.GRU}
 
 
-def _seed_reference():
-    """bench/seed_reference.py, which lives beside the package rather than in it."""
-    path = Path(__file__).resolve().parent.parent / "bench" / "seed_reference.py"
-    spec = importlib.util.spec_from_file_location("seed_reference", path)
+def _original_reference():
+    """bench/original_reference.py, which lives beside the package rather than in it."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "original_reference.py"
+    spec = importlib.util.spec_from_file_location("original_reference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -114,7 +115,7 @@ def row_keys(cells, forms) -> list[tuple[str, str]]:
 
 def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, peaks: dict, seed: int = 0) -> dict:
     batch, embedding, hidden, length = BENCH_SIZES[name]
-    reference = _seed_reference()
+    reference = _original_reference()
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randint(0, VOCAB_SIZE, (batch, length), generator=generator)
     targets = torch.randint(0, VOCAB_SIZE, (batch, length), generator=generator)
@@ -124,7 +125,7 @@ def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, p
         torch.manual_seed(seed)
         steps[cell, form, "ours"] = training_step(CopyModel(cell, VOCAB_SIZE, embedding, hidden, mult_form=form), inputs, targets)
         model = reference.SeedModel(cell, VOCAB_SIZE, embedding, hidden, mult_form=form)
-        steps[cell, form, "seed"] = training_step(model, inputs, targets)
+        steps[cell, form, "original"] = training_step(model, inputs, targets)
         if (cell, None, "torch") not in steps:  # one torch module serves both forms
             steps[cell, None, "torch"] = training_step(TorchModel(cell, VOCAB_SIZE, embedding, hidden), inputs, targets)
     counts, times = {}, {}
@@ -144,16 +145,16 @@ def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, p
     for count in threads:
         for cell, form in rows:
             ms = {impl: 1e3 * statistics.median(times[count, (cell, form if impl != "torch" else None, impl)])
-                  for impl in ("ours", "seed", "torch")}  # fmt: skip
+                  for impl in ("ours", "original", "torch")}  # fmt: skip
             gflops = step_flops(cell, batch, embedding, hidden, length, form) / (ms["ours"] / 1e3) / 1e9
             result["rows"].append({
                 "cell": cell,
                 "mult_form": form if cell in INPUT_FORM_CELLS else None,
                 "threads": count,
                 "ms_per_step": ms["ours"],
-                "seed_ms": ms["seed"],
+                "original_ms": ms["original"],
                 "torch_ms": ms["torch"],
-                "vs_seed": ms["ours"] / ms["seed"],
+                "vs_original": ms["ours"] / ms["original"],
                 "vs_torch": ms["ours"] / ms["torch"],
                 "torch_module": TORCH_MODULES[cell].__name__,
                 "gflops": gflops,
@@ -167,7 +168,7 @@ def _default_threads() -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", default="defaults,seed,final",
+    parser.add_argument("--settings", default="defaults,original,final",
                         help=f"comma-separated, from: {', '.join(BENCH_SIZES)}")  # fmt: skip
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cell names")
     parser.add_argument("--forms", default=",".join(MULT_FORMS),
@@ -197,13 +198,17 @@ def _thread_counts(text: str) -> list[int] | None:
     return sorted(set(counts)) if counts and all(0 < n <= 1024 for n in counts) else None
 
 
+def _size_names(text: str) -> list[str]:
+    return [OLD_SIZE_NAMES.get(name, name) for name in _names(text)]
+
+
 def check_arguments(args: argparse.Namespace) -> str | None:
     """One line saying what is wrong with the arguments, before anything is measured."""
     cells = _names(args.cells)
     unknown = [c for c in cells if c not in CELL_NAMES]
     if not cells or unknown:
         return f"--cells: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(CELL_NAMES)}"
-    settings = _names(args.settings)
+    settings = _size_names(args.settings)
     bad = [s for s in settings if s not in BENCH_SIZES]
     if not settings or bad:
         return f"--settings: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(BENCH_SIZES)}"
@@ -250,9 +255,9 @@ def run(args: argparse.Namespace) -> int:
         return _print(json.loads(Path(args.from_json).read_text()), args)
     cells, forms = _names(args.cells), _names(args.forms)
     threads = _thread_counts(str(args.threads))
-    settings = ["quick"] if args.quick else _names(args.settings)
+    settings = ["quick"] if args.quick else _size_names(args.settings)
     repeats, warmup = (1, 1) if args.quick else (args.repeats, args.warmup)
-    from . import fast
+    from seqcopy.core import fast
 
     kernels = fast.kernels() if fast.backend() != "off" else None
     load_before = _load_average()
@@ -307,11 +312,11 @@ def format_report(report: dict) -> str:
                 "",
                 f"{name}: batch {setting['batch']}, embedding {setting['embedding']}, "
                 f"hidden {setting['hidden']}, length {setting['length']}; {count} thread(s)",
-                f"{'cell':15} {'ms/step':>9} {'vs seed':>8} {'vs torch':>14} {'GFLOP/s':>8} {'of peak':>8}",
+                f"{'cell':15} {'ms/step':>9} {'vs orig':>8} {'vs torch':>14} {'GFLOP/s':>8} {'of peak':>8}",
             ]
             for r in (r for r in setting["rows"] if r["threads"] == count):
                 lines.append(
-                    f"{_label(r):15} {r['ms_per_step']:9.2f} {r['vs_seed']:7.2f}x "
+                    f"{_label(r):15} {r['ms_per_step']:9.2f} {r['vs_original']:7.2f}x "
                     f"{r['vs_torch']:6.2f}x {r['torch_module']:>6} {r['gflops']:8.2f} {r['peak_share']:7.1%}"
                 )
     return "\n".join(lines)
@@ -319,9 +324,9 @@ def format_report(report: dict) -> str:
 
 def format_markdown(report: dict) -> str:
     """One table per setting: each row a cell (and form), each thread count its ms per step and
-    its ratios to the seed-style loop and to torch's fused module."""
+    its ratios to the original-style loop and to torch's fused module."""
     threads = report["threads"]
-    head = "| cell | " + " | ".join(f"{n} thread{'s' * (n > 1)}: ms/step | vs seed-style | vs torch's fused" for n in threads)
+    head = "| cell | " + " | ".join(f"{n} thread{'s' * (n > 1)}: ms/step | vs original-style | vs torch's fused" for n in threads)
     head += " |"
     rule = "|---|" + "---:|---:|---:|" * len(threads)
     lines = []
@@ -335,7 +340,7 @@ def format_markdown(report: dict) -> str:
             cells = []
             for n in threads:
                 r = by_threads[n]
-                cells += [f"{r['ms_per_step']:.1f}", f"{r['vs_seed']:.2f}×", f"{r['vs_torch']:.2f}× ({r['torch_module']})"]
+                cells += [f"{r['ms_per_step']:.1f}", f"{r['vs_original']:.2f}×", f"{r['vs_torch']:.2f}× ({r['torch_module']})"]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip()

@@ -24,9 +24,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .config import SETTINGS, RunConfig
-from .flags import flag_of
-from .text import shorten
+from seqcopy.config import SETTINGS, RunConfig, varied_keys
+from seqcopy.text import shorten
 
 MAX_RUNS = 500  # one submit: a typo in a sweep must not queue thousands of runs
 MAX_SEEDS = 100  # seeds one range may give: a typo must not list thousands (the grid's cap is MAX_RUNS)
@@ -75,7 +74,7 @@ def field_named(text: str) -> str:
     if name in GRID_FIELDS:
         raise SweepError(f"{name} is an axis of every grid already: give several with --{name}s")
     if not SETTINGS[name].sweepable:
-        raise SweepError(f"{flag_of(name)} is free text and cannot be swept")
+        raise SweepError(f"{SETTINGS[name].spelling} is free text and cannot be swept")
     return name
 
 
@@ -176,7 +175,7 @@ def parse_axis(text: str) -> Axis:
             try:
                 point.append(parse_value(name, piece))
             except SweepError as error:
-                raise SweepError(f"{flag_of(name)}: {error}") from None
+                raise SweepError(f"{SETTINGS[name].spelling}: {error}") from None
         points.append(tuple(point))
     if not points:
         raise SweepError(f"{text!r} gives no values")
@@ -236,10 +235,10 @@ class Grid:
         swept = [name for axis in self.axes for name in axis.fields]
         repeated = sorted({name for name in swept if swept.count(name) > 1})
         if repeated:
-            raise SweepError(f"{flag_of(repeated[0])} is swept twice: give its values in one --sweep")
+            raise SweepError(f"{SETTINGS[repeated[0]].spelling} is swept twice: give its values in one --sweep")
         for tie in self.ties:
             if tie.target in swept:
-                raise SweepError(f"{flag_of(tie.target)} is both swept and tied to {flag_of(tie.source)}: drop one")
+                raise SweepError(f"{SETTINGS[tie.target].spelling} is both swept and tied to {SETTINGS[tie.source].spelling}: drop one")
         targets = [tie.target for tie in self.ties]
         if len(set(targets)) < len(targets):
             raise SweepError("a setting is tied twice")
@@ -302,15 +301,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def varied_keys(configs: Sequence[RunConfig], ignore: Iterable[str] = ()) -> list[str]:
-    """The settings (besides ``ignore``) whose value is not the same in every run, in declaration
-    order. Each field is read as it is, without to_dict's deep copy (6× slower): Compare asks
-    this of 200 configs several times a render."""
-    skip = set(ignore)
-    return [name for name in SETTINGS
-            if name not in skip and len({repr(getattr(config, name)) for config in configs}) > 1]
-
-
 def grid_errors(configs: Sequence[RunConfig], check_device: bool = True) -> dict[str, str]:
     """RunConfig.validate over every run of the grid: the first message per field, with the
     swept values of the run it came from, so a bad value is named."""
@@ -332,4 +322,4 @@ def first_error_line(errors: dict[str, str]) -> str:
     """A grid's errors on one line for the command line, the flag first."""
     name, message = next(iter(errors.items()))
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{flag_of(name)}: {message}{more}"
+    return f"{SETTINGS[name].spelling}: {message}{more}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .vocab import BLANK_INDEX, DELIMITER_INDEX, NUM_SYMBOLS
+from seqcopy.vocab import BLANK_INDEX, DELIMITER_INDEX, NUM_SYMBOLS
 
 # Separate streams for the train set, the test set, the shuffling and the length sweep, so that
 # changing the number of test samples never changes the training data (and vice versa).

@@ -6,180 +6,47 @@ line on stderr, never a traceback, and writes nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
-from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .capacity import RECENT_S
-from .config import CELL_NAMES, DEVICES, SETTINGS, RunConfig, cell_label, resolve_device
-from .errors import InputError
-from .flags import add_config_flags, add_setting_flag, config_from_args, flag_of
-from .presets import BY_SLUG
-from .redact import display_url
-from .spread import DEFAULT_ERROR, ERROR_KINDS
-from .store import DEFAULT_LEASE, UnknownSweep, check_lease, database_url, describe_error, open_store, worker_name
-from .sweeps import (
-    GRID_FIELDS, GRID_OPTIONS, MAX_RUNS, Grid, SweepError, first_error_line, grid_errors, parse_axis, parse_seeds,
-    parse_tie, setting_named,
+from seqcopy.cli.flags import config_from_args
+from seqcopy.cli.parser import MAX_RAY_WORKERS, RECENT_HOURS, TEST_SETTINGS, OneLineParser, UsageError, build_parser
+from seqcopy.config import SETTINGS, RunConfig, cell_label
+from seqcopy.devices import resolve_device
+from seqcopy.errors import InputError
+from seqcopy.presets import BY_SLUG
+from seqcopy.results.spread import DEFAULT_ERROR
+from seqcopy.results.sweeps import (
+    GRID_FIELDS,
+    Grid,
+    SweepError,
+    first_error_line,
+    grid_errors,
+    parse_axis,
+    parse_seeds,
+    parse_tie,
+    setting_named,
 )
-from .text import parse_id, printable
+from seqcopy.runs.capacity import RECENT_S
+from seqcopy.runs.ray_plan import RayPlan
+from seqcopy.runs.redact import display_url
+from seqcopy.runs.store import (
+    DEFAULT_LEASE,
+    UnknownSweep,
+    check_lease,
+    database_url,
+    describe_error,
+    open_store,
+    worker_name,
+)
+from seqcopy.text import parse_id, printable
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
 # bench), so listing or cancelling runs starts in a fraction of a second.
-
-MAX_RAY_WORKERS = 1024
-RECENT_HOURS = RECENT_S // 3600
-# The settings `evaluate` may change; the rest (the cell, its sizes, the training length that
-# sets the chunks) belong to the model.
-TEST_SETTINGS = ("test_seq_len", "test_output_len", "padding", "test_samples", "seed", "device")
-
-
-class UsageError(InputError):
-    """A bad flag or argument."""
-
-
-class CompactHelp(argparse.HelpFormatter):
-    """'-iseq, --train_seq_len, --train-seq-len K' rather than the value's name after each spelling."""
-
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        if not action.option_strings or action.nargs == 0:
-            return super()._format_action_invocation(action)
-        return f"{', '.join(action.option_strings)} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (no usage dump) and exit status 2."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", CompactHelp)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
-def id_argument(kind: str):
-    """argparse type of a run (or sweep) id: a positive 63-bit integer, else one line and exit 2."""
-
-    def parse(text: str) -> int:
-        try:
-            return parse_id(text, kind)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return parse
-
-
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", help="SQLAlchemy URL of the runs store (default: $SEQCOPY_DB or sqlite:///runs.db)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-
-    train = commands.add_parser("train", help="train one run here and now, recorded in the store", allow_abbrev=False)
-    add_config_flags(train)
-    _add_db(train)
-
-    evaluate = commands.add_parser(
-        "evaluate", help="test a saved model (a run or a .pth file) at any length", allow_abbrev=False,
-        description="Test a saved model as its training run's test pass does: the state carried across "
-        "chunks of the training length. Unset flags take the model's own setting.",
-    )
-    evaluate.add_argument("model", metavar="RUN_ID|FILE", help="a run id in the store, or a .pth/.pt checkpoint file")
-    _add_test_flags(evaluate)
-    _add_db(evaluate)
-
-    submit = commands.add_parser(
-        "submit", help="queue a grid: cells × seeds × every --sweep; prints the run ids", allow_abbrev=False,
-        description="Queue one run per cell × seed × point of every --sweep, all validated before any is "
-        "queued, as one sweep. A --preset that carries a grid (length-study) brings its cells, seeds, "
-        "sweep and ties; --cells, --seeds, --sweep and --tie replace them.",
-    )
-    add_config_flags(submit, with_log=False)
-    grid = submit.add_argument_group("the grid")
-    grid.add_argument("--cells",
-                      help=f"comma-separated cells ({','.join(CELL_NAMES)}): {GRID_OPTIONS['cells'][1]}; default: -c")
-    grid.add_argument("--seeds", help=f"{GRID_OPTIONS['seeds'][1]}; default: -s")
-    grid.add_argument("--sweep", action="append", metavar="SETTING=V1,V2,…",
-                      help="several values of any setting, named by field or flag (train_seq_len, iseq, lr, "
-                           "hidden_size…; a leading dash needs --sweep=-iseq=…); settings that move together: "
-                           f"A,B=a1:b1,a2:b2. Repeat for a product of sweeps; at most {MAX_RUNS} runs in all")  # fmt: skip
-    grid.add_argument("--tie", action="append", metavar="SETTING=OTHER[*F]",
-                      help="SETTING follows OTHER (times F) in every run, e.g. train_output_len=train_seq_len")
-    grid.add_argument("--sweep-name", metavar="NAME", help=f"the sweep's name, {GRID_OPTIONS['sweep_name'][1]}")
-    _add_db(submit)
-
-    worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
-    worker.add_argument("--once", action="store_true", help="run one queued run, then exit")
-    worker.add_argument("--lease", type=float, default=DEFAULT_LEASE,
-                        help="seconds without a heartbeat before a run is taken back (at least 1; heartbeats come four to a lease)")
-    worker.add_argument("--idle-exit", type=float, help="exit after this many seconds with an empty queue")
-    worker.add_argument("--device", choices=DEVICES, default="auto",
-                        help="the runs it claims: auto (default) serves every device this machine has, "
-                             "'auto' runs on the best; cpu, cuda or mps serve that device only (and 'auto' runs)")
-    _add_db(worker)
-
-    ray = commands.add_parser(
-        "ray", help="start workers as Ray actors on a Ray cluster; wait for them (Ctrl-C stops them)",
-        allow_abbrev=False,
-        description="Place N workers on an existing Ray cluster, each the same worker loop against the shared "
-                    "PostgreSQL store, exiting once the queue stays empty. Needs Ray (pip install 'seqcopy[ray]').",
-    )
-    ray.add_argument("--address", default=None,
-                     help="the cluster: HOST:PORT of its head, ray://HOST:PORT, or auto (default: $RAY_ADDRESS, else auto)")
-    ray.add_argument("--workers", type=int, default=1, help="worker actors to start (default 1)")
-    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves for each (default 1; its torch threads)")
-    ray.add_argument("--gpus-per-worker", type=float, default=0.0,
-                     help="GPUs Ray reserves for each, so it lands on a GPU node (default 0; fractions share a GPU)")
-    ray.add_argument("--device", choices=DEVICES, default=None,
-                     help="the runs they claim (default: cuda with --gpus-per-worker, else cpu)")
-    ray.add_argument("--idle-exit", type=float, default=60.0,
-                     help="each worker exits after this many seconds with an empty queue (default 60)")
-    ray.add_argument("--lease", type=float, default=DEFAULT_LEASE,
-                     help="seconds without a heartbeat before a run is taken back (at least 1)")
-    _add_db(ray)
-
-    workers = commands.add_parser("workers", help="list the workers: live, vanished and stopped", allow_abbrev=False)
-    workers.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    workers.add_argument("--all", action="store_true",
-                         help=f"also workers gone for more than {RECENT_HOURS} hours")
-    _add_db(workers)
-
-    runs = commands.add_parser("runs", help="list runs", allow_abbrev=False)
-    runs.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    _add_db(runs)
-
-    cancel = commands.add_parser("cancel", help="cancel a queued run, or stop a running one", allow_abbrev=False)
-    cancel.add_argument("run_id", type=id_argument("run"))
-    _add_db(cancel)
-
-    report = commands.add_parser("report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False)
-    report.add_argument("--tags", help="comma-separated tags to include (default: all)")
-    report.add_argument("--sweep", type=id_argument("sweep"), metavar="ID", help="only the runs of this sweep")
-    report.add_argument("--by", metavar="SETTING",
-                        help="one row per cell × value of this setting, by field or flag name: train_seq_len, iseq, "
-                             "--by=-iseq, lr…")
-    report.add_argument("--error", choices=sorted(ERROR_KINDS), default=None,
-                        help="with --by: the spread shown beside each mean (default: se, the standard error)")
-    _add_db(report)
-
-    # The benchmark's own parser (seqcopy.benchmark) reads these arguments; it needs torch.
-    commands.add_parser("bench", help="training-step speed of each cell, as ratios (bench --help)", add_help=False)
-    return parser
-
-
-def _add_test_flags(parser: argparse.ArgumentParser) -> None:
-    """The seed's flags of the test settings, each defaulting to the model's own."""
-    group = parser.add_argument_group("test settings (default: the model's own)")
-    for name in TEST_SETTINGS:
-        add_setting_flag(group, name)
 
 
 def _parse_list(text: str | None, name: str) -> list[str]:
@@ -197,7 +64,7 @@ def _config_or_exit(config: RunConfig, check_device: bool = True) -> RunConfig:
     if errors:
         field, message = next(iter(errors.items()))
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise UsageError(f"{flag_of(field)}: {message}{more}")
+        raise UsageError(f"{SETTINGS[field].spelling}: {message}{more}")
     return config
 
 
@@ -227,7 +94,7 @@ class ProgressPrinter:
             self.bar = None
 
     def on_epoch(self, epoch) -> None:
-        from .experiment import epoch_line
+        from seqcopy.cli.log_folder import epoch_line
 
         self.close_bar()
         self.epoch = epoch.epoch + 1
@@ -242,8 +109,8 @@ def _json_safe(summary: dict) -> dict:
 
 
 def cmd_train(args) -> int:
-    from .experiment import Experiment
-    from .worker import RunExecution, StopSignals
+    from seqcopy.cli.log_folder import Experiment
+    from seqcopy.runs.worker import RunExecution, StopSignals
 
     config = _config_or_exit(config_from_args(args))
     experiment = Experiment(args.log, args.logs_dir)
@@ -301,8 +168,30 @@ def _report_training(store, run_id: int, status: str, result, experiment) -> int
     return 0
 
 
+def load_model(source: str, db: str | None = None):
+    """The model of a run (an id in the store at ``db``) or of a ``.pth``/``.pt`` file: a
+    seqcopy.core.evaluation.LoadedModel."""
+    from seqcopy.core.evaluation import EvaluationError, model_from_file, model_from_run, names_a_file
+
+    if not (source.isascii() and source.isdigit()) or names_a_file(source):
+        return model_from_file(source)
+    try:
+        run_id = parse_id(source)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    store = open_store(db, create=False)
+    try:
+        run = store.get_run(run_id)  # UnknownRun for an id that is not there
+        blob = store.checkpoint(run_id)
+    finally:
+        store.close()
+    if blob is None:
+        raise EvaluationError(f"run {run_id} ({run.status}) has no checkpoint to evaluate")
+    return model_from_run(run_id, blob)
+
+
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_model, load_model, with_test_settings
+    from seqcopy.core.evaluation import evaluate_model, with_test_settings
 
     loaded = load_model(args.model, args.db)
     given = {name: getattr(args, name) for name in TEST_SETTINGS if hasattr(args, name)}
@@ -336,10 +225,10 @@ def submit_grid(args) -> Grid:
     whose = "" if args.sweep is not None else f" by the preset {args.preset}"
     for axis in axes:
         for name in set(axis.fields) & given:
-            raise UsageError(f"{flag_of(name)} is given and also swept{whose}: drop one, or give --sweep")
+            raise UsageError(f"{SETTINGS[name].spelling} is given and also swept{whose}: drop one, or give --sweep")
     for tie in grid.ties:
         if tie.target in given:
-            raise UsageError(f"{flag_of(tie.target)} is given and also tied to {flag_of(tie.source)}: drop one, or give --tie")
+            raise UsageError(f"{SETTINGS[tie.target].spelling} is given and also tied to {SETTINGS[tie.source].spelling}: drop one, or give --tie")
     return grid
 
 
@@ -380,8 +269,8 @@ def _check_worker_flags(args) -> None:
 
 def cmd_worker(args) -> int:
     _check_worker_flags(args)
-    from .devices import DeviceUnavailable
-    from .worker import Worker
+    from seqcopy.devices import DeviceUnavailable
+    from seqcopy.runs.worker import Worker
 
     store = open_store(args.db)
     try:
@@ -394,22 +283,6 @@ def cmd_worker(args) -> int:
     done = worker.run(once=args.once, idle_exit=args.idle_exit)
     print(f"worker {worker.worker_id} stopped after {done} run(s)", file=sys.stderr, flush=True)
     return 0
-
-
-@dataclass(frozen=True)
-class RayPlan:
-    """What ``seqcopy ray`` was asked for, checked here, before Ray is imported
-    (seqcopy.ray_workers.launch carries it out)."""
-
-    address: str
-    url: str
-    shown_url: str  # the URL with its password masked, to print
-    workers: int
-    cpus_per_worker: float
-    gpus_per_worker: float
-    device: str
-    lease: float
-    idle_exit: float | None
 
 
 def _ray_plan(args) -> RayPlan:
@@ -443,7 +316,7 @@ def cmd_ray(args) -> int:
         import ray  # noqa: F401 - only to say clearly that it is missing
     except ImportError:
         raise UsageError("Ray is not installed here: pip install 'seqcopy[ray]' (or -r requirements-ray.txt)") from None
-    from .ray_workers import launch
+    from seqcopy.runs.ray_workers import launch
 
     return launch(plan)
 
@@ -451,7 +324,7 @@ def cmd_ray(args) -> int:
 def cmd_workers(args) -> int:
     import time
 
-    from .capacity import ago, summary, worker_rows
+    from seqcopy.runs.capacity import ago, summary, worker_rows
 
     store = open_store(args.db, create=False)
     now = time.time()
@@ -514,7 +387,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import build_by_report, build_report
+    from seqcopy.results.report import build_by_report, build_report
 
     tags = _parse_list(args.tags, "tags") or None
     if args.error is not None and args.by is None:
@@ -544,7 +417,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from . import benchmark
+    from seqcopy.core import benchmark
 
     parser = OneLineParser(prog="seqcopy bench", description=benchmark.__doc__, allow_abbrev=False)
     benchmark.add_arguments(parser)

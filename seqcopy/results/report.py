@@ -19,12 +19,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from functools import partial
 
-from .config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label
-from .flags import long_flag
-from .spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_summary
-from .store import Store
-from .sweeps import varied_keys
-from .text import printable
+from seqcopy.config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label, varied_keys
+from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_summary
+from seqcopy.runs.store import Store
+from seqcopy.text import printable
 
 THRESHOLDS = (0.90, 0.99)
 FRONTIER_THRESHOLD = 0.99
@@ -93,7 +91,7 @@ def settings_line(configs: list[RunConfig]) -> str:
     ]
     sizes = {"train_seq_len", "train_output_len", "padding", "hidden_size", "lr", "batch_size", "epochs",
              "train_samples", "test_seq_len", "test_output_len"}
-    extras = [long_flag(key, value) for key, value in sorted(shared.items()) if key not in sizes and value != defaults[key]]
+    extras = [SETTINGS[key].long_flag(value) for key, value in sorted(shared.items()) if key not in sizes and value != defaults[key]]
     if extras:
         parts.append(" ".join(extras))
     if varied:

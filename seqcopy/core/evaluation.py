@@ -1,7 +1,7 @@
-"""``seqcopy evaluate``: test a saved model at any length, as the seed reloaded its ``.pth``.
+"""``seqcopy evaluate``: test a saved model at any length, as the original assignment reloaded its ``.pth``.
 
 The model comes from a run in the store or from a checkpoint file. The test pass is training's
-own: the test stream of the seed (seqcopy.data), fed by ``seqcopy.train.evaluate`` in chunks of the
+own: the test stream of its seed (seqcopy.core.data), fed by ``seqcopy.core.train.evaluate`` in chunks of the
 model's training length with the state carried across calls. With the run's own test lengths,
 samples and seed it therefore gives that run's final test metrics exactly (on the CPU).
 """
@@ -11,16 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checkpoint, data
-from .config import RunConfig, cell_label, device_problem, mult_form_of, resolve_device
-from .data import Layout
-from .errors import InputError
-from .metrics import blank_baseline_accuracy
-from .model import CopyModel
-from .store import open_store
-from .text import parse_id, shorten
-from .train import evaluate
-from .vocab import CHANCE_LEVEL
+from seqcopy.config import RunConfig, cell_label, mult_form_of
+from seqcopy.core import checkpoint, data
+from seqcopy.core.data import Layout
+from seqcopy.core.metrics import blank_baseline_accuracy
+from seqcopy.core.model import CopyModel
+from seqcopy.core.train import evaluate
+from seqcopy.devices import device_problem, resolve_device
+from seqcopy.errors import InputError
+from seqcopy.text import shorten
+from seqcopy.vocab import CHANCE_LEVEL
 
 POSITIONS_PER_ROW = 10
 
@@ -37,24 +37,9 @@ class LoadedModel:
     run_id: int | None
 
 
-def load_model(source: str, db: str | None = None) -> LoadedModel:
-    """The model of a run (an id in the store at ``db``) or of a ``.pth``/``.pt`` file."""
+def model_from_file(source: str) -> LoadedModel:
+    """The model of a ``.pth``/``.pt`` checkpoint file (a run id is the command line's to look up)."""
     path = Path(source)
-    if source.isascii() and source.isdigit() and not _is_file(path):
-        try:
-            run_id = parse_id(source)
-        except ValueError as error:
-            raise EvaluationError(str(error)) from None
-        store = open_store(db, create=False)
-        try:
-            run = store.get_run(run_id)  # UnknownRun for an id that is not there
-            blob = store.checkpoint(run_id)
-        finally:
-            store.close()
-        if blob is None:
-            raise EvaluationError(f"run {run_id} ({run.status}) has no checkpoint to evaluate")
-        model, config = checkpoint.from_bytes(blob)
-        return LoadedModel(model, config, f"run {run_id}", run_id)
     try:
         is_dir, exists = path.is_dir(), path.exists()
     except OSError as error:  # a name too long to be a path, say
@@ -65,6 +50,17 @@ def load_model(source: str, db: str | None = None) -> LoadedModel:
         raise EvaluationError(f"{source}: no such file (give a run id or a .pth/.pt file)")
     model, config = checkpoint.load_file(path)
     return LoadedModel(model, config, str(path), None)
+
+
+def model_from_run(run_id: int, blob: bytes) -> LoadedModel:
+    """The model of run ``run_id`` from its checkpoint's bytes."""
+    model, config = checkpoint.from_bytes(blob)
+    return LoadedModel(model, config, f"run {run_id}", run_id)
+
+
+def names_a_file(source: str) -> bool:
+    """Whether ``source`` is an existing file's path, so a file named '12' is never taken for run 12."""
+    return _is_file(Path(source))
 
 
 def _is_file(path: Path) -> bool:

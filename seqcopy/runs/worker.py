@@ -33,8 +33,10 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from . import checkpoint, devices
-from .store import (
+from seqcopy import devices
+from seqcopy.core import checkpoint
+from seqcopy.core.train import EpochResult, Stopped, TrainResult, train
+from seqcopy.runs.store import (
     DEFAULT_LEASE,
     LeaseLost,
     RunInfo,
@@ -46,7 +48,6 @@ from .store import (
     new_claim_token,
     worker_name,
 )
-from .train import EpochResult, Stopped, TrainResult, train
 
 T = TypeVar("T")
 

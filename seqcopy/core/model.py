@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .cells import RecurrentLayer, State, make_cell
-from .vocab import VOCAB_SIZE
+from seqcopy.core.cells import RecurrentLayer, State, make_cell
+from seqcopy.vocab import VOCAB_SIZE
 
 
 class CopyModel(nn.Module):

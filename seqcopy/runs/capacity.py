@@ -1,7 +1,7 @@
 """The capacity there is: the registered workers as rows to show (``seqcopy workers`` and the
 Launch page print the same), and why a queued run waits.
 
-Pure functions of :class:`seqcopy.store.WorkerInfo` lists and a time: no database, no torch.
+Pure functions of :class:`seqcopy.runs.store.WorkerInfo` lists and a time: no database, no torch.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from .devices import DEVICE_NAMES, can_serve
-from .store import WorkerInfo
+from seqcopy.devices import DEVICE_NAMES, can_serve
+from seqcopy.runs.store import WorkerInfo
 
 RECENT_S = 24 * 3600  # workers that stopped or vanished longer ago are left out unless asked for
 STATES = ("live", "vanished", "stopped")  # the order they are listed in

@@ -1,9 +1,9 @@
 """The command-line flags of a RunConfig, generated from its declarations (seqcopy.settings).
 
-The seed's sixteen flags keep its short names, its long names as it spells them
+The original assignment's sixteen flags keep their short names, their long names as it spells them
 (``--train_seq_len``, ``--learning_rate``, …, with the hyphenated spellings as aliases) and its
 defaults; ``-l/--log`` names the experiment (train only). Every other option comes from the
-same declarations. ``--preset NAME`` starts from a preset instead of the seed's defaults: flags
+same declarations. ``--preset NAME`` starts from a preset instead of the original assignment's defaults: flags
 are parsed with no default of their own, so exactly the flags a person typed override it.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 
-from .config import SETTINGS, RunConfig
-from .presets import BY_SLUG
+from seqcopy.config import SETTINGS, RunConfig
+from seqcopy.presets import BY_SLUG
 
 DEFAULTS = RunConfig()
-DEFAULT_LOG = "rnn.log"  # the seed's
+DEFAULT_LOG = "rnn.log"  # the original assignment's
 
 
 def _default_text(name: str) -> str:
@@ -24,25 +24,25 @@ def _default_text(name: str) -> str:
         value = "on" if value else "off"
     elif value == "":
         value = "none"
-    return f"default: {value}, the seed's" if SETTINGS[name].seed else f"default: {value}"
+    return f"default: {value}, the original's" if SETTINGS[name].original else f"default: {value}"
 
 
 def add_config_flags(parser: argparse.ArgumentParser, with_log: bool = True) -> None:
     """Every RunConfig field's flags on ``parser``; ``with_log`` adds train's -l/--log."""
-    seed = parser.add_argument_group("the seed's flags")
-    extra = parser.add_argument_group("options beyond the seed")
+    original = parser.add_argument_group("the original assignment's flags")
+    extra = parser.add_argument_group("options beyond the original assignment")
     if with_log:
-        seed.add_argument("-l", "--log", default=DEFAULT_LOG, metavar="NAME",
+        original.add_argument("-l", "--log", default=DEFAULT_LOG, metavar="NAME",
                           help=f"name of the experiment: its log, plots and model go to logs/NAME/ "
-                               f"(default: {DEFAULT_LOG}, the seed's, so logs/rnn/)")  # fmt: skip
+                               f"(default: {DEFAULT_LOG}, the original's, so logs/rnn/)")  # fmt: skip
         extra.add_argument("--logs-dir", default="logs", metavar="DIR", help="folder of the experiments' folders (default: logs)")
     for name, declaration in SETTINGS.items():
-        add_setting_flag(seed if declaration.seed else extra, name, f"{declaration.help} ({_default_text(name)})")
+        add_setting_flag(original if declaration.original else extra, name, f"{declaration.help} ({_default_text(name)})")
     # The readable cells' older spelling.
     extra.add_argument("--reference-cells", dest="fused", action="store_false", default=argparse.SUPPRESS,
                        help="the same as --no-fused")  # fmt: skip
     extra.add_argument("--preset", choices=sorted(BY_SLUG), default=None,
-                       help="start from a preset's settings instead of the seed's defaults; "
+                       help="start from a preset's settings instead of the original assignment's defaults; "
                             "flags given beside it override it")  # fmt: skip
 
 
@@ -62,23 +62,8 @@ def add_setting_flag(group, name: str, text: str | None = None) -> None:
         group.add_argument(*declaration.flags, type=kind, metavar=metavar, **common)
 
 
-def flag_of(name: str) -> str:
-    """How a RunConfig field is spelled on the command line, for messages: '-hs/--hidden_size'."""
-    flags = SETTINGS[name].flags
-    return "/".join(flags[:2]) if flags[0].startswith("-") and not flags[0].startswith("--") else flags[0]
-
-
-def long_flag(name: str, value=None) -> str:
-    """A setting as a long flag with its value, as a command line would give it:
-    '--embedding_size 16', '--curriculum', '--no-fused'."""
-    flag = next(f for f in SETTINGS[name].flags if f.startswith("--"))
-    if isinstance(value, bool):
-        return flag if value else "--no-" + flag[2:]
-    return flag if value is None else f"{flag} {value}"
-
-
 def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
-    """The RunConfig the flags describe: the preset's (or the seed's defaults), then every flag
+    """The RunConfig the flags describe: the preset's (or the original assignment's defaults), then every flag
     given, then ``overrides``."""
     preset = getattr(args, "preset", None)
     base = BY_SLUG[preset].config if preset else DEFAULTS

@@ -1,6 +1,6 @@
-"""The seed's experiment folder: ``train -l/--log NAME`` keeps a run's outputs under ``logs/NAME/``.
+"""The original assignment's log folder: ``train -l/--log NAME`` keeps a run's outputs under ``logs/NAME/``.
 
-As the seed's rnn.py did, the name of the log names the experiment (``rnn.log`` → ``logs/rnn/``):
+As the original assignment's rnn.py did, the name of the log names the experiment (``rnn.log`` → ``logs/rnn/``):
 
     logs/NAME/NAME.log                 the runtime log: run id and config, one line per epoch as it
                                        ends (flushed, so ``tail -f`` follows it), the final summary
@@ -22,13 +22,14 @@ import os
 import time
 from pathlib import Path
 
-from . import checkpoint, plots
-from .config import RunConfig
-from .errors import InputError
-from .metrics import blank_baseline_accuracy
-from .text import shorten, text_problem
-from .train import EpochResult, TrainResult
-from .vocab import CHANCE_LEVEL
+from seqcopy.cli import plots
+from seqcopy.config import RunConfig
+from seqcopy.core import checkpoint
+from seqcopy.core.metrics import blank_baseline_accuracy
+from seqcopy.core.train import EpochResult, TrainResult
+from seqcopy.errors import InputError
+from seqcopy.text import shorten, text_problem
+from seqcopy.vocab import CHANCE_LEVEL
 
 MAX_NAME = 200
 CONFIG_FILE = "config.json"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from .config import RunConfig
-from .errors import InputError
-from .init import initialise
-from .model import CopyModel
+from seqcopy.config import RunConfig
+from seqcopy.core.init import initialise
+from seqcopy.core.model import CopyModel
+from seqcopy.errors import InputError
 
 FORMAT = 1
 

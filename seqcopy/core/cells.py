@@ -10,7 +10,7 @@ Each cell computes one time step, ``state_t = cell(x_t, state_{t-1})``, written 
 the code reads like the equations in its docstring: these are the reference implementations.
 :class:`RecurrentLayer` runs a cell over a (B, T, E) sequence. By default it takes the cell's fused
 path: torch's own kernels for RNN, LSTM and GRU (cuDNN on a GPU) using the very same parameters,
-and the fast sequence kernels of :mod:`seqcopy.fast` for mLSTM and mGRU. Tests hold the two paths
+and the fast sequence kernels of :mod:`seqcopy.core.fast` for mLSTM and mGRU. Tests hold the two paths
 equal, so either may serve and a checkpoint loads into both.
 
 Notation: σ is the logistic sigmoid, ⊙ the element-wise product, E the embedding size, H the
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 State = Tensor | tuple[Tensor, Tensor]
 
-from .config import CELL_NAMES, MULT_CELLS, MULT_FORMS  # noqa: F401 - the names live with the config, free of torch
+from seqcopy.config import CELL_NAMES, MULT_CELLS, MULT_FORMS  # noqa: F401 - the names live with the config, free of torch
 
 
 class Cell(nn.Module):
@@ -214,7 +214,7 @@ class MLSTMCell(_KrauseFactor, Cell):
         return (h, c), {"m": m, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
 
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
-        from .fast import mlstm_sequence
+        from seqcopy.core.fast import mlstm_sequence
 
         if self.norm_m is not None:
             return None  # the fast loop has no normalisation: the reference path runs
@@ -264,7 +264,7 @@ class MGRUCell(_KrauseFactor, Cell):
         return h, {"m": m, "r": r, "z": z, "n": n, "h": h}
 
     def fused_forward(self, x: Tensor, h: Tensor):
-        from .fast import mgru_sequence
+        from seqcopy.core.fast import mgru_sequence
 
         if self.norm_m is not None:
             return None  # the fast loop has no normalisation: the reference path runs
@@ -310,7 +310,7 @@ class MLSTMInputCell(_InputForm, LSTMCell):
         return super().forward(self._scaled_input(x_t, state[0]), state)
 
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
-        from .fast import mlstm_input_sequence
+        from seqcopy.core.fast import mlstm_input_sequence
 
         return mlstm_input_sequence(x, state, self)
 
@@ -337,7 +337,7 @@ class MGRUInputCell(_InputForm, GRUCell):
         return super().forward(self._scaled_input(x_t, h), h)
 
     def fused_forward(self, x: Tensor, h: Tensor):
-        from .fast import mgru_input_sequence
+        from seqcopy.core.fast import mgru_input_sequence
 
         return mgru_input_sequence(x, h, self)
 

@@ -1,7 +1,7 @@
 """Initialisation schemes for a CopyModel's recurrent cell.
 
 ``uniform`` keeps what the cells are built with, torch's U(-1/√H, 1/√H) for every parameter: the
-seed's behaviour, and the default.
+original assignment's behaviour, and the default.
 
 ``scaled`` sets the scales that memorising a sequence needs from the first step:
 
@@ -50,10 +50,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .cells import Cell, GRUCell, LSTMCell, MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell
-from .config import FORGET_BIAS, INIT_SCHEMES
-from .model import CopyModel
-from .vocab import BLANK_INDEX, DELIMITER_INDEX
+from seqcopy.config import FORGET_BIAS, INIT_SCHEMES
+from seqcopy.core.cells import Cell, GRUCell, LSTMCell, MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell
+from seqcopy.core.model import CopyModel
+from seqcopy.vocab import BLANK_INDEX, DELIMITER_INDEX
 
 DELAY_SYMBOLS = (DELIMITER_INDEX, BLANK_INDEX)
 

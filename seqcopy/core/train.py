@@ -1,7 +1,7 @@
 """Training and evaluation. Reports each epoch through a callback; knows no database.
 
 One epoch: shuffled mini-batches of the training set; Adam; cross-entropy per time step
-averaged; every gradient clamped to [-1, 1] (the seed's choice; ``clip='norm'`` is the option).
+averaged; every gradient clamped to [-1, 1] (the original assignment's choice; ``clip='norm'`` is the option).
 Then the test set, at the test lengths, fed in chunks of the training length with the state
 carried across ``forward`` calls, as the seed did. At the end: copy accuracy by output position,
 and over a range of test lengths (length generalisation).
@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from . import data
-from .checkpoint import build_model
-from .config import RunConfig, mult_form_of, resolve_device
-from .costs import EVAL_BATCH
-from .data import Layout
-from .metrics import Counts, sequence_loss
-from .model import CopyModel, detach_state
+from seqcopy.config import RunConfig, mult_form_of
+from seqcopy.core import data
+from seqcopy.core.checkpoint import build_model
+from seqcopy.core.data import Layout
+from seqcopy.core.metrics import Counts, sequence_loss
+from seqcopy.core.model import CopyModel, detach_state
+from seqcopy.costs import EVAL_BATCH
+from seqcopy.devices import resolve_device
 
 SWEEP_SAMPLES = 250  # sequences per length in the final length sweep
 SWEEP_FACTORS = (1, 2, 5)  # test lengths as multiples of the training length

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from .vocab import CHANCE_LEVEL
+from seqcopy.vocab import CHANCE_LEVEL
 
 
 def sequence_loss(logits: Tensor, targets: Tensor) -> Tensor:
