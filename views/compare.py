@@ -4,6 +4,8 @@ seeds with a ± std band and each seed as a thin line; final metrics as mean ± 
 setting, and parallel coordinates over every varied one; copy accuracy by output position and
 by test length. A sweep can be chosen, and lives in the URL (?sweep=3)."""
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from seqcopy.config import RunConfig
@@ -59,41 +61,54 @@ def remember_sweep() -> None:
     st.session_state["compare_sweep_url"] = text
 
 
-st.title("Compare")
-all_runs = state.runs_or_stop("No runs yet: queue a few seeds of several cells on the Launch page, then compare them here.")
+@dataclass(frozen=True)
+class Filters:
+    """What the controls above the page chose."""
 
-frame = runs_frame(all_runs)
-sweeps = {sweep.id: sweep for sweep in state.sweeps(state.url())}
-labels = sweep_labels(list(sweeps.values()), all_runs)
-sweep_selection(labels)
-top = st.columns(5)
-sweep_id = top[0].selectbox("Sweep", [None, *labels], key="compare_sweep", on_change=remember_sweep,
-                            format_func=lambda i: "all runs" if i is None else labels[i],
-                            help="runs queued together as one grid (Launch, or submit --sweep)")
-group_key = top[1].selectbox("Group by", GROUP_KEYS, index=GROUP_KEYS.index("cell"), key="compare_group",
-                             help="runs with the same value form one group; its seeds are averaged")
-statuses = top[2].multiselect("Status", STATUSES, default=["completed"], key="compare_status")
-tags = top[3].multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="compare_tag")
-metric = top[4].selectbox("Curve", CURVE_METRICS, index=CURVE_METRICS.index("test_copy_acc"), key="compare_metric")
+    sweep_id: int | None
+    group_key: str
+    statuses: list[str]
+    tags: list[str]
+    metric: str
 
-chosen = [run for run in all_runs if (not statuses or run.status in statuses) and (not tags or run.tag in tags)
-          and (sweep_id is None or run.sweep_id == sweep_id)]
-if not chosen:
-    st.info("No run matches these filters" + (" (completed runs only by default: add other statuses above)." if statuses == ["completed"] else "."))
-    st.stop()
-if len(chosen) > MAX_COMPARED:
-    st.caption(f"{len(chosen)} runs match; comparing the {MAX_COMPARED} most recent. Narrow the filters to choose others.")
-    chosen = chosen[:MAX_COMPARED]
-infos = {run.id: run for run in chosen}
-ids = tuple(sorted(infos))
-st.caption(group_summary(chosen, group_key))
 
-show_seeds = st.toggle("Show each seed as a thin line", value=True, key="compare_seeds")
-epoch_rows = state.epochs(state.url(), ids)  # read once: the curves and the convergence figure
-epochs = epochs_frame(epoch_rows, infos)
-if epochs.empty:
-    st.info("The matching runs have no recorded epochs yet.")
-else:
+def render_filters(frame, labels: dict[int, str]) -> Filters:
+    sweep_selection(labels)
+    top = st.columns(5)
+    sweep_id = top[0].selectbox("Sweep", [None, *labels], key="compare_sweep", on_change=remember_sweep,
+                                format_func=lambda i: "all runs" if i is None else labels[i],
+                                help="runs queued together as one grid (Launch, or submit --sweep)")
+    group_key = top[1].selectbox("Group by", GROUP_KEYS, index=GROUP_KEYS.index("cell"), key="compare_group",
+                                 help="runs with the same value form one group; its seeds are averaged")
+    statuses = top[2].multiselect("Status", STATUSES, default=["completed"], key="compare_status")
+    tags = top[3].multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="compare_tag")
+    metric = top[4].selectbox("Curve", CURVE_METRICS, index=CURVE_METRICS.index("test_copy_acc"),
+                              key="compare_metric")
+    return Filters(sweep_id, group_key, statuses, tags, metric)
+
+
+def chosen_runs(all_runs: list, filters: Filters) -> list:
+    """The runs the filters match, newest first, at most MAX_COMPARED; stops the page on none."""
+    chosen = [run for run in all_runs
+              if (not filters.statuses or run.status in filters.statuses)
+              and (not filters.tags or run.tag in filters.tags)
+              and (filters.sweep_id is None or run.sweep_id == filters.sweep_id)]
+    if not chosen:
+        st.info("No run matches these filters" + (" (completed runs only by default: add other statuses above)."
+                                                  if filters.statuses == ["completed"] else "."))
+        st.stop()
+    if len(chosen) > MAX_COMPARED:
+        st.caption(f"{len(chosen)} runs match; comparing the {MAX_COMPARED} most recent. "
+                   "Narrow the filters to choose others.")
+        chosen = chosen[:MAX_COMPARED]
+    return chosen
+
+
+def render_curves(epoch_rows: list[dict], infos: dict, group_key: str, metric: str, show_seeds: bool) -> None:
+    epochs = epochs_frame(epoch_rows, infos)
+    if epochs.empty:
+        st.info("The matching runs have no recorded epochs yet.")
+        return
     epochs["group"] = epochs["run_id"].map(lambda i: escape.plotly(group_of(infos[i], group_key)))
     figure = seed_band_figure(
         epochs, x="epoch", y=metric, title=f"{metric.replace('_', ' ')} by {group_key}: mean ± std across seeds",
@@ -102,22 +117,26 @@ else:
     )
     st.plotly_chart(figure, width="stretch", key="compare_curves")
 
-st.subheader("Final metrics")
-error = st.segmented_control("Spread over seeds", list(ERROR_KINDS), default=DEFAULT_ERROR, key="compare_error",
-                             format_func=lambda kind: ERROR_KINDS[kind].split(" (")[0], required=True,
-                             help="standard error (std/√n, the default), standard deviation, or a 95% interval "
-                                  "from Student's t with n − 1 degrees of freedom (wide for a few seeds)")
-table = frame[frame["id"].isin(list(infos))].copy()
-table["group"] = table["id"].map(lambda i: group_of(infos[i], group_key))
-st.dataframe(final_metrics_table(table, error=error).rename(columns={"group": group_key}), hide_index=True, width="stretch")
-st.caption(f"Each cell: mean ± {ERROR_KINDS[error]} across the group's n seeds, from each run's last epoch.")
+
+def render_final_metrics(frame, infos: dict, group_key: str) -> str:
+    """The final-metric table; returns the spread chosen for it, which the figures below use too."""
+    st.subheader("Final metrics")
+    error = st.segmented_control("Spread over seeds", list(ERROR_KINDS), default=DEFAULT_ERROR, key="compare_error",
+                                 format_func=lambda kind: ERROR_KINDS[kind].split(" (")[0], required=True,
+                                 help="standard error (std/√n, the default), standard deviation, or a 95% "
+                                      "interval from Student's t with n − 1 degrees of freedom (wide for a few seeds)")
+    table = frame[frame["id"].isin(list(infos))].copy()
+    table["group"] = table["id"].map(lambda i: group_of(infos[i], group_key))
+    st.dataframe(final_metrics_table(table, error=error).rename(columns={"group": group_key}), hide_index=True,
+                 width="stretch")
+    st.caption(f"Each cell: mean ± {ERROR_KINDS[error]} across the group's n seeds, from each run's last epoch.")
+    return error
 
 
-def render_against_a_setting(runs: list, epoch_rows: list[dict], error: str) -> None:
-    """A final metric and the speed of convergence against a varied setting; parallel
-    coordinates across all of them."""
+def render_against_a_setting(runs: list, epoch_rows: list[dict], error: str, sweep, group_key: str) -> None:
+    """A final metric and the speed of convergence against a varied setting (those of ``sweep``
+    first, when one is chosen); parallel coordinates across all of them."""
     st.subheader("Against a setting")
-    sweep = sweeps.get(sweep_id)
     choices = setting_choices(runs, sweep.varied if sweep else ())
     if not choices:
         st.info("These runs share every setting but the seed: choose a sweep, or runs that differ in a setting, "
@@ -157,17 +176,22 @@ def render_against_a_setting(runs: list, epoch_rows: list[dict], error: str) -> 
         st.caption("Drag along an axis to pick out a range of runs.")
 
 
-render_against_a_setting(chosen, epoch_rows, error)
+def render_breakdown(infos: dict, ids: tuple[int, ...], group_key: str, show_seeds: bool) -> None:
+    """Copy accuracy by output position and by test length, from each run's final evaluation."""
+    st.subheader("Where copying breaks down")
+    positions = results_frame(state.position_results(state.url(), ids), infos, group_key)
+    lengths = results_frame(state.length_results(state.url(), ids), infos, group_key)
+    for drawn in (positions, lengths):  # group names become legend entries: plotly draws HTML-like tags
+        if not drawn.empty:
+            drawn["group"] = drawn["group"].map(escape.plotly)
+    left, right = st.columns(2)
+    final_result_chart(left, positions, "position", "output position", "output position",
+                       "Copy accuracy by output position (test set)", "compare_positions", show_seeds)
+    final_result_chart(right, lengths, "seq_len", "input length K", "test length",
+                       "Copy accuracy by test length K (generalisation)", "compare_lengths", show_seeds)
 
-st.subheader("Where copying breaks down")
-positions = results_frame(state.position_results(state.url(), ids), infos, group_key)
-lengths = results_frame(state.length_results(state.url(), ids), infos, group_key)
-for drawn in (positions, lengths):  # group names become legend entries: plotly draws HTML-like tags
-    if not drawn.empty:
-        drawn["group"] = drawn["group"].map(escape.plotly)
 
-
-def final_result_chart(column, frame, x: str, x_title: str, what: str, title: str, key: str) -> None:
+def final_result_chart(column, frame, x: str, x_title: str, what: str, title: str, key: str, show_seeds: bool) -> None:
     with column:
         if frame.empty:
             st.info(f"Copy accuracy by {what} is recorded when a run completes; none of these has yet.")
@@ -177,8 +201,21 @@ def final_result_chart(column, frame, x: str, x_title: str, what: str, title: st
         st.plotly_chart(figure, width="stretch", key=key)
 
 
-left, right = st.columns(2)
-final_result_chart(left, positions, "position", "output position", "output position",
-                   "Copy accuracy by output position (test set)", "compare_positions")
-final_result_chart(right, lengths, "seq_len", "input length K", "test length",
-                   "Copy accuracy by test length K (generalisation)", "compare_lengths")
+# ----------------------------------------------------------------------------- the page
+st.title("Compare")
+all_runs = state.runs_or_stop("No runs yet: queue a few seeds of several cells on the Launch page, then compare "
+                              "them here.")
+frame = runs_frame(all_runs)
+sweeps = {sweep.id: sweep for sweep in state.sweeps(state.url())}
+filters = render_filters(frame, sweep_labels(list(sweeps.values()), all_runs))
+chosen = chosen_runs(all_runs, filters)
+infos = {run.id: run for run in chosen}
+ids = tuple(sorted(infos))
+st.caption(group_summary(chosen, filters.group_key))
+
+show_seeds = st.toggle("Show each seed as a thin line", value=True, key="compare_seeds")
+epoch_rows = state.epochs(state.url(), ids)  # read once: the curves and the convergence figure
+render_curves(epoch_rows, infos, filters.group_key, filters.metric, show_seeds)
+error = render_final_metrics(frame, infos, filters.group_key)
+render_against_a_setting(chosen, epoch_rows, error, sweeps.get(filters.sweep_id), filters.group_key)
+render_breakdown(infos, ids, filters.group_key, show_seeds)
