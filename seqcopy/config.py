@@ -237,7 +237,12 @@ class RunConfig:
         optimiser = 4 * 4 * params  # weights, gradients and Adam's two moments, float32
         # Saved activations of one training step, per step and sample, and the logits;
         # evaluation of a chunk needs no graph.
-        activations = 4 * self.batch_size * self.train_length * (saved_values(self.cell, self.embedding_size, self.hidden_size, self.mult_form) + 3 * 11)
+        activations = (
+            4
+            * self.batch_size
+            * self.train_length
+            * (saved_values(self.cell, self.embedding_size, self.hidden_size, self.mult_form) + 3 * 11)
+        )
         return data + optimiser + 3 * activations
 
     def estimate_flops_per_epoch(self) -> float:
@@ -272,7 +277,9 @@ class RunConfig:
                     f"sequence ({self.test_seq_len})"
                 )
         if "warmup_epochs" not in errors and "epochs" not in errors and self.warmup_epochs >= self.epochs:
-            errors["warmup_epochs"] = f"the warm-up ({self.warmup_epochs}) must be shorter than the run ({self.epochs} epochs)"
+            errors["warmup_epochs"] = (
+                f"the warm-up ({self.warmup_epochs}) must be shorter than the run ({self.epochs} epochs)"
+            )
         if "forget_bias" not in errors and self.forget_bias != FORGET_BIAS and self.init != "scaled":
             # uniform keeps torch's biases and chrono draws its own: the value would do nothing.
             errors["forget_bias"] = f"a forget-gate bias takes --init scaled (this run has --init {self.init})"

@@ -188,7 +188,7 @@ def test_mlstm_input_form_step_equals_its_equations_by_hand():
     torch.testing.assert_close(h_new[0], torch.tensor(expected_h, dtype=torch.double), atol=1e-12, rtol=0)
     torch.testing.assert_close(c_new[0], torch.tensor(expected_c, dtype=torch.double), atol=1e-12, rtol=0)
     # Without the factor (x̃ = x) the step would differ: the hand computation is not vacuous.
-    plain, _ = LSTMCell.forward(cell, torch.tensor([x], dtype=torch.double), (torch.tensor([h], dtype=torch.double), torch.tensor([c], dtype=torch.double)))
+    plain, _ = LSTMCell.step(cell, torch.tensor([x], dtype=torch.double), (torch.tensor([h], dtype=torch.double), torch.tensor([c], dtype=torch.double)))[0]
     assert (plain[0] - h_new[0]).abs().max() > 1e-3
 
 
@@ -199,5 +199,5 @@ def test_mgru_input_form_step_equals_its_equations_by_hand():
     h_new = cell(torch.tensor([x], dtype=torch.double), torch.tensor([h], dtype=torch.double))
     expected = _by_hand_mgru_input(p, x, h, 3)
     torch.testing.assert_close(h_new[0], torch.tensor(expected, dtype=torch.double), atol=1e-12, rtol=0)
-    plain = GRUCell.forward(cell, torch.tensor([x], dtype=torch.double), torch.tensor([h], dtype=torch.double))
+    plain = GRUCell.step(cell, torch.tensor([x], dtype=torch.double), torch.tensor([h], dtype=torch.double))[0]
     assert (plain[0] - h_new[0]).abs().max() > 1e-3

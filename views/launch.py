@@ -99,7 +99,9 @@ def form_result():
     values = {name: st.session_state[key(name)] for name in FIELDS}
     rows = [SweepRow(st.session_state[key(f"sweep_field_{i}")], st.session_state[key(f"sweep_values_{i}")])
             for i in range(SWEEP_ROWS)]
-    ties = FormTies(st.session_state[key("tie_n")], st.session_state[key("tie_test")], st.session_state[key("tie_factor")])
+    ties = FormTies(
+        st.session_state[key("tie_n")], st.session_state[key("tie_test")], st.session_state[key("tie_factor")]
+    )
     return build_configs(values, st.session_state[key("cells")], st.session_state[key("seeds")], rows, ties,
                          st.session_state[key("sweep_name")])
 
@@ -176,8 +178,12 @@ def render_form(result) -> None:
 def render_summary(result) -> None:
     store = state.get_store()
     if result.errors:
-        st.error("Fix these before queueing (nothing is queued until every field is valid):\n\n"
-                 + "\n".join(f"- **{label_for(name)}**: {escape.markdown(message)}" for name, message in result.errors.items()))
+        st.error(
+            "Fix these before queueing (nothing is queued until every field is valid):\n\n"
+            + "\n".join(
+                f"- **{label_for(name)}**: {escape.markdown(message)}" for name, message in result.errors.items()
+            )
+        )
     else:
         factor = calibration(state.speed_history(state.url()))
         estimate = estimate_grid(result.configs, factor)
@@ -185,7 +191,10 @@ def render_summary(result) -> None:
         st.caption(result.grid.describe_size())
         per_run = estimate.seconds_per_run
         low, high = min(per_run), max(per_run)
-        st.metric("Time per run", format_duration(high) if high - low < 1 else f"{format_duration(low)} – {format_duration(high)}")
+        st.metric(
+            "Time per run",
+            format_duration(high) if high - low < 1 else f"{format_duration(low)} – {format_duration(high)}",
+        )
         st.metric("Total, one worker", format_duration(estimate.total_seconds))
         if estimate.runs > 1:
             st.metric("Total, two workers", format_duration(estimate.wall_seconds(2)),
@@ -259,7 +268,9 @@ def render_queue() -> None:
         st.page_link("views/runs.py", label="Open Runs", icon=":material/monitoring:")
         return
     running = [r for r in active if r.status == "running"]
-    st.caption(f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s")
+    st.caption(
+        f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s"
+    )
     if not running and state.external_workers() and not any(worker.state() == "live" for worker in workers):
         shown = state.get_store().safe_url
         st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")

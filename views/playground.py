@@ -73,7 +73,8 @@ def describe(run) -> str:
     score = f" · test copy acc {copy:.3f}" if copy is not None else ""
     stopped = " · cancelled early" if run.status == "cancelled" else ""
     tag = f" · {run.tag}" if run.tag else ""  # as edited on Runs
-    return f"#{run.id} {cell_label(run.config)} · seed {run.config.seed} · K={run.config.train_seq_len}{tag}{score}{stopped}"
+    config = run.config
+    return f"#{run.id} {cell_label(config)} · seed {config.seed} · K={config.train_seq_len}{tag}{score}{stopped}"
 
 
 def inside_controls(trace, cell: str) -> dict:
@@ -87,8 +88,12 @@ def inside_controls(trace, cell: str) -> dict:
     ) or ["h"]
     drawn = [name for name in available if name in drawn]  # top to bottom in the order the step computes them
     order_column, units_column = st.columns([1, 2])
-    order_by = order_column.selectbox("Order units by", UNIT_ORDERS, key="play_order",
-                                      help="sorting by the value at the end of reading puts the units that stored something together")
+    order_by = order_column.selectbox(
+        "Order units by",
+        UNIT_ORDERS,
+        key="play_order",
+        help="sorting by the value at the end of reading puts the units that stored something together",
+    )
     order = trace.unit_orders[order_by]  # computed once per pass, not at every tick
     hidden = len(order)
     first, last = 1, hidden
@@ -116,7 +121,13 @@ def stepper(trace, cell: str) -> None:
     step = st.slider("Step", 0, last, key="play_step", help="drag to walk through the sequence one time step at a time")
     columns = st.columns(4)
     columns[0].metric("Input at this step", trace.inputs[step])
-    columns[1].metric("Model writes", trace.outputs[step], f"p = {trace.probabilities.iloc[:, step].max():.2f}", delta_color="off", delta_arrow="off")
+    columns[1].metric(
+        "Model writes",
+        trace.outputs[step],
+        f"p = {trace.probabilities.iloc[:, step].max():.2f}",
+        delta_color="off",
+        delta_arrow="off",
+    )
     columns[2].metric("Should write", trace.targets[step])
     if step >= trace.copy_start:
         columns[3].metric("Copy", "right ✓" if trace.outputs[step] == trace.targets[step] else "wrong ✗")
@@ -159,18 +170,26 @@ def which_input(run, trace) -> None:
                       help="share of copied outputs that lose most when the right input letter is replaced")
     columns[2].metric("Gradient on the letters", f"{np.mean(gradient.letter_share):.0%}",
                       help="mean share of each output's gradient norm on the letters read (the rest on '$' and blanks)")
-    everything = columns[3].toggle("Gradient: also the '$' and blank steps", key="play_saliency_all",
-                                   help="steps after the letters carry no information but can have large gradients; values above 1 are clipped")
+    everything = columns[3].toggle(
+        "Gradient: also the '$' and blank steps",
+        key="play_saliency_all",
+        help="steps after the letters carry no information but can have large gradients; values above 1 are clipped",
+    )
     left, right = st.columns(2)
     left.plotly_chart(saliency_figure(gradient.matrix, letters, trace.inputs, gradient.diagonal_score, "gradient",
                                       letters_only=not everything), width="stretch", key="play_saliency")
-    right.plotly_chart(saliency_figure(replacement.matrix, letters, trace.inputs, replacement.diagonal_score, "replacement"),
-                       width="stretch", key="play_replacement")
-    st.caption("Rows: the copied outputs; columns: the input letters; each row scaled to its largest entry, the squares "
-               "mark the right input. **Gradient**: the norm of the gradient of the output's log-probability of the "
-               "right symbol with respect to the input's embedding. **Replacement**: how much that log-probability "
-               "drops, on average, when the input letter is replaced by each of the eight others. A confident model "
-               "saturates, and its gradient often peaks beside the right letter; the replacement asks directly.")
+    right.plotly_chart(
+        saliency_figure(replacement.matrix, letters, trace.inputs, replacement.diagonal_score, "replacement"),
+        width="stretch",
+        key="play_replacement",
+    )
+    st.caption(
+        "Rows: the copied outputs; columns: the input letters; each row scaled to its largest entry, the squares "
+        "mark the right input. **Gradient**: the norm of the gradient of the output's log-probability of the "
+        "right symbol with respect to the input's embedding. **Replacement**: how much that log-probability "
+        "drops, on average, when the input letter is replaced by each of the eight others. A confident model "
+        "saturates, and its gradient often peaks beside the right letter; the replacement asks directly."
+    )
 
 
 def pick_position(letters: int) -> None:
@@ -185,23 +204,45 @@ def what_if(run, trace, config) -> None:
         st.session_state["whatif_position"] = 1
     position = st.session_state.get("whatif_position", 1)
     st.caption("Click a letter (or pick its position), choose a new letter, and see which outputs change.")
-    st.plotly_chart(input_row_figure(text, position), width="stretch", key="whatif_click", on_select=partial(pick_position, letters),
-                    selection_mode="points", config={"displayModeBar": False})
+    st.plotly_chart(
+        input_row_figure(text, position),
+        width="stretch",
+        key="whatif_click",
+        on_select=partial(pick_position, letters),
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
     columns = st.columns(3)
     position = columns[0].number_input("Position", 1, letters, key="whatif_position", step=1)
     current = text[position - 1]
-    letter = columns[1].selectbox("New letter", list(ALPHABET), index=(ALPHABET.index(current) + 1) % len(ALPHABET), key=f"whatif_letter_{current}")
-    extra = columns[2].slider("More '$' (a longer delay)", 0, min(MAX_EXTRA_DELIMITERS, max(20, 4 * config.padding)), 0, key="whatif_extra",
-                              help=f"trained with {config.padding} '$'; more makes the model hold the letters longer")
+    letter = columns[1].selectbox(
+        "New letter",
+        list(ALPHABET),
+        index=(ALPHABET.index(current) + 1) % len(ALPHABET),
+        key=f"whatif_letter_{current}",
+    )
+    extra = columns[2].slider(
+        "More '$' (a longer delay)",
+        0,
+        min(MAX_EXTRA_DELIMITERS, max(20, 4 * config.padding)),
+        0,
+        key="whatif_extra",
+        help=f"trained with {config.padding} '$'; more makes the model hold the letters longer",
+    )
     edited_text = edit_sequence(text, position, letter)
     edited = copy_pass(state.url(), run.id, run.finished_at, edited_text, extra)
     copies = copies_frame({"original": trace, "edited": edited})
     changed = changed_positions(copies, "original", "edited")
     delay = f" with {config.padding + extra} '\\$'" if extra else ""
-    st.markdown(f"**Original:** `{text}` → {marked_copy(trace)}  \n**Edited:** `{edited_text}`{delay} → {marked_copy(edited)}")
+    st.markdown(
+        f"**Original:** `{text}` → {marked_copy(trace)}  \n**Edited:** `{edited_text}`{delay} → {marked_copy(edited)}"
+    )
     if changed:
-        st.markdown(f"**Changed outputs:** position{'s' if len(changed) > 1 else ''} {', '.join(map(str, changed))} of {letters}"
-                    + (" — only the edited one, as a perfect copier would." if changed == [position] else "."))
+        st.markdown(
+            f"**Changed outputs:** position{'s' if len(changed) > 1 else ''} "
+            f"{', '.join(map(str, changed))} of {letters}"
+            + (" — only the edited one, as a perfect copier would." if changed == [position] else ".")
+        )
     else:
         st.markdown("**No output changed.**")
     st.plotly_chart(copy_grid_figure(copies, changed), width="stretch", key="whatif_grid")
@@ -216,11 +257,17 @@ def side_by_side(run, trace, usable) -> None:
     by_id = {other.id: other for other in usable}
     suggested = suggest_partner(usable, run)
     default = partner_ids.index(usable[suggested].id) if suggested is not None else 0
-    partner_id = st.selectbox("Beside it", partner_ids, index=default, format_func=lambda i: describe(by_id[i]), key=f"side_run_{run.id}",
-                              help="first suggestion: another cell trained on the same task, from the same sweep if there is one")
+    partner_id = st.selectbox(
+        "Beside it",
+        partner_ids,
+        index=default,
+        format_func=lambda i: describe(by_id[i]),
+        key=f"side_run_{run.id}",
+        help="first suggestion: another cell trained on the same task, from the same sweep if there is one",
+    )
     partner = by_id[partner_id]
     traces, columns = {}, st.columns(2)
-    for column, shown in zip(columns, (run, partner)):
+    for column, shown in zip(columns, (run, partner), strict=True):
         column.markdown(f"**{escape.markdown(describe(shown))}**")
         try:
             copy = copy_pass(state.url(), shown.id, shown.finished_at, trace.sequence)
@@ -230,7 +277,13 @@ def side_by_side(run, trace, usable) -> None:
         traces[f"#{shown.id} {cell_label(shown.config)}"] = copy
         right = int(copy.copied["right"].sum())
         column.markdown(f"**Wrote:** {marked_copy(copy)}")
-        column.metric("Copied right", f"{right}/{len(copy.copied)}", f"{copy.copy_accuracy:.0%}", delta_color="off", delta_arrow="off")
+        column.metric(
+            "Copied right",
+            f"{right}/{len(copy.copied)}",
+            f"{copy.copy_accuracy:.0%}",
+            delta_color="off",
+            delta_arrow="off",
+        )
     if traces:
         copies = copies_frame(traces)
         st.plotly_chart(copy_grid_figure(copies), width="stretch", key="side_grid")
@@ -240,7 +293,9 @@ def side_by_side(run, trace, usable) -> None:
 def trajectory(trace) -> None:
     quantity = "h"
     if "c" in trace.states:
-        quantity = st.radio("State", ["h", "c"], horizontal=True, format_func=lambda name: QUANTITIES[name].label, key="play_pca_state")
+        quantity = st.radio(
+            "State", ["h", "c"], horizontal=True, format_func=lambda name: QUANTITIES[name].label, key="play_pca_state"
+        )
     frame, shares = trajectory_frame(trace, quantity)
     step = min(st.session_state.get("play_step", 0), trace.steps - 1)
     st.plotly_chart(trajectory_figure(frame, shares, step=step, title=QUANTITIES[quantity].label.capitalize()),
@@ -250,7 +305,9 @@ def trajectory(trace) -> None:
 
 
 st.title("Playground")
-all_runs = state.runs_or_stop("No runs yet. Train one on the Launch page (the Quick demo preset learns in about a minute), then come back.")
+all_runs = state.runs_or_stop(
+    "No runs yet. Train one on the Launch page (the Quick demo preset learns in about a minute), then come back."
+)
 with_checkpoint = state.checkpoint_ids(state.url())
 usable = [run for run in all_runs if run.id in with_checkpoint and run.status in ("completed", "cancelled")]
 if not usable:
@@ -271,8 +328,10 @@ except CheckpointError as error:
     st.stop()
 
 limit = max_sequence_length(config)
-st.caption(f"Trained to copy {config.train_output_len} of {config.train_seq_len} letters (K), with {config.padding} "
-           f"'\\$' between. Type up to {limit} of the letters {' '.join(ALPHABET)}; longer than K tests how it generalises.")
+st.caption(
+    f"Trained to copy {config.train_output_len} of {config.train_seq_len} letters (K), with {config.padding} "
+    f"'\\$' between. Type up to {limit} of the letters {' '.join(ALPHABET)}; longer than K tests how it generalises."
+)
 st.session_state.setdefault("play_text", random_sequence(min(config.train_seq_len, limit), np.random.default_rng(0)))
 # Keep the step while another view is open: Streamlit forgets the value of a widget not drawn in a run.
 st.session_state["play_step"] = st.session_state.get("play_step", 0)
@@ -295,7 +354,9 @@ if len(trace.sequence) > config.train_seq_len:
 right = int(trace.copied["right"].sum())
 st.markdown(f"**Read:** `{trace.sequence}`  \n**Wrote:** {marked_copy(trace)}  \n"
             ":green[green] is a right symbol, :red[red] a wrong one.")
-st.metric("Copied right", f"{right}/{len(trace.copied)}", f"{trace.copy_accuracy:.0%}", delta_color="off", delta_arrow="off")
+st.metric(
+    "Copied right", f"{right}/{len(trace.copied)}", f"{trace.copy_accuracy:.0%}", delta_color="off", delta_arrow="off"
+)
 
 tabs = st.tabs(VIEWS, key="play_view", on_change="rerun")
 with tabs[0]:

@@ -46,7 +46,9 @@ def selection_from_url(known: set[int]) -> list[int]:
         ids, bad = ids_from_url()
         missing = [i for i in ids if i not in known]
         if bad or missing:
-            st.warning("Ignored in the link: " + ", ".join(escape.markdown(item) for item in bad + missing) + " (no such run)")
+            st.warning(
+                "Ignored in the link: " + ", ".join(escape.markdown(item) for item in bad + missing) + " (no such run)"
+            )
         st.session_state["runs_selected"] = [i for i in ids if i in known]
         st.session_state["runs_url_seen"] = text
     return st.session_state.get("runs_selected", [])
@@ -65,7 +67,9 @@ def remember_selection(ids: list[int]) -> None:
 def render_table(frame: pd.DataFrame, selected: list[int], sweeps: dict[int, str]) -> list[int]:
     left, middle, right, last = st.columns(4)
     cells = left.multiselect("Cell", sorted(frame["cell"].unique()), key="runs_filter_cell")
-    statuses = middle.multiselect("Status", [s for s in STATUSES if s in set(frame["status"])], key="runs_filter_status")
+    statuses = middle.multiselect(
+        "Status", [s for s in STATUSES if s in set(frame["status"])], key="runs_filter_status"
+    )
     tags = right.multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="runs_filter_tag")
     chosen_sweeps = last.multiselect("Sweep", list(sweeps), format_func=sweeps.get, key="runs_filter_sweep",
                                      help="runs queued together as one grid")
@@ -101,11 +105,15 @@ def render_curves(run_ids: list[int]) -> None:
         st.info("No epoch has been recorded for the selected runs yet"
                 + (": they are queued or in their first epoch." if running else "."))
         return
-    weight, x, log_y = st.session_state.get("runs_smoothing", 0.0), st.session_state.get("runs_x", "epoch"), st.session_state.get("runs_log", False)
+    weight, x, log_y = (
+        st.session_state.get("runs_smoothing", 0.0),
+        st.session_state.get("runs_x", "epoch"),
+        st.session_state.get("runs_log", False),
+    )
     stages = stage_changes(frame)
     frame = smooth(frame, CURVE_COLUMNS, weight)
     columns = st.columns(3)
-    for column, metric in zip(columns, ("loss", "acc", "copy_acc")):
+    for column, metric in zip(columns, ("loss", "acc", "copy_acc"), strict=True):
         with column:
             st.plotly_chart(run_curves_figure(frame, metric, x=x, log_y=log_y and metric == "loss", stages=stages),
                             width="stretch", key=f"runs_curve_{metric}")
@@ -128,7 +136,10 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
         if len(configs) == 1:
             (run_id, config), = configs.items()
             st.caption(f"Run {run_id}'s configuration (select two or more runs to see what differs)")
-            st.dataframe(pd.DataFrame({"value": [str(v) for v in config.to_dict().values()]}, index=list(config.to_dict())), width="stretch")
+            st.dataframe(
+                pd.DataFrame({"value": [str(v) for v in config.to_dict().values()]}, index=list(config.to_dict())),
+                width="stretch",
+            )
         else:
             diff = config_diff(configs)
             if diff.empty:
@@ -194,7 +205,9 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
 
 
 st.title("Runs")
-all_runs = state.runs_or_stop("No runs yet. Queue some on the Launch page; they appear here as soon as they are queued.")
+all_runs = state.runs_or_stop(
+    "No runs yet. Queue some on the Launch page; they appear here as soon as they are queued."
+)
 
 frame = runs_frame(all_runs, now=time.time())
 selected = selection_from_url(set(frame["id"]))

@@ -85,7 +85,9 @@ class ProgressPrinter:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=f"epoch {self.epoch}/{self.config.epochs}", unit="batch", leave=False, file=sys.stderr)
+            self.bar = tqdm(
+                total=total, desc=f"epoch {self.epoch}/{self.config.epochs}", unit="batch", leave=False, file=sys.stderr
+            )
         self.bar.update(done - self.bar.n)
 
     def close_bar(self) -> None:
@@ -122,7 +124,11 @@ def cmd_train(args) -> int:
         raise
     worker_id = f"cli:{worker_name()}"
     run_id = store.submit(config, status="running", worker_id=worker_id, device_used=resolve_device(config.device))
-    print(f"run {run_id}: {cell_label(config)}, seed {config.seed}, recorded in {store.safe_url}; outputs in {experiment.folder}", flush=True)
+    print(
+        f"run {run_id}: {cell_label(config)}, seed {config.seed}, recorded in {store.safe_url}; "
+        f"outputs in {experiment.folder}",
+        flush=True,
+    )
     try:
         experiment.start_log(run_id, config, store.safe_url)
     except OSError as error:  # the folder was writable a moment ago; train all the same
@@ -157,7 +163,10 @@ def _report_training(store, run_id: int, status: str, result, experiment) -> int
             experiment.save_results(result)
             say(f"plots, model and config saved in {experiment.folder}")
         except OSError as error:  # the run and its checkpoint are safe in the store all the same
-            say(f"outputs not saved in {experiment.folder}: {error.strerror or error} (the run is in the store)", sys.stderr)
+            say(
+                f"outputs not saved in {experiment.folder}: {error.strerror or error} (the run is in the store)",
+                sys.stderr,
+            )
     if status == "failed" or result is None:
         say(f"run {run_id} failed: {(store.get_run(run_id).error or 'unknown error').splitlines()[0]}", sys.stderr)
         return 1
@@ -228,7 +237,10 @@ def submit_grid(args) -> Grid:
             raise UsageError(f"{SETTINGS[name].spelling} is given and also swept{whose}: drop one, or give --sweep")
     for tie in grid.ties:
         if tie.target in given:
-            raise UsageError(f"{SETTINGS[tie.target].spelling} is given and also tied to {SETTINGS[tie.source].spelling}: drop one, or give --tie")
+            raise UsageError(
+                f"{SETTINGS[tie.target].spelling} is given and also tied to {SETTINGS[tie.source].spelling}: "
+                "drop one, or give --tie"
+            )
     return grid
 
 
@@ -297,7 +309,9 @@ def _ray_plan(args) -> RayPlan:
         raise UsageError(f"--gpus-per-worker: from 0 to 64, got {args.gpus_per_worker}")
     device = args.device or ("cuda" if args.gpus_per_worker else "cpu")
     if device in ("cuda", "mps") and not args.gpus_per_worker:
-        raise UsageError(f"--device {device}: give --gpus-per-worker (Ray hides the GPUs from a worker that asked for none)")
+        raise UsageError(
+            f"--device {device}: give --gpus-per-worker (Ray hides the GPUs from a worker that asked for none)"
+        )
     url = database_url(args.db)
     if url.lower().startswith("sqlite"):
         raise UsageError(f"{display_url(url)} is a SQLite file: Ray workers on other machines cannot share it safely; "

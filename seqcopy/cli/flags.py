@@ -35,9 +35,13 @@ def add_config_flags(parser: argparse.ArgumentParser, with_log: bool = True) -> 
         original.add_argument("-l", "--log", default=DEFAULT_LOG, metavar="NAME",
                           help=f"name of the experiment: its log, plots and model go to logs/NAME/ "
                                f"(default: {DEFAULT_LOG}, the original's, so logs/rnn/)")  # fmt: skip
-        extra.add_argument("--logs-dir", default="logs", metavar="DIR", help="folder of the experiments' folders (default: logs)")
+        extra.add_argument(
+            "--logs-dir", default="logs", metavar="DIR", help="folder of the experiments' folders (default: logs)"
+        )
     for name, declaration in SETTINGS.items():
-        add_setting_flag(original if declaration.original else extra, name, f"{declaration.help} ({_default_text(name)})")
+        add_setting_flag(
+            original if declaration.original else extra, name, f"{declaration.help} ({_default_text(name)})"
+        )
     # The readable cells' older spelling.
     extra.add_argument("--reference-cells", dest="fused", action="store_false", default=argparse.SUPPRESS,
                        help="the same as --no-fused")  # fmt: skip

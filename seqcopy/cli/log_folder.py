@@ -145,5 +145,7 @@ class Experiment:
         """The plots, the model and its config, for the epochs the run finished."""
         plots.write_training_plots(self.folder, result.epochs, result.config)
         checkpoint.save_file(self.model_path, result.model, result.config)
-        self.config_path.write_text(json.dumps(result.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        self.config_path.write_text(
+            json.dumps(result.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         return [self.folder / name for name in plots.PLOT_FILES] + [self.model_path, self.config_path]

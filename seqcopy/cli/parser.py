@@ -34,7 +34,8 @@ class CompactHelp(argparse.HelpFormatter):
     def _format_action_invocation(self, action: argparse.Action) -> str:
         if not action.option_strings or action.nargs == 0:
             return super()._format_action_invocation(action)
-        return f"{', '.join(action.option_strings)} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+        value = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {value}"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -65,7 +66,9 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False)
+    parser = OneLineParser(
+        prog="seqcopy", description="Train and compare recurrent cells on the delayed-copy task.", allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     train = commands.add_parser("train", help="train one run here and now, recorded in the store", allow_abbrev=False)
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--sweep", action="append", metavar="SETTING=V1,V2,…",
                       help="several values of any setting, named by field or flag (train_seq_len, iseq, lr, "
                            "hidden_size…; a leading dash needs --sweep=-iseq=…); settings that move together: "
-                           f"A,B=a1:b1,a2:b2. Repeat for a product of sweeps; at most {MAX_RUNS} runs in all")  # fmt: skip
+                           f"A,B=a1:b1,a2:b2. Repeat for a product of sweeps; at most {MAX_RUNS} runs in all")
     grid.add_argument("--tie", action="append", metavar="SETTING=OTHER[*F]",
                       help="SETTING follows OTHER (times F) in every run, e.g. train_output_len=train_seq_len")
     grid.add_argument("--sweep-name", metavar="NAME", help=f"the sweep's name, {GRID_OPTIONS['sweep_name'][1]}")
@@ -103,8 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
     worker.add_argument("--once", action="store_true", help="run one queued run, then exit")
-    worker.add_argument("--lease", type=float, default=DEFAULT_LEASE,
-                        help="seconds without a heartbeat before a run is taken back (at least 1; heartbeats come four to a lease)")
+    worker.add_argument(
+        "--lease",
+        type=float,
+        default=DEFAULT_LEASE,
+        help="seconds without a heartbeat before a run is taken back (at least 1; heartbeats come four to a lease)",
+    )
     worker.add_argument("--idle-exit", type=float, help="exit after this many seconds with an empty queue")
     worker.add_argument("--device", choices=DEVICES, default="auto",
                         help="the runs it claims: auto (default) serves every device this machine has, "
@@ -117,10 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Place N workers on an existing Ray cluster, each the same worker loop against the shared "
                     "PostgreSQL store, exiting once the queue stays empty. Needs Ray (pip install 'seqcopy[ray]').",
     )
-    ray.add_argument("--address", default=None,
-                     help="the cluster: HOST:PORT of its head, ray://HOST:PORT, or auto (default: $RAY_ADDRESS, else auto)")
+    ray.add_argument(
+        "--address",
+        default=None,
+        help="the cluster: HOST:PORT of its head, ray://HOST:PORT, or auto (default: $RAY_ADDRESS, else auto)",
+    )
     ray.add_argument("--workers", type=int, default=1, help="worker actors to start (default 1)")
-    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves for each (default 1; its torch threads)")
+    ray.add_argument(
+        "--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves for each (default 1; its torch threads)"
+    )
     ray.add_argument("--gpus-per-worker", type=float, default=0.0,
                      help="GPUs Ray reserves for each, so it lands on a GPU node (default 0; fractions share a GPU)")
     ray.add_argument("--device", choices=DEVICES, default=None,
@@ -145,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run_id", type=id_argument("run"))
     _add_db(cancel)
 
-    report = commands.add_parser("report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False)
+    report = commands.add_parser(
+        "report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False
+    )
     report.add_argument("--tags", help="comma-separated tags to include (default: all)")
     report.add_argument("--sweep", type=id_argument("sweep"), metavar="ID", help="only the runs of this sweep")
     report.add_argument("--by", metavar="SETTING",

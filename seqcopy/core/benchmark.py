@@ -123,7 +123,9 @@ def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, p
     steps = {}  # (cell, form or None for torch's module, implementation) → step
     for cell, form in rows:
         torch.manual_seed(seed)
-        steps[cell, form, "ours"] = training_step(CopyModel(cell, VOCAB_SIZE, embedding, hidden, mult_form=form), inputs, targets)
+        steps[cell, form, "ours"] = training_step(
+            CopyModel(cell, VOCAB_SIZE, embedding, hidden, mult_form=form), inputs, targets
+        )
         model = reference.SeedModel(cell, VOCAB_SIZE, embedding, hidden, mult_form=form)
         steps[cell, form, "original"] = training_step(model, inputs, targets)
         if (cell, None, "torch") not in steps:  # one torch module serves both forms
@@ -303,7 +305,8 @@ def format_report(report: dict) -> str:
     peaks = ", ".join(f"{gflops:.1f} at {count}" for count, gflops in report["matmul_peak_gflops"].items())
     lines = [
         f"CPU {report['cpu']} ({report['cores']} cores), torch {report['torch']}, mLSTM/mGRU backend "
-        f"{report['fast_backend']} (products in the loops: {report['loop_products']}), matmul peak GFLOP/s {peaks} thread(s), median of {report['repeats']}; "
+        f"{report['fast_backend']} (products in the loops: {report['loop_products']}), "
+        f"matmul peak GFLOP/s {peaks} thread(s), median of {report['repeats']}; "
         f"load average {_one_decimal(load['before'])} before, {_one_decimal(load['after'])} after",
     ]
     for name, setting in report["settings"].items():
@@ -326,7 +329,9 @@ def format_markdown(report: dict) -> str:
     """One table per setting: each row a cell (and form), each thread count its ms per step and
     its ratios to the original-style loop and to torch's fused module."""
     threads = report["threads"]
-    head = "| cell | " + " | ".join(f"{n} thread{'s' * (n > 1)}: ms/step | vs original-style | vs torch's fused" for n in threads)
+    head = "| cell | " + " | ".join(
+        f"{n} thread{'s' * (n > 1)}: ms/step | vs original-style | vs torch's fused" for n in threads
+    )
     head += " |"
     rule = "|---|" + "---:|---:|---:|" * len(threads)
     lines = []
@@ -340,7 +345,11 @@ def format_markdown(report: dict) -> str:
             cells = []
             for n in threads:
                 r = by_threads[n]
-                cells += [f"{r['ms_per_step']:.1f}", f"{r['vs_original']:.2f}×", f"{r['vs_torch']:.2f}× ({r['torch_module']})"]
+                cells += [
+                    f"{r['ms_per_step']:.1f}",
+                    f"{r['vs_original']:.2f}×",
+                    f"{r['vs_torch']:.2f}× ({r['torch_module']})",
+                ]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip()

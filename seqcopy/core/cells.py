@@ -6,8 +6,11 @@ inside the gates (:class:`MLSTMCell`, :class:`MGRUCell`), and ``input``, the for
 versions of the copy assignment give, where m_t = W_m x_t + U_m h_{t-1} + b_m scales the input and
 the plain LSTM or GRU runs on x̃_t = m_t ⊙ x_t (:class:`MLSTMInputCell`, :class:`MGRUInputCell`).
 
-Each cell computes one time step, ``state_t = cell(x_t, state_{t-1})``, written out gate by gate so
-the code reads like the equations in its docstring: these are the reference implementations.
+Each cell computes one time step in its ``step(x_t, state) -> (state, parts)``, written out gate by
+gate so the code reads like the equations in its docstring: these are the reference implementations,
+and the only place the equations are written (besides the C++ loops of :mod:`seqcopy.core.fast`,
+tested equal to them). ``parts`` names what the step computed (the gates, m_t, c_t, h_t): the
+Playground traces it. ``forward``, written once in :class:`Cell`, runs the step and keeps the state.
 :class:`RecurrentLayer` runs a cell over a (B, T, E) sequence. By default it takes the cell's fused
 path: torch's own kernels for RNN, LSTM and GRU (cuDNN on a GPU) using the very same parameters,
 and the fast sequence kernels of :mod:`seqcopy.core.fast` for mLSTM and mGRU. Tests hold the two paths
@@ -24,15 +27,18 @@ import math
 import torch
 from torch import Tensor, nn
 
-State = Tensor | tuple[Tensor, Tensor]
+# The names live with the config, free of torch; CELL_NAMES and MULT_CELLS are read from here too.
+from seqcopy.config import CELL_NAMES, MULT_CELLS, MULT_FORMS  # noqa: F401 - re-exported for the core's readers
 
-from seqcopy.config import CELL_NAMES, MULT_CELLS, MULT_FORMS  # noqa: F401 - the names live with the config, free of torch
+State = Tensor | tuple[Tensor, Tensor]
+Parts = dict[str, Tensor]  # what one step computed, by name: h, c, m and the activated gates
 
 
 class Cell(nn.Module):
     """Common parts: parameter creation, the initial state and the layer-facing API."""
 
     has_cell_state = False  # LSTMs carry (h, c); the others carry h alone
+    fused_by_torch = False  # whether fused_forward is torch's own kernel (else seqcopy.core.fast's)
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -52,8 +58,12 @@ class Cell(nn.Module):
         """The hidden state h that the layer emits, whatever the state holds."""
         return state[0] if isinstance(state, tuple) else state
 
-    def forward(self, x_t: Tensor, state: State) -> State:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def step(self, x_t: Tensor, state: State) -> tuple[State, Parts]:
+        """One time step: the new state, and every quantity computed on the way, by name."""
+        raise NotImplementedError(f"{type(self).__name__} has no step()")
+
+    def forward(self, x_t: Tensor, state: State) -> State:
+        return self.step(x_t, state)[0]
 
     def fused_forward(self, x: Tensor, state: State) -> tuple[Tensor, State] | None:
         """The whole (B, T, E) sequence at once, or None where the cell has no fused path."""
@@ -66,6 +76,8 @@ class RNNCell(Cell):
         h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
     """
 
+    fused_by_torch = True
+
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__(input_size, hidden_size)
         self.weight_ih = self._parameter(hidden_size, input_size)
@@ -73,13 +85,24 @@ class RNNCell(Cell):
         self.bias_ih = self._parameter(hidden_size)
         self.bias_hh = self._parameter(hidden_size)
 
-    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
-        return torch.tanh(x_t @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh)
+    def step(self, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
+        h = torch.tanh(x_t @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh)
+        return h, {"h": h}
 
     def fused_forward(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
         out, h_n = torch.rnn_tanh(x, h.unsqueeze(0), params, True, 1, 0.0, self.training, False, True)
         return out, h_n.squeeze(0)
+
+
+def lstm_update(gates: Tensor, c: Tensor) -> tuple[tuple[Tensor, Tensor], Parts]:
+    """The LSTM family's update from its stacked (i, f, g, o) pre-activations, shared by LSTMCell,
+    MLSTMCell and the input form: c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g), h_t = σ(o) ⊙ tanh(c_t)."""
+    i, f, g, o = gates.chunk(4, dim=1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c = f * c + i * g
+    h = o * torch.tanh(c)
+    return (h, c), {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
 
 
 class LSTMCell(Cell):
@@ -97,6 +120,7 @@ class LSTMCell(Cell):
     """
 
     has_cell_state = True
+    fused_by_torch = True
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__(input_size, hidden_size)
@@ -105,13 +129,10 @@ class LSTMCell(Cell):
         self.bias_ih = self._parameter(4 * hidden_size)
         self.bias_hh = self._parameter(4 * hidden_size)
 
-    def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    def step(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[tuple[Tensor, Tensor], Parts]:
         h, c = state
         gates = x_t @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, c
+        return lstm_update(gates, c)
 
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
         h, c = state
@@ -133,6 +154,8 @@ class GRUCell(Cell):
     Gates stacked r, z, n in ``weight_ih`` (3H, E) and ``weight_hh`` (3H, H), as in ``torch.nn.GRU``.
     """
 
+    fused_by_torch = True
+
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__(input_size, hidden_size)
         self.weight_ih = self._parameter(3 * hidden_size, input_size)
@@ -140,13 +163,14 @@ class GRUCell(Cell):
         self.bias_ih = self._parameter(3 * hidden_size)
         self.bias_hh = self._parameter(3 * hidden_size)
 
-    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
+    def step(self, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
         x_r, x_z, x_n = (x_t @ self.weight_ih.T + self.bias_ih).chunk(3, dim=1)
         h_r, h_z, h_n = (h @ self.weight_hh.T + self.bias_hh).chunk(3, dim=1)
         r = torch.sigmoid(x_r + h_r)
         z = torch.sigmoid(x_z + h_z)
         n = torch.tanh(x_n + r * h_n)
-        return (1 - z) * n + z * h
+        h = (1 - z) * n + z * h
+        return h, {"r": r, "z": z, "n": n, "h": h}
 
     def fused_forward(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
@@ -199,19 +223,11 @@ class MLSTMCell(_KrauseFactor, Cell):
         self.weight_mg = self._parameter(4 * hidden_size, hidden_size)
         self.bias = self._parameter(4 * hidden_size)
 
-    def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        return self.step(x_t, state)[0]
-
-    def step(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[tuple[Tensor, Tensor], dict[str, Tensor]]:
-        """One step, with what happens inside it (m, the activated gates, c, h) for the Playground."""
+    def step(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[tuple[Tensor, Tensor], Parts]:
         h, c = state
         m = self.factor(x_t, h)
-        gates = x_t @ self.weight_ih.T + m @ self.weight_mg.T + self.bias
-        i, f, g, o = gates.chunk(4, dim=1)
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c = f * c + i * g
-        h = o * torch.tanh(c)
-        return (h, c), {"m": m, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
+        state, parts = lstm_update(x_t @ self.weight_ih.T + m @ self.weight_mg.T + self.bias, c)
+        return state, {"m": m, **parts}
 
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
         from seqcopy.core.fast import mlstm_sequence
@@ -246,11 +262,7 @@ class MGRUCell(_KrauseFactor, Cell):
         self.weight_mg = self._parameter(3 * hidden_size, hidden_size)
         self.bias_mg = self._parameter(3 * hidden_size)
 
-    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
-        return self.step(x_t, h)[0]
-
-    def step(self, x_t: Tensor, h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """One step, with what happens inside it (m, r, z, n, h) for the Playground."""
+    def step(self, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
         hidden = self.hidden_size
         m = self.factor(x_t, h)
         x_r, x_z, x_n = (x_t @ self.weight_ih.T + self.bias_ih).chunk(3, dim=1)
@@ -274,15 +286,17 @@ class MGRUCell(_KrauseFactor, Cell):
 class _InputForm:
     """The input form's factor, shared by its mLSTM and mGRU: parameters and m_t, x̃_t."""
 
+    fused_by_torch = False  # its fused path is seqcopy.core.fast's, though it subclasses a plain cell
+
     def _add_input_factor(self) -> None:
         size = self.input_size
         self.weight_im = self._parameter(size, size)
         self.weight_hm = self._parameter(size, self.hidden_size)
         self.bias_m = self._parameter(size)
 
-    def _scaled_input(self, x_t: Tensor, h: Tensor) -> Tensor:
-        m = x_t @ self.weight_im.T + h @ self.weight_hm.T + self.bias_m
-        return m * x_t
+    def input_factor(self, x_t: Tensor, h: Tensor) -> Tensor:
+        """m_t = W_m x_t + U_m h_{t-1} + b_m, of the input's size E (x̃_t = m_t ⊙ x_t)."""
+        return x_t @ self.weight_im.T + h @ self.weight_hm.T + self.bias_m
 
 
 class MLSTMInputCell(_InputForm, LSTMCell):
@@ -306,8 +320,10 @@ class MLSTMInputCell(_InputForm, LSTMCell):
         super().__init__(input_size, hidden_size)
         self._add_input_factor()
 
-    def forward(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        return super().forward(self._scaled_input(x_t, state[0]), state)
+    def step(self, x_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[tuple[Tensor, Tensor], Parts]:
+        m = self.input_factor(x_t, state[0])
+        state, parts = super().step(m * x_t, state)  # the LSTM's step on x̃_t
+        return state, {"m": m, **parts}
 
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
         from seqcopy.core.fast import mlstm_input_sequence
@@ -333,8 +349,10 @@ class MGRUInputCell(_InputForm, GRUCell):
         super().__init__(input_size, hidden_size)
         self._add_input_factor()
 
-    def forward(self, x_t: Tensor, h: Tensor) -> Tensor:
-        return super().forward(self._scaled_input(x_t, h), h)
+    def step(self, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
+        m = self.input_factor(x_t, h)
+        h, parts = super().step(m * x_t, h)  # the GRU's step on x̃_t
+        return h, {"m": m, **parts}
 
     def fused_forward(self, x: Tensor, h: Tensor):
         from seqcopy.core.fast import mgru_input_sequence

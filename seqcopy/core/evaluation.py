@@ -124,8 +124,10 @@ class Evaluation:
     def report_lines(self) -> list[str]:
         c = self.config
         lines = [
-            f"model: {self.source}, {cell_label(c)}, hidden {c.hidden_size}, trained at K={c.train_seq_len} N={c.train_output_len}",
-            f"test: K={c.test_seq_len} P={c.padding} N={c.test_output_len}, {c.test_samples:,} sequences, seed {c.seed}, "
+            f"model: {self.source}, {cell_label(c)}, hidden {c.hidden_size}, "
+            f"trained at K={c.train_seq_len} N={c.train_output_len}",
+            f"test: K={c.test_seq_len} P={c.padding} N={c.test_output_len}, {c.test_samples:,} sequences, "
+            f"seed {c.seed}, "
             f"on {self.device}, fed {self.chunk} steps at a time with the state carried",
             f"loss                          {self.loss:.4f}",
             f"accuracy (all positions)      {self.accuracy:.3f}   (never copying: {self.never_copying_accuracy:.3f})",

@@ -91,7 +91,11 @@ def settings_line(configs: list[RunConfig]) -> str:
     ]
     sizes = {"train_seq_len", "train_output_len", "padding", "hidden_size", "lr", "batch_size", "epochs",
              "train_samples", "test_seq_len", "test_output_len"}
-    extras = [SETTINGS[key].long_flag(value) for key, value in sorted(shared.items()) if key not in sizes and value != defaults[key]]
+    extras = [
+        SETTINGS[key].long_flag(value)
+        for key, value in sorted(shared.items())
+        if key not in sizes and value != defaults[key]
+    ]
     if extras:
         parts.append(" ".join(extras))
     if varied:
@@ -140,11 +144,14 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
         lines += [
             settings_line(configs),
             "",
-            "| cell | seeds | test copy acc | test seq acc | test acc (all positions) | to 90% copy | to 99% copy | wall time |"
+            "| cell | seeds | test copy acc | test seq acc | test acc (all positions) | to 90% copy | to 99% copy "
+            "| wall time |"
             + (" copy frontier (N at ≥ 99%, per seed) |" if frontier else ""),
             "|---|---|---|---|---|---|---|---|" + ("---|" if frontier else ""),
         ]
-        for (_, cell), members in sorted(((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: cell_order(kv[1][0].config)):
+        for (_, cell), members in sorted(
+            ((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: cell_order(kv[1][0].config)
+        ):
             histories = [history_of[r.id] for r in members]
             finals = [h[-1] for h in histories if h]
             wall = [sum(row["seconds"] for row in h) / 60 for h in histories]
@@ -195,7 +202,8 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
         spread = f"± {ERROR_SHORT[error]}"
         lines += [
             f"| cell | {by} | seeds | test copy acc ({spread}) | test seq acc ({spread}) "
-            f"| test acc, all positions ({spread}) | epochs to {THRESHOLDS[0]:.0%} copy ({spread}) | wall time ({spread}) |",
+            f"| test acc, all positions ({spread}) | epochs to {THRESHOLDS[0]:.0%} copy ({spread}) "
+            f"| wall time ({spread}) |",
             "|---|---|---|---|---|---|---|---|",
         ]
     for (_, cell, value), members in sorted(rows.items(), key=lambda kv: (kv[0][0], _value_key(kv[0][2]))):
@@ -206,11 +214,14 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
         missing = sum(item is None for item in reached)
         speed = (f"not reached by {missing}/{len(reached)}" if missing
                  else format_summary([float(item[0]) for item in reached], error, 1, labelled=False))
+        minutes = [sum(row["seconds"] for row in h) / 60 for h in histories]
         lines.append(
             f"| {cell} | {value} | {len(members)} ({', '.join(str(r.config.seed) for r in members)}) "
-            + "".join(f"| {format_summary([f[m] for f in finals], error, labelled=False)} "
-                      for m in ("test_copy_acc", "test_seq_acc", "test_acc"))
-            + f"| {speed} | {format_summary([sum(row['seconds'] for row in h) / 60 for h in histories], error, 1, labelled=False)} min |"
+            + "".join(
+                f"| {format_summary([f[m] for f in finals], error, labelled=False)} "
+                for m in ("test_copy_acc", "test_seq_acc", "test_acc")
+            )
+            + f"| {speed} | {format_summary(minutes, error, 1, labelled=False)} min |"
         )
     if failed:
         lines += [""] + _failed_lines(failed)
@@ -220,7 +231,7 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
 
 
 def _frontiers(members: list, histories: list[list[dict]]) -> str:
-    values = [copy_frontier(run.config, history) for run, history in zip(members, histories)]
+    values = [copy_frontier(run.config, history) for run, history in zip(members, histories, strict=True)]
     return ", ".join("—" if v is None else ("none" if v == 0 else str(v)) for v in values)
 
 

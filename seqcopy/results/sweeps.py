@@ -171,7 +171,7 @@ def parse_axis(text: str) -> Axis:
             raise SweepError(f"{part.strip()!r} gives {len(pieces)} value(s) for the {len(fields)} setting(s) "
                              f"{', '.join(fields)}")
         point = []
-        for name, piece in zip(fields, pieces):
+        for name, piece in zip(fields, pieces, strict=True):
             try:
                 point.append(parse_value(name, piece))
             except SweepError as error:
@@ -238,7 +238,10 @@ class Grid:
             raise SweepError(f"{SETTINGS[repeated[0]].spelling} is swept twice: give its values in one --sweep")
         for tie in self.ties:
             if tie.target in swept:
-                raise SweepError(f"{SETTINGS[tie.target].spelling} is both swept and tied to {SETTINGS[tie.source].spelling}: drop one")
+                raise SweepError(
+                    f"{SETTINGS[tie.target].spelling} is both swept and tied to "
+                    f"{SETTINGS[tie.source].spelling}: drop one"
+                )
         targets = [tie.target for tie in self.ties]
         if len(set(targets)) < len(targets):
             raise SweepError("a setting is tied twice")
@@ -259,7 +262,9 @@ class Grid:
 
     def check_size(self) -> None:
         if self.size > MAX_RUNS:
-            raise SweepError(f"{self.describe_size()}: at most {MAX_RUNS} runs at once; sweep fewer values or split the grid")
+            raise SweepError(
+                f"{self.describe_size()}: at most {MAX_RUNS} runs at once; sweep fewer values or split the grid"
+            )
         if self.size == 0:
             raise SweepError("the grid is empty: give at least one cell and one seed")
 
@@ -269,7 +274,11 @@ class Grid:
         self.check_size()
         runs = []
         for point in itertools.product(*(axis.values for axis in self.axes)):
-            changes = {name: value for axis, values in zip(self.axes, point) for name, value in zip(axis.fields, values)}
+            changes = {
+                name: value
+                for axis, values in zip(self.axes, point, strict=True)
+                for name, value in zip(axis.fields, values, strict=True)
+            }
             for cell in self.cells:
                 for seed in self.seeds:
                     config = self.base.replace(**changes, cell=cell, seed=seed)

@@ -67,7 +67,8 @@ def waiting_reason(device: str, workers: Sequence[WorkerInfo], now: float | None
     if not able:
         name = DEVICE_NAMES.get(device, device)
         served = ", ".join(sorted({d for w in live for d in w.devices}))
-        return f"waiting for a {name} worker (the {len(live)} live one{'s serve' if len(live) != 1 else ' serves'} {served})"
+        serve = "s serve" if len(live) != 1 else " serves"
+        return f"waiting for a {name} worker (the {len(live)} live one{serve} {served})"
     if all(w.run_id is not None for w in able):
         return f"waiting for a free worker ({len(able)} that can run it, all busy)"
     return "next in line for a free worker"

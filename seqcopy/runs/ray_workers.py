@@ -139,7 +139,9 @@ class Supervisor:
         )
         threads = max(1, int(plan.cpus_per_worker))
         self.actors = [actor_class.remote(plan.url, plan.lease, plan.device, threads) for _ in range(plan.workers)]
-        self.resources = f"{plan.cpus_per_worker:g} CPU" + (f", {plan.gpus_per_worker:g} GPU" if plan.gpus_per_worker else "")
+        self.resources = f"{plan.cpus_per_worker:g} CPU" + (
+            f", {plan.gpus_per_worker:g} GPU" if plan.gpus_per_worker else ""
+        )
         self.say(f"seqcopy ray: {plan.workers} worker(s) asked of the cluster, {self.resources} each, serving "
                  f"{plan.device} runs of {plan.shown_url} (Ctrl-C stops them after their epoch)")
         self.placing = {actor.where.remote(): number for number, actor in enumerate(self.actors, 1)}
@@ -189,7 +191,9 @@ class Supervisor:
                 self.say(f"{self.names[number]}: never placed, given up")
                 return
             self.lost += 1
-            self.say(f"{self.names[number]}: lost ({_reason(error)}); a run it held is taken back when its lease lapses")
+            self.say(
+                f"{self.names[number]}: lost ({_reason(error)}); a run it held is taken back when its lease lapses"
+            )
 
     def _stop(self, first: bool, times: int) -> None:
         """Each running worker's stop(), ``times`` times (the first finishes its epoch, a second

@@ -16,7 +16,9 @@ from urllib.parse import unquote
 MASK = "***"
 # A query or key=value parameter that holds a secret: password=, sslpassword=, passwd=, pwd=,
 # or any name with "secret" or "token" in it; its value runs to the next separator.
-_SECRET_PARAMETER = re.compile(r"((?:^|[?&;\s])[^=&?;\s]*(?:pass|pwd|secret|token)[^=&?;\s]*=)([^&;#\s]*)", re.IGNORECASE)
+_SECRET_PARAMETER = re.compile(
+    r"((?:^|[?&;\s])[^=&?;\s]*(?:pass|pwd|secret|token)[^=&?;\s]*=)([^&;#\s]*)", re.IGNORECASE
+)
 
 
 def display_url(url: object) -> str:

@@ -200,7 +200,8 @@ def check_lease(lease: float) -> None:
     worker's own healthy runs be taken back between two of them)."""
     if not lease >= MIN_LEASE:  # also NaN
         raise ValueError(
-            f"--lease: at least {MIN_LEASE:g} s (four heartbeats, {heartbeat_interval(MIN_LEASE):g} s apart), got {lease}"
+            f"--lease: at least {MIN_LEASE:g} s (four heartbeats, {heartbeat_interval(MIN_LEASE):g} s apart), "
+            f"got {lease}"
         )
 
 
@@ -525,7 +526,9 @@ class Store:
         if not self._any(*servable):
             return None
         with self._write() as conn:
-            query = select(runs_t.c.id, runs_t.c.device, runs_t.c.config).where(*servable).order_by(runs_t.c.id).limit(1)
+            query = (
+                select(runs_t.c.id, runs_t.c.device, runs_t.c.config).where(*servable).order_by(runs_t.c.id).limit(1)
+            )
             if not self.is_sqlite:
                 # Other workers skip the row this one holds instead of waiting for it.
                 query = query.with_for_update(skip_locked=True)
@@ -653,7 +656,9 @@ class Store:
             if checkpoint is not None:
                 epochs_done = conn.execute(select(runs_t.c.epochs_done).where(runs_t.c.id == run_id)).scalar()
                 conn.execute(
-                    insert(checkpoints_t).values(run_id=run_id, data=checkpoint, size=len(checkpoint), epoch=epochs_done)
+                    insert(checkpoints_t).values(
+                        run_id=run_id, data=checkpoint, size=len(checkpoint), epoch=epochs_done
+                    )
                 )
             if position_acc:
                 conn.execute(
@@ -830,14 +835,22 @@ class Store:
         with self._read() as conn:
             result = conn.execute(query)
             keys = list(result.keys())
-            return [dict(zip(keys, row)) for row in result]
+            return [dict(zip(keys, row, strict=True)) for row in result]
 
     def position_results(self, run_ids: Sequence[int]) -> list[dict]:
-        query = select(positions_t).where(positions_t.c.run_id.in_(self._known_ids(run_ids))).order_by(positions_t.c.run_id, positions_t.c.position)
+        query = (
+            select(positions_t)
+            .where(positions_t.c.run_id.in_(self._known_ids(run_ids)))
+            .order_by(positions_t.c.run_id, positions_t.c.position)
+        )
         return self._dicts(query)
 
     def length_results(self, run_ids: Sequence[int]) -> list[dict]:
-        query = select(lengths_t).where(lengths_t.c.run_id.in_(self._known_ids(run_ids))).order_by(lengths_t.c.run_id, lengths_t.c.seq_len)
+        query = (
+            select(lengths_t)
+            .where(lengths_t.c.run_id.in_(self._known_ids(run_ids)))
+            .order_by(lengths_t.c.run_id, lengths_t.c.seq_len)
+        )
         return self._dicts(query)
 
     def checkpoint(self, run_id: int) -> bytes | None:

@@ -191,7 +191,9 @@ class RunExecution:
             return "lost"
         blob = checkpoint.to_bytes(result.model, self.run.config) if result.epochs else None
         if not result.stopped:
-            return self._finish("completed", checkpoint=blob, position_acc=result.position_acc, length_acc=result.length_acc)
+            return self._finish(
+                "completed", checkpoint=blob, position_acc=result.position_acc, length_acc=result.length_acc
+            )
         if result.diverged:
             # A finished experiment whose answer is "this diverges": failed, with the reason on
             # one line, and the epochs and weights before the divergence kept.
@@ -220,7 +222,10 @@ class RunExecution:
                 self._retry(lambda: write("failed", error=reason), f"recording run {self.run.id} as failed")
                 return "failed"
             except Exception as second:  # noqa: BLE001 - the database is gone for good: the lease takes the run back
-                self.log("finish", f"run {self.run.id} left to its lease: {type(second).__name__}: {self.store.describe(second)}")
+                self.log(
+                    "finish",
+                    f"run {self.run.id} left to its lease: {type(second).__name__}: {self.store.describe(second)}",
+                )
                 return "lost"
 
 

@@ -36,7 +36,13 @@ def rgba(hex_colour: str, alpha: float) -> str:
 
 
 def _layout(
-    fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = False, height: int = 300, legend_columns: int = 1
+    fig: go.Figure,
+    title: str,
+    x_title: str,
+    y_title: str,
+    log_y: bool = False,
+    height: int = 300,
+    legend_columns: int = 1,
 ) -> go.Figure:
     """Title, axes, and a legend below the plot with room for it: figures side by side in
     narrow columns wrap their legend to about one entry a row, so the bottom margin grows with

@@ -35,22 +35,35 @@ def runs_frame(runs: Sequence[RunInfo], now: float | None = None) -> pd.DataFram
     for run in runs:
         end = run.finished_at or (now if run.status == "running" else None)
         duration = (end - run.started_at) if (end and run.started_at) else np.nan
-        rows.append({
-            "id": run.id, "cell": cell_label(run.config), "seed": run.config.seed, "status": run.status,
-            "progress": run.epochs_done / max(run.epochs_total, 1),
-            "epochs_done": run.epochs_done, "epochs_total": run.epochs_total,
-            **{name: run.latest.get(name) for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss")},
-            "tag": run.tag, "sweep": run.sweep_id,
-            "created": pd.Timestamp.fromtimestamp(run.created_at),  # server-local, as on Launch
-            "duration_s": duration, "error": (run.error or "").splitlines()[0] if run.error else "",
-        })
+        rows.append(
+            {
+                "id": run.id,
+                "cell": cell_label(run.config),
+                "seed": run.config.seed,
+                "status": run.status,
+                "progress": run.epochs_done / max(run.epochs_total, 1),
+                "epochs_done": run.epochs_done,
+                "epochs_total": run.epochs_total,
+                **{
+                    name: run.latest.get(name)
+                    for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss")
+                },
+                "tag": run.tag,
+                "sweep": run.sweep_id,
+                "created": pd.Timestamp.fromtimestamp(run.created_at),  # server-local, as on Launch
+                "duration_s": duration,
+                "error": (run.error or "").splitlines()[0] if run.error else "",
+            }
+        )
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     for name in ("test_copy_acc", "test_acc", "test_seq_acc", "test_loss", "train_loss", "duration_s"):
         frame[name] = frame[name].astype(float)
     return frame
 
 
-def filter_runs(frame: pd.DataFrame, cells: Iterable[str] = (), statuses: Iterable[str] = (), tags: Iterable[str] = ()) -> pd.DataFrame:
+def filter_runs(
+    frame: pd.DataFrame, cells: Iterable[str] = (), statuses: Iterable[str] = (), tags: Iterable[str] = ()
+) -> pd.DataFrame:
     """Rows matching every non-empty filter (an empty filter keeps everything)."""
     mask = pd.Series(True, index=frame.index)
     for column, wanted in (("cell", cells), ("status", statuses), ("tag", tags)):
@@ -77,7 +90,9 @@ def epochs_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo]) -> pd.Dat
     })
     frame = frame.merge(meta, on="run_id", how="left")
     # Wall time from the run's start (or its first epoch's start, for runs never claimed).
-    first = frame.groupby("run_id")["wall_time"].transform("min") - frame.groupby("run_id")["seconds"].transform("first")
+    first = frame.groupby("run_id")["wall_time"].transform("min") - frame.groupby("run_id")["seconds"].transform(
+        "first"
+    )
     frame["minutes"] = (frame["wall_time"] - frame["started"].fillna(first)) / 60.0
     return frame.drop(columns="started")
 

@@ -1,15 +1,10 @@
 """Inside the cell: the gates, the cell state and m_t of every step, from the model's own weights.
 
-The reference cells' ``forward`` returns only the new state; the Playground wants what happens in
-between. Krause's mLSTM and mGRU give it themselves (``step``, which their ``forward`` runs). For the
-others each ``*_step`` below restates the cell's step gate by gate, with the same parameters and
-the same operations in the same order, and returns every intermediate by name.
-Tests hold its h (and c) equal to the cell's own step to 1e-6 and recompute h and c from the
-traced gates. It is pure torch: the Playground runs its models through these steps and never
-needs the C++ kernels of :mod:`seqcopy.core.fast` (which cost a compile, or a ninja check, on first
-use).
-
-A new cell (or a second form of one) is one more step function and one more entry in ``STEPS``.
+Every cell's ``step()`` (:mod:`seqcopy.core.cells`) returns, beside the new state, what it computed
+on the way, by name; this module runs it over a sequence and reads the result. No equation is
+written here: a new cell is traced as soon as its class has a ``step()``. It is pure torch: the
+Playground runs its models through the steps and never needs the C++ kernels of
+:mod:`seqcopy.core.fast` (which cost a compile, or a ninja check, on first use).
 
 Names of the traced quantities (each (B, T, H) over a sequence):
     h  hidden state            c  cell state (LSTM family)      m  multiplicative intermediate m_t
@@ -19,7 +14,7 @@ Names of the traced quantities (each (B, T, H) over a sequence):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,21 +22,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from seqcopy.core.cells import (
-    Cell,
-    GRUCell,
-    LSTMCell,
-    MGRUCell,
-    MGRUInputCell,
-    MLSTMCell,
-    MLSTMInputCell,
-    RNNCell,
-    State,
-)
+from seqcopy.core.cells import Cell, Parts, State
 from seqcopy.core.model import CopyModel
-
-Parts = dict[str, Tensor]
-StepFunction = Callable[[Cell, Tensor, State], tuple[State, Parts]]
 
 
 @dataclass(frozen=True)
@@ -72,113 +54,43 @@ DEFAULT_DRAWN = {
 
 
 class UntraceableCell(ValueError):
-    """A cell this module has no step function for, or one whose trace disagrees with it."""
-
-
-# ----------------------------------------------------------------------------- one step per cell
-def rnn_step(cell: RNNCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
-    """h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)"""
-    h = torch.tanh(x_t @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh)
-    return h, {"h": h}
-
-
-def _lstm_from_preactivations(pre: Tensor, c: Tensor) -> tuple[tuple[Tensor, Tensor], Parts]:
-    """The LSTM's update from its stacked (i, f, g, o) pre-activations: c_t = f ⊙ c_{t-1} + i ⊙ g,
-    h_t = o ⊙ tanh(c_t)."""
-    i, f, g, o = pre.chunk(4, dim=1)
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    c = f * c + i * g
-    h = o * torch.tanh(c)
-    return (h, c), {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
-
-
-def lstm_step(cell: LSTMCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
-    """i, f, g, o from W x_t + b + U h_{t-1}; then the LSTM update."""
-    h, c = state
-    pre = x_t @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh
-    return _lstm_from_preactivations(pre, c)
-
-
-def gru_step(cell: GRUCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
-    """r, z = σ(W x_t + b + U h_{t-1} + b'); n = tanh(W_n x_t + b_n + r ⊙ (U_n h_{t-1} + b'_n));
-    h_t = (1 - z) ⊙ n + z ⊙ h_{t-1}"""
-    x_r, x_z, x_n = (x_t @ cell.weight_ih.T + cell.bias_ih).chunk(3, dim=1)
-    h_r, h_z, h_n = (h @ cell.weight_hh.T + cell.bias_hh).chunk(3, dim=1)
-    r = torch.sigmoid(x_r + h_r)
-    z = torch.sigmoid(x_z + h_z)
-    n = torch.tanh(x_n + r * h_n)
-    h = (1 - z) * n + z * h
-    return h, {"r": r, "z": z, "n": n, "h": h}
-
-
-def _input_factor(cell: MLSTMInputCell | MGRUInputCell, x_t: Tensor, h: Tensor) -> Tensor:
-    """The input form's m_t = W_m x_t + U_m h_{t-1} + b_m (of the input's size E)."""
-    return x_t @ cell.weight_im.T + h @ cell.weight_hm.T + cell.bias_m
-
-
-def mlstm_input_step(cell: MLSTMInputCell, x_t: Tensor, state: tuple[Tensor, Tensor]):
-    """Input form: x̃_t = m_t ⊙ x_t, then the LSTM step on x̃_t."""
-    m = _input_factor(cell, x_t, state[0])
-    state, parts = lstm_step(cell, m * x_t, state)
-    return state, {"m": m, **parts}
-
-
-def mgru_input_step(cell: MGRUInputCell, x_t: Tensor, h: Tensor) -> tuple[Tensor, Parts]:
-    """Input form: x̃_t = m_t ⊙ x_t, then the GRU step on x̃_t."""
-    m = _input_factor(cell, x_t, h)
-    h, parts = gru_step(cell, m * x_t, h)
-    return h, {"m": m, **parts}
-
-
-# Keyed by the exact class: a subclass (the input forms subclass LSTMCell and GRUCell) must bring
-# its own, never inherit a step that ignores its m_t.
-STEPS: dict[type, StepFunction] = {
-    RNNCell: rnn_step,
-    LSTMCell: lstm_step,
-    GRUCell: gru_step,
-    MLSTMCell: MLSTMCell.step,  # Krause's cells report their own parts: one computation, not two
-    MGRUCell: MGRUCell.step,
-    MLSTMInputCell: mlstm_input_step,
-    MGRUInputCell: mgru_input_step,
-}
-
-
-def step_function(cell: Cell) -> StepFunction:
-    try:
-        return STEPS[type(cell)]
-    except KeyError:
-        raise UntraceableCell(f"the Playground cannot look inside a {type(cell).__name__} yet") from None
+    """A cell without a ``step()``, or one whose trace disagrees with its own forward."""
 
 
 # ----------------------------------------------------------------------------- whole sequences
 def trace_sequence(cell: Cell, x: Tensor, state: State | None = None) -> Parts:
     """Run ``cell`` over (B, T, E) inputs step by step: every quantity it computes, (B, T, H)."""
-    step = step_function(cell)
     if state is None:
         state = cell.initial_state(x.shape[0], x.device, x.dtype)
     collected: dict[str, list[Tensor]] = {}
     for x_t in x.unbind(1):
-        state, parts = step(cell, x_t, state)
+        try:
+            state, parts = cell.step(x_t, state)
+        except NotImplementedError:
+            raise UntraceableCell(f"the Playground cannot look inside a {type(cell).__name__} yet") from None
         for name, value in parts.items():
             collected.setdefault(name, []).append(value)
     return {name: torch.stack(values, dim=1) for name, values in collected.items()}
 
 
 def check_against_cell(cell: Cell, x: Tensor, parts: Parts, steps: int = 2, tolerance: float = 1e-4) -> None:
-    """Compare the first ``steps`` traced hidden states with the cell's own forward: a cheap
-    guard against a step function that no longer matches its cell (a changed class, a new form
-    under an old name). Raises UntraceableCell."""
-    state = cell.initial_state(x.shape[0], x.device, x.dtype)
-    for t, x_t in enumerate(x.unbind(1)[:steps]):
-        state = cell(x_t, state)
-        if not torch.allclose(cell.output_of(state), parts["h"][:, t], atol=tolerance, rtol=0):
+    """Compare the first ``steps`` traced hidden states with the path the model trained on, where
+    that is torch's own kernel (RNN, LSTM, GRU): a cheap guard against a trace that parted from
+    the model it explains. Raises UntraceableCell. The multiplicative cells' fused path is the C++
+    loops, which tests hold equal to ``step()``; they are not built for the Playground."""
+    if not cell.fused_by_torch:
+        return
+    x = x[:, :steps]
+    outputs, _ = cell.fused_forward(x, cell.initial_state(x.shape[0], x.device, x.dtype))
+    for t in range(x.shape[1]):
+        if not torch.allclose(outputs[:, t], parts["h"][:, t], atol=tolerance, rtol=0):
             raise UntraceableCell(f"the trace of {type(cell).__name__} disagrees with the cell at step {t}")
 
 
 def trace_embedded(model: CopyModel, embedded: Tensor, check: bool = True) -> tuple[Tensor, Parts]:
     """The model's pass from (B, T, E) embeddings: (B, T, vocab) logits and every traced
     quantity, without the fused kernels. Gradients flow (for saliency) unless the caller turns
-    them off; ``check`` compares the first steps with the cell's own forward."""
+    them off; ``check`` compares the first steps with the model's fused path (check_against_cell)."""
     cell = model.recurrent.cell
     parts = trace_sequence(cell, embedded)
     if check:
@@ -220,7 +132,9 @@ def unit_order(values: pd.DataFrame, letters: int, by: str = UNIT_ORDERS[0]) -> 
     return [int(i) for i in np.argsort(-key, kind="stable")]
 
 
-def pick_units(states: dict[str, pd.DataFrame], names: Sequence[str], order: Sequence[int], first: int, last: int) -> dict[str, pd.DataFrame]:
+def pick_units(
+    states: dict[str, pd.DataFrame], names: Sequence[str], order: Sequence[int], first: int, last: int
+) -> dict[str, pd.DataFrame]:
     """The quantities ``names`` with the units ``order[first - 1 : last]`` (1-based, inclusive),
     in that order. A quantity of another size than the hidden state (m_t of a form that scales
     the input has one row per input feature) keeps its first ``last - first + 1`` rows."""
@@ -270,7 +184,9 @@ def summary_line(means: pd.DataFrame) -> str:
         if name in means.index:
             parts.append(f"{label} {through(name)} through the delay")
     if not parts:
-        return f"No gates (h_t = tanh(W x_t + U h_(t-1) + b)): mean h {means.loc['h', 'delimiter']:.2f} through the delay."
+        return (
+            f"No gates (h_t = tanh(W x_t + U h_(t-1) + b)): mean h {means.loc['h', 'delimiter']:.2f} through the delay."
+        )
     return "Mean over units · " + " · ".join(parts)
 
 

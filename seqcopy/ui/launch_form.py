@@ -65,7 +65,10 @@ class FormTies:
     def ties(self) -> tuple[Tie, ...]:
         found = [Tie("train_output_len", "train_seq_len")] if self.n_to_k else []
         if self.test_to_train:
-            found += [Tie("test_seq_len", "train_seq_len", self.factor), Tie("test_output_len", "train_output_len", self.factor)]
+            found += [
+                Tie("test_seq_len", "train_seq_len", self.factor),
+                Tie("test_output_len", "train_output_len", self.factor),
+            ]
         return tuple(found)
 
     def targets(self) -> dict[str, str]:

@@ -95,7 +95,9 @@ class CopyTrace:
         return {by: unit_order(self.states[self.ordering], len(self.sequence), by) for by in UNIT_ORDERS}
 
 
-def copy_inputs(text: str, config: RunConfig, extra_delimiters: int = 0) -> tuple[list[int], Layout, torch.Tensor, torch.Tensor]:
+def copy_inputs(
+    text: str, config: RunConfig, extra_delimiters: int = 0
+) -> tuple[list[int], Layout, torch.Tensor, torch.Tensor]:
     """The typed letters' indices, their layout and the (1, T) inputs and targets. Raises
     vocab.InvalidSequence (one line) for text that is not a sequence of the alphabet's letters."""
     indices = validate_symbols(text, max_sequence_length(config))
@@ -124,8 +126,12 @@ def run_copy(model: CopyModel, config: RunConfig, text: str, extra_delimiters: i
         outputs=list(decode(logits[0].argmax(-1).tolist())),
         probabilities=pd.DataFrame(probs.T, index=SYMBOL_LABELS, columns=steps),
         # (units × steps) each; the input form's m_t has E units, everything else H.
-        states={name: pd.DataFrame(value[0].float().numpy().T, index=[f"u{i}" for i in range(value.shape[-1])], columns=steps)
-                for name, value in parts.items()},
+        states={
+            name: pd.DataFrame(
+                value[0].float().numpy().T, index=[f"u{i}" for i in range(value.shape[-1])], columns=steps
+            )
+            for name, value in parts.items()
+        },
         copy_start=layout.copy_start,
         padding=layout.padding,
     )
@@ -175,7 +181,11 @@ def suggest_partner(candidates: Sequence, chosen) -> int | None:
 
     others = [(i, run) for i, run in enumerate(candidates) if run.id != chosen.id]
     preferences = (
-        lambda run: cell_label(run.config) != cell_label(chosen.config) and lengths(run) == lengths(chosen) and run.tag == chosen.tag,
+        lambda run: (
+            cell_label(run.config) != cell_label(chosen.config)
+            and lengths(run) == lengths(chosen)
+            and run.tag == chosen.tag
+        ),
         lambda run: cell_label(run.config) != cell_label(chosen.config) and lengths(run) == lengths(chosen),
         lambda run: True,
     )
@@ -220,6 +230,6 @@ def trajectory_frame(trace: CopyTrace, quantity: str = "h") -> tuple[pd.DataFram
     frame = pd.DataFrame({
         "step": range(trace.steps), "pc1": coordinates[:, 0], "pc2": coordinates[:, 1], "phase": trace.phases,
         "symbol": [written if step >= trace.copy_start else read
-                   for step, (read, written) in enumerate(zip(trace.inputs, trace.outputs))],
+                   for step, (read, written) in enumerate(zip(trace.inputs, trace.outputs, strict=True))],
     })
     return frame, shares

@@ -17,14 +17,16 @@ import plotly.graph_objects as go
 from seqcopy.ui.figures import colour
 from seqcopy.ui.inside import PHASES, QUANTITIES
 
-PHASE_COLOURS = dict(zip(PHASES, ("#1f77b4", "#7f7f7f", "#d62728")))
+PHASE_COLOURS = dict(zip(PHASES, ("#1f77b4", "#7f7f7f", "#d62728"), strict=True))
 MAX_TICK_LABELS = 80  # beyond this many steps the symbols under the axis overlap
 RIGHT, WRONG, TARGET = "#2ca02c", "#d62728", "#d9d9d9"
 
 
 def _symbol_axis(fig: go.Figure, x_labels: Sequence[str], **where) -> None:
     if len(x_labels) <= MAX_TICK_LABELS:
-        fig.update_xaxes(tickmode="array", tickvals=list(range(len(x_labels))), ticktext=list(x_labels), tickangle=0, **where)
+        fig.update_xaxes(
+            tickmode="array", tickvals=list(range(len(x_labels))), ticktext=list(x_labels), tickangle=0, **where
+        )
 
 
 def _whole_positions(fig: go.Figure, count: int) -> None:
@@ -73,7 +75,9 @@ def inside_figure(
     make_subplots and add_vline(row="all"): this figure is rebuilt at every step of the slider,
     and plotly's helpers took eight times as long."""
     panels = ([(PROBABILITIES, probabilities)] if probabilities is not None else []) + list(states.items())
-    heights = [max(110, min(420, row_height * len(frame) + 30)) if name != PROBABILITIES else 200 for name, frame in panels]
+    heights = [
+        max(110, min(420, row_height * len(frame) + 30)) if name != PROBABILITIES else 200 for name, frame in panels
+    ]
     gap = 45  # pixels between panels, room for the next title
     total = sum(heights) + gap * (len(panels) - 1)
     steps = list(range(len(x_labels)))
@@ -90,7 +94,9 @@ def inside_figure(
             hovertemplate=f"step %{{x}} (input %{{customdata}})<br>{name} %{{y}}: %{{z:.3f}}<extra></extra>",
             colorbar=dict(y=(bottom + top) / 2, len=top - bottom, thickness=10, x=1.01),
         ))
-        layout[f"yaxis{row if row > 1 else ''}"] = dict(domain=[bottom, top], autorange="reversed", showticklabels=len(frame) <= 40)
+        layout[f"yaxis{row if row > 1 else ''}"] = dict(
+            domain=[bottom, top], autorange="reversed", showticklabels=len(frame) <= 40
+        )
         annotations.append(dict(text=style["title"], x=0.5, y=top, xref="paper", yref="paper", xanchor="center",
                                 yanchor="bottom", showarrow=False, font=dict(size=14)))
         top = bottom - gap / total
@@ -123,13 +129,24 @@ def saliency_figure(
         customdata=np.array([labels] * len(rows)), colorbar=dict(title="", thickness=10),
         hovertemplate="output %{y}<br>input step %{x} (%{customdata}): %{z:.3f}<extra></extra>",
     ))
-    fig.add_trace(go.Scatter(
-        x=list(range(len(rows))), y=rows, mode="markers", name="the right input",
-        marker=dict(symbol="square-open", size=max(6, min(16, 400 // max(len(rows), 1))), color="#ff7f0e", line=dict(width=2)),
-        hoverinfo="skip",
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=list(range(len(rows))),
+            y=rows,
+            mode="markers",
+            name="the right input",
+            marker=dict(
+                symbol="square-open",
+                size=max(6, min(16, 400 // max(len(rows), 1))),
+                color="#ff7f0e",
+                line=dict(width=2),
+            ),
+            hoverinfo="skip",
+        )
+    )
     _symbol_axis(fig, labels)
-    title = f"{measure.capitalize()} · diagonal: {score:.0%}<br><sup>share of outputs that depend most on the right letter</sup>"
+    title = (f"{measure.capitalize()} · diagonal: {score:.0%}"
+             "<br><sup>share of outputs that depend most on the right letter</sup>")
     fig.update_layout(title=title, height=max(280, min(700, 16 * len(rows) + 150)), margin=dict(l=10, r=10, t=60, b=10),
                       xaxis_title="input step (symbol read)", yaxis_title="copied output", showlegend=False)
     fig.update_yaxes(autorange="reversed")
@@ -180,23 +197,41 @@ def right_probability_figure(copies: pd.DataFrame) -> go.Figure:
     guess), right copies as dots, wrong ones as crosses."""
     fig = go.Figure()
     for index, (label, rows) in enumerate(copies.groupby("label", sort=False)):
-        fig.add_trace(go.Scatter(
-            x=rows["position"], y=rows["p_right"], mode="lines+markers", name=str(label),
-            line=dict(color=colour(index), width=2),
-            marker=dict(size=9, symbol=["circle" if right else "x" for right in rows["right"]]),
-            customdata=np.stack([rows["target"], rows["output"]], axis=-1),
-            hovertemplate="position %{x}: should write %{customdata[0]}, wrote %{customdata[1]}<br>p(right) %{y:.3f}<extra>%{fullData.name}</extra>",
-        ))
-    fig.add_hline(y=1 / 9, line=dict(color="grey", dash="dot", width=1), annotation_text="chance 1/9", annotation_position="top left")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["position"],
+                y=rows["p_right"],
+                mode="lines+markers",
+                name=str(label),
+                line=dict(color=colour(index), width=2),
+                marker=dict(size=9, symbol=["circle" if right else "x" for right in rows["right"]]),
+                customdata=np.stack([rows["target"], rows["output"]], axis=-1),
+                hovertemplate="position %{x}: should write %{customdata[0]}, wrote %{customdata[1]}"
+                "<br>p(right) %{y:.3f}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.add_hline(
+        y=1 / 9,
+        line=dict(color="grey", dash="dot", width=1),
+        annotation_text="chance 1/9",
+        annotation_position="top left",
+    )
     fig.update_yaxes(range=[0, 1.05])
     _whole_positions(fig, copies["position"].nunique())
-    fig.update_layout(title="Probability of the right symbol (● right, ✕ wrong)", height=300, margin=dict(l=10, r=10, t=50, b=10),
-                      xaxis_title="copied position", yaxis_title="p(right symbol)",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"))
+    fig.update_layout(
+        title="Probability of the right symbol (● right, ✕ wrong)",
+        height=300,
+        margin=dict(l=10, r=10, t=50, b=10),
+        xaxis_title="copied position",
+        yaxis_title="p(right symbol)",
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
+    )
     return fig
 
 
-def trajectory_figure(trajectory: pd.DataFrame, shares: Sequence[float], step: int | None = None, title: str = "Hidden state") -> go.Figure:
+def trajectory_figure(
+    trajectory: pd.DataFrame, shares: Sequence[float], step: int | None = None, title: str = "Hidden state"
+) -> go.Figure:
     """The state's path over time on its first two principal components (trajectory: step, pc1,
     pc2, phase, symbol), coloured by phase, each step labelled with its symbol."""
     fig = go.Figure(go.Scatter(
@@ -217,8 +252,12 @@ def trajectory_figure(trajectory: pd.DataFrame, shares: Sequence[float], step: i
         fig.add_trace(go.Scatter(x=here["pc1"], y=here["pc2"], mode="markers", name=f"step {step}",
                                  marker=dict(symbol="circle-open", size=20, color="black", line=dict(width=2))))
     fig.update_layout(
-        title=f"{title} over time, on its first two principal components ({shares[0]:.0%} and {shares[1]:.0%} of the variance)",
-        height=460, margin=dict(l=10, r=10, t=50, b=10), xaxis_title="PC 1", yaxis_title="PC 2",
+        title=f"{title} over time, on its first two principal components "
+        f"({shares[0]:.0%} and {shares[1]:.0%} of the variance)",
+        height=460,
+        margin=dict(l=10, r=10, t=50, b=10),
+        xaxis_title="PC 1",
+        yaxis_title="PC 2",
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
     )
     return fig

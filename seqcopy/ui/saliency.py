@@ -59,7 +59,9 @@ class Saliency:
 def _checked_inputs(config: RunConfig, text: str):
     indices, layout, inputs, targets = copy_inputs(text, config)
     if len(indices) > MAX_SALIENCY_LETTERS:
-        raise ValueError(f"the saliency is drawn for sequences of up to {MAX_SALIENCY_LETTERS} letters; this one has {len(indices)}")
+        raise ValueError(
+            f"the saliency is drawn for sequences of up to {MAX_SALIENCY_LETTERS} letters; this one has {len(indices)}"
+        )
     return indices, layout, inputs, targets
 
 
@@ -101,7 +103,9 @@ def _copy_log_probs(model: CopyModel, inputs: torch.Tensor, steps: torch.Tensor,
     with torch.inference_mode():
         for start in range(0, len(inputs), SEQUENCES_PER_PASS):
             logits, _ = trace_embedded(model, model.embedding(inputs[start : start + SEQUENCES_PER_PASS]), check=False)
-            blocks.append(torch.log_softmax(logits[:, steps], dim=-1).gather(-1, wanted.expand(len(logits), -1, 1)).squeeze(-1))
+            blocks.append(
+                torch.log_softmax(logits[:, steps], dim=-1).gather(-1, wanted.expand(len(logits), -1, 1)).squeeze(-1)
+            )
     return torch.cat(blocks)
 
 

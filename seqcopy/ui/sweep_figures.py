@@ -117,15 +117,25 @@ def convergence_figure(frame: pd.DataFrame, x_title: str, threshold: float, meas
         ))
         summary = summary_by_setting(line_runs, "y", error)
         totals = members.groupby("x")["run_id"].count()
-        texts = [f"{n}/{totals[x]}" for x, n in zip(summary["x"], summary["n"])]
-        fig.add_trace(go.Scatter(
-            x=_xs(summary["x"], numeric), y=summary["mean"], mode="lines+markers+text", text=texts,
-            textposition="middle left", textfont=dict(size=10, color=hue),
-            name=f"{name} (mean of the runs that reached it; reached/runs)",
-            legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=8),
-            error_y=dict(type="data", array=np.nan_to_num(summary["half"].to_numpy()), color=hue, thickness=1.5, width=4),
-            meta={"kind": "mean", "group": str(name), "reached": texts},
-        ))
+        texts = [f"{n}/{totals[x]}" for x, n in zip(summary["x"], summary["n"], strict=True)]
+        fig.add_trace(
+            go.Scatter(
+                x=_xs(summary["x"], numeric),
+                y=summary["mean"],
+                mode="lines+markers+text",
+                text=texts,
+                textposition="middle left",
+                textfont=dict(size=10, color=hue),
+                name=f"{name} (mean of the runs that reached it; reached/runs)",
+                legendgroup=str(name),
+                line=dict(color=hue, width=3),
+                marker=dict(size=8),
+                error_y=dict(
+                    type="data", array=np.nan_to_num(summary["half"].to_numpy()), color=hue, thickness=1.5, width=4
+                ),
+                meta={"kind": "mean", "group": str(name), "reached": texts},
+            )
+        )
     never = frame[~frame["reached"]]
     if not never.empty:
         fig.add_trace(go.Scatter(
@@ -137,11 +147,20 @@ def convergence_figure(frame: pd.DataFrame, x_title: str, threshold: float, meas
         ))
         # Crosses of many runs fall on one spot (the same x, the same run length): say how many.
         piles = never.groupby(["x", f"{measure}_run"], sort=False)["run_id"].count().reset_index()
-        fig.add_trace(go.Scatter(
-            x=_xs(piles["x"], numeric), y=piles[f"{measure}_run"], mode="markers+text",
-            text=[f"{n}×" for n in piles["run_id"]], marker=dict(size=14, opacity=0), textposition="top center",
-            textfont=dict(size=10, color=NEVER_COLOUR), showlegend=False, hoverinfo="skip", meta={"kind": "never_count"},
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=_xs(piles["x"], numeric),
+                y=piles[f"{measure}_run"],
+                mode="markers+text",
+                text=[f"{n}×" for n in piles["run_id"]],
+                marker=dict(size=14, opacity=0),
+                textposition="top center",
+                textfont=dict(size=10, color=NEVER_COLOUR),
+                showlegend=False,
+                hoverinfo="skip",
+                meta={"kind": "never_count"},
+            )
+        )
     highest = np.nanmax([frame[f"{measure}_run"].max(), 0.0])
     fig.update_yaxes(range=[0, 1.15 * highest if highest > 0 else 1])  # room for the counts above the crosses
     log = _x_axis(fig, list(frame["x"]), log_x)
@@ -170,12 +189,21 @@ def parallel_coordinates_figure(frame: pd.DataFrame, keys: Sequence[str], metric
     bounded = metric.endswith("acc")
     dimensions.append(dict(label=metric, values=data[metric].astype(float).tolist(),
                            range=[0, 1] if bounded else None))
-    fig = go.Figure(go.Parcoords(
-        dimensions=dimensions, domain=dict(x=[0, 0.88]),  # room for the colour bar beside the last axis
-        line=dict(color=data[metric].astype(float).tolist(), colorscale="Viridis", showscale=True,
-                  cmin=0 if bounded else None, cmax=1 if bounded else None, colorbar=dict(title=metric.replace("_", " "))),
-        meta={"kind": "parcoords", "keys": list(keys), "metric": metric, "runs": [int(i) for i in data["run_id"]]},
-    ))
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dimensions,
+            domain=dict(x=[0, 0.88]),  # room for the colour bar beside the last axis
+            line=dict(
+                color=data[metric].astype(float).tolist(),
+                colorscale="Viridis",
+                showscale=True,
+                cmin=0 if bounded else None,
+                cmax=1 if bounded else None,
+                colorbar=dict(title=metric.replace("_", " ")),
+            ),
+            meta={"kind": "parcoords", "keys": list(keys), "metric": metric, "runs": [int(i) for i in data["run_id"]]},
+        )
+    )
     fig.update_layout(title=f"Every run across the varied settings, coloured by {metric.replace('_', ' ')}",
                       height=420, margin=dict(l=60, r=40, t=80, b=30))
     return fig

@@ -49,7 +49,9 @@ def setting_choices(runs: Sequence[RunInfo], swept_first: Sequence[str] = ()) ->
 
 def is_numeric(values: Sequence) -> bool:
     """Numbers (not on/off) go on a numeric axis; anything else is a category."""
-    return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in values)
+    return all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in values
+    )
 
 
 def spans_a_decade(values: Sequence) -> bool:
@@ -69,9 +71,16 @@ def settings_frame(runs: Sequence[RunInfo], x: str, group: str | None, keys: Seq
     setting in ``keys`` (for parallel coordinates)."""
     columns = ["run_id", "label", "seed", "x", "group", "status", *LATEST_METRICS, *keys]
     rows = [
-        [run.id, run_label(run.id, cell_label(run.config), run.config.seed), run.config.seed, getattr(run.config, x),
-         plotly(group_of(run, group)) if group else ALL_RUNS, run.status, *(run.latest.get(name) for name in LATEST_METRICS),
-         *(getattr(run.config, key) for key in keys)]
+        [
+            run.id,
+            run_label(run.id, cell_label(run.config), run.config.seed),
+            run.config.seed,
+            getattr(run.config, x),
+            plotly(group_of(run, group)) if group else ALL_RUNS,
+            run.status,
+            *(run.latest.get(name) for name in LATEST_METRICS),
+            *(getattr(run.config, key) for key in keys),
+        ]
         for run in runs
     ]
     frame = pd.DataFrame(rows, columns=columns)

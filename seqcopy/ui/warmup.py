@@ -12,7 +12,13 @@ from __future__ import annotations
 import importlib
 import threading
 
-MODULES = ("torch", "seqcopy.core.checkpoint", "seqcopy.ui.playground", "seqcopy.ui.saliency", "seqcopy.ui.playground_figures")
+MODULES = (
+    "torch",
+    "seqcopy.core.checkpoint",
+    "seqcopy.ui.playground",
+    "seqcopy.ui.saliency",
+    "seqcopy.ui.playground_figures",
+)
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 
