@@ -24,8 +24,8 @@ from .redact import display_url
 from .spread import DEFAULT_ERROR, ERROR_KINDS
 from .store import DEFAULT_LEASE, UnknownSweep, check_lease, database_url, describe_error, open_store, worker_name
 from .sweeps import (
-    GRID_FIELDS, GRID_OPTIONS, MAX_RUNS, Grid, SweepError, first_error_line, grid_errors, parse_axis, parse_seeds,
-    parse_tie, setting_named,
+    GRID_FIELDS, GRID_OPTIONS, MAX_RUNS, Grid, SweepError, TieError, first_error_line, grid_errors, parse_axis,
+    parse_seeds, parse_tie, setting_named,
 )
 from .text import parse_id, printable
 
@@ -347,6 +347,8 @@ def cmd_submit(args) -> int:
     grid = submit_grid(args)
     try:
         configs = grid.configs()
+    except TieError as error:  # a tie past its target's limits
+        raise UsageError(f"--tie: {error}") from None
     except SweepError as error:
         raise UsageError(str(error)) from None
     # The device is checked by the worker that trains the run: this machine may have no GPU.

@@ -6,12 +6,13 @@ without Streamlit. The grid itself is seqcopy.sweeps', shared with ``submit``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..config import CELL_NAMES, SETTINGS, RunConfig
 from ..presets import Preset
 from ..sweeps import (
-    GRID_OPTIONS, SWEEPABLE, Axis, Grid, SweepError, Tie, axis_of, grid_errors, parse_axis, parse_seeds, parse_tie,
+    GRID_OPTIONS, SWEEPABLE, Axis, Grid, SweepError, Tie, TieError, axis_of, grid_errors, parse_axis, parse_seeds,
+    parse_tie,
 )
 
 # The form's fields and groups come from RunConfig's declarations (seqcopy.settings); cell and
@@ -131,7 +132,11 @@ def build_configs(values: Mapping, cells: Iterable[str], seeds_text: str, rows: 
     if problem:
         errors["sweep_name"] = problem
     # Every field is checked even when the grid itself is wrong, so all errors show at once.
-    configs = grid.configs()
+    try:
+        configs = grid.configs()
+    except TieError as error:  # a tie past its target's limits: shown at the tied field
+        errors.setdefault(error.field, str(error))
+        configs = replace(grid, ties=()).configs()
     errors |= {field: message for field, message in grid_errors(configs).items() if field not in errors}
     if errors:
         return FormResult(configs=[], errors=errors, grid=grid, name=name)
