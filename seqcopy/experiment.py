@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,10 @@ from .train import EpochResult, TrainResult
 from .vocab import CHANCE_LEVEL
 
 MAX_NAME = 200
+# File systems count a file name in bytes: 255 on ext4, XFS, Btrfs, ZFS and APFS, 255 UTF-16 units
+# (never more than its UTF-8 bytes) on NTFS. Every file of the folder must fit, the longest being
+# checkpoint.save_file's NAME.pth.partial.
+MAX_NAME_BYTES = 255
 CONFIG_FILE = "config.json"
 
 
@@ -52,8 +57,32 @@ def experiment_name(log: str) -> str:
     elif name in (".", ".."):
         problem = "'.' and '..' name folders, not experiments"
     else:
-        return name
+        problem = name_bytes_problem(name)
+        if problem is None:
+            return name
     raise ExperimentError(f"-l/--log {shorten(log, 60)!r}: {problem}")
+
+
+def own_file_names(name: str) -> list[str]:
+    """The names in the experiment's folder that carry the experiment's name, the folder's own
+    first: NAME, NAME.log, NAME.pth and the NAME.pth.partial it is written to (the longest)."""
+    return [name, f"{name}.log", f"{name}.pth", checkpoint.temporary_path(f"{name}.pth").name]
+
+
+def name_bytes_problem(name: str, limit: int = MAX_NAME_BYTES) -> str | None:
+    """Why a file system cannot hold every file of the experiment ``name`` (a name is at most
+    ``limit`` bytes), on one line, or None. Checked before anything is written, so that a name
+    that passes cannot leave the folder half-written."""
+    try:
+        sizes = {file: len(os.fsencode(file)) for file in own_file_names(name)}
+    except UnicodeEncodeError:  # a file system encoding that cannot spell it
+        return f"the experiment name cannot be written as a file name here (encoding {sys.getfilesystemencoding()})"
+    longest = max(sizes, key=sizes.__getitem__)
+    if sizes[longest] <= limit:
+        return None
+    suffix = longest[len(name):]
+    return (f"the experiment name is {sizes[name]} bytes as a file name, so NAME{suffix} would be {sizes[longest]}: "
+            f"a file name holds at most {limit} bytes, so the name at most {limit - len(suffix)}")
 
 
 def epoch_line(epoch: EpochResult, config: RunConfig) -> str:
@@ -93,10 +122,16 @@ class Experiment:
     def output_paths(self) -> list[Path]:
         return [self.log_path, *(self.folder / name for name in plots.PLOT_FILES), self.model_path, self.config_path]
 
+    def written_paths(self) -> list[Path]:
+        """Every path the run writes: the outputs and the checkpoint's temporary file."""
+        return [*self.output_paths(), checkpoint.temporary_path(self.model_path)]
+
     # ------------------------------------------------------------------ before training
     def prepare(self) -> None:
-        """Make the folder and prove it writable, or raise ExperimentError with one line."""
-        for path in self.output_paths():
+        """Make the folder and prove it writable, or raise ExperimentError with one line. The probe
+        file's name is as long as the longest the folder will hold, so that a file system with a
+        shorter limit than MAX_NAME_BYTES refuses it here, before training."""
+        for path in self.written_paths():
             if path.is_dir():
                 raise ExperimentError(f"-l/--log: cannot write {path}: a folder of that name is in the way")
             if path.exists() and not os.access(path, os.W_OK):
@@ -105,12 +140,18 @@ class Experiment:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._created = [path for path in missing if path.is_dir()]
-            probe = self.folder / f".seqcopy-write-test-{os.getpid()}"
+            probe = self.folder / self._probe_name()
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as error:
             self.discard()
             raise ExperimentError(f"-l/--log: cannot write in {self.folder}: {error.strerror or error}") from None
+
+    def _probe_name(self) -> str:
+        """A hidden name of this process, padded to the byte length of the folder's longest file."""
+        name = f".seqcopy-write-test-{os.getpid()}"
+        longest = max(len(os.fsencode(file)) for file in own_file_names(self.name))
+        return name + "-" * max(0, longest - len(name))
 
     def discard(self) -> None:
         """Remove the folders prepare() made, if nothing was written in them (a run refused later)."""
