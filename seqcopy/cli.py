@@ -256,10 +256,7 @@ def cmd_train(args) -> int:
     worker_id = f"cli:{worker_name()}"
     run_id = store.submit(config, status="running", worker_id=worker_id, device_used=resolve_device(config.device))
     print(f"run {run_id}: {cell_label(config)}, seed {config.seed}, recorded in {store.safe_url}; outputs in {experiment.folder}", flush=True)
-    try:
-        experiment.start_log(run_id, config, store.safe_url)
-    except OSError as error:  # the folder was writable a moment ago; train all the same
-        print(f"runtime log not written to {experiment.log_path}: {error.strerror or error}", file=sys.stderr)
+    experiment.start_log(run_id, config, store.safe_url)  # a log that cannot be written is said, and training goes on
     printer = ProgressPrinter(config, experiment)
     signals = StopSignals()
     execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals,

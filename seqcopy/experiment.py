@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import checkpoint, plots
@@ -85,6 +86,10 @@ def name_bytes_problem(name: str, limit: int = MAX_NAME_BYTES) -> str | None:
             f"a file name holds at most {limit} bytes, so the name at most {limit - len(suffix)}")
 
 
+def _on_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def epoch_line(epoch: EpochResult, config: RunConfig) -> str:
     """One epoch as the command line prints it and the runtime log keeps it: copy accuracy and its
     chance level beside the accuracy over all positions, whose never-copying baseline is shown."""
@@ -101,11 +106,13 @@ def epoch_line(epoch: EpochResult, config: RunConfig) -> str:
 class Experiment:
     """The folder of one named experiment and the files in it."""
 
-    def __init__(self, log: str, logs_dir: str | Path):
+    def __init__(self, log: str, logs_dir: str | Path, warn: Callable[[str], None] | None = None):
         self.name = experiment_name(log)
         self.folder = Path(logs_dir) / self.name
         self._created: list[Path] = []  # folders that prepare() made, removed by discard()
         self._log = None
+        self.warn = warn or _on_stderr  # says, once, that the runtime log could not be written
+        self.log_error: str | None = None  # that line, once said
 
     @property
     def log_path(self) -> Path:
@@ -163,22 +170,49 @@ class Experiment:
         self._created = []
 
     # ------------------------------------------------------------------ the runtime log
+    # A write that fails (a full disk; the log a link to /dev/full) ends the log, said once in
+    # one line, and the run goes on: as a plot that cannot be written, never the run's failure.
     def start_log(self, run_id: int, config: RunConfig, store_url: str) -> None:
         """Open the runtime log (replacing an earlier one of this name) and write its header."""
-        self._log = self.log_path.open("w", encoding="utf-8")
+        try:
+            self._log = self.log_path.open("w", encoding="utf-8")
+        except OSError as error:
+            self._lose_log(error)
+            return
         self.log(f"seqcopy run {run_id}, recorded in {store_url}, started {time.strftime('%Y-%m-%d %H:%M:%S %z')}")
         self.log(f"outputs in {self.folder}")
         self.log(f"config {config.to_json()}")
 
     def log(self, line: str) -> None:
+        """Append a line to the runtime log, if it is open; never raises OSError."""
         if self._log is not None:
-            self._log.write(line + "\n")
-            self._log.flush()  # the log is read while the run goes on
+            try:
+                self._log.write(line + "\n")
+                self._log.flush()  # the log is read while the run goes on
+            except OSError as error:
+                self._lose_log(error)
 
     def close_log(self) -> None:
+        """Close the runtime log; never raises OSError (closing flushes, which may fail too)."""
         if self._log is not None:
-            self._log.close()
-            self._log = None
+            log, self._log = self._log, None
+            try:
+                log.close()
+            except OSError as error:
+                self._lose_log(error)
+
+    def _lose_log(self, error: OSError) -> None:
+        """Stop writing the log after ``error``, closing it quietly (its last words would fail
+        again), and say so the first time."""
+        log, self._log = self._log, None
+        if log is not None:
+            try:
+                log.close()
+            except OSError:
+                pass  # the same fault, once more
+        if self.log_error is None:
+            self.log_error = f"runtime log not written to {self.log_path}: {error.strerror or error}"
+            self.warn(self.log_error)
 
     # ------------------------------------------------------------------ after training
     def save_results(self, result: TrainResult) -> list[Path]:
