@@ -245,6 +245,10 @@ class RunConfig:
         )
         return data + optimiser + 3 * activations
 
+    def _test_set_bytes(self) -> int:
+        """The test set's share of :meth:`estimate_memory_bytes`: its inputs and targets, int64."""
+        return 2 * 8 * self.test_samples * self.test_length
+
     def estimate_flops_per_epoch(self) -> float:
         """Matrix-product FLOPs of one epoch's training (forward + backward ≈ 3× forward)."""
         from seqcopy.costs import step_macs
@@ -289,10 +293,13 @@ class RunConfig:
                 errors["device"] = unavailable
         if not errors and self.estimate_memory_bytes() > MAX_MEMORY_BYTES:
             need = self.estimate_memory_bytes() / 2**30
-            errors["batch_size"] = (
-                f"this run would need about {need:.1f} GiB, above the {MAX_MEMORY_BYTES / 2**30:.0f}"
-                " GiB cap: use fewer samples, a smaller batch, hidden size or shorter sequences"
-            )
+            cap = f"this run would need about {need:.1f} GiB, above the {MAX_MEMORY_BYTES / 2**30:.0f} GiB cap"
+            if 2 * self._test_set_bytes() > self.estimate_memory_bytes():
+                # Mostly the test set: the flags to change are its own (all `evaluate` can change).
+                errors["test_samples"] = (f"{cap}, most of it the test set: use fewer test samples or shorter "
+                                          "test sequences")
+            else:
+                errors["batch_size"] = f"{cap}: use fewer samples, a smaller batch, hidden size or shorter sequences"
         return errors
 
     def check(self, check_device: bool = True) -> RunConfig:

@@ -24,6 +24,7 @@ from seqcopy.results.sweeps import (
     GRID_FIELDS,
     Grid,
     SweepError,
+    TieError,
     first_error_line,
     grid_errors,
     parse_axis,
@@ -129,10 +130,7 @@ def cmd_train(args) -> int:
         f"outputs in {experiment.folder}",
         flush=True,
     )
-    try:
-        experiment.start_log(run_id, config, store.safe_url)
-    except OSError as error:  # the folder was writable a moment ago; train all the same
-        print(f"runtime log not written to {experiment.log_path}: {error.strerror or error}", file=sys.stderr)
+    experiment.start_log(run_id, config, store.safe_url)  # a log that cannot be written is said, and training goes on
     printer = ProgressPrinter(config, experiment)
     signals = StopSignals()
     execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals,
@@ -248,6 +246,8 @@ def cmd_submit(args) -> int:
     grid = submit_grid(args)
     try:
         configs = grid.configs()
+    except TieError as error:  # a tie past its target's limits
+        raise UsageError(f"--tie: {error}") from None
     except SweepError as error:
         raise UsageError(str(error)) from None
     # The device is checked by the worker that trains the run: this machine may have no GPU.

@@ -8,6 +8,7 @@ samples and seed it therefore gives that run's final test metrics exactly (on th
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +41,17 @@ class LoadedModel:
 def model_from_file(source: str) -> LoadedModel:
     """The model of a ``.pth``/``.pt`` checkpoint file (a run id is the command line's to look up)."""
     path = Path(source)
+    if not source:  # Path("") is the working folder
+        raise EvaluationError("the model is an empty name: give a run id or a .pth/.pt file")
     try:
-        is_dir, exists = path.is_dir(), path.exists()
-    except OSError as error:  # a name too long to be a path, say
-        raise EvaluationError(f"{shorten(source)!r}: {error.strerror or error}") from None
+        is_dir = stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:  # also a link to nowhere
+        raise EvaluationError(f"{source}: no such file (give a run id or a .pth/.pt file)") from None
+    except (OSError, ValueError) as error:  # a name too long to be a path, a loop of links, a NUL
+        raise EvaluationError(f"{shorten(source)!r}: {getattr(error, 'strerror', None) or error}") from None
     if is_dir:
         raise EvaluationError(f"{source} is a folder: give a run id or a .pth/.pt file")
-    if not exists:
-        raise EvaluationError(f"{source}: no such file (give a run id or a .pth/.pt file)")
-    model, config = checkpoint.load_file(path)
+    model, config = checkpoint.load_file(path)  # which reads only a regular file, of a checkpoint's size
     return LoadedModel(model, config, str(path), None)
 
 

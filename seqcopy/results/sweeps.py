@@ -182,6 +182,14 @@ def parse_axis(text: str) -> Axis:
     return Axis(fields, tuple(_unique(points)))
 
 
+class TieError(SweepError):
+    """A tie whose result its target cannot take; ``field`` is the target (the form shows it there)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class Tie:
     """``target`` takes ``source`` × ``factor`` in every run (rounded for a whole-number setting)."""
@@ -190,12 +198,51 @@ class Tie:
     source: str
     factor: float = 1.0
 
+    def __post_init__(self):
+        # The form builds its ties without parse_tie: the same rule for both.
+        if isinstance(self.factor, bool) or not isinstance(self.factor, (int, float)) or not (
+                math.isfinite(self.factor) and self.factor > 0):
+            raise SweepError(f"{self.target}={self.source}: the factor must be a positive number, got {self.factor!r}")
+
     def describe(self) -> str:
         return f"{self.target}={self.source}" + ("" if self.factor == 1 else f"*{self.factor:g}")
 
     def value(self, config: RunConfig):
-        value = getattr(config, self.source) * self.factor
-        return int(round(value)) if SETTINGS[self.target].kind == "int" else value
+        """The target's value in ``config``; TieError (one line) when the product lies outside
+        the target's declared limits. It is bounded before it is rounded: ``int()`` of an
+        infinity raises, and of 1e308 makes a number of 309 digits."""
+        source = getattr(config, self.source)
+        product = source * self.factor
+        declaration = SETTINGS[self.target]
+        low, high = declaration.low, declaration.high
+        value = product
+        if math.isfinite(product) and (high is None or product <= high + 1) and (low is None or product >= low - 1):
+            value = int(round(product)) if declaration.kind == "int" else product
+            if not declaration.problem(value):
+                return value
+        limits = " to ".join(_text(limit) for limit in (low, high) if limit is not None)
+        raise TieError(self.target, f"the tie {self.describe()} gives {_text(value)} ({self.source} {_text(source)} × "
+                                    f"{self.factor:g}), outside the limits of {self.target}, {limits}")
+
+
+def tie_order(ties: Sequence[Tie]) -> tuple[Tie, ...]:
+    """The ties in the order they must be applied: a tie after the tie that sets its source
+    (``a=b, b=c``: ``b=c`` first), whatever order they were given in; otherwise as given.
+    SweepError naming the cycle when settings follow each other round (``a=b, b=a``). Each
+    target is tied once (Grid checks), so following sources from a tie walks one path."""
+    by_target = {tie.target: tie for tie in ties}
+    depths = {}
+    for tie in ties:
+        path = [tie.target]
+        while path[-1] in by_target:
+            following = by_target[path[-1]].source
+            if following in path:
+                cycle = path[path.index(following):] + [following]
+                raise SweepError(f"the ties {', '.join(by_target[name].describe() for name in cycle[:-1])} make a "
+                                 f"cycle ({' → '.join(cycle)}): each setting would follow itself; drop one")
+            path.append(following)
+        depths[tie] = len(path)  # the ties it waits for, plus one
+    return tuple(sorted(ties, key=depths.__getitem__))  # stable: independent ties keep their order
 
 
 def parse_tie(text: str) -> Tie:
@@ -245,6 +292,7 @@ class Grid:
         targets = [tie.target for tie in self.ties]
         if len(set(targets)) < len(targets):
             raise SweepError("a setting is tied twice")
+        tie_order(self.ties)  # a cycle is refused here, before any run is built
 
     @property
     def size(self) -> int:
@@ -270,8 +318,10 @@ class Grid:
 
     def configs(self) -> list[RunConfig]:
         """The grid's runs, in queue order: each point of the axes in turn, its cells and seeds
-        within it (so the first results cover every cell). SweepError above the cap."""
+        within it (so the first results cover every cell), the ties applied in dependency order.
+        SweepError above the cap; TieError for a tie whose result its target cannot take."""
         self.check_size()
+        ties = tie_order(self.ties)
         runs = []
         for point in itertools.product(*(axis.values for axis in self.axes)):
             changes = {
@@ -282,7 +332,7 @@ class Grid:
             for cell in self.cells:
                 for seed in self.seeds:
                     config = self.base.replace(**changes, cell=cell, seed=seed)
-                    for tie in self.ties:
+                    for tie in ties:
                         config = config.replace(**{tie.target: tie.value(config)})
                     runs.append(config)
         return runs

@@ -6,7 +6,7 @@ without Streamlit. The grid itself is seqcopy.results.sweeps', shared with ``sub
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from seqcopy.config import CELL_NAMES, SETTINGS, RunConfig
 from seqcopy.presets import Preset
@@ -17,6 +17,7 @@ from seqcopy.results.sweeps import (
     Grid,
     SweepError,
     Tie,
+    TieError,
     axis_of,
     grid_errors,
     parse_axis,
@@ -144,7 +145,11 @@ def build_configs(values: Mapping, cells: Iterable[str], seeds_text: str, rows: 
     if problem:
         errors["sweep_name"] = problem
     # Every field is checked even when the grid itself is wrong, so all errors show at once.
-    configs = grid.configs()
+    try:
+        configs = grid.configs()
+    except TieError as error:  # a tie past its target's limits: shown at the tied field
+        errors.setdefault(error.field, str(error))
+        configs = replace(grid, ties=()).configs()
     errors |= {field: message for field, message in grid_errors(configs).items() if field not in errors}
     if errors:
         return FormResult(configs=[], errors=errors, grid=grid, name=name)
