@@ -28,22 +28,29 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_TRAIN_FLAGS, assert_one_line_error, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli_store import run_count
 
-from seqcopy import checkpoint
-from seqcopy.cli import main
+from seqcopy.cli.commands import load_model, main
+from seqcopy.cli.log_folder import (
+    MAX_NAME,
+    MAX_NAME_BYTES,
+    Experiment,
+    ExperimentError,
+    experiment_name,
+    own_file_names,
+)
+from seqcopy.cli.plots import PLOT_FILES
 from seqcopy.config import RunConfig
-from seqcopy.evaluation import EvaluationError, load_model
-from seqcopy.experiment import MAX_NAME, MAX_NAME_BYTES, Experiment, ExperimentError, experiment_name, own_file_names
-from seqcopy.plots import PLOT_FILES
-from seqcopy.store import Store
-from seqcopy.sweeps import Grid, SweepError, Tie, TieError, parse_tie, tie_order
+from seqcopy.core import checkpoint
+from seqcopy.core.evaluation import EvaluationError
+from seqcopy.results.sweeps import Grid, SweepError, Tie, TieError, parse_tie, tie_order
+from seqcopy.runs.store import Store
+from seqcopy.runs.worker import StopSignals
 from seqcopy.text import BIDI_CONTROLS
 from seqcopy.ui.launch_form import FormTies, build_configs, form_values
-from seqcopy.worker import StopSignals
-from conftest import TINY_TRAIN_FLAGS, assert_one_line_error, run_cli
-from test_cli_store import run_count
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}

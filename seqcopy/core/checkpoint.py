@@ -108,7 +108,7 @@ def from_bytes(data: bytes) -> tuple[CopyModel, RunConfig]:
 
 def temporary_path(path: str | Path) -> Path:
     """Where :func:`save_file` writes ``path`` before renaming it: ``NAME.pth.partial``, the
-    longest name an experiment folder holds (seqcopy.experiment checks it before training)."""
+    longest name an experiment folder holds (seqcopy.cli.log_folder checks it before training)."""
     path = Path(path)
     return path.with_name(path.name + PARTIAL_SUFFIX)
 
