@@ -34,7 +34,7 @@ _ALL = [
         test_samples=500, tag="quick demo",
     )),
     # Copies of 20 symbols at ≥ 99% test copy accuracy within 10 CPU-minutes for LSTM and mGRU
-    # (README; GRU lands at 98.3–99.8%, mLSTM fails): the curriculum 8 → 16 → 20 on fresh data,
+    # (docs/results.md; GRU lands at 98.3–99.8%, mLSTM fails): the curriculum 8 → 16 → 20 on fresh data,
     # orthogonal recurrent weights with forget bias 1, and a cosine-decayed learning rate.
     Preset("Copies of 20 symbols", "copy-20", RunConfig(
         cell="lstm", seed=0, train_seq_len=20, test_seq_len=20, padding=3, train_output_len=20,
@@ -45,7 +45,7 @@ _ALL = [
     # Krause et al.) and the delay symbols' factor W_mx x_t at 1 in every unit (seqcopy.core.init), so
     # that memory passes the delay at full gain. Each alone lifts seed 42 from 0.35 to 0.79–0.81
     # test copy accuracy in 30 epochs; together they reach 99% at epoch 25. On seeds 0, 42, 100:
-    # 1.000, 0.972, 1.000 (99% at 4.5 CPU-minutes where reached; README, "Multiplicative cells that
+    # 1.000, 0.972, 1.000 (99% at 4.5 CPU-minutes where reached; docs/results.md, "Multiplicative cells that
     # learn"), against 0.942, 0.335, 0.277 without them.
     Preset("Copies of 20 symbols, mLSTM", "copy-20-mlstm", RunConfig(
         cell="mlstm", seed=0, train_seq_len=20, test_seq_len=20, padding=3, train_output_len=20,

@@ -11,7 +11,7 @@ from conftest import TINY_TRAIN_FLAGS
 from seqcopy.cli import commands as cli
 from seqcopy.cli.commands import main
 from seqcopy.cli.flags import config_from_args
-from seqcopy.cli.log_folder import Experiment, ExperimentError, epoch_line, experiment_name
+from seqcopy.cli.log_folder import LogFolder, LogFolderError, epoch_line, log_folder_name
 from seqcopy.cli.plots import PLOT_FILES, accuracy_figure, copy_accuracy_figure, write_training_plots
 from seqcopy.config import RunConfig
 from seqcopy.core import checkpoint
@@ -68,7 +68,7 @@ def test_train_l_name_writes_the_seeds_outputs(tiny_experiment):
 def test_the_default_name_is_the_seeds_rnn_log(tmp_path):
     args = cli.build_parser().parse_args(["train"])
     assert (args.log, args.logs_dir) == ("rnn.log", "logs")
-    experiment = Experiment(args.log, tmp_path / args.logs_dir)
+    experiment = LogFolder(args.log, tmp_path / args.logs_dir)
     assert experiment.folder == tmp_path / "logs" / "rnn"
     assert experiment.log_path.name == "rnn.log" and experiment.model_path.name == "rnn.pth"
 
@@ -79,7 +79,7 @@ def test_the_default_name_is_the_seeds_rnn_log(tmp_path):
      ("a.log.log", "a.log"), ("x..y", "x..y"), ("écrit", "écrit"), ("n" * 200, "n" * 200)],
 )
 def test_good_names(log, name):
-    assert experiment_name(log) == name
+    assert log_folder_name(log) == name
 
 
 @pytest.mark.parametrize(
@@ -90,8 +90,8 @@ def test_good_names(log, name):
      ("n" * 201, "at most 200")],
 )
 def test_bad_names_are_refused_with_nothing_written(log, words, tmp_path, monkeypatch, capsys):
-    with pytest.raises(ExperimentError, match=words):
-        experiment_name(log)
+    with pytest.raises(LogFolderError, match=words):
+        log_folder_name(log)
     monkeypatch.chdir(tmp_path)
     code = main(["train", *TINY_TRAIN_FLAGS, "-l", log])
     err = capsys.readouterr().err
@@ -139,7 +139,7 @@ def test_the_seeds_example_is_a_valid_run_on_the_cpu():
     config = config_from_args(args)
     assert config.validate() == {}
     assert (config.cell, config.train_seq_len, config.test_seq_len, config.train_samples) == ("lstm", 100, 500, 50_000)
-    assert Experiment(args.log, args.logs_dir).name == "lstm_100_E32_H256_lr0.001_N50k_trial1"
+    assert LogFolder(args.log, args.logs_dir).name == "lstm_100_E32_H256_lr0.001_N50k_trial1"
 
 
 # ---------------------------------------------------------------------------- stopped and diverged runs
@@ -194,7 +194,7 @@ class FakeTerminal(io.StringIO):
 
 def test_the_progress_bar_shows_on_a_terminal_only(tmp_path, monkeypatch, capsys):
     config = RunConfig(epochs=2)
-    experiment = Experiment("bar", tmp_path)
+    experiment = LogFolder("bar", tmp_path)
     experiment.prepare()
     experiment.start_log(1, config, "sqlite:///x")
     monkeypatch.setattr("sys.stderr", FakeTerminal())

@@ -37,9 +37,9 @@ from seqcopy.cli.commands import load_model, main
 from seqcopy.cli.log_folder import (
     MAX_NAME,
     MAX_NAME_BYTES,
-    Experiment,
-    ExperimentError,
-    experiment_name,
+    LogFolder,
+    LogFolderError,
+    log_folder_name,
     own_file_names,
 )
 from seqcopy.cli.plots import PLOT_FILES
@@ -143,8 +143,8 @@ def test_a_file_system_with_a_shorter_limit_refuses_the_name_before_training(tmp
         return real_write(path, data)
 
     monkeypatch.setattr(Path, "write_bytes", short_names)
-    experiment = Experiment("n" * 140, tmp_path / "logs")
-    with pytest.raises(ExperimentError, match="File name too long"):
+    experiment = LogFolder("n" * 140, tmp_path / "logs")
+    with pytest.raises(LogFolderError, match="File name too long"):
         experiment.prepare()
     assert list(tmp_path.iterdir()) == []
 
@@ -171,8 +171,8 @@ NAMES = st.one_of(st.text(ANY_CHARACTER, max_size=MAX_NAME + 10), st.text(WIDE, 
 def test_a_name_is_accepted_iff_every_file_of_its_folder_fits_and_then_each_can_be_created(log):
     expected = expected_name(log)
     try:
-        name = experiment_name(log)
-    except ExperimentError as error:
+        name = log_folder_name(log)
+    except LogFolderError as error:
         assert expected is None, (log, error)
         assert "\n" not in str(error)
         return
@@ -277,7 +277,7 @@ def test_a_log_on_a_full_disk_is_one_line_and_the_run_completes(tmp_path, monkey
 
 def test_every_write_of_the_log_is_handled_and_said_once(tmp_path):
     said = []
-    experiment = Experiment("x", tmp_path, warn=said.append)
+    experiment = LogFolder("x", tmp_path, warn=said.append)
     experiment.prepare()
     experiment.start_log(1, RunConfig(), "sqlite:///x")
     experiment.close_log()
@@ -296,7 +296,7 @@ def test_every_write_of_the_log_is_handled_and_said_once(tmp_path):
     assert said == [f"runtime log not written to {experiment.log_path}: No space left on device"]
     assert experiment.log_error == said[0]
 
-    unopenable = Experiment("y", tmp_path, warn=said.append)
+    unopenable = LogFolder("y", tmp_path, warn=said.append)
     unopenable.prepare()
     unopenable.log_path.mkdir()  # in the way after prepare(): opening it fails
     unopenable.start_log(1, RunConfig(), "sqlite:///x")

@@ -73,9 +73,9 @@ class ProgressPrinter:
     """Each epoch's line on stdout and in the runtime log; while an epoch runs, a tqdm bar on
     stderr when it is a terminal (never in a pipe or a log file)."""
 
-    def __init__(self, config: RunConfig, experiment):
+    def __init__(self, config: RunConfig, log_folder):
         self.config = config
-        self.experiment = experiment
+        self.log_folder = log_folder
         self.show_bar = sys.stderr.isatty()
         self.bar = None
         self.epoch = 1
@@ -103,7 +103,7 @@ class ProgressPrinter:
         self.epoch = epoch.epoch + 1
         line = epoch_line(epoch, self.config)
         print(line, flush=True)
-        self.experiment.log(line)
+        self.log_folder.log(line)
 
 
 def _json_safe(summary: dict) -> dict:
@@ -112,26 +112,26 @@ def _json_safe(summary: dict) -> dict:
 
 
 def cmd_train(args) -> int:
-    from seqcopy.cli.log_folder import Experiment
+    from seqcopy.cli.log_folder import LogFolder
     from seqcopy.runs.worker import RunExecution, StopSignals
 
     config = _config_or_exit(config_from_args(args))
-    experiment = Experiment(args.log, args.logs_dir)
-    experiment.prepare()  # a bad name or an unwritable folder is refused before any run exists
+    log_folder = LogFolder(args.log, args.logs_dir)
+    log_folder.prepare()  # a bad name or an unwritable folder is refused before any run exists
     try:
         store = open_store(args.db)
     except BaseException:
-        experiment.discard()
+        log_folder.discard()
         raise
     worker_id = f"cli:{worker_name()}"
     run_id = store.submit(config, status="running", worker_id=worker_id, device_used=resolve_device(config.device))
     print(
         f"run {run_id}: {cell_label(config)}, seed {config.seed}, recorded in {store.safe_url}; "
-        f"outputs in {experiment.folder}",
+        f"outputs in {log_folder.folder}",
         flush=True,
     )
-    experiment.start_log(run_id, config, store.safe_url)  # a log that cannot be written is said, and training goes on
-    printer = ProgressPrinter(config, experiment)
+    log_folder.start_log(run_id, config, store.safe_url)  # a log that cannot be written is said, and training goes on
+    printer = ProgressPrinter(config, log_folder)
     signals = StopSignals()
     execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals,
                              printer.on_epoch, printer.on_batch)
@@ -139,30 +139,30 @@ def cmd_train(args) -> int:
         signals.install()  # the first SIGINT/SIGTERM finishes the epoch, a second the batch
         status = execution.execute()  # a failure inside training is recorded, not raised
         printer.close_bar()
-        return _report_training(store, run_id, status, execution.result, experiment)
+        return _report_training(store, run_id, status, execution.result, log_folder)
     finally:
         signals.restore()
-        experiment.close_log()
+        log_folder.close_log()
 
 
-def _report_training(store, run_id: int, status: str, result, experiment) -> int:
+def _report_training(store, run_id: int, status: str, result, log_folder) -> int:
     """The run's last lines, on the terminal and in the runtime log, and its outputs in the
-    experiment folder (whatever epochs it finished, also when it was stopped or diverged)."""
+    log_folder folder (whatever epochs it finished, also when it was stopped or diverged)."""
 
     def say(line: str, stream=sys.stdout) -> None:
         print(line, file=stream, flush=True)
-        experiment.log(line)
+        log_folder.log(line)
 
     if status == "lost":
         say(f"run {run_id} was taken back by another process; its result is not recorded", sys.stderr)
         return 1
     if result is not None and result.epochs:
         try:
-            experiment.save_results(result)
-            say(f"plots, model and config saved in {experiment.folder}")
+            log_folder.save_results(result)
+            say(f"plots, model and config saved in {log_folder.folder}")
         except OSError as error:  # the run and its checkpoint are safe in the store all the same
             say(
-                f"outputs not saved in {experiment.folder}: {error.strerror or error} (the run is in the store)",
+                f"outputs not saved in {log_folder.folder}: {error.strerror or error} (the run is in the store)",
                 sys.stderr,
             )
     if status == "failed" or result is None:
@@ -327,7 +327,7 @@ def _ray_plan(args) -> RayPlan:
 def cmd_ray(args) -> int:
     plan = _ray_plan(args)  # bad flags or store first: they need no Ray, and are not "Ray is missing"
     try:
-        import ray  # noqa: F401 - only to say clearly that it is missing
+        import ray  # noqa: F401 - imported only to say clearly that it is missing
     except ImportError:
         raise UsageError("Ray is not installed here: pip install 'seqcopy[ray]' (or -r requirements-ray.txt)") from None
     from seqcopy.runs.ray_workers import launch

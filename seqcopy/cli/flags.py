@@ -34,7 +34,7 @@ def add_config_flags(parser: argparse.ArgumentParser, with_log: bool = True) -> 
     if with_log:
         original.add_argument("-l", "--log", default=DEFAULT_LOG, metavar="NAME",
                           help=f"name of the experiment: its log, plots and model go to logs/NAME/ "
-                               f"(default: {DEFAULT_LOG}, the original's, so logs/rnn/)")  # fmt: skip
+                               f"(default: {DEFAULT_LOG}, the original's, so logs/rnn/)")
         extra.add_argument(
             "--logs-dir", default="logs", metavar="DIR", help="folder of the experiments' folders (default: logs)"
         )
@@ -44,10 +44,10 @@ def add_config_flags(parser: argparse.ArgumentParser, with_log: bool = True) -> 
         )
     # The readable cells' older spelling.
     extra.add_argument("--reference-cells", dest="fused", action="store_false", default=argparse.SUPPRESS,
-                       help="the same as --no-fused")  # fmt: skip
+                       help="the same as --no-fused")
     extra.add_argument("--preset", choices=sorted(BY_SLUG), default=None,
                        help="start from a preset's settings instead of the original assignment's defaults; "
-                            "flags given beside it override it")  # fmt: skip
+                            "flags given beside it override it")
 
 
 def add_setting_flag(group, name: str, text: str | None = None) -> None:

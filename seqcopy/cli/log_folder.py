@@ -41,11 +41,11 @@ MAX_NAME_BYTES = 255
 CONFIG_FILE = "config.json"
 
 
-class ExperimentError(InputError):
+class LogFolderError(InputError):
     """An experiment name or folder that cannot be used."""
 
 
-def experiment_name(log: str) -> str:
+def log_folder_name(log: str) -> str:
     """The experiment's name from the ``-l/--log`` value: the value less a trailing ``.log``.
     Refuses what is not a plain file name, so the outputs stay inside the logs folder."""
     name = log[: -len(".log")] if log.endswith(".log") else log
@@ -62,7 +62,7 @@ def experiment_name(log: str) -> str:
         problem = name_bytes_problem(name)
         if problem is None:
             return name
-    raise ExperimentError(f"-l/--log {shorten(log, 60)!r}: {problem}")
+    raise LogFolderError(f"-l/--log {shorten(log, 60)!r}: {problem}")
 
 
 def own_file_names(name: str) -> list[str]:
@@ -104,11 +104,11 @@ def epoch_line(epoch: EpochResult, config: RunConfig) -> str:
     )
 
 
-class Experiment:
+class LogFolder:
     """The folder of one named experiment and the files in it."""
 
     def __init__(self, log: str, logs_dir: str | Path, warn: Callable[[str], None] | None = None):
-        self.name = experiment_name(log)
+        self.name = log_folder_name(log)
         self.folder = Path(logs_dir) / self.name
         self._created: list[Path] = []  # folders that prepare() made, removed by discard()
         self._log = None
@@ -136,14 +136,14 @@ class Experiment:
 
     # ------------------------------------------------------------------ before training
     def prepare(self) -> None:
-        """Make the folder and prove it writable, or raise ExperimentError with one line. The probe
+        """Make the folder and prove it writable, or raise LogFolderError with one line. The probe
         file's name is as long as the longest the folder will hold, so that a file system with a
         shorter limit than MAX_NAME_BYTES refuses it here, before training."""
         for path in self.written_paths():
             if path.is_dir():
-                raise ExperimentError(f"-l/--log: cannot write {path}: a folder of that name is in the way")
+                raise LogFolderError(f"-l/--log: cannot write {path}: a folder of that name is in the way")
             if path.exists() and not os.access(path, os.W_OK):
-                raise ExperimentError(f"-l/--log: cannot replace {path}: it is read-only")
+                raise LogFolderError(f"-l/--log: cannot replace {path}: it is read-only")
         missing = [parent for parent in (self.folder, *self.folder.parents) if not parent.exists()]
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ class Experiment:
             probe.unlink()
         except OSError as error:
             self.discard()
-            raise ExperimentError(f"-l/--log: cannot write in {self.folder}: {error.strerror or error}") from None
+            raise LogFolderError(f"-l/--log: cannot write in {self.folder}: {error.strerror or error}") from None
 
     def _probe_name(self) -> str:
         """A hidden name of this process, padded to the byte length of the folder's longest file."""

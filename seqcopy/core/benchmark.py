@@ -147,7 +147,7 @@ def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, p
     for count in threads:
         for cell, form in rows:
             ms = {impl: 1e3 * statistics.median(times[count, (cell, form if impl != "torch" else None, impl)])
-                  for impl in ("ours", "original", "torch")}  # fmt: skip
+                  for impl in ("ours", "original", "torch")}
             gflops = step_flops(cell, batch, embedding, hidden, length, form) / (ms["ours"] / 1e3) / 1e9
             result["rows"].append({
                 "cell": cell,
@@ -161,7 +161,7 @@ def bench_setting(name: str, cells, forms, threads, repeats: int, warmup: int, p
                 "torch_module": TORCH_MODULES[cell].__name__,
                 "gflops": gflops,
                 "peak_share": gflops / peaks[count],
-            })  # fmt: skip
+            })
     return result
 
 
@@ -171,21 +171,21 @@ def _default_threads() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", default="defaults,original,final",
-                        help=f"comma-separated, from: {', '.join(BENCH_SIZES)}")  # fmt: skip
+                        help=f"comma-separated, from: {', '.join(BENCH_SIZES)}")
     parser.add_argument("--cells", default=",".join(CELL_NAMES), help="comma-separated cell names")
     parser.add_argument("--forms", default=",".join(MULT_FORMS),
-                        help=f"multiplicative forms of mlstm/mgru to time, from: {', '.join(MULT_FORMS)}")  # fmt: skip
+                        help=f"multiplicative forms of mlstm/mgru to time, from: {', '.join(MULT_FORMS)}")
     parser.add_argument("--threads", default=_default_threads(),
-                        help="comma-separated torch thread counts, each timed (default: 1 and all)")  # fmt: skip
+                        help="comma-separated torch thread counts, each timed (default: 1 and all)")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds; the median is kept")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, 1 repeat: a smoke test, not a measurement")  # fmt: skip
+                        help="tiny sizes, 1 repeat: a smoke test, not a measurement")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument("--markdown", action="store_true",
-                        help="print Markdown tables, one per setting, the thread counts side by side")  # fmt: skip
+                        help="print Markdown tables, one per setting, the thread counts side by side")
     parser.add_argument("--from-json", metavar="FILE",
-                        help="format the report saved in FILE (by --json) instead of measuring")  # fmt: skip
+                        help="format the report saved in FILE (by --json) instead of measuring")
 
 
 def _names(text: str) -> list[str]:
@@ -337,7 +337,7 @@ def format_markdown(report: dict) -> str:
     lines = []
     for name, setting in report["settings"].items():
         lines += [f"{name}: batch {setting['batch']}, embedding {setting['embedding']}, hidden {setting['hidden']}, "
-                  f"length {setting['length']}", "", head, rule]  # fmt: skip
+                  f"length {setting['length']}", "", head, rule]
         rows = {}
         for r in setting["rows"]:
             rows.setdefault(_label(r), {})[r["threads"]] = r

@@ -27,8 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-# The names live with the config, free of torch; CELL_NAMES and MULT_CELLS are read from here too.
-from seqcopy.config import CELL_NAMES, MULT_CELLS, MULT_FORMS  # noqa: F401 - re-exported for the core's readers
+from seqcopy.config import CELL_NAMES, MULT_CELLS, MULT_FORMS  # the names live with the config, free of torch
 
 State = Tensor | tuple[Tensor, Tensor]
 Parts = dict[str, Tensor]  # what one step computed, by name: h, c, m and the activated gates

@@ -85,7 +85,7 @@ def from_bytes(data: bytes) -> tuple[CopyModel, RunConfig]:
         with warnings.catch_warnings():  # torch warns on stderr of a foreign pickle protocol: the error says enough
             warnings.simplefilter("ignore")
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for foreign or truncated files
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for foreign or truncated files
         raise CheckpointError(f"not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError("not a seqcopy checkpoint (missing or unknown format marker)")

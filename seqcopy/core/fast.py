@@ -145,7 +145,7 @@ class MLSTMFunction(torch.autograd.Function):
         dx, dh0, dc0, dw_x, dw_mh, dw_mg, db = ctx.kern.mlstm_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
             _state_grad(grad_cn, hs[0]), xs, p, hs, cs, a, m, gates, tc, w_mh, w_mg, w_x,
-        )  # fmt: skip
+        )
         return (None, None, _batch_major(ctx, dx), dh0, dc0, dw_x[:hidden], dw_mh, dw_x[hidden:], dw_mg, db)
 
 
@@ -171,7 +171,7 @@ class MGRUFunction(torch.autograd.Function):
         dx, dh0, dw_x, dw_mh, dw_mg, db = ctx.kern.mgru_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
             xs, p, hs, a, m, rz, s, n, w_mh, w_mg, w_x,
-        )  # fmt: skip
+        )
         return (None, None, _batch_major(ctx, dx), dh0, dw_x[:hidden], dw_mh, dw_x[hidden:], db, dw_mg, db)
 
 
@@ -195,7 +195,7 @@ class MLSTMInputFunction(torch.autograd.Function):
         dx, dh0, dc0, dw_ih, dw_hh, db, dw_im, dw_hm, db_m = ctx.kern.mlstm_input_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
             _state_grad(grad_cn, hs[0]), xs, hs, cs, m, xt, gates, tc, w_hq, w_ih, w_im,
-        )  # fmt: skip
+        )
         return (None, None, _batch_major(ctx, dx), dh0, dc0, dw_ih, dw_hh, db, db, dw_im, dw_hm, db_m)
 
 
@@ -219,7 +219,7 @@ class MGRUInputFunction(torch.autograd.Function):
         dx, dh0, *grads = ctx.kern.mgru_input_backward(
             _time_major(grad_out, hs[1:].transpose(0, 1)), _state_grad(grad_hn, hs[0]),
             xs, hs, m, xt, rzn, hn, w_hq, w_ih, w_im,
-        )  # fmt: skip
+        )
         return (None, None, _batch_major(ctx, dx), dh0, *grads)
 
 

@@ -225,7 +225,7 @@ def _input_form_gradients(gates: int, dgi, dq, dxd, x, xt, hs, w_im):
         dx,
         dgi.T @ rows(xt), dw_hq[:gates], dgi.sum(0), dq[:, :gates].sum(0),  # W_ih, W_hh, b_ih, b_hh
         dm.T @ rows(x), dw_hq[gates:], dm.sum(0),  # W_m, U_m, b_m
-    )  # fmt: skip
+    )
 
 
 def rows(tensor: Tensor) -> Tensor:

@@ -15,14 +15,10 @@ original assignment's behaviour, and the default.
   it is from U(-1/√H, 1/√H) at E = 16. Its U_m (E×H) and b_m keep their uniform start: U_m is not
   square, and the memory of the input form runs through the plain cell's ``weight_hh``, not m_t.
 
-Measured on the copy task (README, "Copies of 20 symbols"; LSTM, K = N = 20, seed 0): 90% test copy
-accuracy in half the epochs (14 against 29), and 99% at epoch 36 where the uniform scheme had not
-reached it after 90. Rescaling the multiplicative cells' input factor W_mx x_t to unit variance
-was tried too and left out: their m_t then flips sign from symbol to symbol at
-full strength, and mLSTM and mGRU learnt far more slowly than with the small uniform factor.
-Starting that factor at 1 for every symbol (so that mLSTM begins as an LSTM) was tried as well and
-left out: it lifted training copy accuracy at K = N = 8, but at K = N = 20 mLSTM still stalled at
-the N = 16 stage (88% training, 64% test copy accuracy after 40 epochs, seed 0).
+The multiplicative cells' input factor W_mx x_t keeps its small uniform start: at full strength
+m_t flips sign from symbol to symbol and mLSTM and mGRU learn far more slowly (docs/results.md,
+"Copies of 20 symbols", has the measurements behind each scheme, and the schemes that were
+measured and dropped).
 
 ``chrono`` is ``scaled`` with the gate biases that set how long the state is kept drawn as Tallec &
 Ollivier (2018, "Can recurrent neural networks warp time?") prescribe for dependencies up to T
@@ -39,10 +35,7 @@ uniform start it is about 0.1 per unit. The option moves W_mx, by the least chan
 Frobenius norm), so that the factor is ``delay_factor`` in every unit for both symbols; the
 letters' factors move only as far as their embeddings lean on those two.
 
-Measured on the copy task (README, "Multiplicative cells that learn"; mLSTM, K = N = 20, seed 42,
-30 epochs of the "Copies of 20 symbols" recipe, test copy accuracy): scaled alone 0.35;
-``forget_bias`` 3 0.79; ``delay_factor`` 1 0.81; both 0.99 (99% at epoch 25); ``chrono`` 0.23 (its
-input gates start nearly shut, and the N = 8 stage was never passed).
+docs/results.md ("Multiplicative cells that learn") measures each option on Krause's mLSTM.
 """
 
 from __future__ import annotations

@@ -29,11 +29,11 @@ FRONTIER_THRESHOLD = 0.99
 # Fields that tell runs of one group apart, or say nothing about the experiment's settings.
 # mult_form is part of a row's cell ('mlstm (input form)'), so it is not a setting of the table.
 NOT_SETTINGS = {"cell", "mult_form", "seed", "tag", "device", "fused"}
-CELL_ORDER = {name: i for i, name in enumerate(CELL_NAMES)}  # rows in the order the README lists cells
+CELL_ORDER = {name: i for i, name in enumerate(CELL_NAMES)}  # rows in the order the docs list cells
 
 
 def cell_order(config: RunConfig) -> tuple[int, int]:
-    """Where a run's cell sits among the rows: README's order of cells, Krause's form first."""
+    """Where a run's cell sits among the rows: the docs' order of cells, Krause's form first."""
     return CELL_ORDER.get(config.cell, 99), MULT_FORMS.index(config.mult_form) if config.mult_form in MULT_FORMS else 99
 
 

@@ -183,7 +183,7 @@ class RunExecution:
             )
         except LeaseLost:
             return "lost"
-        except Exception as error:  # a failed run must not take the worker down
+        except Exception as error:  # noqa: BLE001 - a failed run must not take the worker down
             message = f"{type(error).__name__}: {error}".strip()
             detail = traceback.format_exc(limit=3)
             return self._finish("failed", error=f"{message}\n{detail}"[:4000])

@@ -1,16 +1,15 @@
 // Time loops of the multiplicative cells (mLSTM, mGRU; Krause's form and the input form), forward
 // and backward, for CPU tensors of float or double.
 //
-// seqcopy/fast.py computes what reads only x_t, for the whole sequence in one product, before a
+// seqcopy/core/fast.py computes what reads only x_t, for the whole sequence in one product, before a
 // forward loop; everything that depends on the previous step is here, and so is every weight
 // gradient, summed inside the backward loop. Tensors are time-major, (T, B, ·), and contiguous.
-// seqcopy/fast.py holds a Python twin of each function (same arguments, same results; it serves
+// seqcopy/core/fast_twin.py holds a Python twin of each function (same arguments, same results; it serves
 // where this file cannot be built and for tensors on other devices); keep the two in step.
 //
 // Why it is written this way (measured: bench/RESULTS.md, "Where the time went"):
-// * Products. torch's fused LSTM runs oneDNN's JIT kernels; MKL, which serves torch.mm, ran its
-//   generic kernels on this AMD CPU (mkl_blas_def_sgemm_kernel_0_zen) at half their speed, about
-//   100 against 180-245 GFLOP/s on one core. So every product goes
+// * Products. torch's fused LSTM runs oneDNN's JIT kernels; MKL, which serves torch.mm, falls back
+//   to its generic kernels on some CPUs, at about half the speed. So every product goes
 //   through oneDNN's small-matrix kernel (torch exports it as at::native::cpublas::brgemm), found
 //   to work once at load; failing that, MKL's sgemm, called directly; failing that, at::mm.
 // * Threads. Rows of a batch never meet inside a time loop, so the batch is cut into one block of
@@ -21,7 +20,7 @@
 // * Element-wise work. The gate maths of a step is one pass over the block (a vectorised exp for
 //   float), where ATen ops made ~10 passes forward and ~17 backward, each with its own dispatch.
 //
-// Notation as in seqcopy/cells.py. σ'(z) = σ(1 - σ) and tanh'(z) = 1 - tanh², written in terms of
+// Notation as in seqcopy/core/cells.py. σ'(z) = σ(1 - σ) and tanh'(z) = 1 - tanh², written in terms of
 // the activated values that the forward keeps.
 
 #include <ATen/ATen.h>
