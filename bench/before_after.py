@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch  # noqa: E402 - after the sys.path insert above
 
-from seqcopy.core.benchmark import BENCH_SIZES, TorchModel, training_step  # noqa: E402
-from seqcopy.core.model import CopyModel  # noqa: E402
-from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
+from seqcopy.core.benchmark import BENCH_SIZES, TorchModel, training_step  # noqa: E402 - after the sys.path insert above
+from seqcopy.core.model import CopyModel  # noqa: E402 - after the sys.path insert above
+from seqcopy.vocab import VOCAB_SIZE  # noqa: E402 - after the sys.path insert above
 
 
 def old_fast(rev: str, folder: Path):
@@ -99,7 +99,8 @@ def main() -> int:
                 for cell in ("mlstm", "mgru"):
                     twin = ms[cell, "torch"]
                     parts = [f"{label} {ms[cell, key]:.1f} ms ({ms[cell, key] / twin:.2f}×)"
-                             for label, key in (("before", "before"), ("after", "krause"), ("input form", "input"))]  # fmt: skip
+                             for label, key in (("before", "before"), ("after", "krause"),
+                                                ("input form", "input"))]  # fmt: skip
                     print(f"{name}, {count} thread(s), {cell}: torch {twin:.1f} ms | " + " | ".join(parts))
     return 0
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from seqcopy.core.benchmark import BENCH_SIZES, TorchModel  # noqa: E402
-from seqcopy.core.model import CopyModel  # noqa: E402
-from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
+from seqcopy.core.benchmark import BENCH_SIZES, TorchModel
+from seqcopy.core.model import CopyModel
+from seqcopy.vocab import VOCAB_SIZE
 
 
 def phases(model, inputs, targets):
