@@ -25,22 +25,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch  # noqa: E402 - after the sys.path insert above
 
-from seqcopy.core.benchmark import BENCH_SIZES, TorchModel, training_step  # noqa: E402
-from seqcopy.core.model import CopyModel  # noqa: E402
-from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
+from seqcopy.core.benchmark import BENCH_SIZES, TorchModel, training_step  # noqa: E402 - after the sys.path insert above
+from seqcopy.core.model import CopyModel  # noqa: E402 - after the sys.path insert above
+from seqcopy.vocab import VOCAB_SIZE  # noqa: E402 - after the sys.path insert above
 
 
 def old_fast(rev: str, folder: Path):
     """The revision's fast module, its extension renamed so that it loads beside today's."""
     (folder / "csrc").mkdir(parents=True)
-    for path in ("seqcopy/core/fast.py", "seqcopy/csrc/cells.cpp"):
-        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
-                              capture_output=True, text=True).stdout  # fmt: skip
-        if path.endswith(".py"):
+    # The files sit in seqcopy/ before the layers moved them into seqcopy/core/.
+    moved = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{rev}:seqcopy/core/fast.py"],
+                           capture_output=True).returncode == 0
+    prefix = "seqcopy/core/" if moved else "seqcopy/"
+    for name in ("fast.py", "csrc/cells.cpp"):
+        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{prefix}{name}"], check=True,
+                              capture_output=True, text=True).stdout
+        if name.endswith(".py"):
             text = text.replace('load("seqcopy_cells"', f'load("seqcopy_cells_{rev}"')
-        (folder / path.split("/", 1)[1]).write_text(text)
+            text = text.replace('name = f"seqcopy_cells_', f'name = f"seqcopy_cells_{rev}_')
+        (folder / name).write_text(text)
     spec = importlib.util.spec_from_file_location(f"fast_{rev}", folder / "fast.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -99,7 +104,8 @@ def main() -> int:
                 for cell in ("mlstm", "mgru"):
                     twin = ms[cell, "torch"]
                     parts = [f"{label} {ms[cell, key]:.1f} ms ({ms[cell, key] / twin:.2f}×)"
-                             for label, key in (("before", "before"), ("after", "krause"), ("input form", "input"))]  # fmt: skip
+                             for label, key in (("before", "before"), ("after", "krause"),
+                                                ("input form", "input"))]
                     print(f"{name}, {count} thread(s), {cell}: torch {twin:.1f} ms | " + " | ".join(parts))
     return 0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seqcopy.core import benchmark  # noqa: E402
+from seqcopy.core import benchmark
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

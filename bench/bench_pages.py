@@ -27,12 +27,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert  # noqa: E402 - after the sys.path insert above
 
-from seqcopy.config import RunConfig  # noqa: E402
-from seqcopy.core import checkpoint  # noqa: E402
-from seqcopy.core.cells import CELL_NAMES  # noqa: E402
-from seqcopy.runs.store import Store, checkpoints_t, epochs_t, lengths_t, positions_t, runs_t  # noqa: E402
+from seqcopy.config import RunConfig  # noqa: E402 - after the sys.path insert above
+from seqcopy.core import checkpoint  # noqa: E402 - after the sys.path insert above
+from seqcopy.core.cells import CELL_NAMES  # noqa: E402 - after the sys.path insert above
+from seqcopy.runs.store import (  # noqa: E402 - after the sys.path insert above
+    Store,
+    checkpoints_t,
+    epochs_t,
+    lengths_t,
+    positions_t,
+    runs_t,
+)
 
 PAGES = ["views/launch.py", "views/runs.py", "views/compare.py", "views/playground.py"]
 
@@ -53,7 +60,8 @@ def fill(url: str, runs: int, epochs: int) -> list[int]:
         last = 0.1 + 0.8 * (1 - 1 / (1 + done / 10))
         run_rows.append(dict(
             id=run_id, config=config.to_json(), cell=cell, seed=config.seed, tag=config.tag, status=status,
-            created_at=start, started_at=start if done else None, finished_at=start + epochs if status == "completed" else None,
+            created_at=start, started_at=start if done else None,
+            finished_at=start + epochs if status == "completed" else None,
             worker_id="bench:1" if done else None, heartbeat_at=time.time() if status == "running" else None,
             lease_seconds=1e9, cancel_requested=False, error=None, epochs_done=done, epochs_total=epochs,
             batch_done=0, batch_total=config.batches_per_epoch, train_loss=1.0, test_loss=1.0, test_acc=0.8,
@@ -78,7 +86,8 @@ def fill(url: str, runs: int, epochs: int) -> list[int]:
             conn.execute(insert(epochs_t), epoch_rows[chunk : chunk + 10_000])
         conn.execute(insert(positions_t), position_rows)
         conn.execute(insert(lengths_t), length_rows)
-        conn.execute(insert(checkpoints_t), [dict(run_id=i, data=blob, size=len(blob), epoch=epochs) for i in range(1, 11)])
+        conn.execute(insert(checkpoints_t),
+                     [dict(run_id=i, data=blob, size=len(blob), epoch=epochs) for i in range(1, 11)])
     store.close()
     return [row["id"] for row in run_rows]
 
@@ -113,7 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5, help="cold and warm renders of each page; medians are printed")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="cold and warm renders of each page; medians are printed")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="seqcopy-bench-")
     url = f"sqlite:///{folder}/runs.db"
@@ -177,7 +187,8 @@ at = AppTest.from_file(os.path.join(os.getcwd(), "app.py"), default_timeout=120)
 at.switch_page(sys.argv[2])
 started = time.perf_counter()
 at.run()
-print(json.dumps({"seconds": time.perf_counter() - started, "imports": imported, "error": [e.value for e in at.exception]}))
+print(json.dumps({"seconds": time.perf_counter() - started, "imports": imported,
+                  "error": [e.value for e in at.exception]}))
 """
 
 
@@ -249,7 +260,8 @@ def group_into_sweeps(url: str, runs: int, sweeps: int = 4) -> list[int]:
     store = Store(url)
     with store.engine.begin() as conn:
         ids = [conn.execute(insert(sweeps_t).values(
-            name=f"length study {index}", created_at=time.time(), spec=json.dumps({"axes": ["train_seq_len=4,8,16,40"]}),
+            name=f"length study {index}", created_at=time.time(),
+            spec=json.dumps({"axes": ["train_seq_len=4,8,16,40"]}),
             varied=json.dumps(["cell", "seed", "train_seq_len", "train_output_len"]))).inserted_primary_key[0]
             for index in range(sweeps)]
         rows = []
@@ -267,7 +279,8 @@ def time_sweep_pages(url: str, runs: int, repeats: int) -> None:
     """Compare with a sweep chosen: its final metric and speed against K, parallel coordinates."""
     sweep_ids = group_into_sweeps(url, runs)
     views = [
-        (f"Compare, sweep #{sweep_ids[-1]} ({-(-runs // len(sweep_ids))} runs)", PAGES[2], {"sweep": str(sweep_ids[-1])}),
+        (f"Compare, sweep #{sweep_ids[-1]} ({-(-runs // len(sweep_ids))} runs)", PAGES[2],
+         {"sweep": str(sweep_ids[-1])}),
         (f"Compare, sweep #{sweep_ids[0]}", PAGES[2], {"sweep": str(sweep_ids[0])}),
         ("Compare, all runs (200 most recent)", PAGES[2], None),
         ("Runs, sweep column", PAGES[1], None),

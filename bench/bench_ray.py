@@ -30,11 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_store import postgres_database  # noqa: E402
+from bench_store import postgres_database  # noqa: E402 - after the sys.path inserts above
 
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
                     # a local cluster on the loopback address, no token written to ~/.ray (as tests/test_ray.py)
-                    "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+                    "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                    "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def tiny_configs(count: int):
@@ -105,9 +106,9 @@ def main() -> int:
     head, address, cluster_start = start_cluster()
     results: dict[str, list[dict]] = {"plain": [], "ray": []}
     try:
-        print(f"{args.runs} tiny runs (lstm, hidden 8, K=N=4, 300 sequences, 2 epochs), PostgreSQL, 2 workers of 1 thread, "
-              f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; local Ray cluster up in {cluster_start:.1f} s "
-              "(not counted below)", flush=True)
+        print(f"{args.runs} tiny runs (lstm, hidden 8, K=N=4, 300 sequences, 2 epochs), PostgreSQL, "
+              f"2 workers of 1 thread, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; "
+              f"local Ray cluster up in {cluster_start:.1f} s (not counted below)", flush=True)
         for number in range(1, args.rounds + 1):
             for mode in ("plain", "ray"):
                 found = one_round(mode, url, address, args.runs)

@@ -84,7 +84,8 @@ def postgres_database():
 
     for user in ("postgres", "root"):
         try:
-            admin = psycopg.connect(host="127.0.0.1", port=5432, dbname="test", user=user, autocommit=True, connect_timeout=3)
+            admin = psycopg.connect(host="127.0.0.1", port=5432, dbname="test", user=user, autocommit=True,
+                                    connect_timeout=3)
             break
         except psycopg.OperationalError:
             continue

@@ -1,8 +1,8 @@
 """Seed-style reference cells: the obvious per-gate code a tutorial would write.
 
 Every gate has its own input and recurrent matrix (``W_i x + U_i h`` one product at a time), and a
-Python loop runs over time with autograd through every op. mLSTM and mGRU come in both forms. The benchmark measures our paths
-against these, so nothing in seqcopy should ever be slower.
+Python loop runs over time with autograd through every op. mLSTM and mGRU come in both forms. The
+benchmark measures our paths against these, so nothing in seqcopy should ever be slower.
 """
 
 from __future__ import annotations

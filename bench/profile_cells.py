@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from seqcopy.core.benchmark import BENCH_SIZES, TorchModel  # noqa: E402
-from seqcopy.core.model import CopyModel  # noqa: E402
-from seqcopy.vocab import VOCAB_SIZE  # noqa: E402
+from seqcopy.core.benchmark import BENCH_SIZES, TorchModel
+from seqcopy.core.model import CopyModel
+from seqcopy.vocab import VOCAB_SIZE
 
 
 def phases(model, inputs, targets):
@@ -86,7 +86,7 @@ def main() -> int:
                 part()
                 times[cell][index].append(1e3 * (time.perf_counter() - start))
     print(f"{args.setting} (B{batch} E{embedding} H{hidden} T{length}), {args.threads} thread(s), "
-          f"loop products {fast.compiled_kernels().products()}: median ms of {args.repeats}")  # fmt: skip
+          f"loop products {fast.compiled_kernels().products()}: median ms of {args.repeats}")
     for cell, (fw, bw, up) in times.items():
         f, b, u = (statistics.median(x) for x in (fw, bw, up))
         print(f"  {cell:13} forward {f:7.2f}  backward {b:7.2f}  update {u:6.2f}  total {f + b + u:7.2f}")

@@ -50,7 +50,7 @@ def pg_admin():
     """The PostgreSQL server's (user, admin connection); skip (fail under CI) when none answers."""
     try:
         user, conn = _connect_admin()
-    except Exception as error:  # no driver, refused, no such user…
+    except Exception as error:  # noqa: BLE001 - no driver, refused, no such user…: skip or fail with the reason
         message = f"no PostgreSQL server answers on {PG_HOST}:{PG_PORT} ({' '.join(str(error).split())[:200]})"
         if os.environ.get("CI"):
             pytest.fail(f"{message}; CI must not skip the PostgreSQL tests", pytrace=False)

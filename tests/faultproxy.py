@@ -280,9 +280,10 @@ class FaultProxy:
     def _statement_allowed(self, link: _Link, statements: list[str]) -> bool:
         now = time.monotonic()
         with self._lock:
-            for index, (when, seconds) in enumerate(self._outage_triggers):
+            for index, (when, trigger_seconds) in enumerate(self._outage_triggers):
                 if when(statements):
                     del self._outage_triggers[index]
+                    seconds = trigger_seconds
                     break
             else:
                 seconds = None

@@ -30,7 +30,8 @@ def test_quick_benchmark_json(capsys, tmp_path):
     rows = report["settings"]["quick"]["rows"]
     keys = {(r["cell"], r["mult_form"], r["threads"]) for r in rows}
     expected = {(cell, None, threads) for cell in ("rnn", "lstm", "gru") for threads in (1, 2)}
-    expected |= {(cell, form, threads) for cell in ("mlstm", "mgru") for form in ("krause", "input") for threads in (1, 2)}
+    expected |= {(cell, form, threads)
+                 for cell in ("mlstm", "mgru") for form in ("krause", "input") for threads in (1, 2)}
     assert keys == expected and len(rows) == len(expected)
     assert {r["cell"] for r in rows} == set(CELL_NAMES)
     for figures in rows:
@@ -53,7 +54,7 @@ def test_text_report_names_forms_and_thread_counts(capsys):
     (["--settings", "huge"], "--settings"),
     (["--cells", "tcn"], "--cells"),
     (["--from-json", "/nonexistent/report.json"], "--from-json"),
-])  # fmt: skip
+])
 def test_bad_arguments_get_one_line(argv, message):
     problem = benchmark.check_arguments(_args(*argv))
     assert problem.startswith(message) and "\n" not in problem

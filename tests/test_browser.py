@@ -200,7 +200,8 @@ def test_launch_train_watch_compare_and_play(dashboard):
             expect(page.get_by_role("heading", name="Launch runs")).to_be_visible()
             expect(page.get_by_label("Epochs", exact=True)).to_be_visible()
             settle(page)
-            for label, value in (("Epochs", 3), ("Training sequences", 600), ("Test sequences", 100), ("Hidden size", 32)):
+            for label, value in (("Epochs", 3), ("Training sequences", 600), ("Test sequences", 100),
+                                 ("Hidden size", 32)):
                 set_number(page, label, value)
             set_number(page, "Hidden size", 0)  # a bad field: refused beside the form
             expect(page.get_by_text("must be at least 1, got 0").first).to_be_visible()
@@ -271,7 +272,8 @@ def test_a_sweep_from_the_form_and_its_metric_against_the_setting(dashboard):
             page.goto(base)
             expect(page.get_by_label("Epochs", exact=True)).to_be_visible()
             settle(page)
-            for label, value in (("Epochs", 2), ("Training sequences", 200), ("Test sequences", 50), ("Hidden size", 16)):
+            for label, value in (("Epochs", 2), ("Training sequences", 200), ("Test sequences", 50),
+                                 ("Hidden size", 16)):
                 set_number(page, label, value)
             seeds = page.get_by_label("Seeds", exact=True)
             seeds.fill("0, 1")
@@ -402,7 +404,7 @@ def test_the_playground_opens_fast_and_every_view_works(filled_dashboard, tmp_pa
     for fresh_base, _, _ in serve(fresh, database, with_worker=False):
         with chromium_page() as page:
             figures["Playground"]["first request of a fresh server"] = time_to_draw(
-                page, "Playground", lambda: page.goto(f"{fresh_base}/playground"))
+                page, "Playground", lambda base=fresh_base: page.goto(f"{base}/playground"))
     print(f"\n{'seconds to draw, in the browser':34} {'Playground':>10} {'Compare':>8}  ratio")
     for what, seconds in figures["Playground"].items():
         reference = figures["Compare"].get(what)
@@ -471,7 +473,7 @@ def test_user_text_that_looks_like_markdown_is_shown_as_text_and_fetches_nothing
     ui_store.add_run(store, ui_store.TINY.replace(tag=tag), "queued")
     store.close()
     ARTIFACTS.mkdir(exist_ok=True)
-    for base, _, logs in serve(tmp_path, database, with_worker=False):
+    for base, _, _ in serve(tmp_path, database, with_worker=False):
         with chromium_page() as page:
             # Shown as typed (an invisible word joiner after '://' keeps markdown from linking it).
             page.goto(base)

@@ -50,7 +50,7 @@ def test_unknown_cell():
 def test_the_form_picks_the_multiplicative_cells_only():
     expected = {("mlstm", "krause"): MLSTMCell, ("mlstm", "input"): MLSTMInputCell,
                 ("mgru", "krause"): MGRUCell, ("mgru", "input"): MGRUInputCell,
-                ("lstm", "input"): LSTMCell, ("gru", "input"): GRUCell, ("rnn", "input"): RNNCell}  # fmt: skip
+                ("lstm", "input"): LSTMCell, ("gru", "input"): GRUCell, ("rnn", "input"): RNNCell}
     for (name, form), cell_class in expected.items():
         assert type(make_cell(name, 3, 4, form)) is cell_class
     assert type(make_cell("mlstm", 3, 4)) is MLSTMCell  # Krause's form is the default
@@ -59,10 +59,11 @@ def test_the_form_picks_the_multiplicative_cells_only():
 def test_krause_cells_keep_their_parameter_names_and_shapes():
     """Checkpoints saved before the input form existed load into the same parameters."""
     shapes = {name: tuple(p.shape) for name, p in make_cell("mlstm", 3, 4).named_parameters()}
-    assert shapes == {"weight_mx": (4, 3), "weight_mh": (4, 4), "weight_ih": (16, 3), "weight_mg": (16, 4), "bias": (16,)}
+    assert shapes == {"weight_mx": (4, 3), "weight_mh": (4, 4), "weight_ih": (16, 3), "weight_mg": (16, 4),
+                      "bias": (16,)}
     shapes = {name: tuple(p.shape) for name, p in make_cell("mgru", 3, 4).named_parameters()}
     assert shapes == {"weight_mx": (4, 3), "weight_mh": (4, 4), "weight_ih": (12, 3), "bias_ih": (12,),
-                      "weight_mg": (12, 4), "bias_mg": (12,)}  # fmt: skip
+                      "weight_mg": (12, 4), "bias_mg": (12,)}
 
 
 def _copy_into_torch(cell, module):
@@ -102,7 +103,8 @@ def test_plain_cells_equal_torch_modules(name, fused):
     (out * weights).sum().backward()
     (twin_out * weights).sum().backward()
     torch.testing.assert_close(x.grad, x_twin.grad, atol=1e-5, rtol=1e-5)
-    for mine, theirs in [("weight_ih", "weight_ih_l0"), ("weight_hh", "weight_hh_l0"), ("bias_ih", "bias_ih_l0"), ("bias_hh", "bias_hh_l0")]:
+    for mine, theirs in [("weight_ih", "weight_ih_l0"), ("weight_hh", "weight_hh_l0"), ("bias_ih", "bias_ih_l0"),
+                         ("bias_hh", "bias_hh_l0")]:
         torch.testing.assert_close(getattr(cell, mine).grad, getattr(module, theirs).grad, atol=1e-5, rtol=1e-5)
 
 
@@ -117,7 +119,7 @@ def test_fused_path_equals_reference_steps(name, form):
     out, state = RecurrentLayer(cell, fused=True)(x)
     grads = torch.autograd.grad(out.pow(2).sum(), [x, *cell.parameters()])
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
-    for a, b in zip(grads, grads_ref):
+    for a, b in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -146,7 +148,8 @@ def _fill(cell):
 
 def _affine(weight, vector, bias=None):
     """weight · vector (+ bias), one scalar at a time."""
-    return [sum(w * v for w, v in zip(row, vector)) + (bias[k] if bias else 0.0) for k, row in enumerate(weight)]
+    return [sum(w * v for w, v in zip(row, vector, strict=True)) + (bias[k] if bias else 0.0)
+            for k, row in enumerate(weight)]
 
 
 def _sigmoid(v):
@@ -155,13 +158,14 @@ def _sigmoid(v):
 
 def _scaled_input(p, x, h):
     """m = W_m x + U_m h + b_m, x̃ = m ⊙ x."""
-    m = [a + b for a, b in zip(_affine(p["weight_im"], x, p["bias_m"]), _affine(p["weight_hm"], h))]
-    return [mk * xk for mk, xk in zip(m, x)]
+    m = [a + b for a, b in zip(_affine(p["weight_im"], x, p["bias_m"]), _affine(p["weight_hm"], h), strict=True)]
+    return [mk * xk for mk, xk in zip(m, x, strict=True)]
 
 
 def _by_hand_mlstm_input(p, x, h, c, hidden):
     xt = _scaled_input(p, x, h)
-    z = [a + b for a, b in zip(_affine(p["weight_ih"], xt, p["bias_ih"]), _affine(p["weight_hh"], h, p["bias_hh"]))]
+    z = [a + b for a, b in zip(_affine(p["weight_ih"], xt, p["bias_ih"]), _affine(p["weight_hh"], h, p["bias_hh"]),
+                               strict=True)]
     i = [_sigmoid(v) for v in z[:hidden]]
     f = [_sigmoid(v) for v in z[hidden : 2 * hidden]]
     g = [math.tanh(v) for v in z[2 * hidden : 3 * hidden]]
@@ -183,12 +187,14 @@ def test_mlstm_input_form_step_equals_its_equations_by_hand():
     cell = MLSTMInputCell(2, 3).double()
     p = _fill(cell)
     x, h, c = [0.7, -1.2], [0.3, -0.5, 0.9], [-0.4, 0.8, 0.1]
-    h_new, c_new = cell(torch.tensor([x], dtype=torch.double), (torch.tensor([h], dtype=torch.double), torch.tensor([c], dtype=torch.double)))
+    h_new, c_new = cell(torch.tensor([x], dtype=torch.double),
+                        (torch.tensor([h], dtype=torch.double), torch.tensor([c], dtype=torch.double)))
     expected_h, expected_c = _by_hand_mlstm_input(p, x, h, c, 3)
     torch.testing.assert_close(h_new[0], torch.tensor(expected_h, dtype=torch.double), atol=1e-12, rtol=0)
     torch.testing.assert_close(c_new[0], torch.tensor(expected_c, dtype=torch.double), atol=1e-12, rtol=0)
     # Without the factor (x̃ = x) the step would differ: the hand computation is not vacuous.
-    plain, _ = LSTMCell.step(cell, torch.tensor([x], dtype=torch.double), (torch.tensor([h], dtype=torch.double), torch.tensor([c], dtype=torch.double)))[0]
+    plain, _ = LSTMCell.step(cell, torch.tensor([x], dtype=torch.double),
+                             (torch.tensor([h], dtype=torch.double), torch.tensor([c], dtype=torch.double)))[0]
     assert (plain[0] - h_new[0]).abs().max() > 1e-3
 
 

@@ -34,7 +34,8 @@ def run_count(url: str) -> int:
 
 # ---------------------------------------------------------------------------- submit
 def test_submit_queues_one_run_per_cell_and_seed(db_url, capsys):
-    code, out, err = run_cli(capsys, "submit", *TINY_FLAGS, "--cells", "rnn,gru", "--seeds", "3,4", "--tag", "grid", "--db", db_url)
+    code, out, err = run_cli(capsys, "submit", *TINY_FLAGS, "--cells", "rnn,gru", "--seeds", "3,4", "--tag", "grid",
+                             "--db", db_url)
     assert code == 0, err
     ids = [int(line) for line in out.split()]
     assert len(ids) == 4
@@ -107,7 +108,8 @@ BAD_URLS = {
 @pytest.mark.parametrize("case", sorted(BAD_URLS))
 def test_bad_urls_exit_2_with_one_line(capsys, command, case):
     url, needle = BAD_URLS[case]
-    argv = {"submit": ["submit", *TINY_FLAGS], "worker": ["worker", "--once"], "runs": ["runs"], "cancel": ["cancel", "1"]}[command]
+    argv = {"submit": ["submit", *TINY_FLAGS], "worker": ["worker", "--once"], "runs": ["runs"],
+            "cancel": ["cancel", "1"]}[command]
     code, out, err = run_cli(capsys, *argv, "--db", url)
     if case == "missing folder" and command in ("runs", "cancel"):
         needle = "no runs store at"  # the read-only commands never create a store

@@ -46,7 +46,8 @@ def test_presets_are_valid(name):
         ({"device": "tpu"}, "device", "unknown device"),
         ({"hidden_size": 100_000}, "hidden_size", "at most"),
         ({"train_seq_len": 5000, "train_output_len": 10}, "train_seq_len", "at most"),
-        ({"train_samples": 1_000_000, "train_seq_len": 1000, "train_output_len": 1000, "hidden_size": 2048}, "batch_size", "GiB"),
+        ({"train_samples": 1_000_000, "train_seq_len": 1000, "train_output_len": 1000, "hidden_size": 2048},
+         "batch_size", "GiB"),
         ({"seed": -1}, "seed", "at least 0"),
         ({"seed": 2**31}, "seed", "at most"),  # the store keeps seeds in 32 bits
         ({"hidden_size": 2.5}, "hidden_size", "whole number"),

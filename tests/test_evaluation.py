@@ -38,7 +38,8 @@ def test_evaluate_prints_the_metrics_and_a_json_last_line(tiny_experiment, capsy
     trained = tiny_experiment.summary
     for key in ("test_loss", "test_acc", "test_copy_acc", "test_seq_acc"):
         assert summary[key] == trained[key], key  # the training run's own JSON line
-    assert summary["chance"] == round(CHANCE_LEVEL, 6) and summary["never_copying_acc"] == round((6 + 1 + 4 / 9) / 11, 6)
+    assert (summary["chance"] == round(CHANCE_LEVEL, 6)
+            and summary["never_copying_acc"] == round((6 + 1 + 4 / 9) / 11, 6))
     text = "\n".join(lines[:-1])
     for words in ("loss", "accuracy (all positions)", "never copying", "copy accuracy", "chance: 1/9",
                   "sequence accuracy", "copy accuracy by output position", "1-4"):
@@ -91,7 +92,8 @@ class Evil:
         (lambda d: str(d / "absent.pth"), "no such file"),
         (lambda d: str(d), "is a folder"),
         (lambda d: crafted(d / "evil.pth", {"format": 1, "payload": Evil()}), "weights_only=True refused it"),
-        (lambda d: crafted(d / "huge.pth", {"format": 1, "config": {"hidden_size": 10**6}, "state_dict": {}}), "invalid config"),
+        (lambda d: crafted(d / "huge.pth", {"format": 1, "config": {"hidden_size": 10**6}, "state_dict": {}}),
+         "invalid config"),
         (lambda d: crafted(d / "foreign.pth", {"weights": torch.zeros(2)}), "not a seqcopy checkpoint"),
         (lambda d: (d / "text.pth").write_text("{}") and str(d / "text.pth"), "not a readable checkpoint"),
     ],

@@ -147,7 +147,8 @@ def test_a_stopped_run_keeps_its_log_plots_and_model(tmp_path, monkeypatch, caps
     # As if SIGINT came during the first epoch: it finishes, is recorded, and the run stops.
     monkeypatch.setattr(StopSignals, "install", lambda signals: signals.stop() or signals)
     logs = tmp_path / "logs"
-    code = main(["train", *TINY_TRAIN_FLAGS, "-l", "stop", "--logs-dir", str(logs), "--db", f"sqlite:///{tmp_path / 'r.db'}"])
+    code = main(["train", *TINY_TRAIN_FLAGS, "-l", "stop", "--logs-dir", str(logs),
+                 "--db", f"sqlite:///{tmp_path / 'r.db'}"])
     out, err = capsys.readouterr()
     assert code == 0 and "was stopped after 1 epoch(s)" in err
     assert json.loads(out.strip().splitlines()[-1])["status"] == "cancelled"
@@ -162,7 +163,8 @@ def test_a_diverged_run_still_leaves_its_log(tmp_path, monkeypatch, capsys, nan_
     monkeypatch.setattr(StopSignals, "install", lambda signals: signals)  # pytest keeps its own handlers
     nan_loss_from_batch(9)  # 8 batches an epoch: the second epoch's first batch is NaN
     logs = tmp_path / "logs"
-    code = main(["train", *TINY_TRAIN_FLAGS, "-l", "nan", "--logs-dir", str(logs), "--db", f"sqlite:///{tmp_path / 'r.db'}"])
+    code = main(["train", *TINY_TRAIN_FLAGS, "-l", "nan", "--logs-dir", str(logs),
+                 "--db", f"sqlite:///{tmp_path / 'r.db'}"])
     err = capsys.readouterr().err
     assert code == 1 and "training diverged at epoch 2, batch 1" in err
     log = (logs / "nan" / "nan.log").read_text().splitlines()
@@ -219,7 +221,8 @@ def test_the_progress_bar_shows_on_a_terminal_only(tmp_path, monkeypatch, capsys
 
 # ---------------------------------------------------------------------------- the plots
 def test_plots_carry_the_chance_line_and_the_never_copying_baseline(tmp_path):
-    config = RunConfig(train_seq_len=8, train_output_len=8, test_seq_len=12, test_output_len=10, padding=2, epochs=3, curriculum=True)
+    config = RunConfig(train_seq_len=8, train_output_len=8, test_seq_len=12, test_output_len=10, padding=2, epochs=3,
+                       curriculum=True)
     epochs = [epoch(1, 2, 2, 0.2), epoch(2, 4, 4, 0.6), epoch(3, 8, 8, 0.9)]
     copy_lines = {line.get_label(): line for line in copy_accuracy_figure(epochs).axes[0].get_lines()}
     assert set(copy_lines) == {"train", "test", "chance 1/9 = 0.111"}

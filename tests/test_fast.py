@@ -8,9 +8,9 @@ from seqcopy.core import fast
 from seqcopy.core.cells import MGRUCell, MGRUInputCell, MLSTMCell, MLSTMInputCell, RecurrentLayer
 
 CELLS = {("mlstm", "krause"): MLSTMCell, ("mgru", "krause"): MGRUCell,
-         ("mlstm", "input"): MLSTMInputCell, ("mgru", "input"): MGRUInputCell}  # fmt: skip
+         ("mlstm", "input"): MLSTMInputCell, ("mgru", "input"): MGRUInputCell}
 FUNCTIONS = {MLSTMCell: fast.MLSTMFunction, MGRUCell: fast.MGRUFunction,
-             MLSTMInputCell: fast.MLSTMInputFunction, MGRUInputCell: fast.MGRUInputFunction}  # fmt: skip
+             MLSTMInputCell: fast.MLSTMInputFunction, MGRUInputCell: fast.MGRUInputFunction}
 # (batch, length, input, hidden): B=1 and T=1 included; input > hidden too
 SIZES = [(1, 1, 3, 4), (3, 1, 5, 6), (1, 6, 4, 5), (4, 7, 6, 9), (2, 3, 7, 3)]
 
@@ -25,7 +25,7 @@ def _run(cell, x, state, fused, seed=0):
     results = (out, *_as_tuple(final))
     generator = torch.Generator().manual_seed(seed)
     weights = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in results]
-    loss = sum((w * t).sum() for w, t in zip(weights, results))
+    loss = sum((w * t).sum() for w, t in zip(weights, results, strict=True))
     inputs = [x, *(_as_tuple(state) if state is not None else ()), *cell.parameters()]
     return list(results), list(torch.autograd.grad(loss, inputs))
 
@@ -49,8 +49,9 @@ def test_fast_equals_reference(monkeypatch, backend, cell_class, sizes, with_sta
     cell, x, state = _inputs(cell_class, *sizes, with_state)
     expected, expected_grads = _run(cell, x, state, fused=False)
     got, grads = _run(cell, x, state, fused=True)
-    assert len(grads) == len(expected_grads) == 1 + len(_as_tuple(state) if state is not None else ()) + len(list(cell.parameters()))
-    for a, b in zip(expected + expected_grads, got + grads):
+    assert len(grads) == len(expected_grads) == (
+        1 + len(_as_tuple(state) if state is not None else ()) + len(list(cell.parameters())))
+    for a, b in zip(expected + expected_grads, got + grads, strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
 
 
@@ -70,9 +71,9 @@ def test_threads_split_the_batch_and_agree(cell_class):
     finally:
         torch.set_num_threads(before)
     for got, grads in runs:
-        for a, b in zip(expected + expected_grads, got + grads):
+        for a, b in zip(expected + expected_grads, got + grads, strict=True):
             torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
-    for a, b in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1]):
+    for a, b in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1], strict=True):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
 
 
@@ -104,7 +105,7 @@ def test_inference_equals_training_forward(monkeypatch, backend, cell_class):
     assert out.requires_grad and not out_ng.requires_grad
     expected = [t.detach() for t in (out, *_as_tuple(state))]
     for got in ((out_ng, *_as_tuple(state_ng)), (out_im, *_as_tuple(state_im))):
-        for a, b in zip(got, expected):
+        for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
@@ -156,7 +157,7 @@ def test_every_products_library_gives_the_reference(monkeypatch, products, cell_
             torch.set_num_threads(before)
     finally:
         kern.use_products("auto")
-    for a, b in zip(expected + expected_grads, got + grads):
+    for a, b in zip(expected + expected_grads, got + grads, strict=True):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
     with pytest.raises(RuntimeError, match="products"):
         kern.use_products("cublas")

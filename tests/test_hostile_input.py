@@ -271,7 +271,8 @@ def test_runs_prints_an_old_tags_control_characters_as_escapes(db_url, capsys):
     store = Store(db_url)
     run_id = store.submit(ui_store.TINY)
     with store.engine.begin() as conn:  # as a store written before tags were checked may hold
-        conn.execute(text("UPDATE runs SET tag = :tag WHERE id = :id"), {"tag": "x\x1b[31mred\nforged row", "id": run_id})
+        conn.execute(text("UPDATE runs SET tag = :tag WHERE id = :id"),
+                     {"tag": "x\x1b[31mred\nforged row", "id": run_id})
     store.close()
     code, out, _ = run_cli(capsys, "runs", "--db", db_url)
     assert code == 0 and "\x1b" not in out
@@ -397,7 +398,8 @@ def test_runs_on_an_empty_file_refuses_it_and_leaves_it_empty(tmp_path, capsys):
 
 
 def test_repeated_seeds_and_cells_queue_each_run_once(sqlite_url, capsys):
-    code, out, err = run_cli(capsys, "submit", *TINY_FLAGS, "--seeds", "1,1,1,2", "--cells", "gru,gru", "--db", sqlite_url)
+    code, out, err = run_cli(capsys, "submit", *TINY_FLAGS, "--seeds", "1,1,1,2", "--cells", "gru,gru",
+                             "--db", sqlite_url)
     assert code == 0, err
     assert len(out.split()) == 2
     runs = Store(sqlite_url).list_runs()

@@ -133,7 +133,7 @@ def test_linear_schedule_decays_to_zero_after_the_warm_up():
     rates = [_learning_rate(config, step, 100, 10) for step in range(100)]
     assert rates[0] == pytest.approx(0.0005) and rates[19] == pytest.approx(0.01)
     assert rates[20] == pytest.approx(0.01) and rates[60] == pytest.approx(0.005)
-    assert all(a >= b for a, b in zip(rates[20:], rates[21:])) and rates[-1] < 0.0003
+    assert all(a >= b for a, b in zip(rates[20:], rates[21:], strict=False)) and rates[-1] < 0.0003
 
 
 @pytest.mark.parametrize("changes", [

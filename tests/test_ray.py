@@ -81,13 +81,15 @@ def store(pg_url):
 def test_two_ray_workers_run_six_queued_runs_each_exactly_once(ray_address, store, pg_url):
     ids = store.submit_many([TINY.replace(seed=seed) for seed in range(6)])
     with_password = pg_url.replace("@", ":s3cret-ray@", 1)  # the server trusts us; the password only has to stay hidden
-    code, out, err = outcome(seqcopy_ray(ray_address, with_password, "--workers", "2", "--idle-exit", "2", "--lease", "5"))
+    code, out, err = outcome(seqcopy_ray(ray_address, with_password, "--workers", "2", "--idle-exit", "2",
+                                         "--lease", "5"))
     assert code == 0, out + err
     assert "s3cret-ray" not in out + err and ":***@" in out
     placed = [line for line in out.splitlines() if " on " in line and "node 127.0.0.1" in line]
     assert len(placed) == 2, out  # where each worker went
     workers = store.list_workers()
-    assert len(workers) == 2 and all(w.state() == "stopped" and w.origin.startswith("ray node 127.0.0.1") for w in workers)
+    assert len(workers) == 2 and all(w.state() == "stopped" and w.origin.startswith("ray node 127.0.0.1")
+                                     for w in workers)
     assert sum(w.runs_done for w in workers) == 6
     names = {w.id for w in workers}
     for run_id in ids:
@@ -191,7 +193,8 @@ def test_bad_flags_are_one_line(pg_url, flags, message):
 def test_without_ray_installed_the_command_says_how_to_get_it(pg_url):
     script = ("import sys; sys.modules['ray'] = None; from seqcopy.cli import main; "
               f"sys.exit(main(['ray', '--db', {pg_url!r}]))")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 2 and "pip install 'seqcopy[ray]'" in done.stderr
 
 
@@ -260,8 +263,10 @@ def test_a_lost_worker_is_reported_by_the_cause_at_the_end_of_rays_traceback():
     class ActorDiedError(Exception):
         pass
 
-    died = ActorDiedError("The actor died because of an error raised in its creation task, ray::WorkerActor.__init__()\n"
-                          "    ^^^^\nRuntimeError: The actor with name WorkerActor failed to import on the worker. This\n"
+    died = ActorDiedError("The actor died because of an error raised in its creation task, "
+                          "ray::WorkerActor.__init__()\n"
+                          "    ^^^^\nRuntimeError: The actor with name WorkerActor failed to import on the worker. "
+                          "This\n"
                           "ModuleNotFoundError: No module named 'seqcopy'\n")
     assert _reason(died) == "ActorDiedError: ModuleNotFoundError: No module named 'seqcopy'"
     assert _reason(ActorDiedError("The actor died unexpectedly.\n\tclass_name: WorkerActor")) == (
@@ -269,7 +274,8 @@ def test_a_lost_worker_is_reported_by_the_cause_at_the_end_of_rays_traceback():
 
 
 def test_only_the_ray_command_imports_ray():
-    script = ("import sys, seqcopy.cli, seqcopy.runs.worker, seqcopy.runs.store, seqcopy.runs.capacity, seqcopy.ui.workers; "
-              "print('ray' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True, timeout=60)
+    script = ("import sys, seqcopy.cli, seqcopy.runs.worker, seqcopy.runs.store, seqcopy.runs.capacity, "
+              "seqcopy.ui.workers; print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=RAY_ENV, capture_output=True, text=True,
+                          timeout=60)
     assert done.stdout.strip() == "False", done.stderr

@@ -83,7 +83,8 @@ def test_the_settings_line_names_every_option_off_its_default(tmp_path):
 
 def test_copy_frontier_is_the_longest_stage_copied_on_unseen_sequences(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'f.db'}")
-    config = RunConfig(cell="lstm", epochs=3, tag="frontier", curriculum=True, fresh_data=True, curriculum_threshold=0.99)
+    config = RunConfig(cell="lstm", epochs=3, tag="frontier", curriculum=True, fresh_data=True,
+                       curriculum_threshold=0.99)
 
     def run_with_stages(seed, stages_and_accs, fresh=True):
         run_id = store.submit(config.replace(seed=seed, fresh_data=fresh))
@@ -146,7 +147,8 @@ def test_report_by_a_setting_gives_one_row_per_cell_and_value_with_the_standard_
     assert row_of(text, "gru", 4)[3] == "0.300"  # one seed: no spread
     assert "| test copy acc (± SE) |" in text
     lines = text.splitlines()
-    assert lines.index(next(l for l in lines if l.startswith("| lstm | 4"))) < lines.index(next(l for l in lines if l.startswith("| lstm | 8")))
+    assert (lines.index(next(line for line in lines if line.startswith("| lstm | 4")))
+            < lines.index(next(line for line in lines if line.startswith("| lstm | 8"))))
     assert "- gru seed 1, after 0 of 2 epochs: training diverged" in text  # named, not averaged
     assert "standard error (std/√n)" in text and "chance 1/9" in text
     assert "also mixes" not in text  # N is the same in every row
@@ -164,7 +166,8 @@ def test_report_by_from_the_command_line(tmp_path, capsys):
     assert "| cell | train_seq_len | seeds | test copy acc (± std) |" in out
     for argv, needle in ((["--by", "bogus"], "unknown setting 'bogus'"), (["--by", "cell"], "one per cell already"),
                          (["--by", "tag"], "a tag names runs, it is not a setting"),
-                         (["--error", "se"], "--error goes with --by"), (["--by", "lr", "--sweep", "9"], "no sweep with id 9")):
+                         (["--error", "se"], "--error goes with --by"),
+                         (["--by", "lr", "--sweep", "9"], "no sweep with id 9")):
         assert cli.main(["report", *argv, "--db", url]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err

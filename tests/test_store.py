@@ -143,7 +143,7 @@ def test_submit_many_queues_in_order_with_config_and_totals(store):
     ids = store.submit_many(configs)
     assert ids == sorted(ids) and len(set(ids)) == 4
     runs = {run.id: run for run in store.list_runs()}
-    for run_id, config in zip(ids, configs):
+    for run_id, config in zip(ids, configs, strict=True):
         run = runs[run_id]
         assert (run.config, run.status, run.epochs_total, run.epochs_done) == (config, "queued", 3, 0)
         assert run.batch_total == config.batches_per_epoch
@@ -202,7 +202,7 @@ def test_concurrent_claims_never_hand_out_a_run_twice(db_url):
         try:
             while (run := store.claim(name)) is not None:
                 claimed.setdefault(name, []).append(run.id)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - the test reports any
             errors.append(repr(error))
         finally:
             store.close()
@@ -338,10 +338,12 @@ def test_a_store_written_at_schema_version_1_is_upgraded_in_place_and_keeps_its_
 
     store = Store(db_url, create=False)  # a read-only command (runs, cancel) upgrades it too
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one() == str(SCHEMA_VERSION)
+        assert (conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one()
+                == str(SCHEMA_VERSION))
         assert conn.execute(text("SELECT requeues FROM runs ORDER BY id")).scalars().all() == [0, 0]
     old = store.get_run(1)
-    assert (old.status, old.tag, old.epochs_done, old.claim_token, old.latest["test_copy_acc"]) == ("completed", "old", 2, None, 0.2)
+    assert (old.status, old.tag, old.epochs_done, old.claim_token, old.latest["test_copy_acc"]) == (
+        "completed", "old", 2, None, 0.2)
     assert [e["epoch"] for e in store.epochs([1])] == [1, 2] and store.checkpoint(1) == b"weights"
     claimed = store.claim("new:1", token="t-upgrade")  # the queued v1 run trains under the new schema
     assert claimed.id == 2 and claimed.claim_token == "t-upgrade"

@@ -34,25 +34,28 @@ FINALS = {
 }
 
 
-def run(run_id: int, config: RunConfig, copy: float | None, status: str = "completed", sweep_id: int | None = 1) -> RunInfo:
+def run(run_id: int, config: RunConfig, copy: float | None, status: str = "completed",
+        sweep_id: int | None = 1) -> RunInfo:
     latest = {"train_loss": 1.0, "test_loss": 1.0, "test_acc": 0.5 + copy / 2 if copy is not None else None,
               "test_copy_acc": copy, "test_seq_acc": 0.0}
     return RunInfo(id=run_id, config=config, status=status, tag="", created_at=0.0, started_at=0.0, finished_at=1.0,
-                   worker_id=None, claim_token=None, heartbeat_at=None, cancel_requested=False, error=None, epochs_done=3,
-                   epochs_total=3, batch_done=0, batch_total=1, latest=latest, sweep_id=sweep_id)
+                   worker_id=None, claim_token=None, heartbeat_at=None, cancel_requested=False, error=None,
+                   epochs_done=3, epochs_total=3, batch_done=0, batch_total=1, latest=latest, sweep_id=sweep_id)
 
 
 def sweep_runs() -> list[RunInfo]:
     runs = []
     for (cell, k), finals in FINALS.items():
         for seed, copy in enumerate(finals):
-            config = RunConfig(cell=cell, seed=seed, train_seq_len=k, train_output_len=k, test_seq_len=k, test_output_len=k)
+            config = RunConfig(cell=cell, seed=seed, train_seq_len=k, train_output_len=k, test_seq_len=k,
+                               test_output_len=k)
             runs.append(run(len(runs) + 1, config, copy))
     return runs
 
 
 def traces(fig, kind: str, group: str | None = None) -> list:
-    return [t for t in fig.data if t.meta and t.meta.get("kind") == kind and (group is None or t.meta.get("group") == group)]
+    return [t for t in fig.data
+            if t.meta and t.meta.get("kind") == kind and (group is None or t.meta.get("group") == group)]
 
 
 # ---------------------------------------------------------------------------- the spread itself
@@ -156,7 +159,7 @@ def test_runs_that_never_reach_the_threshold_are_marked_not_dropped():
     assert never.meta["runs"] == [3, 5, 6] and list(never.y) == [3, 2, 1]  # at how far each ran
     assert never.marker.symbol == "x-open" and "never reached 90%" in never.name
     (piles,) = traces(fig, "never_count")  # how many crosses share a spot
-    assert sorted(zip(piles.y, piles.text)) == [(1, "1×"), (2, "1×"), (3, "1×")]
+    assert sorted(zip(piles.y, piles.text, strict=True)) == [(1, "1×"), (2, "1×"), (3, "1×")]
     (mean,) = traces(fig, "mean", "lstm")
     assert list(mean.text) == ["2/3", "1/3"]  # how many seeds reached it at each K
     np.testing.assert_allclose(mean.y, [1.5, 2.0])

@@ -173,7 +173,8 @@ BAD_SWEEPS = [
     (["--sweep=-iseq=4,x"], "-iseq/--train_seq_len: 'x' is not a whole number"),
     (["--sweep", "lr=0.1,abc"], "'abc' is not a number"),
     (["--sweep", "init=uniform,orthogonal"], "unknown initialisation 'orthogonal'"),
-    (["--sweep", "iseq,oseq=4:4,4:8"], "-oseq/--train_output_len: the output (8) cannot be longer than the input sequence (4)"),
+    (["--sweep", "iseq,oseq=4:4,4:8"],
+     "-oseq/--train_output_len: the output (8) cannot be longer than the input sequence (4)"),
     (["--sweep", "tag=a,b"], "--tag is free text"),
     (["--sweep", "cell=lstm,gru"], "give several with --cells"),
     (["--sweep", "hs=" + ",".join(map(str, range(1, 502)))], "at most 500 runs"),
@@ -198,7 +199,8 @@ def test_the_length_study_preset_queues_its_grid_and_flags_replace_it(sqlite_url
     runs = Store(sqlite_url).list_runs()
     assert len(runs) == len(preset.cells) * len(preset.seeds) * 4 == 60
     assert {r.config.train_seq_len for r in runs} == {4, 8, 16, 40}
-    assert all(c.train_seq_len == c.train_output_len == c.test_seq_len == c.test_output_len for c in (r.config for r in runs))
+    assert all(c.train_seq_len == c.train_output_len == c.test_seq_len == c.test_output_len
+               for c in (r.config for r in runs))
     assert {r.config.cell for r in runs} == set(preset.cells) and {r.config.seed for r in runs} == {0, 1, 2}
     code, out, err = run_cli(capsys, "submit", "--preset", "length-study", "-c", "gru", "--seeds", "7",
                              "--sweep", "iseq=6,8", "--db", sqlite_url)

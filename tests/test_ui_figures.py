@@ -108,7 +108,8 @@ def test_each_seed_is_a_thin_line_in_its_groups_colour(grouped):
     (mean_line,) = [t for t in traces(fig, "mean") if t.meta["group"] == "lstm"]
     assert seeds.line.color == figures.rgba(mean_line.line.color, 0.45)
     assert "mean of 3 seeds" in mean_line.name
-    assert not traces(figures.seed_band_figure(grouped, x="epoch", y="test_copy_acc", title="t", show_seeds=False), "seeds")
+    assert not traces(figures.seed_band_figure(grouped, x="epoch", y="test_copy_acc", title="t", show_seeds=False),
+                      "seeds")
 
 
 def test_a_group_with_a_single_seed_gets_no_band_and_says_so(grouped):
@@ -184,7 +185,7 @@ def test_the_playground_pass_lays_out_the_sequence_like_training():
     np.testing.assert_allclose(trace.probabilities.sum(axis=0), 1.0, rtol=1e-5)
     assert trace.states["h"].shape == (8, 8)
     assert list(trace.copied["target"]) == list("axc")
-    assert trace.copied["right"].tolist() == [o == t for o, t in zip(trace.copied["output"], "axc")]
+    assert trace.copied["right"].tolist() == [o == t for o, t in zip(trace.copied["output"], "axc", strict=True)]
 
 
 @pytest.mark.parametrize("text", ["", "hello", "a$x", "a" * 1000])

@@ -73,7 +73,8 @@ def test_the_traced_gates_rebuild_the_cells_state(name, form):
         parts = inside.trace_sequence(cell, x)
     h, zeros = parts["h"], torch.zeros(2, 1, 7)
     h_prev = torch.cat([zeros, h[:, :-1]], dim=1)
-    expected_names = {"rnn": {"h"}, "lstm": set("ifgoch"), "gru": set("rznh"), "mlstm": set("mifgoch"), "mgru": set("mrznh")}
+    expected_names = {"rnn": {"h"}, "lstm": set("ifgoch"), "gru": set("rznh"), "mlstm": set("mifgoch"),
+                      "mgru": set("mrznh")}
     assert set(parts) == expected_names[name]
     if "c" in parts:
         c_prev = torch.cat([zeros, parts["c"][:, :-1]], dim=1)
@@ -201,7 +202,8 @@ def test_a_what_if_edit_changes_only_the_copy_of_the_edited_letter(position):
 
 def test_an_edit_to_the_same_letter_changes_nothing_and_bad_edits_are_refused():
     model, config = shift_register(letters=3, padding=1)
-    copies = copies_frame({"a": run_copy(model, config, "axc"), "b": run_copy(model, config, edit_sequence("axc", 2, "x"))})
+    copies = copies_frame({"a": run_copy(model, config, "axc"),
+                           "b": run_copy(model, config, edit_sequence("axc", 2, "x"))})
     assert changed_positions(copies, "a", "b") == []
     for position, letter in ((0, "a"), (4, "a"), (1, "q"), (1, "ab")):
         with pytest.raises(InvalidSequence):
@@ -288,7 +290,8 @@ def test_the_partner_model_is_another_cell_of_the_same_sweep():
         def __init__(self, id, cell, k=4, tag=""):
             self.id, self.tag, self.config = id, tag, RunConfig(cell=cell, train_seq_len=k, train_output_len=min(k, 4))
 
-    runs = [Run(1, "lstm", tag="a"), Run(2, "lstm", tag="a"), Run(3, "gru", k=8, tag="a"), Run(4, "gru"), Run(5, "mlstm", tag="a")]
+    runs = [Run(1, "lstm", tag="a"), Run(2, "lstm", tag="a"), Run(3, "gru", k=8, tag="a"), Run(4, "gru"),
+            Run(5, "mlstm", tag="a")]
     assert suggest_partner(runs, runs[0]) == 4  # mlstm, same tag and lengths
     assert suggest_partner(runs[:4], runs[0]) == 3  # gru of the same lengths, other tag
     assert suggest_partner(runs[:2], runs[0]) == 1  # only another lstm

@@ -194,7 +194,8 @@ def test_a_good_submit_queues_cells_times_seeds(empty_db):
     queue_with(at)
     assert "Queued 6 run(s)" in texts(at.success)
     runs = Store(empty_db).list_runs()
-    assert sorted((r.config.cell, r.config.seed) for r in runs) == sorted((c, s) for c in ("lstm", "gru") for s in range(3))
+    assert sorted((r.config.cell, r.config.seed) for r in runs) == sorted(
+        (c, s) for c in ("lstm", "gru") for s in range(3))
     assert {r.status for r in runs} == {"queued"} and {r.tag for r in runs} == {"grid"}
     assert "6 queued" in texts(at.caption)  # the queue below shows them
 
@@ -345,8 +346,8 @@ def test_launch_queues_a_sweep_with_tied_lengths_as_one_sweep(empty_db):
     store = Store(empty_db)
     runs = store.list_runs()
     assert len(runs) == 8 and {r.sweep_id for r in runs} == {1}
-    assert {(c.train_seq_len, c.train_output_len, c.test_seq_len, c.test_output_len) for c in (r.config for r in runs)} == {
-        (4, 4, 4, 4), (6, 6, 6, 6)}
+    assert {(c.train_seq_len, c.train_output_len, c.test_seq_len, c.test_output_len)
+            for c in (r.config for r in runs)} == {(4, 4, 4, 4), (6, 6, 6, 6)}
     (sweep,) = store.list_sweeps()
     assert sweep.spec["axes"] == ["train_seq_len=4,6"] and "train_output_len=train_seq_len" in sweep.spec["ties"]
 

@@ -25,9 +25,11 @@ def store_of_cells(tmp_path_factory):
     """One tiny run of each cell (K=4, P=1, hidden 8) and the perfect copier (hidden 54)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('cells') / 'runs.db'}"
     store = Store(url)
-    ids = {cell: ui_store.add_run(store, ui_store.TINY.replace(cell=cell, tag="sweep"), "completed") for cell in CELL_NAMES}
+    ids = {cell: ui_store.add_run(store, ui_store.TINY.replace(cell=cell, tag="sweep"), "completed")
+           for cell in CELL_NAMES}
     for cell in ("mlstm", "mgru"):  # the input form too
-        ids[f"{cell}-input"] = ui_store.add_run(store, ui_store.TINY.replace(cell=cell, mult_form="input", tag="sweep"), "completed")
+        ids[f"{cell}-input"] = ui_store.add_run(store, ui_store.TINY.replace(cell=cell, mult_form="input", tag="sweep"),
+                                                "completed")
     model, config = shift_register(letters=4, padding=1)
     config = config.replace(tag=COPIER_TAG, epochs=1)
     ids["copier"] = run_id = store.submit(config)
@@ -100,7 +102,8 @@ def test_step_by_step_draws_the_gates_and_states_of_each_cell(cells_db, cell):
     probabilities, *heatmaps = [trace for trace in spec["data"] if trace["type"] == "heatmap"]
     assert array(probabilities["z"]).shape == (11, 4 + 1 + 4)
     # H = 8 units each; the input form's m_t scales the input: E units
-    sizes = [ui_store.TINY.embedding_size if title == "multiplicative m_t" and cell.endswith("input") else 8 for title in panels]
+    sizes = [ui_store.TINY.embedding_size if title == "multiplicative m_t" and cell.endswith("input") else 8
+             for title in panels]
     assert [array(h["z"]).shape for h in heatmaps] == [(size, 4 + 1 + 4) for size in sizes]
     # The step slider moves the red outline on every panel.
     at.slider(key="play_step").set_value(6).run()

@@ -25,7 +25,8 @@ def test_the_inside_figure_stacks_one_heatmap_per_quantity_on_one_time_axis():
     assert (heatmaps[2].zmin, heatmaps[2].zmax) == (-1.0, 1.0)
     assert {h.xaxis for h in heatmaps} == {"x"} and [h.yaxis for h in heatmaps] == ["y", "y2", "y3"]
     domains = [fig.layout.yaxis.domain, fig.layout.yaxis2.domain, fig.layout.yaxis3.domain]
-    assert all(upper[0] > lower[1] for upper, lower in zip(domains, domains[1:]))  # stacked, not overlapping
+    assert all(upper[0] > lower[1]
+               for upper, lower in zip(domains, domains[1:], strict=False))  # stacked, not overlapping
     assert [a.text for a in fig.layout.annotations] == ["forget gate f", "cell state c", "hidden state h"]
     lines = [s for s in fig.layout.shapes if s.type == "line"]
     assert sorted(s.x0 for s in lines) == [1.5, 2.5]  # reading ends, copying starts
@@ -36,7 +37,8 @@ def test_the_inside_figure_stacks_one_heatmap_per_quantity_on_one_time_axis():
 
 def test_the_inside_figure_puts_the_probabilities_on_top_of_the_same_axis():
     probabilities = pd.DataFrame(np.full((11, 4), 1 / 11), index=list("axcrywbto$·"))
-    fig = pf.inside_figure({"h": pd.DataFrame(np.zeros((2, 4)))}, list("a$··"), 1, 1, step=0, probabilities=probabilities)
+    fig = pf.inside_figure({"h": pd.DataFrame(np.zeros((2, 4)))}, list("a$··"), 1, 1, step=0,
+                           probabilities=probabilities)
     assert [h.name for h in fig.data] == ["p", "h"] and list(fig.data[0].y) == list("axcrywbto$·")
     assert (fig.data[0].zmin, fig.data[0].zmax) == (0.0, 1.0)
     assert fig.layout.annotations[0].text == "probability of each symbol" and fig.layout.xaxis.anchor == "y2"
@@ -63,7 +65,8 @@ def test_the_saliency_figure_marks_the_diagonal_and_can_show_every_step():
 def copies(label: str, targets: str, outputs: str) -> pd.DataFrame:
     return pd.DataFrame({
         "label": label, "position": range(1, len(targets) + 1), "target": list(targets), "output": list(outputs),
-        "right": [t == o for t, o in zip(targets, outputs)], "p_right": [0.9 if t == o else 0.2 for t, o in zip(targets, outputs)],
+        "right": [t == o for t, o in zip(targets, outputs, strict=True)],
+        "p_right": [0.9 if t == o else 0.2 for t, o in zip(targets, outputs, strict=True)],
     })
 
 
@@ -113,8 +116,9 @@ def test_the_input_row_highlights_the_chosen_letter():
 def test_every_panel_fits_on_the_page_however_many_are_drawn():
     from seqcopy.ui.inside import QUANTITIES
 
-    states = {name: pd.DataFrame(np.zeros((units, 30))) for name, units in zip(QUANTITIES, (1, 5, 40, 128, 64, 3, 7, 90, 2, 128))}
+    states = {name: pd.DataFrame(np.zeros((units, 30)))
+              for name, units in zip(QUANTITIES, (1, 5, 40, 128, 64, 3, 7, 90, 2, 128), strict=True)}
     fig = pf.inside_figure(states, ["a"] * 30, 10, 3, step=29, probabilities=pd.DataFrame(np.zeros((11, 30))))
     domains = [fig.layout[f"yaxis{i if i > 1 else ''}"].domain for i in range(1, len(states) + 2)]
     assert all(0 <= low < high <= 1 for low, high in domains)
-    assert all(upper[0] > lower[1] for upper, lower in zip(domains, domains[1:]))
+    assert all(upper[0] > lower[1] for upper, lower in zip(domains, domains[1:], strict=False))

@@ -85,5 +85,6 @@ def test_same_seed_same_data_and_streams_independent():
 @given(st.integers(1, 50), st.integers(1, 16))
 def test_shuffled_batches_cover_the_set_once(count, batch):
     inputs = torch.arange(count).unsqueeze(1)
-    seen = [x for xb, _ in data.shuffled_batches(inputs, inputs, batch, np.random.default_rng(0)) for x in xb[:, 0].tolist()]
+    seen = [x for xb, _ in data.shuffled_batches(inputs, inputs, batch, np.random.default_rng(0))
+            for x in xb[:, 0].tolist()]
     assert sorted(seen) == list(range(count))

@@ -245,7 +245,8 @@ def test_a_diverging_run_fails_on_one_line_with_its_epochs_kept(store, nan_loss_
     assert Worker(store, worker_id="test:nan", lease=5).run(once=True) == 1
     run = store.get_run(run_id)
     assert run.status == "failed" and run.epochs_done == 2
-    assert run.error == "training diverged at epoch 3, batch 1: the loss is nan; try a lower learning rate or --clip norm"
+    assert run.error == ("training diverged at epoch 3, batch 1: the loss is nan; "
+                         "try a lower learning rate or --clip norm")
     assert [row["epoch"] for row in store.epochs([run_id])] == [1, 2]
     assert store.checkpoint(run_id) is not None  # the weights of epoch 2, downloadable from the Runs page
 
@@ -328,7 +329,8 @@ def test_a_stop_during_the_last_epoch_still_completes_the_run(sqlite_url):
     assert store.position_results([run_id]) and store.checkpoint(run_id)
 
 
-def test_a_failing_heartbeat_is_logged_on_one_line_now_and_then_and_the_run_goes_on(sqlite_url, monkeypatch, one_thread, capsys):
+def test_a_failing_heartbeat_is_logged_on_one_line_now_and_then_and_the_run_goes_on(sqlite_url, monkeypatch, one_thread,
+                                                                                    capsys):
     """The heartbeat thread never dies of an error, nor hides it: one line on stderr, then at
     most one every 10 s, counting the ones in between."""
     import seqcopy.runs.worker as worker_module

@@ -213,7 +213,7 @@ def test_the_launch_page_lists_workers_and_says_why_a_gpu_run_waits(crew_store, 
     shown = texts(at.markdown).replace("\\", "")  # the page escapes markdown punctuation
     assert "**Workers** · 2 live workers (2 CPU), 1 busy · 1 vanished · 1 stopped" in shown
     present = at.dataframe[0].value
-    assert list(zip(present["Worker"], present["State"])) == [
+    assert list(zip(present["Worker"], present["State"], strict=True)) == [
         ("cpu-a:11", "live"), ("cpu-b:12", "live"), ("gpu-a:21", "vanished")]
     assert list(at.dataframe[1].value["Worker"]) == ["old:31"]
     captions = texts(at.caption).replace("\\", "")

@@ -33,7 +33,8 @@ def epoch_row(epoch: int, seed: int, cell: str, stage_output_len: int = 4) -> di
     return {"epoch": epoch, "stage_output_len": stage_output_len, "stage_seq_len": 4, **values}
 
 
-def add_run(store: Store, config: RunConfig, final: str, epochs: int | None = None, with_checkpoint: bool = True) -> int:
+def add_run(store: Store, config: RunConfig, final: str, epochs: int | None = None,
+            with_checkpoint: bool = True) -> int:
     """Queue, claim and record one run, ending in ``final`` (a status, or 'queued')."""
     run_id = store.submit(config)
     if final == "queued":
@@ -61,7 +62,8 @@ def record(store: Store, run_id: int, config: RunConfig, final: str, epochs: int
             length_acc=[{"seq_len": k, "output_len": k, "copy_acc": 0.9 / f - 0.01 * config.seed, "seq_acc": 0.5 / f}
                         for f, k in ((1, 4), (2, 8), (5, 20))],
         )
-    error = {"failed": "RuntimeError: made-up failure for the tests\n  at line 1", "cancelled": "cancelled by request after 1 epoch(s)"}.get(final)
+    error = {"failed": "RuntimeError: made-up failure for the tests\n  at line 1",
+             "cancelled": "cancelled by request after 1 epoch(s)"}.get(final)
     store.finish(run_id, WORKER, final, error=error, checkpoint=blob, **results)
     return run_id
 
@@ -73,7 +75,8 @@ def fill(url: str) -> dict[str, list[int]]:
     for cell in ("lstm", "gru", "rnn"):
         for seed in (0, 1, 2):
             ids["completed"].append(add_run(store, TINY.replace(cell=cell, seed=seed), "completed"))
-    ids["single"] = [add_run(store, TINY.replace(cell="mgru", seed=0, curriculum=True, curriculum_start=2), "completed")]
+    ids["single"] = [add_run(store, TINY.replace(cell="mgru", seed=0, curriculum=True, curriculum_start=2),
+                             "completed")]
     ids["running"] = [add_run(store, TINY.replace(cell="lstm", seed=7, epochs=5), "running", epochs=2)]
     ids["failed"] = [add_run(store, TINY.replace(cell="gru", seed=7), "failed", epochs=1, with_checkpoint=False)]
     ids["cancelled"] = [add_run(store, TINY.replace(cell="rnn", seed=7), "cancelled", epochs=1)]
@@ -93,7 +96,7 @@ def add_sweep(url: str) -> tuple[int, list[int]]:
                 (parse_tie("train_output_len=train_seq_len"),))
     configs = grid.configs()
     sweep_id, ids = store.submit_sweep(configs, "K *sweep* of [tiny] runs", grid.spec())
-    for run_id, config in zip(ids, configs):
+    for run_id, config in zip(ids, configs, strict=True):
         record(store, run_id, config, "completed")
     store.close()
     return sweep_id, ids

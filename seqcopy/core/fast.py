@@ -23,6 +23,7 @@ path: the layer steps the reference cell, plain autograd through its ``step()``)
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -76,11 +77,14 @@ def compiled_kernels():
 
 
 def _build(load):
+    # One build folder per checkout: torch keys its cache by name, and two checkouts (two clones, a
+    # venv's copy) sharing a name would rebuild the extension each time the other one loaded it.
+    name = f"seqcopy_cells_{hashlib.sha1(str(_SOURCE.resolve()).encode()).hexdigest()[:8]}"
     try:
-        return load("seqcopy_cells", [str(_SOURCE)], extra_cflags=FLAGS + OPENMP, extra_ldflags=OPENMP)
+        return load(name, [str(_SOURCE)], extra_cflags=FLAGS + OPENMP, extra_ldflags=OPENMP)
     except Exception as error:  # noqa: BLE001 - retried without OpenMP; that failing too is reported
         warnings.warn(f"seqcopy: C++ cell kernels built without OpenMP, on one core: {error}", stacklevel=2)
-        return load("seqcopy_cells_serial", [str(_SOURCE)], extra_cflags=FLAGS)
+        return load(f"{name}_serial", [str(_SOURCE)], extra_cflags=FLAGS)
 
 
 def kernels(name: str | None = None):
