@@ -136,7 +136,7 @@ def cmd_train(args) -> int:
     printer = ProgressPrinter(config, experiment)
     signals = StopSignals()
     execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals,
-                             printer.on_epoch, printer.on_batch)
+                             printer.on_epoch, printer.on_batch, requeue_on_stop=False)
     try:
         signals.install()  # the first SIGINT/SIGTERM finishes the epoch, a second the batch
         status = execution.execute()  # a failure inside training is recorded, not raised
