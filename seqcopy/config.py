@@ -362,6 +362,25 @@ def parse_stop_at(text: str) -> StopTarget | None:
     return StopTarget(metric, op, number)
 
 
+# The settings that shape the weights: a fork must keep them, or its parent's weights do not fit.
+WEIGHT_SHAPING = ("cell", "mult_form", "embedding_size", "hidden_size", "norm_m")
+
+
+def weights_problem(parent: RunConfig, child: RunConfig) -> str | None:
+    """Why ``child`` cannot start from ``parent``'s weights, in one line; None if it can (the
+    task's lengths, the learning rate, the schedule, the epochs… may all change)."""
+    for name in WEIGHT_SHAPING:
+        if name == "mult_form" and child.cell not in MULT_CELLS:
+            continue  # the plain cells have no multiplicative form
+        if name == "norm_m" and child.cell not in MULT_CELLS:
+            continue  # nor a layer-normalised m_t
+        before, after = getattr(parent, name), getattr(child, name)
+        if before != after:
+            return (f"{SETTINGS[name].spelling} {after} differs from the parent's {before}: its weights do not fit "
+                    f"(a fork keeps the cell, its form, the embedding and hidden sizes)")
+    return None
+
+
 def cell_label(config: RunConfig) -> str:
     """The cell as every page and report names it: 'mlstm' in Krause's form, 'mlstm (input form)'
     in the other, so the two forms are never averaged together."""

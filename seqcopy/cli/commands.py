@@ -1,4 +1,4 @@
-"""seqcopy {train,evaluate,submit,worker,ray,workers,runs,cancel,report,bench} (also ``python -m seqcopy``).
+"""seqcopy {train,evaluate,submit,continue,worker,ray,workers,runs,cancel,report,bench} (also ``python -m seqcopy``).
 
 Bad input (a flag, a config, a name, a file, a database URL, a run id) exits with status 2 and one
 line on stderr, never a traceback, and writes nothing.
@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from seqcopy.cli.flags import config_from_args
 from seqcopy.cli.parser import MAX_RAY_WORKERS, RECENT_HOURS, TEST_SETTINGS, OneLineParser, UsageError, build_parser
-from seqcopy.config import SETTINGS, RunConfig, cell_label
+from seqcopy.config import SETTINGS, RunConfig, cell_label, weights_problem
 from seqcopy.devices import resolve_device
 from seqcopy.errors import InputError
 from seqcopy.presets import BY_SLUG
@@ -41,6 +41,7 @@ from seqcopy.runs.store import (
     database_url,
     describe_error,
     open_store,
+    run_note,
     worker_name,
 )
 from seqcopy.text import parse_id, printable
@@ -212,9 +213,10 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def submit_grid(args) -> Grid:
-    """The grid the flags describe: --cells/--seeds/--sweep/--tie, else the preset's, else -c/-s."""
-    base = config_from_args(args)
+def submit_grid(args, parent: RunConfig | None = None) -> Grid:
+    """The grid the flags describe: --cells/--seeds/--sweep/--tie, else the preset's, else -c/-s;
+    on the settings of ``parent`` (a fork's) when given."""
+    base = config_from_args(args, base=parent)
     preset = BY_SLUG[args.preset] if args.preset else None
     given = {name for name in SETTINGS if hasattr(args, name)}
     cells = _parse_list(args.cells, "cells") or (
@@ -244,12 +246,36 @@ def submit_grid(args) -> Grid:
     return grid
 
 
+def _check_restarts(args) -> None:
+    if not 0 <= args.max_restarts <= 1000:
+        raise UsageError(f"--max-restarts: a whole number from 0 to 1000, got {args.max_restarts}")
+
+
+def _fork_parent(store, run_id: int):
+    """(parent RunInfo, its weights' epoch, checkpoint bytes) of ``submit --from``; one line if it has none."""
+    parent = store.get_run(run_id)
+    found = store.final_weights(run_id)
+    if found is None:
+        raise UsageError(f"--from {run_id}: the run is {parent.status} and has no final weights to start from"
+                         + (" yet (fork it once it ends)" if parent.status in ("queued", "running") else ""))
+    return parent, *found
+
+
 def cmd_submit(args) -> int:
-    grid = submit_grid(args)
+    _check_restarts(args)
+    fork = None
+    if args.from_run is not None:
+        fork = _fork_parent(open_store(args.db, create=False), args.from_run)
+    grid = submit_grid(args, parent=fork[0].config if fork else None)
     try:
         configs = grid.configs()
     except SweepError as error:
         raise UsageError(str(error)) from None
+    if fork is not None:
+        for config in configs:
+            problem = weights_problem(fork[0].config, config)
+            if problem:
+                raise UsageError(f"--from {args.from_run}: {problem}")
     # The device is checked by the worker that trains the run: this machine may have no GPU.
     errors = grid_errors(configs, check_device=False)
     if errors:
@@ -259,13 +285,37 @@ def cmd_submit(args) -> int:
     if problem:
         raise UsageError(f"--sweep-name: {problem}")
     store = open_store(args.db)
-    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip())):
-        ids = store.submit_many(configs)
-    else:
-        sweep_id, ids = store.submit_sweep(configs, name, grid.spec())
-        print(f"sweep {sweep_id} ({name}): {grid.describe_size()}", file=sys.stderr)
+    lineage = None if fork is None else dict(parent_id=fork[0].id, parent_epoch=fork[1], state=fork[2])
+    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip())) and fork is None:
+        ids = store.submit_many(configs, max_restarts=args.max_restarts)
+    else:  # a fork is always a sweep, even of one run: its runs share a parent
+        sweep_id, ids = store.submit_sweep(configs, name, grid.spec(), lineage=lineage, max_restarts=args.max_restarts)
+        print(f"sweep {sweep_id} ({name}): {grid.describe_size()}"
+              + (f", from #{fork[0].id} @ epoch {fork[1]}" if fork else ""), file=sys.stderr)
     for run_id in ids:
         print(run_id)
+    return 0
+
+
+def cmd_continue(args) -> int:
+    """A new run continuing a completed one for --epochs more (its whole resume state); prints its id."""
+    _check_restarts(args)
+    if args.epochs < 1:
+        raise UsageError(f"--epochs: at least 1 more epoch, got {args.epochs}")
+    store = open_store(args.db, create=False)
+    parent = store.get_run(args.run_id)
+    if parent.status != "completed":
+        raise UsageError(f"run {parent.id} is {parent.status}: only a completed run is continued "
+                         f"(fork it with submit --from {parent.id}, or wait for it to end)")
+    found = store.resume_state(parent.id)
+    if found is None:
+        raise UsageError(f"run {parent.id} has no resume state (trained before seqcopy kept one): "
+                         f"fork it from its weights with submit --from {parent.id}")
+    epoch, state = found
+    config = _config_or_exit(parent.config.replace(epochs=epoch + args.epochs), check_device=False)
+    run_id = store.submit_child(config, parent.id, epoch, state, epochs_done=epoch, max_restarts=args.max_restarts)
+    print(f"run {run_id}: continues #{parent.id} from epoch {epoch} to epoch {config.epochs}", file=sys.stderr)
+    print(run_id)
     return 0
 
 
@@ -282,11 +332,15 @@ def _check_worker_flags(args) -> None:
 def cmd_worker(args) -> int:
     _check_worker_flags(args)
     from seqcopy.devices import DeviceUnavailable
-    from seqcopy.runs.worker import Worker
+    from seqcopy.runs.worker import StateEvery, Worker
 
+    try:
+        state_every = StateEvery.parse(args.state_every)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     store = open_store(args.db)
     try:
-        worker = Worker(store, lease=args.lease, device=args.device)
+        worker = Worker(store, lease=args.lease, device=args.device, state_every=state_every)
     except DeviceUnavailable as error:
         raise UsageError(f"--device: {error}") from None
     worker.install_signal_handlers()
@@ -367,6 +421,7 @@ def cmd_runs(args) -> int:
         {
             "id": r.id, "cell": cell_label(r.config), "seed": r.config.seed, "status": r.status,
             "epochs_done": r.epochs_done, "epochs": r.epochs_total, "tag": r.tag, **r.latest,
+            "lineage": r.lineage, "note": run_note(r),
         }
         for r in runs
     ]
@@ -381,7 +436,8 @@ def cmd_runs(args) -> int:
         copy = "—" if row["test_copy_acc"] is None else f"{row['test_copy_acc']:.3f}"
         acc = "—" if row["test_acc"] is None else f"{row['test_acc']:.3f}"
         print(f"{row['id']:>5} {row['cell']:6} {row['seed']:>5} {row['status']:10} "
-              f"{row['epochs_done']:>3}/{row['epochs']:<3} {copy:>13} {acc:>8}  {printable(row['tag'])}")
+              f"{row['epochs_done']:>3}/{row['epochs']:<3} {copy:>13} {acc:>8}  {printable(row['tag'])}"
+              + "".join(f"  [{printable(text)}]" for text in (row["lineage"], row["note"]) if text))
     return 0
 
 
@@ -443,7 +499,8 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, "worker": cmd_worker, "ray": cmd_ray,
-            "workers": cmd_workers, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
+            "workers": cmd_workers, "runs": cmd_runs, "continue": cmd_continue, "cancel": cmd_cancel,
+            "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

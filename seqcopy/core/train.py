@@ -147,7 +147,8 @@ def run_in_chunks(model: CopyModel, x: torch.Tensor, chunk: int) -> torch.Tensor
     return torch.cat(pieces, dim=1)
 
 
-def _learning_rate(config: RunConfig, step: int, segment_start: int, segment_steps: int, steps_per_epoch: int) -> float:
+def _learning_rate(config: RunConfig, step: int, segment_steps: int, steps_per_epoch: int,
+                   segment_start: int = 0) -> float:
     """Warm-up (linear) then constant, cosine or linear decay over the schedule's segment, the
     steps ``segment_start`` to ``segment_start + segment_steps``: the whole run, or the epochs a
     continuation added (a warm restart from --lr, without warm-up). 'plateau' is handled by its scheduler."""
@@ -284,8 +285,8 @@ def train(
                 # which ReduceLROnPlateau owns it.
                 if plateau is None or carried.step <= config.warmup_epochs * config.batches_per_epoch:
                     for group in optimiser.param_groups:
-                        group["lr"] = _learning_rate(config, carried.step, carried.segment_start,
-                                                     carried.segment_steps, config.batches_per_epoch)
+                        group["lr"] = _learning_rate(config, carried.step, carried.segment_steps,
+                                                     config.batches_per_epoch, carried.segment_start)
                 x, y = x.to(device), y.to(device)
                 logits, _ = model(x)
                 loss = sequence_loss(logits, y)

@@ -167,8 +167,20 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
         lines.append("")
         if failed[tag]:
             lines += _failed_lines(failed[tag]) + [""]
+    lines += lineage_lines(runs)
     lines.append(HONEST_NOTE)
     return "\n".join(lines)
+
+
+def lineage_lines(runs) -> list[str]:
+    """The runs that started from another run (continue, submit --from), each named with its
+    parent and epoch, and those stopped at their --stop-at target with the epoch they reached
+    it: a table row that averages a fork or an early stop says so."""
+    lines = [f"- run {r.id} ({cell_label(r.config)}, seed {r.config.seed}): {r.lineage}"
+             + (f"; {r.error}" if r.error else "") for r in runs if r.parent_id is not None]
+    lines += [f"- run {r.id} ({cell_label(r.config)}, seed {r.config.seed}): {r.error} ({r.config.stop_at})"
+              for r in runs if r.parent_id is None and r.error and r.error.startswith("target reached")]
+    return ["Lineage and early stops:", "", *lines, ""] if lines else []
 
 
 HONEST_NOTE = ("Copy accuracy counts only the copied symbols (chance 1/9 = 0.111); accuracy over all positions "

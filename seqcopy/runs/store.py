@@ -207,6 +207,15 @@ class WorkerInfo:
         return "vanished" if now - self.heartbeat_at > self.lease_seconds else "live"
 
 
+def run_note(run: RunInfo) -> str:
+    """What the listing shows beside a run that is neither failed nor cancelled (whose reason is
+    its error): a queued run's 'preempted at epoch k; resumes' or restart, a completed run's
+    'target reached at epoch E'; '' otherwise."""
+    if run.status in ("queued", "completed") and run.error:
+        return run.error.splitlines()[0][:120]
+    return ""
+
+
 def heartbeat_interval(lease: float) -> float:
     """Seconds between a worker's heartbeats: four to a lease (of at least MIN_LEASE), and at
     least every 5 s."""
@@ -461,16 +470,18 @@ class Store:
 
     # ------------------------------------------------------------------ queueing
     def submit(self, config: RunConfig, status: str = "queued", worker_id: str | None = None,
-               device_used: str | None = None) -> int:
-        return self.submit_many([config], status=status, worker_id=worker_id, device_used=device_used)[0]
+               device_used: str | None = None, max_restarts: int | None = None) -> int:
+        return self.submit_many([config], status=status, worker_id=worker_id, device_used=device_used,
+                                max_restarts=max_restarts)[0]
 
     def submit_many(
         self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
-        device_used: str | None = None,
+        device_used: str | None = None, max_restarts: int | None = None,
     ) -> list[int]:
         """Queue runs (all or none): every config is validated before anything is written.
-        ``status='running'`` records a run trained here and now by ``worker_id`` on ``device_used``."""
-        return self._submit(configs, status, worker_id, device_used)[1]
+        ``status='running'`` records a run trained here and now by ``worker_id`` on ``device_used``.
+        ``max_restarts``: lapsed leases after a first epoch each run survives (default 3)."""
+        return self._submit(configs, status, worker_id, device_used, max_restarts=max_restarts)[1]
 
     def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict, lineage: dict | None = None,
                      max_restarts: int | None = None) -> tuple[int, list[int]]:
@@ -972,6 +983,15 @@ class Store:
             return None
         with self._read() as conn:
             return conn.execute(select(checkpoints_t.c.data).where(checkpoints_t.c.run_id == run_id)).scalar()
+
+    def final_weights(self, run_id: int) -> tuple[int, bytes] | None:
+        """(epoch, checkpoint bytes) of a finished run's weights, or None: what a fork starts from."""
+        if not self._known_ids([run_id]):
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(checkpoints_t.c.epoch, checkpoints_t.c.data)
+                               .where(checkpoints_t.c.run_id == run_id)).first()
+        return None if row is None else (row.epoch, row.data)
 
     def checkpoint_ids(self) -> set[int]:
         with self._read() as conn:
