@@ -1,8 +1,8 @@
 """`seqcopy ray` on a real local Ray cluster (tests/ray_head.py, one per module) against the
 real PostgreSQL server: six queued runs with two Ray workers, each run exactly once and no epoch
 twice; Ctrl-C stops the workers cleanly (runs back in the queue with their state); an actor
-killed mid-run leaves its run to the lease, and another actor resumes it; a SQLite URL, an unreachable cluster or bad flags are
-one line and exit 2, before any cluster is touched.
+killed mid-run leaves its run to the lease, and another actor resumes it; a SQLite URL, an
+unreachable cluster or bad flags are one line and exit 2, before any cluster is touched.
 
 Ray is installed by bin/test (requirements-ray.txt): these tests never skip.
 """
