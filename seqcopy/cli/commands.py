@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from seqcopy.cli.flags import config_from_args
 from seqcopy.cli.parser import MAX_RAY_WORKERS, RECENT_HOURS, TEST_SETTINGS, OneLineParser, UsageError, build_parser
-from seqcopy.config import SETTINGS, RunConfig, cell_label, weights_problem
+from seqcopy.config import SETTINGS, RunConfig, cell_label
 from seqcopy.devices import resolve_device
 from seqcopy.errors import InputError
 from seqcopy.presets import BY_SLUG
@@ -32,6 +32,7 @@ from seqcopy.results.sweeps import (
     setting_named,
 )
 from seqcopy.runs.capacity import RECENT_S
+from seqcopy.runs.lineage import check_fork, continue_run, fork_start, lineage_of
 from seqcopy.runs.ray_plan import RayPlan
 from seqcopy.runs.redact import display_url
 from seqcopy.runs.store import (
@@ -251,31 +252,18 @@ def _check_restarts(args) -> None:
         raise UsageError(f"--max-restarts: a whole number from 0 to 1000, got {args.max_restarts}")
 
 
-def _fork_parent(store, run_id: int):
-    """(parent RunInfo, its weights' epoch, checkpoint bytes) of ``submit --from``; one line if it has none."""
-    parent = store.get_run(run_id)
-    found = store.final_weights(run_id)
-    if found is None:
-        raise UsageError(f"--from {run_id}: the run is {parent.status} and has no final weights to start from"
-                         + (" yet (fork it once it ends)" if parent.status in ("queued", "running") else ""))
-    return parent, *found
-
-
 def cmd_submit(args) -> int:
     _check_restarts(args)
     fork = None
     if args.from_run is not None:
-        fork = _fork_parent(open_store(args.db, create=False), args.from_run)
+        fork = fork_start(open_store(args.db, create=False), args.from_run)
     grid = submit_grid(args, parent=fork[0].config if fork else None)
     try:
         configs = grid.configs()
     except SweepError as error:
         raise UsageError(str(error)) from None
     if fork is not None:
-        for config in configs:
-            problem = weights_problem(fork[0].config, config)
-            if problem:
-                raise UsageError(f"--from {args.from_run}: {problem}")
+        check_fork(fork[0], configs)
     # The device is checked by the worker that trains the run: this machine may have no GPU.
     errors = grid_errors(configs, check_device=False)
     if errors:
@@ -285,7 +273,7 @@ def cmd_submit(args) -> int:
     if problem:
         raise UsageError(f"--sweep-name: {problem}")
     store = open_store(args.db)
-    lineage = None if fork is None else dict(parent_id=fork[0].id, parent_epoch=fork[1], state=fork[2])
+    lineage = None if fork is None else lineage_of(fork)
     if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip())) and fork is None:
         ids = store.submit_many(configs, max_restarts=args.max_restarts)
     else:  # a fork is always a sweep, even of one run: its runs share a parent
@@ -300,20 +288,9 @@ def cmd_submit(args) -> int:
 def cmd_continue(args) -> int:
     """A new run continuing a completed one for --epochs more (its whole resume state); prints its id."""
     _check_restarts(args)
-    if args.epochs < 1:
-        raise UsageError(f"--epochs: at least 1 more epoch, got {args.epochs}")
     store = open_store(args.db, create=False)
-    parent = store.get_run(args.run_id)
-    if parent.status != "completed":
-        raise UsageError(f"run {parent.id} is {parent.status}: only a completed run is continued "
-                         f"(fork it with submit --from {parent.id}, or wait for it to end)")
-    found = store.resume_state(parent.id)
-    if found is None:
-        raise UsageError(f"run {parent.id} has no resume state (trained before seqcopy kept one): "
-                         f"fork it from its weights with submit --from {parent.id}")
-    epoch, state = found
-    config = _config_or_exit(parent.config.replace(epochs=epoch + args.epochs), check_device=False)
-    run_id = store.submit_child(config, parent.id, epoch, state, epochs_done=epoch, max_restarts=args.max_restarts)
+    run_id, parent, epoch = continue_run(store, args.run_id, args.epochs, args.max_restarts)
+    config = store.get_run(run_id).config
     print(f"run {run_id}: continues #{parent.id} from epoch {epoch} to epoch {config.epochs}", file=sys.stderr)
     print(run_id)
     return 0
