@@ -266,3 +266,14 @@ def test_a_lost_reply_to_a_state_write_neither_corrupts_nor_duplicates(pg_proxy,
     model, _ = checkpoint.from_bytes(store.checkpoint(run_id))
     assert_same_weights(model.state_dict(), train(config).model.state_dict())
     store.close()
+
+
+def test_epochs_to_target_reads_the_stop_at_setting_from_the_epochs():
+    from seqcopy.results.report import epochs_to_target
+
+    rows = [{"epoch": e, "test_copy_acc": acc} for e, acc in enumerate((0.5, 0.99, 0.98, 0.995, 0.999), 1)]
+    config = BASE.replace(stop_at="test_copy_acc>=0.99")
+    assert epochs_to_target(config, rows) == 2
+    assert epochs_to_target(config.replace(stop_patience=2), rows) == 5
+    assert epochs_to_target(BASE, rows) is None
+    assert epochs_to_target(config.replace(stop_at="test_copy_acc>=0.9999"), rows) is None
