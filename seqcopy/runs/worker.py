@@ -4,9 +4,12 @@ Many workers, on one machine or many, share one database: each claims the oldest
 atomically, writes every epoch in its own transaction together with the heartbeat, and at the end
 stores the checkpoint and the final results. A background thread renews the heartbeat (so a long
 evaluation never looks like a dead worker) and watches for cancel requests, so the training loop
-itself never waits on the database. Any worker takes back runs whose heartbeat lapsed past their
-lease: their worker was killed, and they are marked failed with the reason, epochs kept (or,
-with no epoch done, queued again once).
+itself never waits on the database. Each epoch's write also carries the run's resume state
+(seqcopy.core.resume), so a worker stopped by SIGTERM or SIGINT puts its run back in the queue
+("preempted at epoch k; resumes") and the next worker, anywhere, goes on from epoch k+1, bit for
+bit on the CPU. Any worker takes back runs whose heartbeat lapsed past their lease: their worker
+was killed, and they go back to the queue to resume, up to the run's max_restarts, then fail with
+the reason (with no epoch done, queued again once).
 
 Every write is retried through a passing outage (a server restart, a cut connection), the
 final one too, while the heartbeat thread keeps the lease alive beside it; the store makes each
