@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
@@ -38,6 +39,9 @@ MAX_EPOCHS = 10_000
 MAX_PADDING = 1000
 MAX_MEMORY_BYTES = 8 * 2**30  # the estimate of a run's peak memory must stay below this
 DEVICES = ("cpu", "cuda", "mps", "auto")
+# The per-epoch metrics a --stop-at target may name (seqcopy.core.train.EpochResult's fields).
+STOP_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss",
+                "train_copy_acc", "train_seq_acc", "train_acc", "train_loss")
 
 
 class ConfigError(InputError, ValueError):
@@ -193,6 +197,17 @@ class RunConfig:
         help="draw new training sequences every epoch, so the model cannot memorise a fixed set", group="Data",
         flags=("--fresh-data",),
     )
+    # ---- stopping
+    stop_at: str = setting(
+        "", label="Stop at (METRIC>=VALUE)",
+        help="end the run early, as completed, once this holds for --stop-patience epochs in a row, e.g. "
+             f"test_copy_acc>=0.99 (or test_loss<=0.01); metrics: {', '.join(STOP_METRICS)}; empty: train every epoch",
+        group="Training", flags=("--stop-at",), high=64,
+    )
+    stop_patience: int = setting(
+        1, label="Stop-at patience (epochs)", help="epochs in a row the --stop-at target must hold",
+        group="Training", flags=("--stop-patience",), low=1, high=MAX_EPOCHS,
+    )
     tag: str = setting(
         "", label="Tag", help="a short note stored with the runs, to find and group them later", group="Data",
         flags=("--tag",), high=MAX_TAG,
@@ -287,6 +302,11 @@ class RunConfig:
         if "forget_bias" not in errors and self.forget_bias != FORGET_BIAS and self.init != "scaled":
             # uniform keeps torch's biases and chrono draws its own: the value would do nothing.
             errors["forget_bias"] = f"a forget-gate bias takes --init scaled (this run has --init {self.init})"
+        if "stop_at" not in errors and self.stop_at:
+            try:
+                parse_stop_at(self.stop_at)
+            except ValueError as error:
+                errors["stop_at"] = str(error)
         if "device" not in errors and check_device:
             unavailable = device_problem(self.device)
             if unavailable:
@@ -308,6 +328,64 @@ class RunConfig:
         if errors:
             raise ConfigError(errors)
         return self
+
+
+@dataclass(frozen=True)
+class StopTarget:
+    """A parsed --stop-at: ``metric op value``, op '>=' or '<='."""
+
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, epoch) -> bool:
+        """Whether an epoch's result (anything with the metric as an attribute) meets the target."""
+        reading = getattr(epoch, self.metric)
+        return reading >= self.value if self.op == ">=" else reading <= self.value
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.value:g}"
+
+
+def parse_stop_at(text: str) -> StopTarget | None:
+    """'test_copy_acc>=0.99' → StopTarget; '' → None; ValueError (one line) for anything else."""
+    text = (text or "").replace(" ", "")
+    if not text:
+        return None
+    for op in (">=", "<="):
+        metric, found, value = text.partition(op)
+        if found:
+            break
+    else:
+        raise ValueError(f"write METRIC>=VALUE or METRIC<=VALUE, e.g. test_copy_acc>=0.99, got {text!r}")
+    if metric not in STOP_METRICS:
+        raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(STOP_METRICS)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"the target of {metric} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"the target of {metric} must be a finite number, got {value!r}")
+    return StopTarget(metric, op, number)
+
+
+# The settings that shape the weights: a fork must keep them, or its parent's weights do not fit.
+WEIGHT_SHAPING = ("cell", "mult_form", "embedding_size", "hidden_size", "norm_m")
+
+
+def weights_problem(parent: RunConfig, child: RunConfig) -> str | None:
+    """Why ``child`` cannot start from ``parent``'s weights, in one line; None if it can (the
+    task's lengths, the learning rate, the schedule, the epochs… may all change)."""
+    for name in WEIGHT_SHAPING:
+        if name == "mult_form" and child.cell not in MULT_CELLS:
+            continue  # the plain cells have no multiplicative form
+        if name == "norm_m" and child.cell not in MULT_CELLS:
+            continue  # nor a layer-normalised m_t
+        before, after = getattr(parent, name), getattr(child, name)
+        if before != after:
+            return (f"{SETTINGS[name].spelling} {after} differs from the parent's {before}: its weights do not fit "
+                    f"(a fork keeps the cell, its form, the embedding and hidden sizes)")
+    return None
 
 
 def cell_label(config: RunConfig) -> str:

@@ -489,3 +489,47 @@ def test_user_text_that_looks_like_markdown_is_shown_as_text_and_fetches_nothing
             assert page.locator(f"img[src*='{host}']").count() == 0
             assert page.locator(f"a[href*='{host}']").count() == 0
     assert hits == []  # no browser ever asked the host for an image
+
+
+@pytest.fixture
+def lineage_dashboard(tmp_path):
+    """A dashboard (no worker) on a store with a run preempted by a signal and resumed by another
+    worker, and a fork of it: trained for real, tiny (#21)."""
+    from conftest import TINY
+
+    from seqcopy.runs.store import Store
+    from seqcopy.runs.worker import RunExecution, StopSignals, Worker
+
+    database = f"sqlite:///{tmp_path / 'lineage.db'}"
+    store = Store(database)
+    config = TINY.replace(cell="lstm", epochs=4, tag="resumed")
+    resumed = store.submit(config)
+    signals = StopSignals()
+    run = store.claim("first:1", lease=30)
+    on_batch = lambda done, total: signals.stop() if store.get_run(resumed).epochs_done == 1 else None  # noqa: E731
+    assert RunExecution(store, run, "first:1", 30, signals, on_batch=on_batch).execute() == "preempted"
+    Worker(store, worker_id="second:2", lease=30).run(once=True)
+    store.submit_sweep([config.replace(train_seq_len=6, train_output_len=6, epochs=3, tag="forked")], "fork", {},
+                       lineage=dict(parent_id=resumed, parent_epoch=4, state=store.checkpoint(resumed)))
+    Worker(store, worker_id="second:2", lease=30).run(once=True)
+    store.close()
+    yield from serve(tmp_path, database, with_worker=False)
+
+
+def test_runs_shows_a_resumed_run_and_a_fork_with_its_lineage(lineage_dashboard):
+    """A screenshot of Runs with a run resumed after a preemption and a run forked from it."""
+    from playwright.sync_api import expect
+
+    base, _, logs = lineage_dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        try:
+            page.goto(f"{base}/runs?runs=1,2")
+            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            page.get_by_role("tab", name="Continue or fork").click()
+            expect(page.get_by_text(re.compile(r"completed · from #1 @ epoch 4"))).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "runs-lineage.png"), full_page=True)
+        except Exception:
+            keep_failure_evidence(page, logs)
+            raise

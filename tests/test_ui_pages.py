@@ -435,3 +435,60 @@ def test_runs_page_filters_by_sweep(swept, monkeypatch):
     assert not at.exception
     table = [df for df in at.dataframe if "status" in df.value.columns][0].value
     assert sorted(table["id"]) == sorted(ids) and set(table["sweep"]) == {sweep_id}
+
+
+# ----------------------------------------------------------------------------- continue and fork (#21)
+def lineage_store(url: str) -> tuple[int, int]:
+    """(a completed run with a resume state and a checkpoint, its fork): trained for real, tiny."""
+    from seqcopy.runs.worker import Worker
+
+    store = Store(url)
+    parent = store.submit(ui_store.TINY.replace(cell="gru", epochs=2))
+    Worker(store, worker_id="w:1", lease=30).run(once=True)
+    fork = store.submit_sweep([ui_store.TINY.replace(cell="gru", epochs=1, lr=0.02)], "fork", {},
+                              lineage=dict(parent_id=parent, parent_epoch=2, state=store.checkpoint(parent)))[1][0]
+    store.close()
+    return parent, fork
+
+
+def test_runs_shows_the_lineage_and_continue_queues_a_child(empty_db, one_thread):
+    parent, fork = lineage_store(empty_db)
+    at = open_page("views/runs.py", {"runs": str(fork)})
+    table = at.dataframe[0].value
+    assert table.set_index("id").loc[fork, "lineage"] == f"from #{parent} @ epoch 2"
+    at.toggle(key="runs_diff_parent").set_value(True).run()  # the config diff against its parent
+    assert not at.exception
+    assert "lr" in at.dataframe[-1].value.index
+    at = open_page("views/runs.py", {"runs": str(parent)})
+    at.number_input(key=f"runs_more_{parent}").set_value(3).run()
+    at.button(key=f"runs_continue_{parent}").click().run()
+    assert not at.exception
+    assert f"from #{parent} @ epoch 2, to epoch 5" in texts(at.success)
+    child = max(run.id for run in Store(empty_db).list_runs())
+    run = Store(empty_db).get_run(child)
+    assert (run.parent_id, run.parent_epoch, run.epochs_total, run.status) == (parent, 2, 5, "queued")
+
+
+def test_fork_fills_the_launch_form_with_the_runs_settings_and_queues_forks(empty_db, one_thread):
+    parent, _ = lineage_store(empty_db)
+    at = open_page("views/runs.py", {"runs": str(parent)})
+    at.button(key=f"runs_fork_{parent}").click().run()
+    assert not at.exception
+    # Fork… put the run's settings in the Launch form's state and switched to it.
+    assert at.session_state["launch_fork_from"] == parent
+    assert at.session_state["launch_cells"] == ["gru"] and at.session_state["launch_hidden_size"] == 8
+    assert at.session_state["launch_preset"] == "(custom)"
+    at.switch_page("views/launch.py").run()
+    assert not at.exception
+    assert f"Forking run #{parent}" in texts(at.info)
+    assert at.number_input(key="launch_hidden_size").value == 8
+    at.number_input(key="launch_train_seq_len").set_value(6).run()
+    at.button[[b.label for b in at.button].index("Queue runs")].click().run()
+    assert not at.exception and "Queued 1 run(s)" in texts(at.success)
+    child = Store(empty_db).get_run(max(run.id for run in Store(empty_db).list_runs()))
+    assert (child.parent_id, child.parent_epoch, child.config.train_seq_len) == (parent, 2, 6)
+    # A change that makes the weights unusable is refused in one line, nothing queued.
+    at.number_input(key="launch_hidden_size").set_value(16).run()
+    at.button[[b.label for b in at.button].index("Queue runs")].click().run()
+    assert "differs from the parent" in texts(at.error) and "16" in texts(at.error)
+    assert len(Store(empty_db).list_runs()) == 3

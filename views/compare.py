@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from seqcopy.config import RunConfig
-from seqcopy.results.report import epochs_by_run
+from seqcopy.results.report import epochs_by_run, epochs_to_target
 from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS
 from seqcopy.runs.schema import EPOCH_METRICS, STATUSES
 from seqcopy.ui import escape, state
@@ -130,7 +130,20 @@ def render_final_metrics(frame, infos: dict, group_key: str) -> str:
     st.dataframe(final_metrics_table(table, error=error).rename(columns={"group": group_key}), hide_index=True,
                  width="stretch")
     st.caption(f"Each cell: mean ± {ERROR_KINDS[error]} across the group's n seeds, from each run's last epoch.")
+    render_targets(infos)
     return error
+
+
+def render_targets(infos: dict) -> None:
+    """Epochs to each run's --stop-at target, read from its epochs, for the runs that set one."""
+    targeted = [run for run in infos.values() if run.config.stop_at]
+    if not targeted:
+        return
+    history = epochs_by_run(state.epochs(state.url(), tuple(run.id for run in targeted)))
+    reached = [(run, epochs_to_target(run.config, history.get(run.id, []))) for run in targeted]
+    st.caption("Epochs to target (--stop-at): " + "; ".join(
+        f"#{run.id} {escape.markdown(run.config.stop_at)} "
+        + (f"at epoch {epoch}" if epoch is not None else "not reached") for run, epoch in reached))
 
 
 def render_against_a_setting(runs: list, epoch_rows: list[dict], error: str, sweep, group_key: str) -> None:

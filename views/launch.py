@@ -7,6 +7,7 @@ import streamlit as st
 
 from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig, cell_label
 from seqcopy.presets import BY_NAME, BY_SLUG, PRESETS
+from seqcopy.runs.lineage import LineageError, check_fork, fork_start, lineage_of
 from seqcopy.runs.store import StoreError, UnknownRun
 from seqcopy.ui import escape, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
@@ -23,6 +24,7 @@ from seqcopy.ui.launch_form import (
     label_for,
     preset_sweep,
 )
+from seqcopy.ui.lineage import FORK_KEY
 from seqcopy.ui.workers import queued_reasons, workers_view
 
 CUSTOM = "(custom)"
@@ -148,8 +150,22 @@ def render_sweep(result) -> None:
         st.caption(long_lengths_note())
 
 
+def render_fork() -> None:
+    """Which run the form's runs start from, when Fork… on the Runs page filled it."""
+    fork_from = st.session_state.get(FORK_KEY)
+    if fork_from is None:
+        return
+    note, drop = st.columns([4, 1], vertical_alignment="center")
+    note.info(f"Forking run #{fork_from}: the runs queued below start from its final weights, with the settings "
+              "below (the cell, its form, the embedding and hidden sizes must stay).")
+    if drop.button("Train from scratch instead", key=key("fork_drop")):
+        st.session_state.pop(FORK_KEY, None)
+        st.rerun()
+
+
 def render_form(result) -> None:
     errors = result.errors
+    render_fork()
     follows = result.swept | FormTies(st.session_state[key("tie_n")], st.session_state[key("tie_test")],
                                       st.session_state[key("tie_factor")]).targets()
     st.selectbox("Preset", [*PRESETS, CUSTOM], key=key("preset"), on_change=load_preset,
@@ -211,12 +227,18 @@ def render_summary(result) -> None:
         if result.errors:
             st.error(f"Nothing was queued: {len(result.errors)} field(s) need fixing.")
             return
+        fork_from = st.session_state.get(FORK_KEY)
         try:
-            if result.is_sweep:
+            if fork_from is not None:  # a fork is always a sweep: its runs share a parent
+                fork = fork_start(store, fork_from)
+                check_fork(fork[0], result.configs)
+                sweep_id, ids = store.submit_sweep(result.configs, result.name, result.grid.spec(),
+                                                   lineage=lineage_of(fork))
+            elif result.is_sweep:
                 sweep_id, ids = store.submit_sweep(result.configs, result.name, result.grid.spec())
             else:
                 sweep_id, ids = None, store.submit_many(result.configs)
-        except (ConfigError, StoreError) as error:
+        except (ConfigError, StoreError, LineageError, UnknownRun) as error:
             st.error(f"Nothing was queued: {escape.markdown(error)}")
             return
         state.clear_reads()

@@ -8,12 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from seqcopy.config import SETTINGS, cell_label
+from seqcopy.runs.lineage import LineageError, continue_run
 from seqcopy.runs.schema import STATUSES
 from seqcopy.runs.store import UnknownRun
 from seqcopy.text import check_tag
 from seqcopy.ui import escape, state
 from seqcopy.ui.figures import run_curves_figure
 from seqcopy.ui.frames import config_diff, epochs_frame, filter_runs, parse_run_ids, runs_frame, smooth, stage_changes
+from seqcopy.ui.lineage import fork_form
 from seqcopy.ui.sweep_frames import sweep_labels
 
 MAX_PLOTTED = 20  # runs drawn at once: beyond this the curves are unreadable anyway
@@ -29,9 +31,12 @@ TABLE_CONFIG = {
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
     "duration_s": st.column_config.NumberColumn("seconds", format="%.0f"),
     "sweep": st.column_config.NumberColumn("sweep", format="%d", width="small", help="the sweep it was queued with"),
+    "lineage": st.column_config.TextColumn("from", help="the run it continues or was forked from, and its epoch"),
+    "error": st.column_config.TextColumn("note", help="why it failed or was cancelled; a queued run's 'preempted at "
+                                         "epoch k; resumes'; a completed run's 'target reached at epoch E'"),
 }
 TABLE_COLUMNS = ["id", "cell", "seed", "status", "progress", "test_copy_acc", "test_acc", "test_seq_acc",
-                 "test_loss", "tag", "sweep", "created", "duration_s", "error"]
+                 "test_loss", "tag", "sweep", "lineage", "created", "duration_s", "error"]
 
 
 def ids_from_url() -> tuple[list[int], list[str]]:
@@ -127,12 +132,50 @@ def metrics_csv(store, run_ids: list[int]) -> str:
     return pd.DataFrame(rows).to_csv(index=False) if rows else ""
 
 
+MAX_LINEAGE = 10  # runs offered Continue and Fork… at once
+
+
+def render_lineage(runs) -> None:
+    """Each selected run's lineage, a Continue (completed runs: more epochs, a new run that goes
+    on from its state) and a Fork… that fills the Launch form with its settings."""
+    for run in runs:
+        with st.container(border=True):
+            name, more, go_on, fork = st.columns([4, 2, 1, 1], vertical_alignment="bottom")
+            name.markdown(f"**#{run.id}** {cell_label(run.config)} · seed {run.config.seed} · {run.status}"
+                          + (f" · {run.lineage}" if run.lineage else ""))
+            epochs = more.number_input("More epochs", 1, 10_000, 10, key=f"runs_more_{run.id}")
+            if go_on.button("Continue", key=f"runs_continue_{run.id}", disabled=run.status != "completed",
+                            help="a new run that goes on from this one's last epoch, its whole state: "
+                                 "constant and plateau rates go on, cosine and linear decay again from the lr"):
+                try:
+                    child, _, epoch = continue_run(state.get_store(), run.id, int(epochs))
+                except (LineageError, UnknownRun) as error:
+                    st.error(escape.markdown(error))
+                else:
+                    state.clear_reads()
+                    st.success(f"Queued #{child}: from #{run.id} @ epoch {epoch}, to epoch {epoch + int(epochs)}")
+            if fork.button("Fork…", key=f"runs_fork_{run.id}", disabled=run.id not in state.checkpoint_ids(state.url()),
+                           help="the Launch form, filled with this run's settings: change K, N, the lr, the epochs "
+                                "or make a grid; the runs start from this run's final weights"):
+                st.session_state.update(fork_form(run))
+                st.switch_page("views/launch.py")
+
+
 def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
     store, wanted = state.get_store(), set(run_ids)
     infos = {run.id: run for run in state.runs(state.url()) if run.id in wanted}
-    diff_tab, export_tab, manage_tab = st.tabs(["Config diff", "Downloads", "Tag and delete"])
+    diff_tab, lineage_tab, export_tab, manage_tab = st.tabs(
+        ["Config diff", "Continue or fork", "Downloads", "Tag and delete"])
+    with lineage_tab:
+        render_lineage([infos[i] for i in run_ids if i in infos][:MAX_LINEAGE])
     with diff_tab:
         configs = {i: infos[i].config for i in run_ids if i in infos}
+        (only,) = infos.values() if len(infos) == 1 else (None,)
+        if only is not None and only.parent_id is not None and st.toggle(
+                f"Compare with its parent #{only.parent_id}", key="runs_diff_parent"):
+            parent = next((run for run in state.runs(state.url()) if run.id == only.parent_id), None)
+            if parent is not None:
+                configs = {parent.id: parent.config, only.id: only.config}
         if len(configs) == 1:
             (run_id, config), = configs.items()
             st.caption(f"Run {run_id}'s configuration (select two or more runs to see what differs)")

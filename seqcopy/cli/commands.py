@@ -1,4 +1,4 @@
-"""seqcopy {train,evaluate,submit,worker,ray,workers,runs,cancel,report,bench} (also ``python -m seqcopy``).
+"""seqcopy {train,evaluate,submit,continue,worker,ray,workers,runs,cancel,report,bench} (also ``python -m seqcopy``).
 
 Bad input (a flag, a config, a name, a file, a database URL, a run id) exits with status 2 and one
 line on stderr, never a traceback, and writes nothing.
@@ -33,6 +33,7 @@ from seqcopy.results.sweeps import (
     setting_named,
 )
 from seqcopy.runs.capacity import RECENT_S
+from seqcopy.runs.lineage import check_fork, continue_run, fork_start, lineage_of
 from seqcopy.runs.ray_plan import RayPlan
 from seqcopy.runs.redact import display_url
 from seqcopy.runs.store import (
@@ -42,6 +43,7 @@ from seqcopy.runs.store import (
     database_url,
     describe_error,
     open_store,
+    run_note,
     worker_name,
 )
 from seqcopy.text import parse_id, printable
@@ -134,7 +136,7 @@ def cmd_train(args) -> int:
     printer = ProgressPrinter(config, log_folder)
     signals = StopSignals()
     execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals,
-                             printer.on_epoch, printer.on_batch)
+                             printer.on_epoch, printer.on_batch, requeue_on_stop=False)
     try:
         signals.install()  # the first SIGINT/SIGTERM finishes the epoch, a second the batch
         status = execution.execute()  # a failure inside training is recorded, not raised
@@ -210,9 +212,10 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def submit_grid(args) -> Grid:
-    """The grid the flags describe: --cells/--seeds/--sweep/--tie, else the preset's, else -c/-s."""
-    base = config_from_args(args)
+def submit_grid(args, parent: RunConfig | None = None) -> Grid:
+    """The grid the flags describe: --cells/--seeds/--sweep/--tie, else the preset's, else -c/-s;
+    on the settings of ``parent`` (a fork's) when given."""
+    base = config_from_args(args, base=parent)
     preset = BY_SLUG[args.preset] if args.preset else None
     given = {name for name in SETTINGS if hasattr(args, name)}
     cells = _parse_list(args.cells, "cells") or (
@@ -242,14 +245,25 @@ def submit_grid(args) -> Grid:
     return grid
 
 
+def _check_restarts(args) -> None:
+    if not 0 <= args.max_restarts <= 1000:
+        raise UsageError(f"--max-restarts: a whole number from 0 to 1000, got {args.max_restarts}")
+
+
 def cmd_submit(args) -> int:
-    grid = submit_grid(args)
+    _check_restarts(args)
+    fork = None
+    if args.from_run is not None:
+        fork = fork_start(open_store(args.db, create=False), args.from_run)
+    grid = submit_grid(args, parent=fork[0].config if fork else None)
     try:
         configs = grid.configs()
     except TieError as error:  # a tie past its target's limits
         raise UsageError(f"--tie: {error}") from None
     except SweepError as error:
         raise UsageError(str(error)) from None
+    if fork is not None:
+        check_fork(fork[0], configs)
     # The device is checked by the worker that trains the run: this machine may have no GPU.
     errors = grid_errors(configs, check_device=False)
     if errors:
@@ -259,13 +273,26 @@ def cmd_submit(args) -> int:
     if problem:
         raise UsageError(f"--sweep-name: {problem}")
     store = open_store(args.db)
-    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip())):
-        ids = store.submit_many(configs)
-    else:
-        sweep_id, ids = store.submit_sweep(configs, name, grid.spec())
-        print(f"sweep {sweep_id} ({name}): {grid.describe_size()}", file=sys.stderr)
+    lineage = None if fork is None else lineage_of(fork)
+    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip())) and fork is None:
+        ids = store.submit_many(configs, max_restarts=args.max_restarts)
+    else:  # a fork is always a sweep, even of one run: its runs share a parent
+        sweep_id, ids = store.submit_sweep(configs, name, grid.spec(), lineage=lineage, max_restarts=args.max_restarts)
+        print(f"sweep {sweep_id} ({name}): {grid.describe_size()}"
+              + (f", from #{fork[0].id} @ epoch {fork[1]}" if fork else ""), file=sys.stderr)
     for run_id in ids:
         print(run_id)
+    return 0
+
+
+def cmd_continue(args) -> int:
+    """A new run continuing a completed one for --epochs more (its whole resume state); prints its id."""
+    _check_restarts(args)
+    store = open_store(args.db, create=False)
+    run_id, parent, epoch = continue_run(store, args.run_id, args.epochs, args.max_restarts)
+    config = store.get_run(run_id).config
+    print(f"run {run_id}: continues #{parent.id} from epoch {epoch} to epoch {config.epochs}", file=sys.stderr)
+    print(run_id)
     return 0
 
 
@@ -282,11 +309,15 @@ def _check_worker_flags(args) -> None:
 def cmd_worker(args) -> int:
     _check_worker_flags(args)
     from seqcopy.devices import DeviceUnavailable
-    from seqcopy.runs.worker import Worker
+    from seqcopy.runs.worker import StateEvery, Worker
 
+    try:
+        state_every = StateEvery.parse(args.state_every)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     store = open_store(args.db)
     try:
-        worker = Worker(store, lease=args.lease, device=args.device)
+        worker = Worker(store, lease=args.lease, device=args.device, state_every=state_every)
     except DeviceUnavailable as error:
         raise UsageError(f"--device: {error}") from None
     worker.install_signal_handlers()
@@ -367,6 +398,7 @@ def cmd_runs(args) -> int:
         {
             "id": r.id, "cell": cell_label(r.config), "seed": r.config.seed, "status": r.status,
             "epochs_done": r.epochs_done, "epochs": r.epochs_total, "tag": r.tag, **r.latest,
+            "lineage": r.lineage, "note": run_note(r),
         }
         for r in runs
     ]
@@ -381,7 +413,8 @@ def cmd_runs(args) -> int:
         copy = "—" if row["test_copy_acc"] is None else f"{row['test_copy_acc']:.3f}"
         acc = "—" if row["test_acc"] is None else f"{row['test_acc']:.3f}"
         print(f"{row['id']:>5} {row['cell']:6} {row['seed']:>5} {row['status']:10} "
-              f"{row['epochs_done']:>3}/{row['epochs']:<3} {copy:>13} {acc:>8}  {printable(row['tag'])}")
+              f"{row['epochs_done']:>3}/{row['epochs']:<3} {copy:>13} {acc:>8}  {printable(row['tag'])}"
+              + "".join(f"  [{printable(text)}]" for text in (row["lineage"], row["note"]) if text))
     return 0
 
 
@@ -443,7 +476,8 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, "worker": cmd_worker, "ray": cmd_ray,
-            "workers": cmd_workers, "runs": cmd_runs, "cancel": cmd_cancel, "report": cmd_report, "bench": cmd_bench}
+            "workers": cmd_workers, "runs": cmd_runs, "continue": cmd_continue, "cancel": cmd_cancel,
+            "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,10 +66,11 @@ def add_setting_flag(group, name: str, text: str | None = None) -> None:
         group.add_argument(*declaration.flags, type=kind, metavar=metavar, **common)
 
 
-def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
-    """The RunConfig the flags describe: the preset's (or the original assignment's defaults), then every flag
-    given, then ``overrides``."""
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None, **overrides) -> RunConfig:
+    """The RunConfig the flags describe: ``base`` (a fork's parent's), else the preset's, else the original
+    assignment's defaults; then every flag given, then ``overrides``."""
     preset = getattr(args, "preset", None)
-    base = BY_SLUG[preset].config if preset else DEFAULTS
+    if base is None:
+        base = BY_SLUG[preset].config if preset else DEFAULTS
     given = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
     return base.replace(**given, **overrides)

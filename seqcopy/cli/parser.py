@@ -14,6 +14,7 @@ from seqcopy.errors import InputError
 from seqcopy.results.spread import ERROR_KINDS
 from seqcopy.results.sweeps import GRID_OPTIONS, MAX_RUNS
 from seqcopy.runs.capacity import RECENT_S
+from seqcopy.runs.schema import DEFAULT_MAX_RESTARTS
 from seqcopy.runs.store import DEFAULT_LEASE
 from seqcopy.text import parse_id
 
@@ -102,7 +103,28 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--tie", action="append", metavar="SETTING=OTHER[*F]",
                       help="SETTING follows OTHER (times F) in every run, e.g. train_output_len=train_seq_len")
     grid.add_argument("--sweep-name", metavar="NAME", help=f"the sweep's name, {GRID_OPTIONS['sweep_name'][1]}")
+    lineage = submit.add_argument_group("a fork")
+    lineage.add_argument("--from", dest="from_run", type=id_argument("run"), metavar="RUN_ID",
+                         help="start every run from that finished run's final weights, with its settings as the "
+                              "base that the flags change (K, N, lr, epochs, a grid…); a fresh optimiser and the "
+                              "run's own schedule from epoch 1. The cell, its form, the embedding and hidden sizes "
+                              "must stay. Recorded as 'from #ID @ epoch E'")
+    _add_restarts(submit)
     _add_db(submit)
+
+    resume = commands.add_parser(
+        "continue", help="more epochs for a finished run, as a new run that continues it", allow_abbrev=False,
+        description="Queue a new run that goes on from a completed run's last epoch with its whole resume state "
+                    "(weights, optimiser, random streams, curriculum stage), numbering its epochs on from the "
+                    "parent's: 'from #ID @ epoch E'. The schedule: constant and plateau go on from the last learning "
+                    "rate; cosine and linear decay again over the new epochs from --lr (a warm restart: their own "
+                    "decay ended near 0), without warm-up. A constant-rate continuation equals, bit for bit on "
+                    "the CPU, the run trained for the longer total from the start. The parent stays as it was.",
+    )
+    resume.add_argument("run_id", type=id_argument("run"), metavar="RUN_ID")
+    resume.add_argument("--epochs", type=int, required=True, metavar="N", help="epochs to add (at least 1)")
+    _add_restarts(resume)
+    _add_db(resume)
 
     worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
     worker.add_argument("--once", action="store_true", help="run one queued run, then exit")
@@ -113,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds without a heartbeat before a run is taken back (at least 1; heartbeats come four to a lease)",
     )
     worker.add_argument("--idle-exit", type=float, help="exit after this many seconds with an empty queue")
+    worker.add_argument("--state-every", default="1", metavar="N|Ns",
+                        help="write a run's resume state every N epochs, or every N seconds with 's' (default 1: "
+                             "every epoch, a fraction of a percent of an epoch, docs/scaling.md); always before "
+                             "a stop and after the last epoch. A resume goes on from the last state written")
     worker.add_argument("--device", choices=DEVICES, default="auto",
                         help="the runs it claims: auto (default) serves every device this machine has, "
                              "'auto' runs on the best; cpu, cuda or mps serve that device only (and 'auto' runs)")
@@ -172,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     # The benchmark's own parser (seqcopy.core.benchmark) reads these arguments; it needs torch.
     commands.add_parser("bench", help="training-step speed of each cell, as ratios (bench --help)", add_help=False)
     return parser
+
+
+def _add_restarts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-restarts", type=int, default=DEFAULT_MAX_RESTARTS, metavar="N",
+                        help="times a run whose worker vanished after a first epoch (a lapsed lease) is resumed by "
+                             f"another before it fails with the reason (default {DEFAULT_MAX_RESTARTS}; a SIGTERM or "
+                             "Ctrl-C of a worker requeues it without counting)")
 
 
 def _add_test_flags(parser: argparse.ArgumentParser) -> None:

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from seqcopy.config import RunConfig, mult_form_of
+from seqcopy.config import RunConfig, mult_form_of, parse_stop_at
 from seqcopy.core import data
+from seqcopy.core import resume as resume_state
 from seqcopy.core.checkpoint import build_model
 from seqcopy.core.data import Layout
 from seqcopy.core.metrics import Counts, sequence_loss
@@ -60,6 +61,7 @@ class TrainResult:
     length_acc: list[dict] = field(default_factory=list)  # {seq_len, output_len, copy_acc, seq_acc}
     stopped: bool = False  # True when should_stop() ended training early
     diverged: str | None = None  # why training stopped on a non-finite loss, if it did
+    target_epoch: int | None = None  # the epoch at which the --stop-at target was reached, if it was
 
     def summary(self) -> dict:
         """The run's final numbers, as the CLI prints them on its last line, and which
@@ -145,12 +147,16 @@ def run_in_chunks(model: CopyModel, x: torch.Tensor, chunk: int) -> torch.Tensor
     return torch.cat(pieces, dim=1)
 
 
-def _learning_rate(config: RunConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """Warm-up (linear) then constant, cosine or linear decay; 'plateau' is handled by its scheduler."""
-    warmup = config.warmup_epochs * steps_per_epoch
-    if warmup and step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+def _learning_rate(config: RunConfig, step: int, segment_steps: int, steps_per_epoch: int,
+                   segment_start: int = 0) -> float:
+    """Warm-up (linear) then constant, cosine or linear decay over the schedule's segment, the
+    steps ``segment_start`` to ``segment_start + segment_steps``: the whole run, or the epochs a
+    continuation added (a warm restart from --lr, without warm-up). 'plateau' is handled by its scheduler."""
+    warmup = config.warmup_epochs * steps_per_epoch if segment_start == 0 else 0
+    local = step - segment_start
+    if warmup and local < warmup:
+        return config.lr * (local + 1) / warmup
+    progress = min((local - warmup) / max(segment_steps - warmup, 1), 1.0)
     if config.lr_schedule == "cosine":
         return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
     if config.lr_schedule == "linear":  # Krause et al.'s decay: to 0 at the last step
@@ -158,19 +164,88 @@ def _learning_rate(config: RunConfig, step: int, total_steps: int, steps_per_epo
     return config.lr
 
 
+@dataclass
+class _Carried:
+    """What the loop carries from one epoch to the next besides the model, the optimiser, the
+    plateau scheduler and the shuffling stream (seqcopy.core.resume.TrainState stores it all)."""
+
+    epoch: int = 0  # epochs finished
+    stage: int = 0  # curriculum stage of the next epoch
+    data_epoch: int = 0  # its training set: the stage's first (0), or fresh data drawn after that epoch
+    step: int = 0  # optimiser steps taken
+    segment_start: int = 0
+    segment_steps: int = 0
+    target_hits: int = 0  # epochs in a row at the --stop-at target
+
+
+def _resume(config, state, model, optimiser, plateau, shuffle_rng, result, carried: _Carried) -> None:
+    """Put a resume state (or a fork's start weights) into the freshly built loop."""
+    if isinstance(state, (bytes, bytearray)):
+        state = resume_state.from_bytes(bytes(state))
+    model.load_state_dict(state.model)
+    if isinstance(state, resume_state.WeightsStart):
+        return  # a fork: these weights, and everything else as a new run has it
+    optimiser.load_state_dict(state.optimiser)
+    if plateau is not None and state.plateau is not None:
+        plateau.load_state_dict(state.plateau)
+    shuffle_rng.bit_generator.state = state.shuffle_rng
+    torch.set_rng_state(state.torch_rng)
+    result.epochs = [EpochResult(**epoch) for epoch in state.epochs]
+    for name in ("epoch", "stage", "data_epoch", "step", "segment_start", "segment_steps", "target_hits"):
+        setattr(carried, name, getattr(state, name))
+    if config.epochs > state.planned_epochs and config.lr_schedule in ("cosine", "linear"):
+        # A continuation: its epochs decay again from --lr (a warm restart), since the run's own
+        # decay ended at or near 0. Constant and plateau go on from the last learning rate.
+        carried.segment_start = state.step
+        carried.segment_steps = (config.epochs - state.epoch) * config.batches_per_epoch
+
+
+def _snapshot(config, model, optimiser, plateau, shuffle_rng, result, carried: _Carried) -> bytes:
+    """The resume state after the epoch just finished, as bytes."""
+    return resume_state.TrainState(
+        epoch=carried.epoch, planned_epochs=config.epochs,
+        model={name: t.detach().cpu() for name, t in model.state_dict().items()},
+        optimiser=_cpu(optimiser.state_dict()), plateau=plateau.state_dict() if plateau is not None else None,
+        shuffle_rng=shuffle_rng.bit_generator.state, torch_rng=torch.get_rng_state(),
+        stage=carried.stage, data_epoch=carried.data_epoch, step=carried.step,
+        segment_start=carried.segment_start, segment_steps=carried.segment_steps, target_hits=carried.target_hits,
+        epochs=[epoch.to_dict() for epoch in result.epochs],
+    ).to_bytes()
+
+
+def _cpu(value):
+    """A state_dict with every tensor on the CPU (an accelerator's state loads anywhere)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _cpu(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cpu(item) for item in value]
+    return value
+
+
 def train(
     config: RunConfig,
     on_epoch: Callable[[EpochResult], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: bytes | resume_state.TrainState | resume_state.WeightsStart | None = None,
+    on_epoch_state: Callable[[EpochResult, Callable[[], bytes], bool], None] | None = None,
 ) -> TrainResult:
     """Train one run. ``on_epoch`` gets each EpochResult; ``on_batch(done, total)`` reports
     progress within an epoch; ``should_stop()`` is asked before every batch and ends the run
-    early (the epoch in progress is dropped, finished epochs are kept)."""
+    early (the epoch in progress is dropped, finished epochs are kept).
+
+    ``resume``: a resume state (seqcopy.core.resume) to go on from its next epoch, bit for bit as
+    the run left alone on the same machine and thread count; or a checkpoint's bytes, whose
+    weights a fork starts from. ``on_epoch_state(result, state, final)`` is called after each
+    epoch (after ``on_epoch``) with a function that returns the resume state after it, and
+    whether this epoch ends the run (its last, or the --stop-at target reached); raising
+    :class:`Stopped` from a callback ends the run there, that epoch kept."""
     config.check()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
+    model = build_model(config).to(device)  # built as a new run is, so torch's generator moves the same
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=0.5, patience=2)
@@ -185,14 +260,19 @@ def train(
     )
     shuffle_rng = data.generator(config.seed, data.SHUFFLE_STREAM)
     stages = curriculum_stages(config)
-    stage = 0
-    train_set = _stage_data(config, stages, stage)
-    total_steps = config.epochs * config.batches_per_epoch
-    step = 0
-    finished_weights = None  # weights at the end of the last finished epoch
+    carried = _Carried(segment_steps=config.epochs * config.batches_per_epoch)
+    if resume is not None:
+        _resume(config, resume, model, optimiser, plateau, shuffle_rng, result, carried)
+    target = parse_stop_at(config.stop_at)
+    train_set, drawn = None, None  # the training set and the (stage, data_epoch) it was drawn for
+    # Weights at the end of the last finished epoch (a resumed run's are the state's).
+    finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()} if carried.epoch else None
 
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(carried.epoch + 1, config.epochs + 1):
+            if drawn != (carried.stage, carried.data_epoch):
+                drawn = (carried.stage, carried.data_epoch)
+                train_set = _stage_data(config, stages, *drawn)
             layout, inputs, targets = train_set
             model.train()
             counts = Counts()
@@ -203,9 +283,10 @@ def train(
                     raise Stopped
                 # The schedule sets the rate; with 'plateau' only through the warm-up, after
                 # which ReduceLROnPlateau owns it.
-                if plateau is None or step <= config.warmup_epochs * config.batches_per_epoch:
+                if plateau is None or carried.step <= config.warmup_epochs * config.batches_per_epoch:
                     for group in optimiser.param_groups:
-                        group["lr"] = _learning_rate(config, step, total_steps, config.batches_per_epoch)
+                        group["lr"] = _learning_rate(config, carried.step, carried.segment_steps,
+                                                     config.batches_per_epoch, carried.segment_start)
                 x, y = x.to(device), y.to(device)
                 logits, _ = model(x)
                 loss = sequence_loss(logits, y)
@@ -221,7 +302,7 @@ def train(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimiser.step()
                 counts.update(logits.detach(), y, layout.copy_start, loss.detach())
-                step += 1
+                carried.step += 1
                 if on_batch is not None:
                     on_batch(done, config.batches_per_epoch)
             train_seconds = time.perf_counter() - started
@@ -231,8 +312,6 @@ def train(
             )
             if not math.isfinite(test_counts.loss):  # the epoch's last step broke the weights
                 raise Diverged(f"at the end of epoch {epoch}", "the test loss", test_counts.loss)
-            if last_epoch:
-                result.position_acc = per_position
             seconds = time.perf_counter() - started
             epoch_result = EpochResult(
                 epoch=epoch,
@@ -252,17 +331,25 @@ def train(
             )
             result.epochs.append(epoch_result)
             finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
+            carried.epoch = epoch
+            _end_of_epoch(config, stages, carried, counts, test_counts, plateau, epoch)
+            if target is not None:
+                carried.target_hits = carried.target_hits + 1 if target.holds(epoch_result) else 0
+            reached = target is not None and carried.target_hits >= config.stop_patience
+            if reached:
+                result.target_epoch = epoch
+                if not last_epoch:  # the per-position result of the weights it ends with
+                    _, per_position = evaluate(model, test_inputs, test_targets, test_layout,
+                                               config.train_length, device, positions=True)
+            if last_epoch or reached:
+                result.position_acc = per_position
             if on_epoch is not None:
                 on_epoch(epoch_result)
-            if plateau is not None and epoch >= config.warmup_epochs:
-                plateau.step(test_counts.copy_accuracy)
-            # The curriculum moves on once the current stage is copied well enough.
-            if epoch < config.epochs:
-                if stage < len(stages) - 1 and counts.copy_accuracy >= config.curriculum_threshold:
-                    stage += 1
-                    train_set = _stage_data(config, stages, stage)
-                elif config.fresh_data:
-                    train_set = _stage_data(config, stages, stage, epoch)
+            if on_epoch_state is not None:
+                on_epoch_state(epoch_result, lambda: _snapshot(config, model, optimiser, plateau, shuffle_rng,
+                                                               result, carried), last_epoch or reached)
+            if reached:
+                break
     except (Stopped, Diverged) as reason:
         # A stop inside an epoch leaves half-trained (or, diverged, NaN) weights; the run's
         # checkpoint must be the weights of the last epoch it reports, so put those back.
@@ -275,6 +362,19 @@ def train(
 
     _length_sweep(result, device)
     return result
+
+
+def _end_of_epoch(config, stages, carried: _Carried, counts, test_counts, plateau, epoch: int) -> None:
+    """The plateau scheduler's step and the curriculum's move, after an epoch: the next epoch's
+    learning rate and training set, which the resume state then records. (They are taken after the
+    last epoch too, so a continuation goes on as the run given more epochs would have.)"""
+    if plateau is not None and epoch >= config.warmup_epochs:
+        plateau.step(test_counts.copy_accuracy)
+    # The curriculum moves on once the current stage is copied well enough.
+    if carried.stage < len(stages) - 1 and counts.copy_accuracy >= config.curriculum_threshold:
+        carried.stage, carried.data_epoch = carried.stage + 1, 0
+    elif config.fresh_data:
+        carried.data_epoch = epoch
 
 
 def _stage_data(config: RunConfig, stages: list[tuple[int, int]], stage: int, epoch: int = 0):

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from functools import partial
+from types import SimpleNamespace
 
-from seqcopy.config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label, varied_keys
+from seqcopy.config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label, parse_stop_at, varied_keys
 from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_summary
 from seqcopy.runs.store import Store
 from seqcopy.text import printable
@@ -48,6 +49,21 @@ def first_reaching(epochs: list[dict], threshold: float) -> tuple[int, float] | 
         seconds += row["seconds"]
         if row["test_copy_acc"] >= threshold:
             return row["epoch"], seconds / 60
+    return None
+
+
+def epochs_to_target(config: RunConfig, epochs: list[dict]) -> int | None:
+    """The epoch at which a run's --stop-at target had held for --stop-patience epochs in a row
+    (the epoch it stopped at, or would have), read from its epoch rows; None without a target or
+    when it was not reached."""
+    target = parse_stop_at(config.stop_at)
+    if target is None:
+        return None
+    hits = 0
+    for row in epochs:
+        hits = hits + 1 if target.holds(SimpleNamespace(**row)) else 0
+        if hits >= config.stop_patience:
+            return int(row["epoch"])
     return None
 
 
@@ -167,8 +183,25 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
         lines.append("")
         if failed[tag]:
             lines += _failed_lines(failed[tag]) + [""]
+    lines += lineage_lines(runs, history_of)
     lines.append(HONEST_NOTE)
     return "\n".join(lines)
+
+
+def lineage_lines(runs, history_of: dict[int, list[dict]]) -> list[str]:
+    """The runs that started from another run (continue, submit --from), each named with its
+    parent and epoch, and the runs with a --stop-at target with the epoch they reached it (read
+    from their epochs): a table row that averages a fork or an early stop says so."""
+    lines = []
+    for run in runs:
+        parts = [run.lineage] if run.parent_id is not None else []
+        if run.config.stop_at:
+            reached = epochs_to_target(run.config, history_of.get(run.id, []))
+            parts.append(f"target {run.config.stop_at} " + (f"reached at epoch {reached}" if reached
+                                                                else "not reached"))
+        if parts:
+            lines.append(f"- run {run.id} ({cell_label(run.config)}, seed {run.config.seed}): {'; '.join(parts)}")
+    return ["Lineage and targets:", "", *lines, ""] if lines else []
 
 
 HONEST_NOTE = ("Copy accuracy counts only the copied symbols (chance 1/9 = 0.111); accuracy over all positions "

@@ -9,9 +9,10 @@ runs its device serves, records every epoch, and exits once the queue has stayed
 
 The command prints where each worker went and waits for them. Ctrl-C (SIGINT) or SIGTERM (``ray
 job stop``) asks every actor to stop as a signal stops a plain worker: it finishes the epoch in
-progress, records it and marks its run ``cancelled``, epochs and checkpoint kept; a second signal
-stops at the next batch. An actor the cluster kills (a lost node, a preempted machine) stops
-beating, and its run is taken back by the lease as for any dead worker.
+progress, records it with the run's resume state and puts the run back in the queue, to be resumed
+by the next free worker; a second signal stops at the next batch. An actor the cluster kills (a
+lost node, a preempted machine) stops beating, and its run is taken back by the lease as for any
+dead worker: queued again, and another actor resumes it from its last epoch (up to --max-restarts).
 
 This module is the only one that imports Ray, and only ``seqcopy ray`` imports it, once its
 flags and store have been checked (seqcopy.cli.RayPlan).
@@ -201,8 +202,8 @@ class Supervisor:
         A worker whose placement the driver has not read yet may be placed already, and hold a
         run: its answer is read first, so it is stopped like the others, not killed."""
         if first:
-            self.say("seqcopy ray: stopping the workers: each records its epoch in progress and marks its run "
-                     "cancelled (Ctrl-C again: stop at the next batch)")
+            self.say("seqcopy ray: stopping the workers: each records its epoch in progress and puts its run "
+                     "back in the queue to resume (Ctrl-C again: stop at the next batch)")
             if self.placing:
                 placed, _ = ray.wait(list(self.placing), num_returns=len(self.placing), timeout=0)
                 for ref in placed:

@@ -25,8 +25,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # Bumped whenever a table or column is added. Changes stay additive (new tables, and new columns
 # that are nullable or have a server default), so that Store upgrades an older store in place.
 # 2: runs.claim_token, runs.requeues; 3: the sweeps table, runs.sweep_id; 4: runs.device and
-# runs.device_used (device-aware claiming) and the workers table.
-SCHEMA_VERSION = 4
+# runs.device_used (device-aware claiming) and the workers table; 5: the run_states table (resume
+# state), runs.restarts, runs.max_restarts, runs.parent_id and runs.parent_epoch (lineage).
+SCHEMA_VERSION = 5
+DEFAULT_MAX_RESTARTS = 3  # lapsed leases after a first epoch that a run survives before it fails
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 
@@ -152,6 +154,17 @@ class Run(Base):
     """Latest epoch's sequence accuracy on the test set."""
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"), nullable=True)
     """The sweep it was queued with; null for a run queued alone."""
+    restarts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Times a lapsed lease after a first epoch sent it back to the queue to resume (schema version 5)."""
+    max_restarts: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_RESTARTS,
+                                              server_default=text(str(DEFAULT_MAX_RESTARTS)))
+    """Past this many restarts a lapsed lease fails the run, so a run that kills its worker every
+    time cannot loop for ever (schema version 5; 0 for a run ``seqcopy train`` trains here)."""
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), nullable=True)
+    """The run it was forked from (submit --from) or continues (continue); null for a run from
+    scratch (schema version 5)."""
+    parent_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The parent's epoch whose weights (a continuation: whole resume state) it started from."""
 
 
 class Epoch(Base):
@@ -196,6 +209,26 @@ class Checkpoint(Base):
     """len(data), to list without reading the blob."""
     epoch: Mapped[int] = mapped_column(Integer)
     """The epoch these weights finished."""
+
+
+class RunState(Base):
+    """A run's resume state (seqcopy.core.resume): weights, optimiser, random streams, curriculum
+    stage and schedule after its last recorded epoch, one per run, overwritten each epoch in the
+    epoch's own transaction (schema version 5). Kept when the run ends: continue and fork start
+    from it. In the store, so that any worker on any machine can resume the run."""
+
+    __tablename__ = "run_states"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    """The run."""
+    epoch: Mapped[int] = mapped_column(Integer)
+    """The epoch after which the state was taken (0: a fork's start weights)."""
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    """torch.save bytes; loaded with weights_only=True."""
+    size: Mapped[int] = mapped_column(Integer)
+    """len(data), to measure without reading the blob."""
+    updated_at: Mapped[float] = mapped_column(Float)
+    """Unix time of the write."""
 
 
 class PositionResult(Base):

@@ -45,6 +45,7 @@ from seqcopy.config import SETTINGS, ConfigError, RunConfig, varied_keys
 from seqcopy.errors import InputError
 from seqcopy.runs.redact import display_url, scrub
 from seqcopy.runs.schema import (
+    DEFAULT_MAX_RESTARTS,
     EPOCH_METRICS,
     FINISHED,
     LATEST_METRICS,
@@ -56,6 +57,7 @@ from seqcopy.runs.schema import (
     Meta,
     PositionResult,
     Run,
+    RunState,
     Sweep,
     WorkerRow,
 )
@@ -74,6 +76,7 @@ lengths_t = LengthResult.__table__
 meta_t = Meta.__table__
 sweeps_t = Sweep.__table__
 workers_t = WorkerRow.__table__
+states_t = RunState.__table__
 
 
 class StoreError(InputError):
@@ -130,6 +133,17 @@ class RunInfo:
     sweep_id: int | None = None
     claim_token: str | None = None  # the worker's mark on its claim (Store.held)
     device_used: str | None = None  # the device it trains on, set by the claim (an 'auto' run's answer)
+    restarts: int = 0  # lapsed leases after a first epoch it resumed from
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    parent_id: int | None = None  # the run it was forked from or continues
+    parent_epoch: int | None = None  # the parent's epoch it started from
+
+    @property
+    def lineage(self) -> str:
+        """'from #12 @ epoch 30', or '' for a run trained from scratch."""
+        if self.parent_id is None:
+            return ""
+        return f"from #{self.parent_id}" + (f" @ epoch {self.parent_epoch}" if self.parent_epoch is not None else "")
 
     @classmethod
     def from_row(cls, row) -> RunInfo:
@@ -154,6 +168,10 @@ class RunInfo:
             batch_total=m["batch_total"],
             latest={name: m[name] for name in LATEST_METRICS},
             sweep_id=m.get("sweep_id"),
+            restarts=m.get("restarts") or 0,
+            max_restarts=m.get("max_restarts") if m.get("max_restarts") is not None else DEFAULT_MAX_RESTARTS,
+            parent_id=m.get("parent_id"),
+            parent_epoch=m.get("parent_epoch"),
         )
 
 
@@ -187,6 +205,15 @@ class WorkerInfo:
             return "stopped"
         now = time.time() if now is None else now
         return "vanished" if now - self.heartbeat_at > self.lease_seconds else "live"
+
+
+def run_note(run: RunInfo) -> str:
+    """What the listing shows beside a run that is neither failed nor cancelled (whose reason is
+    its error): a queued run's 'preempted at epoch k; resumes' or restart, a completed run's
+    'target reached at epoch E'; '' otherwise."""
+    if run.status in ("queued", "completed") and run.error:
+        return run.error.splitlines()[0][:120]
+    return ""
 
 
 def heartbeat_interval(lease: float) -> float:
@@ -443,29 +470,46 @@ class Store:
 
     # ------------------------------------------------------------------ queueing
     def submit(self, config: RunConfig, status: str = "queued", worker_id: str | None = None,
-               device_used: str | None = None) -> int:
-        return self.submit_many([config], status=status, worker_id=worker_id, device_used=device_used)[0]
+               device_used: str | None = None, max_restarts: int | None = None) -> int:
+        return self.submit_many([config], status=status, worker_id=worker_id, device_used=device_used,
+                                max_restarts=max_restarts)[0]
 
     def submit_many(
         self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
-        device_used: str | None = None,
+        device_used: str | None = None, max_restarts: int | None = None,
     ) -> list[int]:
         """Queue runs (all or none): every config is validated before anything is written.
-        ``status='running'`` records a run trained here and now by ``worker_id`` on ``device_used``."""
-        return self._submit(configs, status, worker_id, device_used)[1]
+        ``status='running'`` records a run trained here and now by ``worker_id`` on ``device_used``.
+        ``max_restarts``: lapsed leases after a first epoch each run survives (default 3)."""
+        return self._submit(configs, status, worker_id, device_used, max_restarts=max_restarts)[1]
 
-    def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict) -> tuple[int, list[int]]:
-        """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids)."""
+    def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict, lineage: dict | None = None,
+                     max_restarts: int | None = None) -> tuple[int, list[int]]:
+        """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids). ``lineage``:
+        every run starts from that parent (see _submit); ``max_restarts``: each run's cap."""
         if not configs:
             raise ValueError("a sweep needs at least one run")
-        return self._submit(configs, sweep={"name": name, "spec": spec})
+        return self._submit(configs, sweep={"name": name, "spec": spec}, lineage=lineage, max_restarts=max_restarts)
+
+    def submit_child(self, config: RunConfig, parent_id: int, parent_epoch: int, state: bytes,
+                     epochs_done: int = 0, max_restarts: int | None = None) -> int:
+        """Queue one run that starts from ``state`` of run ``parent_id`` after ``parent_epoch``:
+        a continuation (the parent's resume state, ``epochs_done`` = parent_epoch) or a fork (a
+        checkpoint's weights, epochs_done 0)."""
+        self._check_id(parent_id)
+        lineage = dict(parent_id=parent_id, parent_epoch=parent_epoch, state=state, epochs_done=epochs_done)
+        return self._submit([config], lineage=lineage, max_restarts=max_restarts)[1][0]
 
     def _submit(
         self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
-        device_used: str | None = None, sweep: dict | None = None,
+        device_used: str | None = None, sweep: dict | None = None, lineage: dict | None = None,
+        max_restarts: int | None = None,
     ) -> tuple[int | None, list[int]]:
         """(sweep id or None, run ids) of the runs written in one transaction; ``sweep``
-        ({name, spec}) records them as one sweep."""
+        ({name, spec}) records them as one sweep. ``lineage`` ({parent_id, parent_epoch, state,
+        epochs_done}) records each as started from a parent, ``state`` (bytes: a resume state, or a
+        checkpoint's weights) as its first resume state and ``epochs_done`` as already done (a
+        continuation numbers its epochs on from its parent's)."""
         for config in configs:
             errors = config.validate(check_device=False)  # the worker checks the device
             if errors:
@@ -487,8 +531,18 @@ class Store:
                                   # Its one requeue spent up front: a lapsed lease fails it rather
                                   # than hand it to a background worker, which would train it
                                   # without the outputs (logs/NAME/) its command promised.
-                                  requeues=1)
-                ids.append(conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one())
+                                  requeues=1, max_restarts=0)
+                if lineage is not None:
+                    values.update(parent_id=lineage["parent_id"], parent_epoch=lineage["parent_epoch"],
+                                  epochs_done=lineage.get("epochs_done", 0))
+                if max_restarts is not None and status != "running":
+                    values.update(max_restarts=max_restarts)
+                run_id = conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one()
+                ids.append(run_id)
+                if lineage is not None and lineage.get("state") is not None:
+                    conn.execute(insert(states_t).values(run_id=run_id, epoch=lineage.get("epochs_done", 0),
+                                                         data=lineage["state"], size=len(lineage["state"]),
+                                                         updated_at=now))
         return sweep_id, ids
 
     @staticmethod
@@ -591,10 +645,13 @@ class Store:
             conn.execute(update(workers_t).where(workers_t.c.id == worker_id).values(heartbeat_at=now, run_id=run_id))
             return bool(cancel[0])
 
-    def record_epoch(self, run_id: int, worker_id: str, epoch: dict, token: str | None = None) -> bool:
-        """Write one epoch's row, the run's latest metrics and the heartbeat in one transaction;
-        returns cancel_requested. Safe to repeat: a retry of an epoch that already landed
-        (its reply lost) finds the row and writes nothing twice."""
+    def record_epoch(self, run_id: int, worker_id: str, epoch: dict, token: str | None = None,
+                     state: bytes | None = None) -> bool:
+        """Write one epoch's row, the run's latest metrics, the heartbeat and (when given) the
+        resume state after it, replacing the last, in one transaction: the state never runs ahead
+        of, or lags behind, the epochs recorded with it. Returns cancel_requested. Safe to repeat:
+        a retry of an epoch that already landed (its reply lost) finds the row and writes nothing
+        twice (the state it writes again is the same)."""
         now = time.time()
         number = int(epoch["epoch"])
         row = {name: float(epoch[name]) for name in EPOCH_METRICS}
@@ -621,7 +678,58 @@ class Store:
                         stage_seq_len=int(epoch["stage_seq_len"]), **row,
                     )
                 )
+            if state is not None:
+                self._put_state(conn, run_id, number, state, now)
             return bool(cancel[0])
+
+    @staticmethod
+    def _put_state(conn: Connection, run_id: int, epoch: int, state: bytes, now: float) -> None:
+        """The run's one resume state, replaced (an UPDATE, else an INSERT: both databases)."""
+        values = dict(epoch=epoch, data=state, size=len(state), updated_at=now)
+        if conn.execute(update(states_t).where(states_t.c.run_id == run_id).values(**values)).rowcount == 0:
+            conn.execute(insert(states_t).values(run_id=run_id, **values))
+
+    def resume_state(self, run_id: int) -> tuple[int, bytes] | None:
+        """(epoch, bytes) of the run's resume state, or None when it has none."""
+        if not self._known_ids([run_id]):
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(states_t.c.epoch, states_t.c.data).where(states_t.c.run_id == run_id)).first()
+        return None if row is None else (row.epoch, row.data)
+
+    def state_sizes(self) -> dict[int, int]:
+        """run id → bytes of its resume state (the store's growth per run)."""
+        with self._read() as conn:
+            return dict(conn.execute(select(states_t.c.run_id, states_t.c.size)).all())
+
+    def preempt(self, run_id: int, worker_id: str, reason: str, token: str | None = None) -> None:
+        """Put a held run back in the queue, its epochs and resume state kept, with ``reason``
+        ("preempted at epoch k; resumes") shown beside it: the next free worker goes on from
+        there. A cancel requested meanwhile wins: the run is cancelled instead. Safe to repeat
+        with the claim ``token``: a retry finds the run queued (or taken by a next worker) and
+        returns; LeaseLost when the run was taken back from this claim before."""
+        with self._write() as conn:
+            changed = conn.execute(
+                update(runs_t).where(*self._owned(run_id, worker_id, token), runs_t.c.cancel_requested == False)  # noqa: E712
+                .values(status="queued", worker_id=None, claim_token=None, heartbeat_at=None, batch_done=0,
+                        device_used=None, error=storable(reason))
+            )
+            if changed.rowcount == 1:
+                return
+            row = conn.execute(select(runs_t.c.status, runs_t.c.error, runs_t.c.cancel_requested,
+                                      runs_t.c.worker_id, runs_t.c.claim_token)
+                               .where(runs_t.c.id == run_id)).first()
+            if row is None:
+                raise LeaseLost(f"run {run_id} no longer exists")
+            if row.status == "running" and row.worker_id == worker_id and (token is None or row.claim_token == token):
+                # Cancelled meanwhile: the user's word stands.
+                conn.execute(update(runs_t).where(*self._owned(run_id, worker_id, token))
+                             .values(status="cancelled", finished_at=time.time(),
+                                     error=f"cancelled by request ({reason.split(';')[0]})"))
+                return
+            if token is not None and row.error == storable(reason):
+                return  # our first attempt landed, its reply lost
+            raise LeaseLost(f"run {run_id} is no longer held by {worker_id}")
 
     def finish(
         self,
@@ -699,8 +807,11 @@ class Store:
         """Take back running runs whose worker stopped sending heartbeats past the lease. A run
         with no epoch done goes back to the queue, once (its worker may have died before it
         began, or lost the reply to its claim), unless ``seqcopy train`` trains it here and now
-        (submitted with its requeue spent); any other is marked failed, its finished epochs kept
-        and the reason recorded. Returns the ids taken back."""
+        (submitted with its requeue spent). A run with epochs done goes back to the queue to
+        resume from its resume state, up to its ``max_restarts`` (0 for ``seqcopy train``'s), then
+        fails with the reason, so a run that kills its worker every time cannot loop for ever.
+        A run whose cancel was asked fails, as before. Finished epochs are always kept. Returns
+        the ids taken back."""
         now = time.time() if now is None else now
         lapsed = (runs_t.c.status == "running", runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now)
         if not self._any(*lapsed):
@@ -708,15 +819,27 @@ class Store:
         with self._write() as conn:
             expired = conn.execute(
                 select(runs_t.c.id, runs_t.c.worker_id, runs_t.c.heartbeat_at, runs_t.c.epochs_done,
-                       runs_t.c.requeues, runs_t.c.cancel_requested).where(*lapsed)
+                       runs_t.c.requeues, runs_t.c.cancel_requested, runs_t.c.restarts,
+                       runs_t.c.max_restarts).where(*lapsed)
             ).all()
             taken = []
-            for run_id, worker, beat, epochs_done, requeues, cancel_requested in expired:
+            for run_id, worker, beat, epochs_done, requeues, cancel_requested, restarts, cap in expired:
                 silence = f"worker {worker} stopped responding: no heartbeat for {now - beat:.0f} s"
-                if epochs_done == 0 and not (requeues or 0) and not cancel_requested:
-                    values = dict(status="queued", worker_id=None, claim_token=None, started_at=None,
-                                  heartbeat_at=None, batch_done=0, requeues=(requeues or 0) + 1, device_used=None,
+                restarts, cap = restarts or 0, DEFAULT_MAX_RESTARTS if cap is None else cap
+                back = dict(status="queued", worker_id=None, claim_token=None, heartbeat_at=None, batch_done=0,
+                            device_used=None)
+                if cancel_requested:
+                    values = dict(status="failed", finished_at=now, error=silence)
+                elif epochs_done == 0 and not (requeues or 0):
+                    values = dict(back, started_at=None, requeues=(requeues or 0) + 1,
                                   error=f"{silence} before its first epoch; queued again")
+                elif epochs_done > 0 and restarts < cap:
+                    values = dict(back, restarts=restarts + 1,
+                                  error=f"{silence}; resumes after epoch {epochs_done} "
+                                        f"(restart {restarts + 1} of at most {cap})")
+                elif epochs_done > 0 and cap > 0:
+                    values = dict(status="failed", finished_at=now,
+                                  error=f"{silence}; gave up after {restarts} restart(s) (--max-restarts {cap})")
                 else:
                     values = dict(status="failed", finished_at=now, error=silence)
                 changed = conn.execute(
@@ -780,8 +903,10 @@ class Store:
             status = self._status(conn, run_id)
             if status == "running":
                 raise ValueError(f"run {run_id} is running: cancel it first")
-            for table in (epochs_t, checkpoints_t, positions_t, lengths_t):
+            for table in (epochs_t, checkpoints_t, positions_t, lengths_t, states_t):
                 conn.execute(delete(table).where(table.c.run_id == run_id))
+            # Its children keep their weights and epochs; only the link to it goes.
+            conn.execute(update(runs_t).where(runs_t.c.parent_id == run_id).values(parent_id=None))
             conn.execute(delete(runs_t).where(runs_t.c.id == run_id))
 
     # ------------------------------------------------------------------ reading
@@ -858,6 +983,15 @@ class Store:
             return None
         with self._read() as conn:
             return conn.execute(select(checkpoints_t.c.data).where(checkpoints_t.c.run_id == run_id)).scalar()
+
+    def final_weights(self, run_id: int) -> tuple[int, bytes] | None:
+        """(epoch, checkpoint bytes) of a finished run's weights, or None: what a fork starts from."""
+        if not self._known_ids([run_id]):
+            return None
+        with self._read() as conn:
+            row = conn.execute(select(checkpoints_t.c.epoch, checkpoints_t.c.data)
+                               .where(checkpoints_t.c.run_id == run_id)).first()
+        return None if row is None else (row.epoch, row.data)
 
     def checkpoint_ids(self) -> set[int]:
         with self._read() as conn:

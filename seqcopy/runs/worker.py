@@ -4,9 +4,12 @@ Many workers, on one machine or many, share one database: each claims the oldest
 atomically, writes every epoch in its own transaction together with the heartbeat, and at the end
 stores the checkpoint and the final results. A background thread renews the heartbeat (so a long
 evaluation never looks like a dead worker) and watches for cancel requests, so the training loop
-itself never waits on the database. Any worker takes back runs whose heartbeat lapsed past their
-lease: their worker was killed, and they are marked failed with the reason, epochs kept (or,
-with no epoch done, queued again once).
+itself never waits on the database. Each epoch's write also carries the run's resume state
+(seqcopy.core.resume), so a worker stopped by SIGTERM or SIGINT puts its run back in the queue
+("preempted at epoch k; resumes") and the next worker, anywhere, goes on from epoch k+1, bit for
+bit on the CPU. Any worker takes back runs whose heartbeat lapsed past their lease: their worker
+was killed, and they go back to the queue to resume, up to the run's max_restarts, then fail with
+the reason (with no epoch done, queued again once).
 
 Every write is retried through a passing outage (a server restart, a cut connection), the
 final one too, while the heartbeat thread keeps the lease alive beside it; the store makes each
@@ -87,6 +90,8 @@ class RunExecution:
         signals: StopSignals | None = None,
         on_epoch: Callable[[EpochResult], None] | None = None,
         on_batch: Callable[[int, int], None] | None = None,
+        requeue_on_stop: bool = True,
+        state_every: StateEvery | None = None,
     ):
         self.store = store
         self.run = run
@@ -106,6 +111,12 @@ class RunExecution:
         self._listeners = (on_epoch, on_batch)  # extra reporting, e.g. the CLI's progress lines
         self.result: TrainResult | None = None
         self.log = ThrottledLog(f"worker {worker_id}")
+        # A stopped worker's run goes back to the queue to resume (a worker's); ``seqcopy train``
+        # trains its run here and now, so a signal ends it cancelled instead.
+        self.requeue_on_stop = requeue_on_stop
+        self.state_every = state_every or StateEvery()
+        self._state_at = (0, time.monotonic())  # (epoch, time) of the last resume state written
+        self.resumed_from = 0  # the epoch of the resume state it started from (0: none)
 
     # The training loop's callbacks: cheap, no database on the per-batch path.
     def _on_batch(self, done: int, total: int) -> None:
@@ -116,20 +127,36 @@ class RunExecution:
     def _should_stop(self) -> bool:
         return self.cancelled.is_set() or self.lost.is_set() or self.hurry.is_set()
 
-    def _on_epoch(self, result: EpochResult) -> None:
-        if self._record_epoch(result):
+    def _on_epoch(self, result: EpochResult, state: Callable[[], bytes], final: bool) -> None:
+        """The epoch's row and, when due, the resume state after it, in one write; then stop
+        here if a signal, a cancel or a lost lease says so (a finished run completes, whatever came)."""
+        stopping = not final and (self.shutdown.is_set() or self._should_stop())
+        blob = state() if (final or stopping or self.state_every.due(result.epoch, *self._state_at)) else None
+        if self._record_epoch(result, blob):
             self.cancelled.set()
+        if blob is not None:
+            self._state_at = (result.epoch, time.monotonic())
         if self._listeners[0] is not None:
             self._listeners[0](result)
-        last = result.epoch == self.run.config.epochs  # a finished run completes, whatever came
-        if not last and (self.shutdown.is_set() or self._should_stop()):
+        if not final and (self.shutdown.is_set() or self._should_stop()):
             raise Stopped  # the epoch is safely recorded; end the run here
 
-    def _record_epoch(self, result: EpochResult) -> bool:
+    def _record_epoch(self, result: EpochResult, state: bytes | None = None) -> bool:
         return self._retry(
-            lambda: self.store.record_epoch(self.run.id, self.worker_id, result.to_dict(), token=self.token),
+            lambda: self.store.record_epoch(self.run.id, self.worker_id, result.to_dict(), token=self.token,
+                                            state=state),
             f"recording epoch {result.epoch} of run {self.run.id}",
         )
+
+    def _resume_state(self) -> bytes | None:
+        """The run's resume state (a preempted or restarted run's, a continuation's or a fork's
+        start), or None for a run from scratch."""
+        found = self._retry(lambda: self.store.resume_state(self.run.id), f"reading the state of run {self.run.id}")
+        if found is None:
+            return None
+        self.resumed_from, blob = found
+        self._state_at = (self.resumed_from, time.monotonic())
+        return blob
 
     def _retry(self, write: Callable[[], T], what: str) -> T:
         """``write()``, retried with backoff through a passing database outage for as long as
@@ -177,9 +204,10 @@ class RunExecution:
         try:
             result = self.result = train(
                 self.config,
-                on_epoch=self._on_epoch,
+                on_epoch_state=self._on_epoch,
                 on_batch=self._on_batch,
                 should_stop=self._should_stop,
+                resume=self._resume_state(),
             )
         except LeaseLost:
             return "lost"
@@ -191,18 +219,35 @@ class RunExecution:
             return "lost"
         blob = checkpoint.to_bytes(result.model, self.run.config) if result.epochs else None
         if not result.stopped:
+            note = f"target reached at epoch {result.target_epoch}" if result.target_epoch is not None else None
             return self._finish(
-                "completed", checkpoint=blob, position_acc=result.position_acc, length_acc=result.length_acc
+                "completed", error=note, checkpoint=blob, position_acc=result.position_acc,
+                length_acc=result.length_acc,
             )
         if result.diverged:
             # A finished experiment whose answer is "this diverges": failed, with the reason on
             # one line, and the epochs and weights before the divergence kept.
             return self._finish("failed", error=result.diverged, checkpoint=blob)
+        if not self.cancelled.is_set() and self.requeue_on_stop:
+            return self._preempt(len(result.epochs))
         if self.cancelled.is_set():
             reason = f"cancelled by request after {len(result.epochs)} epoch(s)"
         else:
             reason = f"worker {self.worker_id} was stopped after {len(result.epochs)} epoch(s)"
         return self._finish("cancelled", error=reason, checkpoint=blob)
+
+    def _preempt(self, epochs: int) -> str:
+        """Back to the queue with the resume state: 'preempted', or 'cancelled' if a cancel came
+        meanwhile, or 'lost'."""
+        reason = f"preempted at epoch {epochs}; resumes"
+        if self._state_at[0] != epochs:  # a second signal stopped it mid-epoch before a state of this epoch
+            reason += f" from epoch {self._state_at[0] + 1}"
+        try:
+            self._retry(lambda: self.store.preempt(self.run.id, self.worker_id, reason, token=self.token),
+                        f"putting run {self.run.id} back in the queue")
+        except LeaseLost:
+            return "lost"
+        return "cancelled" if self.store.get_run(self.run.id).status == "cancelled" else "preempted"
 
     def _finish(self, status: str, **details) -> str:
         """The final write (status, checkpoint, results: one transaction), retried through an
@@ -227,6 +272,42 @@ class RunExecution:
                     f"run {self.run.id} left to its lease: {type(second).__name__}: {self.store.describe(second)}",
                 )
                 return "lost"
+
+
+class StateEvery:
+    """How often a worker writes the resume state: every ``epochs`` epochs or ``seconds``
+    seconds, whichever comes first (either 0: not by that measure), and always after a run's last
+    epoch and before it stops. ``parse('1')`` every epoch (the default: at most a few tenths of a
+    percent of an epoch at the original final size, docs/scaling.md), ``parse('300s')`` every
+    five minutes. A resume then goes on from the last state written, re-training (bit for bit the
+    same) the epochs after it."""
+
+    def __init__(self, epochs: int = 1, seconds: float = 0.0):
+        self.epochs, self.seconds = epochs, seconds
+
+    @classmethod
+    def parse(cls, text: str) -> StateEvery:
+        """'N' epochs or 'Ns' seconds; ValueError (one line) otherwise."""
+        text = str(text).strip().lower()
+        try:
+            if text.endswith("s"):
+                seconds = float(text[:-1])
+                if not seconds > 0 or seconds == float("inf"):
+                    raise ValueError
+                return cls(epochs=0, seconds=seconds)
+            epochs = int(text)
+            if epochs < 1:
+                raise ValueError
+            return cls(epochs=epochs)
+        except ValueError:
+            raise ValueError(f"--state-every: a whole number of epochs (1, 5) or of seconds (300s), got {text!r}") \
+                from None
+
+    def due(self, epoch: int, last_epoch: int, last_time: float) -> bool:
+        """Whether the state after ``epoch`` is written, the last being after ``last_epoch`` at ``last_time``."""
+        if self.epochs and epoch - last_epoch >= self.epochs:
+            return True
+        return bool(self.seconds) and time.monotonic() - last_time >= self.seconds
 
 
 class StopSignals:
@@ -283,9 +364,10 @@ class Worker:
 
     def __init__(
         self, store: Store, worker_id: str | None = None, lease: float = DEFAULT_LEASE, poll: float = 1.0,
-        device: str = "auto", origin: str | None = None,
+        device: str = "auto", origin: str | None = None, state_every: StateEvery | None = None,
     ):
         check_lease(lease)
+        self.state_every = state_every
         self.store = store
         self.worker_id = worker_id or worker_name()
         self.lease = lease
@@ -360,10 +442,11 @@ class Worker:
         self.current_run = run.id
         self._report()
         try:
-            status = RunExecution(self.store, run, self.worker_id, self.lease, self.signals).execute()
+            status = RunExecution(self.store, run, self.worker_id, self.lease, self.signals,
+                                  state_every=self.state_every).execute()
         finally:
             self.current_run = None
-        if status != "lost":
+        if status not in ("lost", "preempted"):
             self.runs_done += 1
         self._report()
         return status

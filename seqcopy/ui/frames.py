@@ -20,6 +20,7 @@ from seqcopy.ui import escape
 RUN_COLUMNS = [
     "id", "cell", "seed", "status", "progress", "epochs_done", "epochs_total", "test_copy_acc",
     "test_acc", "test_seq_acc", "test_loss", "train_loss", "tag", "sweep", "created", "duration_s", "error",
+    "lineage",
 ]
 EPOCH_COLUMNS = ["run_id", "epoch", "wall_time", "stage_output_len", "stage_seq_len", *EPOCH_METRICS]
 
@@ -53,6 +54,7 @@ def runs_frame(runs: Sequence[RunInfo], now: float | None = None) -> pd.DataFram
                 "created": pd.Timestamp.fromtimestamp(run.created_at),  # server-local, as on Launch
                 "duration_s": duration,
                 "error": (run.error or "").splitlines()[0] if run.error else "",
+                "lineage": run.lineage,  # 'from #12 @ epoch 30'
             }
         )
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)

@@ -1,0 +1,78 @@
+"""A run's resume state: everything ``train()`` carries from one epoch to the next, as bytes.
+
+The state after epoch k holds the weights and Adam's moments, the plateau scheduler, the position
+of every random stream (the shuffling generator, torch's global generator), the curriculum stage
+and which training set it trains on, the learning-rate schedule's step and segment, the stop-at
+patience count, and the epochs reported so far. ``train(config, resume=state)`` goes on at epoch
+k + 1 and, on the same machine and torch thread count, computes bit for bit what the run left
+alone would have. (The test set and every training set are regenerated from the seed: each is a
+pure function of (seed, stream, stage, epoch), so only the choice of set is stored.)
+
+Like a checkpoint it is loaded with ``torch.load(weights_only=True)``: data, never code. A
+checkpoint (seqcopy.core.checkpoint) given as ``resume`` is a fork's start: its weights only, with
+a fresh optimiser and the run's own schedule from epoch 1.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import torch
+
+from seqcopy.core.checkpoint import CheckpointError, _first_line
+
+STATE_FORMAT = "seqcopy-resume-1"
+
+
+@dataclass
+class TrainState:
+    """The loop's carried values after ``epoch`` finished epochs (plain data and tensors)."""
+
+    epoch: int  # epochs finished; the next one is epoch + 1
+    planned_epochs: int  # config.epochs when the state was written: a larger one later is a continuation
+    model: dict  # state_dict
+    optimiser: dict  # Adam's state_dict (moments, step counts, the current learning rate)
+    plateau: dict | None  # ReduceLROnPlateau's state_dict, when the schedule is 'plateau'
+    shuffle_rng: dict  # numpy bit generator state of the shuffling stream
+    torch_rng: torch.Tensor  # torch's global CPU generator (nothing draws from it today; kept so nothing can drift)
+    stage: int  # curriculum stage of the next epoch
+    data_epoch: int  # the training set of the next epoch: 0 the stage's first, e > 0 fresh data drawn after epoch e
+    step: int  # optimiser steps taken
+    segment_start: int = 0  # the step where the schedule's current segment began (a continuation starts one)
+    segment_steps: int = 0  # the steps of that segment (0: the whole run, config.epochs × batches)
+    target_hits: int = 0  # epochs in a row at the --stop-at target
+    epochs: list[dict] = field(default_factory=list)  # EpochResult.to_dict() of epochs 1..epoch
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        payload = {"format": STATE_FORMAT, **self.__dict__}
+        torch.save(payload, buffer)
+        return buffer.getvalue()
+
+
+@dataclass
+class WeightsStart:
+    """A fork's start: another run's weights, and the epoch of that run they finished."""
+
+    model: dict
+    parent_epoch: int | None
+
+
+def from_bytes(data: bytes) -> TrainState | WeightsStart:
+    """A resume state, or (for checkpoint bytes) a fork's start; CheckpointError with one line otherwise."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for foreign or truncated bytes
+        raise CheckpointError(f"not a readable resume state ({_first_line(error)})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError("not a seqcopy resume state")
+    if payload.get("format") == STATE_FORMAT:
+        known = set(TrainState.__dataclass_fields__)
+        try:
+            return TrainState(**{key: value for key, value in payload.items() if key in known})
+        except TypeError as error:
+            raise CheckpointError(f"resume state incomplete: {_first_line(error)}") from None
+    if "state_dict" in payload:  # a checkpoint: a fork starts from its weights
+        return WeightsStart(model=payload["state_dict"], parent_epoch=payload.get("epoch"))
+    raise CheckpointError("not a seqcopy resume state (missing or unknown format marker)")
