@@ -63,7 +63,7 @@ def from_bytes(data: bytes) -> TrainState | WeightsStart:
     """A resume state, or (for checkpoint bytes) a fork's start; CheckpointError with one line otherwise."""
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for foreign or truncated bytes
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for foreign or truncated bytes
         raise CheckpointError(f"not a readable resume state ({_first_line(error)})") from None
     if not isinstance(payload, dict):
         raise CheckpointError("not a seqcopy resume state")
