@@ -460,9 +460,15 @@ class Store:
             raise ValueError("a sweep needs at least one run")
         return self._submit(configs, sweep={"name": name, "spec": spec})
 
+    def submit_to_sweep(self, configs: Sequence[RunConfig], sweep_id: int, then=None) -> list[int]:
+        """Queue runs into the existing sweep ``sweep_id`` (a search's trial: seqcopy.runs.trials),
+        all or nothing; ``then(conn, ids)`` runs inside the same transaction, so what it writes
+        lands with the runs or not at all."""
+        return self._submit(configs, existing_sweep=sweep_id, then=then)[1]
+
     def _submit(
         self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
-        device_used: str | None = None, sweep: dict | None = None,
+        device_used: str | None = None, sweep: dict | None = None, existing_sweep: int | None = None, then=None,
     ) -> tuple[int | None, list[int]]:
         """(sweep id or None, run ids) of the runs written in one transaction; ``sweep``
         ({name, spec}) records them as one sweep."""
@@ -473,7 +479,7 @@ class Store:
         now = time.time()
         ids = []
         with self._write() as conn:
-            sweep_id = self._insert_sweep(conn, sweep, configs, now) if sweep is not None else None
+            sweep_id = self._insert_sweep(conn, sweep, configs, now) if sweep is not None else existing_sweep
             for config in configs:
                 values = dict(
                     config=config.to_json(), cell=config.cell, seed=config.seed, tag=config.tag,
@@ -489,6 +495,8 @@ class Store:
                                   # without the outputs (logs/NAME/) its command promised.
                                   requeues=1)
                 ids.append(conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one())
+            if then is not None:
+                then(conn, ids)
         return sweep_id, ids
 
     @staticmethod
