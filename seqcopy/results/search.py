@@ -5,7 +5,7 @@
 or a list of choices (``16,32,64``; ``true,false``; ``lstm,gru``). Each becomes an Optuna
 distribution. Before anything is written, every value the space can produce is checked by
 ``RunConfig.validate()``: each choice, and for a range its bounds and interior points, each with
-the other settings at the base; then the corners (every setting at its low, then at its high).
+the other settings at the base; then their combinations (see :func:`space_configs`).
 A bad space is refused with one line (:class:`SearchError`).
 
 The search itself (asking trials when workers are free, pruning, telling) is the queue's:
@@ -14,6 +14,7 @@ seqcopy.runs.trials. This module builds it and reads it back for reports and pag
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -127,17 +128,31 @@ def sample_values(distribution) -> list:
     return list(dict.fromkeys([low, *points, high]))
 
 
+MAX_CHECKED = 4096  # configs validation tries: a product of every sampled value while it stays this small
+
+
 def space_configs(base: RunConfig, space: dict) -> list[tuple[str, RunConfig]]:
-    """(what is checked, config) for every value validation tries: each value alone, then the corners."""
+    """(what is checked, config) for every point validation tries: each value alone; then every
+    combination of the sampled values (settings interact: a warm-up must stay shorter than the
+    epochs), or, past MAX_CHECKED, every combination of each setting's ends."""
     checked = []
     for name, distribution in space.items():
         for value in sample_values(distribution):
             checked.append((f"{SETTINGS[name].spelling}={_text(value)}", base.replace(**{name: value})))
-    if len(space) > 1:
-        for corner in (0, -1):
-            values = {name: sample_values(dist)[corner] for name, dist in space.items()}
-            shown = ", ".join(f"{name}={_text(value)}" for name, value in values.items())
-            checked.append((shown, base.replace(**values)))
+    if len(space) < 2:
+        return checked
+    values = [sample_values(distribution) for distribution in space.values()]
+    if math.prod(len(v) for v in values) > MAX_CHECKED:
+        values = [list(dict.fromkeys((v[0], v[-1]))) for v in values]
+    if math.prod(len(v) for v in values) > MAX_CHECKED:
+        values = [[v[0]] for v in values], [[v[-1]] for v in values]  # the two corners only
+        points = [tuple(v[0] for v in corner) for corner in values]
+    else:
+        points = list(itertools.product(*values))
+    for point in points:
+        changes = dict(zip(space, point, strict=True))
+        shown = ", ".join(f"{name}={_text(value)}" for name, value in changes.items())
+        checked.append((shown, base.replace(**changes)))
     return checked
 
 
