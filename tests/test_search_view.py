@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 from conftest import TINY
 from test_search import drain, start
-from test_ui_pages import open_page, point_the_app_at, texts
+from test_ui_pages import empty_db, open_page, point_the_app_at, texts  # noqa: F401 - a fixture
 
 from seqcopy.results import search
 from seqcopy.runs.store import Store
@@ -87,4 +87,27 @@ def test_compare_shows_a_search_its_figures_and_trains_the_best_with_more_seeds(
     runs = store.list_runs(sweep_id=new[0].id)
     params = best["params"]
     assert all(getattr(r.config, k) == v for r in runs for k, v in params.items())
+    store.close()
+
+
+def test_launch_starts_a_search_with_its_upper_bound_and_refuses_a_bad_space(empty_db):
+    at = open_page("views/launch.py")
+    at.segmented_control(key="launch_mode").set_value("Search").run()
+    at.selectbox(key="search_field_0").set_value("hidden_size").run()
+    at.text_input(key="search_spec_0").set_value("int(8,x)").run()
+    assert "not a whole number" in texts(at.error)
+    at.button(key="search_start").click().run()
+    store = Store(empty_db)
+    assert store.list_sweeps() == [] and store.list_runs() == []
+    at.text_input(key="search_spec_0").set_value("int(8,16)").run()
+    at.number_input(key="search_trials").set_value(4).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {m.label: m.value for m in at.metric}
+    seeds = len({r for r in at.text_input(key="launch_seeds").value.replace(" ", "").split(",") if r})
+    assert shown["Runs, at most"] == str(4 * seeds)
+    assert "Total, one worker, no pruning (upper bound)" in shown
+    at.button(key="search_start").click().run()
+    assert "started" in texts(at.success)
+    (sweep,) = store.list_sweeps()
+    assert sweep.spec["search"] and sweep.spec["trials"] == 4 and store.list_runs() == []
     store.close()
