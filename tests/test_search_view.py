@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 from conftest import TINY
 from test_search import drain, start
-from test_ui_pages import empty_db, open_page, point_the_app_at, texts  # noqa: F401 - a fixture
+from test_ui_pages import open_page, point_the_app_at, texts
 
 from seqcopy.results import search
 from seqcopy.runs.store import Store
@@ -88,6 +88,11 @@ def test_compare_shows_a_search_its_figures_and_trains_the_best_with_more_seeds(
     params = best["params"]
     assert all(getattr(r.config, k) == v for r in runs for k, v in params.items())
     store.close()
+
+
+@pytest.fixture
+def empty_db(tmp_path, monkeypatch):
+    return point_the_app_at(f"sqlite:///{tmp_path / 'runs.db'}", monkeypatch)
 
 
 def test_launch_starts_a_search_with_its_upper_bound_and_refuses_a_bad_space(empty_db):
