@@ -6,7 +6,7 @@ hidden size and learning rate. The grid trains all 16 points for every epoch; th
 process, on one in-process worker and one thread, against a fresh SQLite store each, so the CPU
 time (time.process_time) is the training's plus the store's and Optuna's.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_search.py [--trials 6] [--epochs 8] [--sampler-seed 0]
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_search.py [--trials 6] [--epochs 8] [--sampler-seed 0] [--pruner asha]
 
 Prints one line per arm and the ratio of their CPU times.
 """
@@ -69,10 +69,10 @@ def run_grid(folder: str, epochs: int) -> dict:
             "best": max(v for _, v in done)}
 
 
-def run_search(folder: str, epochs: int, trial_count: int, seed: int) -> dict:
+def run_search(folder: str, epochs: int, trial_count: int, seed: int, pruner: str = "asha") -> dict:
     store = Store(f"sqlite:///{os.path.join(folder, 'search.db')}")
     plan = search.SearchPlan(base=base(epochs), space=search.parse_space(SPACE), trials=trial_count,
-                             objective=OBJECTIVE, sampler="tpe", pruner="asha", seeds=(0,), sampler_seed=seed,
+                             objective=OBJECTIVE, sampler="tpe", pruner=pruner, seeds=(0,), sampler_seed=seed,
                              space_texts=SPACE)
     sweep_id = search.start_search(store, plan)
     cpu = drain(store)
@@ -82,7 +82,7 @@ def run_search(folder: str, epochs: int, trial_count: int, seed: int) -> dict:
     pruned = sum(row["state"] == "pruned" for row in rows)
     best = max(row["value"] for row in rows if row["state"] == "completed")
     store.close()
-    return {"arm": f"TPE+ASHA ({trial_count} trials, {pruned} pruned)", "runs": len(ids), "epochs": epochs_run,
+    return {"arm": f"TPE+{pruner} ({trial_count} trials, {pruned} pruned)", "runs": len(ids), "epochs": epochs_run,
             "cpu": cpu, "best": best}
 
 
@@ -91,11 +91,12 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--sampler-seed", type=int, default=0)
+    parser.add_argument("--pruner", default="asha", choices=trials.PRUNERS, help="the search's pruner (default asha)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="seqcopy-bench-search-") as folder:
         grid = run_grid(folder, args.epochs)
-        found = run_search(folder, args.epochs, args.trials, args.sampler_seed)
+        found = run_search(folder, args.epochs, args.trials, args.sampler_seed, args.pruner)
     print(f"space {' × '.join(SPACE)}, lstm K=N=6, {args.epochs} epochs, 1 thread, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")
     for arm in (grid, found):

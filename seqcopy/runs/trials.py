@@ -198,7 +198,9 @@ def make_pruner(name: str, epochs: int):
         # Two finished trials before any is compared, and never on the first epoch.
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        # The first rung at a quarter of the run: copy accuracy after an epoch or two is mostly noise
+        # on this task (bench/bench_search.py: rungs from epoch 1 pruned the eventual best).
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, epochs // 4), reduction_factor=3)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs), reduction_factor=3)
     raise SearchInputError(f"unknown pruner {name!r}: choose one of {', '.join(PRUNERS)}")
