@@ -6,7 +6,7 @@ hidden size and learning rate. The grid trains all 16 points for every epoch; th
 process, on one in-process worker and one thread, against a fresh SQLite store each, so the CPU
 time (time.process_time) is the training's plus the store's and Optuna's.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_search.py [--trials 6] [--epochs 8] [--sampler-seed 0] [--pruner asha]
+    PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_search.py [--trials 6] [--epochs 8] [--pruner asha]
 
 Prints one line per arm and the ratio of their CPU times.
 """
