@@ -7,6 +7,7 @@ where a test swaps the pruner for one whose decision it knows in advance.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import time
@@ -298,3 +299,59 @@ def test_submit_prune_checks_its_objective(capsys, sqlite_url):
     assert_one_line_error(code, err, "unknown metric")
     code, _, err = run_cli(capsys, "submit", *TINY_FLAGS, "--objective", "test_loss", "--db", sqlite_url)
     assert_one_line_error(code, err, "--objective goes with --prune")
+
+
+def test_an_optuna_trial_its_dead_asker_left_running_is_failed_when_the_number_is_asked_again(sqlite_url, one_thread):
+    store = Store(sqlite_url)
+    sweep_id = start(store, trials_count=1)
+    assert trials._take_number(store, "dead:1", stale_before=0) == (sweep_id, 1)
+    study = search.load_optuna_study(store, sweep_id)
+    orphan = study.ask()  # the dead worker asked Optuna, then died before queueing the runs
+    study._storage.set_trial_user_attr(orphan._trial_id, "seqcopy_number", 1)
+    time.sleep(1.1)
+    drain(store, lease=1.0)
+    states = sorted(t.state.name for t in optuna_trials(store, sweep_id))
+    assert states == ["COMPLETE", "FAIL"]
+    assert [(r["number"], r["state"]) for r in trials.trial_rows(store, sweep_id)] == [(1, "completed")]
+    store.close()
+
+
+def test_a_sampler_whose_package_is_missing_is_refused_before_anything_is_written(capsys, sqlite_url, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else real(name, *a))
+    code, out, err = run_cli(capsys, "search", *TINY_FLAGS, "--space", "lr=float(0.01,0.1)", "--trials", "2",
+                             "--objective", "test_loss", "--sampler", "cmaes", "--db", sqlite_url)
+    assert_one_line_error(code, err, "needs the cmaes package")
+
+
+def test_a_trial_the_sampler_cannot_ask_is_failed_once_not_asked_for_ever(sqlite_url, one_thread, monkeypatch):
+    store = Store(sqlite_url)
+    sweep_id = start(store, trials_count=2)
+    broken = trials.make_sampler
+
+    def sampler(name, seed, number, count, space):
+        if number == 1:
+            raise ModuleNotFoundError("No module named 'cmaes'")
+        return broken(name, seed, number, count, space)
+
+    monkeypatch.setattr(trials, "make_sampler", sampler)
+    drain(store, lease=1.0)
+    assert [(r["number"], r["state"]) for r in trials.trial_rows(store, sweep_id)] == [(1, "failed"), (2, "completed")]
+    store.close()
+
+
+@pytest.mark.parametrize("sampler", [name for name in trials.SAMPLERS
+                                     if name != "cmaes" or importlib.util.find_spec("cmaes")])
+@pytest.mark.parametrize("pruner", ["hyperband", "asha"])
+def test_every_sampler_and_pruner_runs_a_search(sqlite_url, one_thread, sampler, pruner):
+    store = Store(sqlite_url)
+    space = ("hidden_size=4,8", "lr=0.01,0.05") if sampler == "grid" else ("hidden_size=int(4,16)",
+                                                                          "lr=log(1e-3,1e-1)")
+    sweep_id = start(store, trials_count=3, sampler=sampler, pruner=pruner, space_texts=space)
+    drain(store)
+    rows = trials.trial_rows(store, sweep_id)
+    assert len(rows) == 3 and {r["state"] for r in rows} <= {"completed", "pruned"}
+    assert len(optuna_trials(store, sweep_id)) == 3
+    store.close()

@@ -14,6 +14,7 @@ seqcopy.runs.trials. This module builds it and reads it back for reports and pag
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import re
@@ -201,6 +202,8 @@ class SearchPlan:
             raise SearchError("--seeds: give at least one seed")
         if self.sampler_seed is not None and not 0 <= self.sampler_seed < 2**31:
             raise SearchError(f"--sampler-seed: from 0 to {2**31 - 1}, got {self.sampler_seed}")
+        if self.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+            raise SearchError("--sampler cmaes needs the cmaes package (pip install cmaes); or choose tpe or qmc")
         if self.sampler == "grid":
             try:
                 trials.grid_values(self.space)

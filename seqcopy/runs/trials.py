@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from seqcopy.config import RunConfig
 from seqcopy.errors import InputError
@@ -384,9 +385,20 @@ def _ask_and_queue(store: Store, worker_id: str, sweep_id: int, number: int) -> 
     import optuna
 
     search = search_row(store, sweep_id)
-    study = load_study(store, search, number)
     space = decode_space(search["space"])
-    trial = _retry(lambda: study.ask(space))
+    try:
+        study = load_study(store, search, number)
+        _fail_orphans(study, number)
+        trial = _retry(lambda: study.ask(space))
+    except (DBAPIError, optuna.exceptions.StorageInternalError):
+        raise  # the database: the number stays 'asking', and is asked again once the lease lapses
+    except Exception:
+        # The sampler itself cannot ask (a missing package on this worker, say): the trial is failed
+        # and counted, rather than asked again and again by every worker.
+        with store._write() as conn:
+            conn.execute(update(trials_t).where(trials_t.c.sweep_id == sweep_id, trials_t.c.number == number)
+                         .values(state="failed", updated_at=time.time()))
+        raise
     params = {name: trial.params[name] for name in space}
     _retry(lambda: study._storage.set_trial_user_attr(trial._trial_id, "seqcopy_number", number))
     base = RunConfig.from_dict(json.loads(search["base"]))
@@ -417,6 +429,17 @@ def _ask_and_queue(store: Store, worker_id: str, sweep_id: int, number: int) -> 
     except _TakenOver:  # we were too slow and another worker asked this number again: ours is surplus
         _retry(lambda: study.tell(trial, state=optuna.trial.TrialState.FAIL))
         return 0
+
+
+def _fail_orphans(study, number: int) -> None:
+    """A number asked again: an Optuna trial its dead asker left running (asked, never queued) is
+    failed, so the study holds no trial without runs (found by the number it was tagged with)."""
+    import optuna
+
+    for frozen in _retry(lambda: study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))):
+        if frozen.user_attrs.get("seqcopy_number") == number:
+            _retry(lambda frozen=frozen: study.tell(_trial(study, frozen._trial_id),
+                                                    state=optuna.trial.TrialState.FAIL, skip_if_finished=True))
 
 
 class _TakenOver(Exception):
