@@ -310,13 +310,12 @@ def cmd_search(args) -> int:
 
 def _prune_grid(args, store, sweep_id: int | None, ids: list[int], configs) -> None:
     """``submit --prune``: the grid's runs compared epoch by epoch by Optuna's pruner."""
-    from seqcopy.results.search import DIRECTIONS, check_objective, default_direction
+    from seqcopy.results.search import DIRECTIONS, default_direction
     from seqcopy.runs.trials import create_pruned_grid
 
-    objective = args.objective or "test_copy_acc"
+    objective = args.objective or "test_copy_acc"  # checked by cmd_submit before anything was queued
     create_pruned_grid(store, sweep_id, ids, objective, DIRECTIONS[default_direction(objective)], args.prune,
                        max(config.epochs for config in configs))
-    check_objective(objective)
 
 
 def _check_worker_flags(args) -> None:

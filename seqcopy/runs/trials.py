@@ -105,7 +105,10 @@ def has_tables(store: Store) -> bool:
     if key not in _ready:
         from sqlalchemy import inspect
 
+        if time.monotonic() < _absent_until.get(key, 0.0):
+            return False  # looked a moment ago: an idle worker polls every second
         if not all(inspect(store.engine).has_table(table.name) for table in metadata.sorted_tables):
+            _absent_until[key] = time.monotonic() + ABSENT_RECHECK_S
             return False
         _ready.add(key)
     return True
@@ -116,6 +119,8 @@ def _key(store: Store) -> str:
 
 
 _ready: set[str] = set()
+_absent_until: dict[str, float] = {}
+ABSENT_RECHECK_S = 5.0  # a search created elsewhere is seen within this long
 
 
 def optuna_url(store: Store) -> str:
