@@ -44,7 +44,7 @@ from seqcopy.runs.store import Store
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("none", "median", "asha", "hyperband")
-GRID_PRUNERS = ("none", "median", "asha")  # submit --prune: no sampler, the grid's runs compared
+GRID_PRUNERS = ("median", "asha")  # submit --prune: no sampler, the grid's runs compared
 TRIAL_STATES = ("asking", "running", "completed", "pruned", "failed")
 
 metadata = MetaData()
