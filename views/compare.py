@@ -12,7 +12,7 @@ from seqcopy.config import RunConfig
 from seqcopy.results.report import epochs_by_run, epochs_to_target
 from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS
 from seqcopy.runs.schema import EPOCH_METRICS, STATUSES
-from seqcopy.ui import escape, state
+from seqcopy.ui import escape, search_view, state
 from seqcopy.ui.figures import seed_band_figure
 from seqcopy.ui.frames import (
     FINAL_METRICS,
@@ -221,6 +221,8 @@ all_runs = state.runs_or_stop("No runs yet: queue a few seeds of several cells o
 frame = runs_frame(all_runs)
 sweeps = {sweep.id: sweep for sweep in state.sweeps(state.url())}
 filters = render_filters(frame, sweep_labels(list(sweeps.values()), all_runs))
+if search_view.is_search(state.get_store(), filters.sweep_id):  # a search: Optuna's views first
+    search_view.render(state.get_store(), filters.sweep_id)
 chosen = chosen_runs(all_runs, filters)
 infos = {run.id: run for run in chosen}
 ids = tuple(sorted(infos))

@@ -9,7 +9,7 @@ from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig, cell_la
 from seqcopy.presets import BY_NAME, BY_SLUG, PRESETS
 from seqcopy.runs.lineage import LineageError, check_fork, fork_start, lineage_of
 from seqcopy.runs.store import StoreError, UnknownRun
-from seqcopy.ui import escape, state
+from seqcopy.ui import escape, search_form, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
 from seqcopy.ui.launch_form import (
     FIELDS,
@@ -329,12 +329,27 @@ def render_queue() -> None:
         st.caption(f"… and {len(active) - MAX_SHOWN} more (see the Runs page, filtered by status).")
 
 
+def search_base(result) -> tuple[RunConfig | None, list[int], str | None]:
+    """Search mode: the form's first run as the base (its first cell), the form's seeds."""
+    if result.errors or not result.configs:
+        return None, [], next(iter(result.errors.values()), None)
+    return result.configs[0], sorted({config.seed for config in result.configs}), None
+
+
 st.title("Launch runs")
 initialise()
 result = form_result()
+mode = st.segmented_control("Mode", ["Sweep", "Search"], default="Sweep", key="launch_mode", required=True,
+                            help="Sweep: every point of the grid; Search: Optuna chooses the trials and prunes")
 form_column, summary_column = st.columns([3, 1], gap="large")
 with form_column:
+    if mode == "Search":
+        search_form.render_space()
     render_form(result)
 with summary_column:
-    render_summary(result)
+    if mode == "Search":
+        found = search_form.form_plan(*search_base(result))
+        search_form.render_summary(found, state.get_store(), calibration(state.speed_history(state.url())))
+    else:
+        render_summary(result)
 render_queue()

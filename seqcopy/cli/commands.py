@@ -1,4 +1,5 @@
-"""seqcopy {train,evaluate,submit,continue,worker,ray,workers,runs,cancel,report,bench} (also ``python -m seqcopy``).
+"""seqcopy {train,evaluate,submit,search,continue,worker,ray,workers,runs,cancel,report,bench}, also
+``python -m seqcopy``.
 
 Bad input (a flag, a config, a name, a file, a database URL, a run id) exits with status 2 and one
 line on stderr, never a traceback, and writes nothing.
@@ -272,12 +273,24 @@ def cmd_submit(args) -> int:
     problem = SETTINGS["tag"].problem(name)  # a sweep's name follows a tag's rules
     if problem:
         raise UsageError(f"--sweep-name: {problem}")
+    if args.objective is not None and args.prune is None:
+        raise UsageError("--objective goes with --prune (a search takes it with seqcopy search)")
+    if args.prune is not None:
+        from seqcopy.results.search import SearchError, check_objective
+
+        try:
+            check_objective(args.objective or "test_copy_acc")
+        except SearchError as error:
+            raise UsageError(str(error)) from None
     store = open_store(args.db)
     lineage = None if fork is None else lineage_of(fork)
-    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip())) and fork is None:
+    pruned = args.prune is not None
+    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip()) or pruned) and fork is None:
         ids = store.submit_many(configs, max_restarts=args.max_restarts)
     else:  # a fork is always a sweep, even of one run: its runs share a parent
         sweep_id, ids = store.submit_sweep(configs, name, grid.spec(), lineage=lineage, max_restarts=args.max_restarts)
+        if pruned:
+            _prune_grid(args, store, sweep_id, ids, configs)
         print(f"sweep {sweep_id} ({name}): {grid.describe_size()}"
               + (f", from #{fork[0].id} @ epoch {fork[1]}" if fork else ""), file=sys.stderr)
     for run_id in ids:
@@ -294,6 +307,44 @@ def cmd_continue(args) -> int:
     print(f"run {run_id}: continues #{parent.id} from epoch {epoch} to epoch {config.epochs}", file=sys.stderr)
     print(run_id)
     return 0
+
+
+def cmd_search(args) -> int:
+    """Record a search; nothing is queued here: free workers ask its trials (seqcopy.runs.trials)."""
+    from seqcopy.results.search import SearchError, SearchPlan, default_direction, parse_space, start_search
+
+    base = config_from_args(args)
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else [base.seed]
+    except ValueError as error:
+        raise UsageError(f"--seeds: {error}") from None
+    try:
+        space = parse_space(args.space)
+        plan = SearchPlan(
+            base=base, space=space, trials=args.trials, objective=args.objective,
+            direction=args.direction or default_direction(args.objective), sampler=args.sampler,
+            pruner=args.pruner, seeds=tuple(seeds), sampler_seed=args.sampler_seed,
+            name=(args.sweep_name or "").strip(), space_texts=tuple(args.space),
+        ).check()
+    except SearchError as error:
+        raise UsageError(str(error)) from None
+    if plan.name and SETTINGS["tag"].problem(plan.name):
+        raise UsageError(f"--sweep-name: {SETTINGS['tag'].problem(plan.name)}")
+    store = open_store(args.db)
+    sweep_id = start_search(store, plan)
+    print(f"search {sweep_id} ({plan.name or plan.default_name()}): {plan.describe()}", file=sys.stderr)
+    print(sweep_id)
+    return 0
+
+
+def _prune_grid(args, store, sweep_id: int | None, ids: list[int], configs) -> None:
+    """``submit --prune``: the grid's runs compared epoch by epoch by Optuna's pruner."""
+    from seqcopy.results.search import DIRECTIONS, default_direction
+    from seqcopy.runs.trials import create_pruned_grid
+
+    objective = args.objective or "test_copy_acc"  # checked by cmd_submit before anything was queued
+    create_pruned_grid(store, sweep_id, ids, objective, DIRECTIONS[default_direction(objective)], args.prune,
+                       max(config.epochs for config in configs))
 
 
 def _check_worker_flags(args) -> None:
@@ -451,6 +502,8 @@ def cmd_report(args) -> int:
             raise UsageError(f"--by {args.by}: a tag names runs, it is not a setting; without --by the report has "
                              "one table per tag (--tags chooses them)")
     store = open_store(args.db, create=False)
+    if args.search is not None:
+        return _report_search(store, args)
     if args.sweep is not None:
         try:
             store.get_sweep(args.sweep)
@@ -460,6 +513,18 @@ def cmd_report(args) -> int:
         print(build_report(store, tags, args.sweep))
     else:
         print(build_by_report(store, by, args.error or DEFAULT_ERROR, tags, args.sweep))
+    return 0
+
+
+def _report_search(store, args) -> int:
+    from seqcopy.results.search import SearchError, search_report
+
+    if args.by is not None or args.sweep is not None or args.tags is not None:
+        raise UsageError("--search goes alone: its table has one row per trial")
+    try:
+        print(search_report(store, args.search))
+    except SearchError as error:
+        raise UsageError(str(error)) from None
     return 0
 
 
@@ -477,7 +542,7 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, "worker": cmd_worker, "ray": cmd_ray,
             "workers": cmd_workers, "runs": cmd_runs, "continue": cmd_continue, "cancel": cmd_cancel,
-            "report": cmd_report, "bench": cmd_bench}
+            "report": cmd_report, "bench": cmd_bench, "search": cmd_search}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,13 @@ import argparse
 from seqcopy.cli.flags import add_config_flags, add_setting_flag
 from seqcopy.config import CELL_NAMES, DEVICES
 from seqcopy.errors import InputError
+from seqcopy.results.search import MAX_TRIALS
 from seqcopy.results.spread import ERROR_KINDS
 from seqcopy.results.sweeps import GRID_OPTIONS, MAX_RUNS
 from seqcopy.runs.capacity import RECENT_S
 from seqcopy.runs.schema import DEFAULT_MAX_RESTARTS
 from seqcopy.runs.store import DEFAULT_LEASE
+from seqcopy.runs.trials import GRID_PRUNERS, PRUNERS, SAMPLERS
 from seqcopy.text import parse_id
 
 MAX_RAY_WORKERS = 1024
@@ -103,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--tie", action="append", metavar="SETTING=OTHER[*F]",
                       help="SETTING follows OTHER (times F) in every run, e.g. train_output_len=train_seq_len")
     grid.add_argument("--sweep-name", metavar="NAME", help=f"the sweep's name, {GRID_OPTIONS['sweep_name'][1]}")
+    grid.add_argument("--prune", choices=GRID_PRUNERS, default=None,
+                      help="stop runs of the grid that trail the others at the same epoch (Optuna's pruner)")
+    grid.add_argument("--objective", default=None,
+                      help="with --prune: the epochs metric compared (default test_copy_acc)")
     lineage = submit.add_argument_group("a fork")
     lineage.add_argument("--from", dest="from_run", type=id_argument("run"), metavar="RUN_ID",
                          help="start every run from that finished run's final weights, with its settings as the "
@@ -125,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--epochs", type=int, required=True, metavar="N", help="epochs to add (at least 1)")
     _add_restarts(resume)
     _add_db(resume)
+
+    _add_search(commands)
 
     worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
     worker.add_argument("--once", action="store_true", help="run one queued run, then exit")
@@ -191,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", metavar="SETTING",
                         help="one row per cell × value of this setting, by field or flag name: train_seq_len, iseq, "
                              "--by=-iseq, lr…")
+    report.add_argument("--search", type=id_argument("sweep"), metavar="ID",
+                        help="the best trials of this search as a markdown table")
     report.add_argument("--error", choices=sorted(ERROR_KINDS), default=None,
                         help="with --by: the spread shown beside each mean (default: se, the standard error)")
     _add_db(report)
@@ -205,6 +215,31 @@ def _add_restarts(parser: argparse.ArgumentParser) -> None:
                         help="times a run whose worker vanished after a first epoch (a lapsed lease) is resumed by "
                              f"another before it fails with the reason (default {DEFAULT_MAX_RESTARTS}; a SIGTERM or "
                              "Ctrl-C of a worker requeues it without counting)")
+
+
+def _add_search(commands) -> None:
+    """``seqcopy search``: the base flags of a run, the space, and how trials are chosen."""
+    search = commands.add_parser(
+        "search", help="an Optuna search: trials asked by free workers, pruned epoch by epoch", allow_abbrev=False,
+        description="Record a search over any declared settings; workers ask its trials as they become free "
+                    "(one run per seed each) and report every epoch to the pruner. Every value the space can "
+                    "produce is validated first. Prints the search's sweep id.",
+    )
+    add_config_flags(search, with_log=False)
+    group = search.add_argument_group("the search")
+    group.add_argument("--space", action="append", metavar="SETTING=SPEC", default=[],
+                       help="a setting and its range: int(8,64), float(0.1,3), log(1e-4,1e-2) or choices 16,32,64; "
+                            "repeat for each setting")
+    group.add_argument("--trials", type=int, required=True, help=f"trials in all (at most {MAX_TRIALS})")
+    group.add_argument("--objective", required=True, help="the epochs metric to optimise, e.g. test_copy_acc")
+    group.add_argument("--direction", choices=("max", "min"), default=None,
+                       help="default: min for a loss, max otherwise")
+    group.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    group.add_argument("--pruner", choices=PRUNERS, default="median")
+    group.add_argument("--seeds", help="each trial's seeds (one run each); the objective is their mean; default: -s")
+    group.add_argument("--sampler-seed", type=int, default=None, help="the same seed gives the same trials")
+    group.add_argument("--sweep-name", metavar="NAME", help="the search's name (default: made from the space)")
+    _add_db(search)
 
 
 def _add_test_flags(parser: argparse.ArgumentParser) -> None:

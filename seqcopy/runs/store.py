@@ -500,10 +500,16 @@ class Store:
         lineage = dict(parent_id=parent_id, parent_epoch=parent_epoch, state=state, epochs_done=epochs_done)
         return self._submit([config], lineage=lineage, max_restarts=max_restarts)[1][0]
 
+    def submit_to_sweep(self, configs: Sequence[RunConfig], sweep_id: int, then=None) -> list[int]:
+        """Queue runs into the existing sweep ``sweep_id`` (a search's trial: seqcopy.runs.trials),
+        all or nothing; ``then(conn, ids)`` runs inside the same transaction, so what it writes
+        lands with the runs or not at all."""
+        return self._submit(configs, existing_sweep=sweep_id, then=then)[1]
+
     def _submit(
         self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
-        device_used: str | None = None, sweep: dict | None = None, lineage: dict | None = None,
-        max_restarts: int | None = None,
+        device_used: str | None = None, sweep: dict | None = None, existing_sweep: int | None = None, then=None,
+        lineage: dict | None = None, max_restarts: int | None = None,
     ) -> tuple[int | None, list[int]]:
         """(sweep id or None, run ids) of the runs written in one transaction; ``sweep``
         ({name, spec}) records them as one sweep. ``lineage`` ({parent_id, parent_epoch, state,
@@ -517,7 +523,7 @@ class Store:
         now = time.time()
         ids = []
         with self._write() as conn:
-            sweep_id = self._insert_sweep(conn, sweep, configs, now) if sweep is not None else None
+            sweep_id = self._insert_sweep(conn, sweep, configs, now) if sweep is not None else existing_sweep
             for config in configs:
                 values = dict(
                     config=config.to_json(), cell=config.cell, seed=config.seed, tag=config.tag,
@@ -543,6 +549,8 @@ class Store:
                     conn.execute(insert(states_t).values(run_id=run_id, epoch=lineage.get("epochs_done", 0),
                                                          data=lineage["state"], size=len(lineage["state"]),
                                                          updated_at=now))
+            if then is not None:
+                then(conn, ids)
         return sweep_id, ids
 
     @staticmethod

@@ -39,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from seqcopy import devices
 from seqcopy.core import checkpoint
 from seqcopy.core.train import EpochResult, Stopped, TrainResult, train
+from seqcopy.runs import trials
 from seqcopy.runs.store import (
     DEFAULT_LEASE,
     LeaseLost,
@@ -117,6 +118,7 @@ class RunExecution:
         self.state_every = state_every or StateEvery()
         self._state_at = (0, time.monotonic())  # (epoch, time) of the last resume state written
         self.resumed_from = 0  # the epoch of the resume state it started from (0: none)
+        self.pruned: str | None = None  # why a search's pruner stopped this run (seqcopy.runs.trials)
 
     # The training loop's callbacks: cheap, no database on the per-batch path.
     def _on_batch(self, done: int, total: int) -> None:
@@ -138,8 +140,19 @@ class RunExecution:
             self._state_at = (result.epoch, time.monotonic())
         if self._listeners[0] is not None:
             self._listeners[0](result)
-        if not final and (self.shutdown.is_set() or self._should_stop()):
+        if not final and self.pruned is None and self.run.sweep_id is not None:
+            self.pruned = self._ask_pruner(result.epoch)
+        if not final and (self.shutdown.is_set() or self._should_stop() or self.pruned):
             raise Stopped  # the epoch is safely recorded; end the run here
+
+    def _ask_pruner(self, epoch: int) -> str | None:
+        """A search's trial: report this epoch to its pruner; the reason to stop, or None."""
+        try:
+            return trials.after_epoch(self.store, self.run.id, self.run.sweep_id, epoch)
+        except Exception as error:  # noqa: BLE001 - a pruner's trouble must not cost the run: it trains on
+            self.log("prune", f"could not report epoch {epoch} of run {self.run.id} to its search "
+                              f"({type(error).__name__}: {self.store.describe(error)})")
+            return None
 
     def _record_epoch(self, result: EpochResult, state: bytes | None = None) -> bool:
         return self._retry(
@@ -224,6 +237,9 @@ class RunExecution:
                 "completed", error=note, checkpoint=blob, position_acc=result.position_acc,
                 length_acc=result.length_acc,
             )
+        if self.pruned and not result.diverged and not self.cancelled.is_set():
+            # Completed, with the pruner's reason: its epochs are a true, shorter run (never hidden).
+            return self._finish("completed", error=self.pruned, checkpoint=blob)
         if result.diverged:
             # A finished experiment whose answer is "this diverges": failed, with the reason on
             # one line, and the epochs and weights before the divergence kept.
@@ -436,6 +452,9 @@ class Worker:
             self._claim_token = self._claim_token or new_claim_token()
             run = self.store.claim(self.worker_id, self.lease, token=self._claim_token,
                                    serves=self.serves, device=self.device)
+            if run is None and self._ask_trial():  # a search's next trial, asked now that a worker is free
+                run = self.store.claim(self.worker_id, self.lease, token=self._claim_token,
+                                       serves=self.serves, device=self.device)
         self._claim_token = None  # answered: the next claim gets a token of its own
         if run is None:
             return None
@@ -448,8 +467,26 @@ class Worker:
             self.current_run = None
         if status not in ("lost", "preempted"):
             self.runs_done += 1
+            self._tell_trial(run)
         self._report()
         return status
+
+    def _ask_trial(self) -> int:
+        """Queue the next trial of an open search (seqcopy.runs.trials); the runs queued."""
+        try:
+            return trials.refill(self.store, self.worker_id, self.lease)
+        except DBAPIError:
+            raise  # the loop waits out an outage
+        except Exception as error:  # noqa: BLE001 - a search's trouble must not stop the worker: say why
+            self.log("search", f"could not ask a search for a trial ({type(error).__name__}: {error})")
+            return 0
+
+    def _tell_trial(self, run: RunInfo) -> None:
+        """The run belonged to a search's trial: tell the study if it was the trial's last."""
+        try:
+            trials.after_run(self.store, run.id, run.sweep_id)
+        except Exception as error:  # noqa: BLE001 - the next idle worker settles the trial (trials.settle)
+            self.log("search", f"could not tell the search about run {run.id} ({type(error).__name__}: {error})")
 
     def run(self, once: bool = False, idle_exit: float | None = None) -> int:
         """Loop until shutdown; ``once`` stops after one run (or at once if none is queued);
