@@ -61,7 +61,7 @@ def test_the_spread_kinds_on_hand_made_values():
     std = statistics.stdev(values)  # sample standard deviation, ddof 1
     assert half_width(values, "std") == pytest.approx(std)
     assert half_width(values, "se") == pytest.approx(std / math.sqrt(3))
-    assert half_width(values, "ci95") == pytest.approx(4.303 * std / math.sqrt(3))  # t(0.975, 2)
+    assert half_width(values, "ci95") == pytest.approx(4.302653 * std / math.sqrt(3))  # t(0.975, 2)
     assert half_width([0.5], "se") is None and summarise([], "se") == (None, None, 0)
     assert summarise([0.5, float("nan"), 0.7], "std")[2] == 2  # a diverged run's NaN is left out
     assert format_summary([0.5, 0.7], "se") == f"0.600 ± {0.1:.3f} SE (n=2)"
@@ -70,10 +70,12 @@ def test_the_spread_kinds_on_hand_made_values():
 
 
 def test_t_quantiles_are_students_and_tend_to_the_normal():
-    assert (t975(1), t975(2), t975(30)) == (12.706, 4.303, 2.042)
-    assert 2.0 < t975(60) < t975(31) < 2.042  # the expansion continues the table downwards
-    assert t975(60) == pytest.approx(2.000, abs=1e-3) and t975(120) == pytest.approx(1.980, abs=1e-3)
+    # Published table values (to three decimals), then the normal quantile far out.
+    for degrees, quantile in ((1, 12.706), (2, 4.303), (30, 2.042), (60, 2.000), (120, 1.980)):
+        assert t975(degrees) == pytest.approx(quantile, abs=1e-3)
     assert t975(10**6) == pytest.approx(1.95996, abs=1e-4)
+    with pytest.raises(ValueError, match="degree of freedom"):
+        t975(0)
 
 
 # ---------------------------------------------------------------------------- metric against a setting
@@ -102,7 +104,7 @@ def test_the_band_and_the_bars_are_exactly_mean_plus_minus_the_standard_error():
 def test_the_spread_kind_changes_the_bars_and_the_legend_says_which():
     data = settings_frame(sweep_runs(), "train_seq_len", "cell")
     values = FINALS[("lstm", 5)]
-    for kind, factor in (("std", 1.0), ("ci95", 4.303 / math.sqrt(3))):
+    for kind, factor in (("std", 1.0), ("ci95", 4.302653 / math.sqrt(3))):
         fig = metric_vs_setting_figure(data, "test_copy_acc", "K", error=kind)
         (mean,) = traces(fig, "mean", "lstm")
         assert mean.error_y.array[0] == pytest.approx(statistics.stdev(values) * factor)
