@@ -25,14 +25,14 @@ from seqcopy.ui.sweep_figures import (
 from seqcopy.ui.sweep_frames import (
     convergence_frame,
     line_keys,
-    solve_rate_table,
-    verdicts_frame,
     mixed_settings,
     setting_choices,
     settings_frame,
+    solve_rate_table,
     summary_by_setting,
     sweep_from_url,
     sweep_labels,
+    verdicts_frame,
 )
 
 # Final copy accuracy of three seeds at each K, per cell: made up, with round numbers.

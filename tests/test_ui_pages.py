@@ -417,7 +417,8 @@ def test_compare_draws_a_sweeps_metric_against_its_setting(swept, monkeypatch):
     assert any(t.startswith("Epochs to reach 99% test copy accuracy") for t in titles)  # solving: 99% by default
     assert any(t.startswith("test copy acc: each group minus lstm") for t in titles)  # the verdicts
     rates = next(df.value for df in at.dataframe if "solved" in df.value.columns)
-    assert set(rates["cell"]) == {"lstm", "gru"} and set(rates["train_seq_len"]) == {4, 8}  # lines: cell (N moves with K)
+    # The lines are the cells: N moves with K, so it splits no line.
+    assert set(rates["cell"]) == {"lstm", "gru"} and set(rates["train_seq_len"]) == {4, 8}
     assert all(0 <= low <= share <= high <= 1 for low, share, high in zip(rates["low"], rates["share"], rates["high"],
                                                                           strict=True))
     verdicts = next(df.value for df in at.dataframe if "verdict" in df.value.columns)
