@@ -14,7 +14,7 @@ import streamlit as st
 from seqcopy.config import RunConfig
 from seqcopy.results.report import epochs_by_run
 from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT
-from seqcopy.runs.schema import EPOCH_METRICS, STATUSES
+from seqcopy.runs.schema import DIAGNOSTIC_METRICS, EPOCH_METRICS, STATUSES
 from seqcopy.ui import escape, state
 from seqcopy.ui.figures import seed_band_figure
 from seqcopy.ui.frames import (
@@ -47,7 +47,7 @@ from seqcopy.ui.sweep_frames import (
 
 MAX_COMPARED = 200  # the most recent runs that match; epochs are read only for these
 GROUP_KEYS = [name for name in RunConfig().to_dict() if name != "seed"]
-CURVE_METRICS = [m for m in EPOCH_METRICS if m not in ("lr",)]
+CURVE_METRICS = [m for m in EPOCH_METRICS if m not in ("lr",)] + list(DIAGNOSTIC_METRICS)  # memory, per epoch
 
 
 def sweep_selection(labels: dict[int, str]) -> None:
@@ -127,7 +127,7 @@ def render_curves(epoch_rows: list[dict], infos: dict, keys: tuple[str, ...], me
     epochs["group"] = epochs["run_id"].map(lambda i: escape.plotly(group_of(infos[i], keys)))
     figure = seed_band_figure(
         epochs, x="epoch", y=metric, title=f"{metric.replace('_', ' ')} by {', '.join(keys)}: mean ± std across seeds",
-        chance=metric.endswith("copy_acc"), show_seeds=show_seeds, log_y=metric.endswith("loss"),
+        chance=metric.endswith("copy_acc"), show_seeds=show_seeds, log_y=metric.endswith(("loss", "_grad")),
         y_title=metric.replace("_", " "), legend_columns=4,
     )
     st.plotly_chart(figure, width="stretch", key="compare_curves")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from seqcopy.config import RunConfig, mult_form_of
-from seqcopy.core import data
+from seqcopy.core import data, diagnostics
 from seqcopy.core.checkpoint import build_model
 from seqcopy.core.data import Layout
 from seqcopy.core.metrics import Counts, sequence_loss
@@ -46,6 +46,11 @@ class EpochResult:
     lr: float
     stage_output_len: int  # the curriculum's output length this epoch (N when it is off)
     stage_seq_len: int
+    # Memory on the fixed probe batch (seqcopy.core.diagnostics); None where not measured.
+    memory_gate: float | None = None
+    saturated_gates: float | None = None
+    saliency_diagonal: float | None = None
+    first_input_grad: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -184,6 +189,8 @@ def train(
         data.generator(config.seed, data.TEST_STREAM), config.test_samples, test_layout
     )
     shuffle_rng = data.generator(config.seed, data.SHUFFLE_STREAM)
+    probe_inputs, probe_targets, probe_layout = diagnostics.probe_batch(config)  # a stream of its own
+    probe = (probe_inputs.to(device), probe_targets.to(device), probe_layout)
     stages = curriculum_stages(config)
     stage = 0
     train_set = _stage_data(config, stages, stage)
@@ -234,6 +241,7 @@ def train(
             if last_epoch:
                 result.position_acc = per_position
             seconds = time.perf_counter() - started
+            memory = diagnostics.measure(model, *probe)  # reads the model; changes no weight, no stream
             epoch_result = EpochResult(
                 epoch=epoch,
                 train_loss=counts.loss,
@@ -249,6 +257,7 @@ def train(
                 lr=optimiser.param_groups[0]["lr"],
                 stage_output_len=layout.output,
                 stage_seq_len=layout.symbols,
+                **memory.to_dict(),
             )
             result.epochs.append(epoch_result)
             finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()}

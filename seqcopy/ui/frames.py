@@ -12,7 +12,7 @@ import pandas as pd
 
 from seqcopy.config import RunConfig, cell_label, varied_keys
 from seqcopy.results.spread import DEFAULT_ERROR, describe, format_summary
-from seqcopy.runs.schema import EPOCH_METRICS
+from seqcopy.runs.schema import DIAGNOSTIC_METRICS, EPOCH_METRICS
 from seqcopy.runs.store import RunInfo
 from seqcopy.text import parse_id, shorten
 from seqcopy.ui import escape
@@ -21,7 +21,8 @@ RUN_COLUMNS = [
     "id", "cell", "seed", "status", "progress", "epochs_done", "epochs_total", "test_copy_acc",
     "test_acc", "test_seq_acc", "test_loss", "train_loss", "tag", "sweep", "created", "duration_s", "error",
 ]
-EPOCH_COLUMNS = ["run_id", "epoch", "wall_time", "stage_output_len", "stage_seq_len", *EPOCH_METRICS]
+EPOCH_COLUMNS = ["run_id", "epoch", "wall_time", "stage_output_len", "stage_seq_len", *EPOCH_METRICS,
+                 *DIAGNOSTIC_METRICS]
 
 
 def run_label(run_id: int, cell: str, seed: int) -> str:
@@ -75,7 +76,7 @@ def filter_runs(
 
 def epochs_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo]) -> pd.DataFrame:
     """Epoch rows with each run's label, cell and seed, and the minutes since it started."""
-    frame = pd.DataFrame(list(rows), columns=EPOCH_COLUMNS)
+    frame = pd.DataFrame(list(rows), columns=EPOCH_COLUMNS).astype({name: float for name in DIAGNOSTIC_METRICS})
     if frame.empty:
         return frame.assign(label=pd.Series(dtype=str), cell=pd.Series(dtype=str),
                             seed=pd.Series(dtype=int), minutes=pd.Series(dtype=float))
