@@ -219,11 +219,10 @@ def render_speed(axis: Axis, epoch_rows: list[dict], error: str) -> None:
                             width="stretch", key="compare_convergence")
     rates = solve_rate_table(reached, error).rename(columns={"group": ", ".join(axis.lines) or "runs",
                                                              "x": axis.x or "setting"})
-    table.dataframe(rates.drop(columns=["runs"] + ([] if axis.x else ["setting"])), hide_index=True, width="stretch",
-                    column_config={
-                        "share": st.column_config.ProgressColumn("share", format="%.2f", min_value=0, max_value=1),
-                        "low": st.column_config.NumberColumn("Wilson 95% low", format="%.2f"),
-                        "high": st.column_config.NumberColumn("Wilson 95% high", format="%.2f"),
+    table.dataframe(rates.drop(columns=["runs", "share"] + ([] if axis.x else ["setting"])), hide_index=True,
+                    width="stretch", column_config={
+                        "low": st.column_config.NumberColumn("95% low", format="%.2f", help="Wilson's interval"),
+                        "high": st.column_config.NumberColumn("95% high", format="%.2f", help="Wilson's interval"),
                         "epochs to it": st.column_config.TextColumn(f"epochs to it (± {ERROR_SHORT[error]})"),
                     })
     missing = int((~reached["reached"]).sum())

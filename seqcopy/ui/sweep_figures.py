@@ -221,13 +221,15 @@ def verdicts_figure(verdicts: pd.DataFrame, reference: str, y: str, x_title: str
     cannot decide, and the zero line (no difference). Hover names the test and its p-value."""
     fig = go.Figure()
     numeric = is_numeric(list(verdicts["x"]))
-    for index, (name, line) in enumerate(verdicts.groupby("group", sort=True)):
-        hue = colour(index + 1)  # the reference keeps no colour of its own here
+    # Colours as the page's other figures give them: by the group's place among all groups, sorted.
+    order = sorted({*verdicts["group"], reference})
+    for name, line in verdicts.groupby("group", sort=True):
+        hue = colour(order.index(name))
         line = line.dropna(subset=["difference"])
         plus = (line["high"] - line["difference"]).fillna(0).to_numpy()
         minus = (line["difference"] - line["low"]).fillna(0).to_numpy()
         fig.add_trace(go.Scatter(
-            x=_xs(line["x"], numeric), y=line["difference"], mode="lines+markers", name=str(name),
+            x=_xs(line["x"], numeric), y=line["difference"], mode="lines+markers", name=str(name), showlegend=True,
             legendgroup=str(name), line=dict(color=hue, width=2),
             marker=dict(size=11, color=[hue if clear else "white" for clear in line["clear"]],
                         line=dict(color=hue, width=2), symbol="circle"),
