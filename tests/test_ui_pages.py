@@ -419,7 +419,8 @@ def test_compare_draws_a_sweeps_metric_against_its_setting(swept, monkeypatch):
     rates = next(df.value for df in at.dataframe if "solved" in df.value.columns)
     # The lines are the cells: N moves with K, so it splits no line.
     assert set(rates["cell"]) == {"lstm", "gru"} and set(rates["train_seq_len"]) == {4, 8}
-    assert all(0 <= low <= share <= high <= 1 for low, share, high in zip(rates["low"], rates["share"], rates["high"],
+    shares = [int(k) / int(n) for k, n in (text.split("/") for text in rates["solved"])]
+    assert all(0 <= low <= share <= high <= 1 for low, share, high in zip(rates["low"], shares, rates["high"],
                                                                           strict=True))
     verdicts = next(df.value for df in at.dataframe if "verdict" in df.value.columns)
     assert list(verdicts["cell"]) == ["gru", "gru"] and set(verdicts["test"]) <= {"paired t-test", "no spread"}
