@@ -332,8 +332,9 @@ def test_every_page_with_every_kind_of_run(filled_dashboard):
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "filled-runs.png"))
             page.goto(f"{base}/compare")
-            # curves; against a setting: the metric, the speed, parallel coordinates; position, length
-            expect(page.locator(".js-plotly-plot")).to_have_count(6)
+            # curves; against a setting: the metric, parallel coordinates; the speed; the verdicts;
+            # position, length
+            expect(page.locator(".js-plotly-plot")).to_have_count(7)
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "filled-compare.png"))
         except Exception:
@@ -530,6 +531,41 @@ def test_runs_shows_a_resumed_run_and_a_fork_with_its_lineage(lineage_dashboard)
             expect(page.get_by_text(re.compile(r"completed · from #1 @ epoch 4"))).to_be_visible()
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "runs-lineage.png"), full_page=True)
+        except Exception:
+            keep_failure_evidence(page, logs)
+            raise
+
+
+@pytest.fixture
+def swept_dashboard(tmp_path):
+    """A dashboard (no worker) on a store holding one finished sweep: lstm and gru, 3 seeds, K 4 and 8."""
+    import ui_store
+
+    database = f"sqlite:///{tmp_path / 'swept.db'}"
+    sweep_id, _ = ui_store.add_sweep(database)
+    yield from (served + (sweep_id,) for served in serve(tmp_path, database, with_worker=False))
+
+
+def test_compare_shows_the_verdicts_against_a_reference(swept_dashboard):
+    """Compare on a sweep: the solve rate beside the speed, and each group against LSTM with the
+    95% interval of the difference; a screenshot of the verdicts (test-artifacts/compare-verdicts.png)."""
+    from playwright.sync_api import expect
+
+    base, _, logs, sweep_id = swept_dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        try:
+            page.goto(f"{base}/compare?sweep={sweep_id}")
+            expect(page.get_by_role("heading", name="Verdicts against a reference")).to_be_visible()
+            figure = page.locator(".js-plotly-plot").filter(has_text="each group minus lstm")
+            expect(figure).to_have_count(1)
+            expect(figure.get_by_text("no difference from lstm")).to_be_attached()
+            expect(page.get_by_role("heading", name="Solve rate and speed")).to_be_visible()
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "compare-full.png"), full_page=True)
+            figure.scroll_into_view_if_needed()
+            settle(page)
+            figure.screenshot(path=str(ARTIFACTS / "compare-verdicts.png"))
         except Exception:
             keep_failure_evidence(page, logs)
             raise

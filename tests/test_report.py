@@ -153,7 +153,7 @@ def test_report_by_a_setting_gives_one_row_per_cell_and_value_with_the_standard_
     assert "standard error (std/√n)" in text and "chance 1/9" in text
     assert "also mixes" not in text  # N is the same in every row
     t_row = row_of(build_by_report(store, "train_seq_len", error="ci95"), "lstm", 4)
-    assert t_row[3] == f"{statistics.fmean(values):.3f} ± {4.303 * se:.3f}"  # t(0.975, 2) = 4.303
+    assert t_row[3] == f"{statistics.fmean(values):.3f} ± {4.302653 * se:.3f}"  # t(0.975, 2) = 4.3027
 
 
 def test_report_by_from_the_command_line(tmp_path, capsys):
@@ -196,3 +196,70 @@ def test_the_two_multiplicative_forms_are_rows_of_their_own(tmp_path):
     assert [row.split(" | ")[0] for row in rows] == ["| lstm", "| mlstm", "| mlstm (input form)"]
     assert "0.500" in rows[1] and "0.900" in rows[2]
     assert "mult" not in text.split("| cell")[0]  # the form is in the rows, not a 'differs between runs' setting
+
+
+# ---------------------------------------------------------------------------- solved and verdicts
+def test_the_solved_column_counts_seeds_that_reached_99_percent_with_wilsons_interval(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'solved.db'}")
+    base = RunConfig(cell="lstm", epochs=3, tag="demo")
+    for seed, accs in enumerate(([0.5, 0.99, 0.98], [0.5, 0.9, 0.995], [0.3, 0.4, 0.5])):
+        record(store, base.replace(seed=seed), accs)
+    lstm = next(line for line in build_report(store).splitlines() if line.startswith("| lstm"))
+    assert "| 2/3 [0.21, 0.94] |" in lstm  # reached at some epoch counts, as the 'to 99%' column beside it
+    assert "solved (≥ 99%, Wilson 95%)" in build_report(store)
+    assert "| 3/3 [0.44, 1.00] |" in build_report(store, solved_at=0.5)
+
+
+def verdict_store(tmp_path):
+    """lstm, gru and mgru at K = 4 and 8 on seeds 0–2; at K = 8 gru ran seeds 3–5 instead."""
+    store = Store(f"sqlite:///{tmp_path / 'verdicts.db'}")
+    base = RunConfig(epochs=1, tag="lengths", train_output_len=4)
+    finals = {("lstm", 4): (0.61, 0.72, 0.55), ("gru", 4): (0.70, 0.80, 0.66), ("mgru", 4): (0.50, 0.80, 0.60),
+              ("lstm", 8): (0.40, 0.45, 0.42), ("gru", 8): (0.41, 0.50, 0.38)}
+    for (cell, k), values in finals.items():
+        seeds = range(3, 6) if (cell, k) == ("gru", 8) else range(3)
+        for seed, value in zip(seeds, values, strict=True):
+            record(store, base.replace(cell=cell, seed=seed, train_seq_len=k), [value])
+    return store
+
+
+def test_report_against_a_cell_pairs_the_same_seeds_and_says_what_is_clear(tmp_path):
+    from scipy import stats
+
+    from seqcopy.results.report import build_verdict_report
+
+    text = build_verdict_report(verdict_store(tmp_path), "lstm", by="train_seq_len")
+    gru4, mgru4, gru8 = (row_of_verdict(text, k, cell) for k, cell in ((4, "gru"), (4, "mgru"), (8, "gru")))
+    paired = stats.ttest_rel([0.70, 0.80, 0.66], [0.61, 0.72, 0.55])
+    assert gru4[2] == "3 / 3 (paired)" and gru4[6] == "paired t-test" and gru4[7] == f"{paired.pvalue:.3f}"
+    assert gru4[5].startswith("+0.093 [") and gru4[9].startswith("clear: higher by 0.093")
+    assert gru4[8] == "0.250"  # the exact sign-flip test: 2 of 8 flips as extreme
+    assert mgru4[9].startswith("not clear") and "3 seeds cannot decide" in mgru4[9]
+    welch = stats.ttest_ind([0.41, 0.50, 0.38], [0.40, 0.45, 0.42], equal_var=False)
+    assert gru8[2] == "3 / 3" and gru8[6] == "Welch's t-test" and gru8[7] == f"{welch.pvalue:.3f}"
+    assert not any(line.startswith("| 4 | lstm |") for line in text.splitlines())  # no row against itself
+    assert "runs of one seed share their data" in text and "Not corrected for multiple comparisons" in text
+
+
+def row_of_verdict(text: str, value, cell: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {value} | {cell} |"))
+    return [part.strip() for part in line.strip("|").split("|")]
+
+
+def test_report_against_from_the_command_line(tmp_path, capsys):
+    from seqcopy.cli import commands as cli
+
+    verdict_store(tmp_path)
+    url = f"sqlite:///{tmp_path / 'verdicts.db'}"
+    assert cli.main(["report", "--by", "iseq", "--against", "lstm", "--db", url]) == 0
+    assert "| train_seq_len | cell | seeds (cell / lstm) |" in capsys.readouterr().out
+    assert cli.main(["report", "--against", "gru", "--metric", "test_loss", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "| tag | cell |" in out and "| lengths | lstm |" in out  # without --by: one row per tag and cell
+    for argv, needle in ((["--against", "rnn"], "no completed run of the cell 'rnn'"),
+                         (["--metric", "test_loss"], "--metric goes with --against"),
+                         (["--against", "lstm", "--by", "iseq", "--error", "se"], "--error goes with --by"),
+                         (["--solved-at", "1.5"], "--solved-at 1.5")):
+        assert cli.main(["report", *argv, "--db", url]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err

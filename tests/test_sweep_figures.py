@@ -16,15 +16,23 @@ from seqcopy.config import RunConfig
 from seqcopy.results.spread import format_summary, half_width, summarise, t975
 from seqcopy.runs.store import RunInfo, SweepInfo
 from seqcopy.ui.figures import CHANCE_NAME
-from seqcopy.ui.sweep_figures import convergence_figure, metric_vs_setting_figure, parallel_coordinates_figure
+from seqcopy.ui.sweep_figures import (
+    convergence_figure,
+    metric_vs_setting_figure,
+    parallel_coordinates_figure,
+    verdicts_figure,
+)
 from seqcopy.ui.sweep_frames import (
     convergence_frame,
+    line_keys,
     mixed_settings,
     setting_choices,
     settings_frame,
+    solve_rate_table,
     summary_by_setting,
     sweep_from_url,
     sweep_labels,
+    verdicts_frame,
 )
 
 # Final copy accuracy of three seeds at each K, per cell: made up, with round numbers.
@@ -64,7 +72,7 @@ def test_the_spread_kinds_on_hand_made_values():
     std = statistics.stdev(values)  # sample standard deviation, ddof 1
     assert half_width(values, "std") == pytest.approx(std)
     assert half_width(values, "se") == pytest.approx(std / math.sqrt(3))
-    assert half_width(values, "ci95") == pytest.approx(4.303 * std / math.sqrt(3))  # t(0.975, 2)
+    assert half_width(values, "ci95") == pytest.approx(4.302653 * std / math.sqrt(3))  # t(0.975, 2)
     assert half_width([0.5], "se") is None and summarise([], "se") == (None, None, 0)
     assert summarise([0.5, float("nan"), 0.7], "std")[2] == 2  # a diverged run's NaN is left out
     assert format_summary([0.5, 0.7], "se") == f"0.600 ± {0.1:.3f} SE (n=2)"
@@ -73,10 +81,12 @@ def test_the_spread_kinds_on_hand_made_values():
 
 
 def test_t_quantiles_are_students_and_tend_to_the_normal():
-    assert (t975(1), t975(2), t975(30)) == (12.706, 4.303, 2.042)
-    assert 2.0 < t975(60) < t975(31) < 2.042  # the expansion continues the table downwards
-    assert t975(60) == pytest.approx(2.000, abs=1e-3) and t975(120) == pytest.approx(1.980, abs=1e-3)
+    # Published table values (to three decimals), then the normal quantile far out.
+    for degrees, quantile in ((1, 12.706), (2, 4.303), (30, 2.042), (60, 2.000), (120, 1.980)):
+        assert t975(degrees) == pytest.approx(quantile, abs=1e-3)
     assert t975(10**6) == pytest.approx(1.95996, abs=1e-4)
+    with pytest.raises(ValueError, match="degree of freedom"):
+        t975(0)
 
 
 # ---------------------------------------------------------------------------- metric against a setting
@@ -105,7 +115,7 @@ def test_the_band_and_the_bars_are_exactly_mean_plus_minus_the_standard_error():
 def test_the_spread_kind_changes_the_bars_and_the_legend_says_which():
     data = settings_frame(sweep_runs(), "train_seq_len", "cell")
     values = FINALS[("lstm", 5)]
-    for kind, factor in (("std", 1.0), ("ci95", 4.303 / math.sqrt(3))):
+    for kind, factor in (("std", 1.0), ("ci95", 4.302653 / math.sqrt(3))):
         fig = metric_vs_setting_figure(data, "test_copy_acc", "K", error=kind)
         (mean,) = traces(fig, "mean", "lstm")
         assert mean.error_y.array[0] == pytest.approx(statistics.stdev(values) * factor)
@@ -212,3 +222,48 @@ def test_a_point_mixes_only_what_its_line_does_not_separate():
     tagged = [dataclasses.replace(run(i, RunConfig(tag=tag, lr=lr), 0.5), tag="x")
               for i, (tag, lr) in enumerate([("a", 0.1), ("b", 0.01)], 1)]
     assert mixed_settings(tagged, "hidden_size", "tag") == ["lr"]
+
+
+# ---------------------------------------------------------------------------- solve rate and verdicts
+def test_the_solve_rate_table_counts_the_seeds_that_reached_it_with_wilsons_interval():
+    from scipy import stats
+
+    runs = sweep_runs()
+    epochs = {r.id: [{"epoch": 1, "seconds": 60.0, "test_copy_acc": r.latest["test_copy_acc"]}] for r in runs}
+    table = solve_rate_table(convergence_frame(settings_frame(runs, "train_seq_len", "cell"), epochs, 0.5), "se")
+    lstm5 = table[(table["group"] == "lstm") & (table["x"] == 5)].iloc[0]
+    wilson = stats.binomtest(1, 3).proportion_ci(method="wilson")  # only 0.9 reached 0.5
+    assert lstm5["solved"] == "1/3" and (lstm5["low"], lstm5["high"]) == pytest.approx((wilson.low, wilson.high))
+    gru5 = table[(table["group"] == "gru") & (table["x"] == 5)].iloc[0]
+    assert gru5["solved"] == "3/3" and gru5["low"] == pytest.approx(0.43850, abs=1e-5) and gru5["epochs to it"] == (
+        "1.0 ± 0.0")
+    assert list(table["x"]) == [5, 50, 5, 50]  # each line in axis order
+
+
+def test_verdicts_pair_the_same_seeds_at_each_setting_and_the_figure_marks_the_clear_ones():
+    from scipy import stats
+
+    runs = sweep_runs()
+    data = settings_frame(runs, "train_seq_len", "cell")
+    verdicts = verdicts_frame(data, "test_copy_acc", "lstm")
+    assert list(verdicts["group"]) == ["gru", "gru"] and list(verdicts["x"]) == [5, 50]
+    at5 = verdicts.iloc[0]
+    expected = stats.ttest_rel(FINALS[("gru", 5)], FINALS[("lstm", 5)])
+    assert at5["paired"] and at5["test"] == "paired t-test" and at5["p"] == pytest.approx(expected.pvalue)
+    assert at5["difference"] == pytest.approx(0.6 - 0.5) and not at5["clear"]  # 0.3, 0.3, -0.3: undecided
+    at50 = verdicts.iloc[1]
+    assert at50["difference"] == pytest.approx(0.15) and at50["clear"]  # 0.2, 0.15, 0.1 better seed by seed
+    fig = verdicts_figure(verdicts, "lstm", "test_copy_acc", "train_seq_len")
+    (line,) = [t for t in fig.data if t.meta and t.meta.get("kind") == "difference"]
+    assert line.meta["clear"] == [False, True]
+    assert list(line.marker.color) == ["white", line.line.color]  # open where undecided, filled where clear
+    assert list(line.error_y.array) == pytest.approx([at5["high"] - at5["difference"], at50["high"] - 0.15])
+    assert "no difference from lstm" in fig.layout.annotations[0].text
+    assert verdicts_frame(data, "test_copy_acc", "mgru").empty  # no such reference: nothing to compare
+
+
+def test_lines_leave_out_the_settings_that_move_with_x():
+    runs = sweep_runs()  # N and the test lengths are tied to K
+    keys = ("cell", "train_seq_len", "train_output_len", "test_seq_len")
+    assert line_keys(runs, "train_seq_len", keys) == ("cell",)
+    assert line_keys(runs, "cell", keys) == ("train_seq_len", "train_output_len", "test_seq_len")

@@ -162,14 +162,41 @@ def test_config_diff_shows_only_the_keys_that_differ():
     assert frames.config_diff({1: RunConfig()}).empty
 
 
-def test_final_metrics_are_mean_plus_minus_the_chosen_spread_with_the_count():
-    runs = pd.DataFrame({"group": ["a", "a", "b"], "test_copy_acc": [0.8, 0.9, 0.5]})
-    std = np.std([0.8, 0.9], ddof=1)
-    table = frames.final_metrics_table(runs, metrics=["test_copy_acc"], error="std").set_index("group")
-    assert table.loc["a", "test_copy_acc"] == f"0.850 ± {std:.3f} std (n=2)"
-    assert table.loc["b", "test_copy_acc"] == "0.500 (1 seed)"
-    table = frames.final_metrics_table(runs, metrics=["test_copy_acc"]).set_index("group")  # the standard error
-    assert table.loc["a", "test_copy_acc"] == f"0.850 ± {std / np.sqrt(2):.3f} SE (n=2)"
+def test_the_final_metric_table_gives_n_mean_spread_median_min_max_and_the_best_run():
+    runs = pd.DataFrame({"group": ["a", "a", "a", "b", "c"], "id": [4, 5, 6, 7, 8], "seed": [0, 1, 2, 0, 0],
+                         "test_copy_acc": [0.8, 0.9, 0.4, 0.5, np.nan], "test_loss": [0.3, 0.1, 0.9, 0.7, np.nan]})
+    table = frames.final_metric_table(runs, "test_copy_acc", error="std").set_index("group")
+    assert list(table.columns) == ["n", "mean ± spread", "median", "min", "max", "best seed", "best run"]
+    std = np.std([0.8, 0.9, 0.4], ddof=1)
+    a = table.loc["a"]
+    assert (a["n"], a["median"], a["min"], a["max"]) == (3, 0.8, 0.4, 0.9)
+    assert a["mean ± spread"] == f"0.700 ± {std:.3f}" and (a["best seed"], a["best run"]) == (1, "runs?runs=5")
+    assert table.loc["b", "mean ± spread"] == "0.500" and table.loc["b", "n"] == 1  # one seed: no spread
+    assert table.loc["c", "n"] == 0 and table.loc["c", "mean ± spread"] == "—" and pd.isna(table.loc["c", "median"])
+    se = frames.final_metric_table(runs, "test_copy_acc").set_index("group").loc["a", "mean ± spread"]
+    assert se == f"0.700 ± {std / np.sqrt(3):.3f}"  # the standard error by default
+    losses = frames.final_metric_table(runs, "test_loss").set_index("group")
+    assert losses.loc["a", "best run"] == "runs?runs=5" and losses.loc["a", "best seed"] == 1  # the lowest loss
+
+
+def test_groups_by_everything_that_varies_but_the_seed_and_labels_name_the_values():
+    def info(run_id, config, tag=""):
+        return RunInfo(id=run_id, config=config, status="completed", tag=tag, created_at=0.0, started_at=0.0,
+                       finished_at=1.0, worker_id=None, heartbeat_at=None, cancel_requested=False, error=None,
+                       epochs_done=1, epochs_total=1, batch_done=0, batch_total=1, latest={}, sweep_id=None)
+
+    runs = [info(i, RunConfig(cell=cell, seed=seed, train_seq_len=k, train_output_len=k))
+            for i, (cell, seed, k) in enumerate([("lstm", 0, 8), ("lstm", 1, 8), ("gru", 0, 16), ("gru", 1, 8)])]
+    keys = frames.default_group_keys(runs)
+    assert keys == ("cell", "train_seq_len", "train_output_len")
+    assert frames.group_of(runs[2], keys) == "gru, train_seq_len=16, train_output_len=16"
+    assert frames.group_of(runs[2], ["train_seq_len"]) == frames.group_of(runs[2], "train_seq_len") == "16"
+    assert frames.default_group_keys(runs[:2]) == ("cell",)  # only the seed differs
+    forms = [info(1, RunConfig(cell="mlstm")), info(2, RunConfig(cell="mlstm", mult_form="input"))]
+    assert frames.default_group_keys(forms) == ("cell",)  # the form is in the cell's label
+    assert {frames.group_of(run, ("cell",)) for run in forms} == {"mlstm", "mlstm (input form)"}
+    tagged = [info(1, RunConfig(), tag="old"), info(2, RunConfig(seed=1), tag="new")]
+    assert frames.default_group_keys(tagged) == ("tag",)  # the tag as edited on Runs
 
 
 # ----------------------------------------------------------------------------- playground

@@ -120,17 +120,29 @@ def test_runs_page_filters_and_shows_a_failed_runs_error(filled_db):
     assert set(table["status"]) == {"failed"}
 
 
-def test_compare_page_groups_by_any_key_and_names_single_seed_groups(filled_db):
+def test_compare_page_groups_by_everything_but_the_seed_and_by_any_keys(filled_db):
     at = open_page("views/compare.py")
-    assert "a single seed" in texts(at.caption)  # the mgru group
-    final = at.dataframe[0].value
-    assert set(final["cell"]) == {"lstm", "gru", "rnn", "mgru"}
-    assert final.set_index("cell").loc["mgru", "test_copy_acc"].endswith("(1 seed)")
-    assert "(n=3)" in final.set_index("cell").loc["lstm", "test_copy_acc"]
-    # curves; the final metric and the speed against a varied setting, parallel coordinates (these
-    # runs vary cell, curriculum…); by position, by length
-    assert len(at.get("plotly_chart")) == 6
-    at.selectbox(key="compare_group").set_value("curriculum").run()
+    captions = texts(at.caption)
+    assert "a single seed" in captions  # the mgru group
+    # The default: every key these completed runs vary but the seed (mgru alone ran a curriculum).
+    assert "Grouped by everything that varies but the seed: cell, curriculum." in captions
+    final = at.dataframe[0].value.set_index("cell, curriculum")
+    assert set(final.index) == {f"{cell}, curriculum=False" for cell in ("lstm", "gru", "rnn")} | {
+        "mgru, curriculum=True"}
+    assert list(final.columns) == ["n", "mean ± spread", "median", "min", "max", "best seed", "best run"]
+    lstm = final.loc["lstm, curriculum=False"]
+    assert lstm["n"] == 3 and lstm["min"] <= lstm["median"] <= lstm["max"] and " ± " in lstm["mean ± spread"]
+    assert lstm["best run"].startswith("runs?runs=")
+    assert final.loc["mgru, curriculum=True", "n"] == 1
+    # curves; the final metric against a varied setting, parallel coordinates (these runs vary
+    # cell, curriculum…); the speed; verdicts against lstm; by position, by length
+    assert len(at.get("plotly_chart")) == 7
+    assert at.selectbox(key="compare_reference").value.startswith("lstm")
+    at.multiselect(key="compare_group").set_value(["cell"]).run()
+    assert not at.exception
+    final = at.dataframe[0].value.set_index("cell")
+    assert set(final.index) == {"lstm", "gru", "rnn", "mgru"} and final.loc["lstm", "n"] == 3
+    at.multiselect(key="compare_group").set_value(["curriculum"]).run()
     assert not at.exception
     at.multiselect(key="compare_status").set_value(["running", "failed"]).run()
     assert not at.exception
@@ -403,17 +415,31 @@ def test_compare_draws_a_sweeps_metric_against_its_setting(swept, monkeypatch):
     assert at.selectbox(key="compare_x").value == "train_seq_len"  # the swept setting
     titles = chart_titles(at)
     assert any(t.startswith("test copy acc against train_seq_len") for t in titles)
-    assert any(t.startswith("Epochs to reach 90% test copy accuracy") for t in titles)
+    assert any(t.startswith("Epochs to reach 99% test copy accuracy") for t in titles)  # solving: 99% by default
+    assert any(t.startswith("test copy acc: each group minus lstm") for t in titles)  # the verdicts
+    rates = next(df.value for df in at.dataframe if "solved" in df.value.columns)
+    # The lines are the cells: N moves with K, so it splits no line.
+    assert set(rates["cell"]) == {"lstm", "gru"} and set(rates["train_seq_len"]) == {4, 8}
+    shares = [int(k) / int(n) for k, n in (text.split("/") for text in rates["solved"])]
+    assert all(0 <= low <= share <= high <= 1 for low, share, high in zip(rates["low"], shares, rates["high"],
+                                                                          strict=True))
+    verdicts = next(df.value for df in at.dataframe if "verdict" in df.value.columns)
+    assert list(verdicts["cell"]) == ["gru", "gru"] and set(verdicts["test"]) <= {"paired t-test", "no spread"}
     assert any(t.startswith("Every run across the varied settings") for t in titles)
+    captions = texts(at.caption)
+    assert "Grouped by everything that varies but the seed: cell, train_seq_len, train_output_len" in captions
+    at.multiselect(key="compare_group").set_value(["cell"]).run()
     final = at.dataframe[0].value.set_index("cell")
     assert set(final.index) == {"lstm", "gru"}  # only the sweep's runs
-    assert final.loc["lstm", "test_copy_acc"].endswith("SE (n=6)")
+    assert final.loc["lstm", "n"] == 6
+    se = final.loc["lstm", "mean ± spread"]
     at.segmented_control(key="compare_error").set_value("ci95").run()
     at.selectbox(key="compare_final_metric").set_value("test_acc").run()
     at.radio(key="compare_style").set_value("band").run()
     at.radio(key="compare_measure").set_value("minutes").run()
     assert not at.exception
-    assert at.dataframe[0].value.set_index("cell").loc["lstm", "test_copy_acc"].endswith("95% CI (n=6)")
+    ci = at.dataframe[0].value.set_index("cell").loc["lstm", "mean ± spread"]
+    assert float(ci.split(" ± ")[1]) > float(se.split(" ± ")[1])  # t(0.975, 5) = 2.57 standard errors
     assert any(t.startswith("test acc against train_seq_len") and "95% interval" in t for t in chart_titles(at))
     at.selectbox(key="compare_sweep").set_value(None).run()  # every run again, the URL follows
     assert not at.exception and "sweep" not in at.query_params

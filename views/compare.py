@@ -1,8 +1,11 @@
-"""Compare: runs grouped by cell (or any config key), one colour per group: the mean across
-seeds with a ± std band and each seed as a thin line; final metrics as mean ± the chosen spread
-(standard error by default); a final metric and the speed of convergence against any swept
-setting, and parallel coordinates over every varied one; copy accuracy by output position and
-by test length. A sweep can be chosen, and lives in the URL (?sweep=3)."""
+"""Compare: runs grouped by any set of config keys (by default everything that varies but the
+seed), one colour per group: the mean across seeds with a ± std band and each seed as a thin
+line; the final-metric table (n, mean ± the chosen spread, median, min, max, the best run); a
+final metric and the speed of convergence against any swept setting, with the share of seeds
+that solved (Wilson 95%); verdicts against a reference group (the difference with its 95%
+interval, paired by seed or Welch's); parallel coordinates over every varied setting; copy
+accuracy by output position and by test length. A sweep can be chosen, and lives in the URL
+(?sweep=3)."""
 
 from dataclasses import dataclass
 
@@ -10,32 +13,41 @@ import streamlit as st
 
 from seqcopy.config import RunConfig
 from seqcopy.results.report import epochs_by_run, epochs_to_target
-from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS
-from seqcopy.runs.schema import EPOCH_METRICS, STATUSES
+from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT
+from seqcopy.runs.schema import DIAGNOSTIC_METRICS, EPOCH_METRICS, STATUSES
 from seqcopy.ui import escape, search_view, state
 from seqcopy.ui.figures import seed_band_figure
 from seqcopy.ui.frames import (
     FINAL_METRICS,
+    default_group_keys,
     epochs_frame,
-    final_metrics_table,
+    final_metric_table,
     group_of,
     group_summary,
     results_frame,
     runs_frame,
 )
-from seqcopy.ui.sweep_figures import convergence_figure, metric_vs_setting_figure, parallel_coordinates_figure
+from seqcopy.ui.sweep_figures import (
+    convergence_figure,
+    metric_vs_setting_figure,
+    parallel_coordinates_figure,
+    verdicts_figure,
+)
 from seqcopy.ui.sweep_frames import (
     convergence_frame,
+    line_keys,
     mixed_settings,
     setting_choices,
     settings_frame,
+    solve_rate_table,
     sweep_from_url,
     sweep_labels,
+    verdicts_frame,
 )
 
 MAX_COMPARED = 200  # the most recent runs that match; epochs are read only for these
 GROUP_KEYS = [name for name in RunConfig().to_dict() if name != "seed"]
-CURVE_METRICS = [m for m in EPOCH_METRICS if m not in ("lr",)]
+CURVE_METRICS = [m for m in EPOCH_METRICS if m not in ("lr",)] + list(DIAGNOSTIC_METRICS)  # memory, per epoch
 
 
 def sweep_selection(labels: dict[int, str]) -> None:
@@ -66,7 +78,7 @@ class Filters:
     """What the controls above the page chose."""
 
     sweep_id: int | None
-    group_key: str
+    group_keys: tuple[str, ...]  # empty: everything that varies but the seed (default_group_keys)
     statuses: list[str]
     tags: list[str]
     metric: str
@@ -78,13 +90,16 @@ def render_filters(frame, labels: dict[int, str]) -> Filters:
     sweep_id = top[0].selectbox("Sweep", [None, *labels], key="compare_sweep", on_change=remember_sweep,
                                 format_func=lambda i: "all runs" if i is None else labels[i],
                                 help="runs queued together as one grid (Launch, or submit --sweep)")
-    group_key = top[1].selectbox("Group by", GROUP_KEYS, index=GROUP_KEYS.index("cell"), key="compare_group",
-                                 help="runs with the same value form one group; its seeds are averaged")
+    group_keys = top[1].multiselect("Group by", GROUP_KEYS, key="compare_group",
+                                    placeholder="everything that varies but the seed",
+                                    help="runs with the same values of these settings form one group; its seeds "
+                                         "are averaged. Empty: every setting that differs between the runs, but "
+                                         "the seed")
     statuses = top[2].multiselect("Status", STATUSES, default=["completed"], key="compare_status")
     tags = top[3].multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="compare_tag")
     metric = top[4].selectbox("Curve", CURVE_METRICS, index=CURVE_METRICS.index("test_copy_acc"),
                               key="compare_metric")
-    return Filters(sweep_id, group_key, statuses, tags, metric)
+    return Filters(sweep_id, tuple(group_keys), statuses, tags, metric)
 
 
 def chosen_runs(all_runs: list, filters: Filters) -> list:
@@ -104,32 +119,42 @@ def chosen_runs(all_runs: list, filters: Filters) -> list:
     return chosen
 
 
-def render_curves(epoch_rows: list[dict], infos: dict, group_key: str, metric: str, show_seeds: bool) -> None:
+def render_curves(epoch_rows: list[dict], infos: dict, keys: tuple[str, ...], metric: str, show_seeds: bool) -> None:
     epochs = epochs_frame(epoch_rows, infos)
     if epochs.empty:
         st.info("The matching runs have no recorded epochs yet.")
         return
-    epochs["group"] = epochs["run_id"].map(lambda i: escape.plotly(group_of(infos[i], group_key)))
+    epochs["group"] = epochs["run_id"].map(lambda i: escape.plotly(group_of(infos[i], keys)))
     figure = seed_band_figure(
-        epochs, x="epoch", y=metric, title=f"{metric.replace('_', ' ')} by {group_key}: mean ± std across seeds",
-        chance=metric.endswith("copy_acc"), show_seeds=show_seeds, log_y=metric.endswith("loss"),
+        epochs, x="epoch", y=metric, title=f"{metric.replace('_', ' ')} by {', '.join(keys)}: mean ± std across seeds",
+        chance=metric.endswith("copy_acc"), show_seeds=show_seeds, log_y=metric.endswith(("loss", "_grad")),
         y_title=metric.replace("_", " "), legend_columns=4,
     )
     st.plotly_chart(figure, width="stretch", key="compare_curves")
 
 
-def render_final_metrics(frame, infos: dict, group_key: str) -> str:
+def render_final_metrics(frame, infos: dict, keys: tuple[str, ...]) -> str:
     """The final-metric table; returns the spread chosen for it, which the figures below use too."""
     st.subheader("Final metrics")
-    error = st.segmented_control("Spread over seeds", list(ERROR_KINDS), default=DEFAULT_ERROR, key="compare_error",
-                                 format_func=lambda kind: ERROR_KINDS[kind].split(" (")[0], required=True,
-                                 help="standard error (std/√n, the default), standard deviation, or a 95% "
-                                      "interval from Student's t with n − 1 degrees of freedom (wide for a few seeds)")
+    controls = st.columns([1, 2])
+    metric = controls[0].selectbox("Metric", FINAL_METRICS, key="compare_table_metric")
+    error = controls[1].segmented_control(
+        "Spread over seeds", list(ERROR_KINDS), default=DEFAULT_ERROR, key="compare_error",
+        format_func=lambda kind: ERROR_KINDS[kind].split(" (")[0], required=True,
+        help="standard error (std/√n, the default), standard deviation, or a 95% interval from Student's t with "
+             "n − 1 degrees of freedom (wide for a few seeds)")
     table = frame[frame["id"].isin(list(infos))].copy()
-    table["group"] = table["id"].map(lambda i: group_of(infos[i], group_key))
-    st.dataframe(final_metrics_table(table, error=error).rename(columns={"group": group_key}), hide_index=True,
-                 width="stretch")
-    st.caption(f"Each cell: mean ± {ERROR_KINDS[error]} across the group's n seeds, from each run's last epoch.")
+    table["group"] = table["id"].map(lambda i: group_of(infos[i], keys))
+    label = ", ".join(keys)
+    st.dataframe(final_metric_table(table, metric, error=error).rename(columns={"group": label}), hide_index=True,
+                 width="stretch", column_config={
+                     "mean ± spread": st.column_config.TextColumn(f"mean ± {ERROR_SHORT[error]}"),
+                     "best run": st.column_config.LinkColumn("best run", display_text=r"runs\?runs=(\d+)",
+                                                             help="the group's best run, on the Runs page"),
+                     **{name: st.column_config.NumberColumn(name, format="%.3f") for name in ("median", "min", "max")},
+                 })
+    st.caption(f"{metric.replace('_', ' ')} at each run's last epoch: mean ± {ERROR_KINDS[error]} across the "
+               "group's n seeds; the best run is the highest (the lowest for a loss), its id a link to it on Runs.")
     render_targets(infos)
     return error
 
@@ -146,50 +171,111 @@ def render_targets(infos: dict) -> None:
         + (f"at epoch {epoch}" if epoch is not None else "not reached") for run, epoch in reached))
 
 
-def render_against_a_setting(runs: list, epoch_rows: list[dict], error: str, sweep, group_key: str) -> None:
-    """A final metric and the speed of convergence against a varied setting (those of ``sweep``
-    first, when one is chosen); parallel coordinates across all of them."""
+@dataclass(frozen=True)
+class Axis:
+    """What "Against a setting" chose, for the sections below it: the setting on the x axis (None
+    when the runs vary none besides the grouping), the final metric, the lines (the grouping
+    keys other than x) and one row per run (settings_frame)."""
+
+    x: str | None
+    y: str
+    log_x: bool
+    lines: tuple[str, ...]
+    data: object
+
+
+def render_against_a_setting(runs: list, error: str, sweep, keys: tuple[str, ...]) -> Axis:
+    """A final metric against a varied setting (those of ``sweep`` first, when one is chosen);
+    parallel coordinates across all of them."""
     st.subheader("Against a setting")
     choices = setting_choices(runs, sweep.varied if sweep else ())
+    controls = st.columns([2, 2, 1, 1])
+    y = controls[1].selectbox("Final metric", FINAL_METRICS, key="compare_final_metric")
     if not choices:
         st.info("These runs share every setting but the seed: choose a sweep, or runs that differ in a setting, "
                 "to plot a metric against it.")
-        return
-    preferred = [key for key in choices if key not in ("cell", group_key)] or choices
-    controls = st.columns([2, 2, 1, 1])
+        return Axis(None, y, False, keys, settings_frame(runs, None, keys))
+    preferred = ([key for key in choices if key not in ("cell", *keys)] or [key for key in choices if key != "cell"]
+                 or choices)
     x = controls[0].selectbox("Setting (x axis)", choices, index=choices.index(preferred[0]), key="compare_x")
-    y = controls[1].selectbox("Final metric", FINAL_METRICS, key="compare_final_metric")
     style = controls[2].radio("Spread as", ["bars", "band"], horizontal=True, key="compare_style")
     log_x = controls[3].toggle("Log x", value=True, key="compare_log_x",
                                help="a logarithmic x axis where the values span a decade (largest ≥ 10 × smallest)")
-    lines = None if group_key == x else group_key
-    data = settings_frame(runs, x, lines, keys=choices)  # the parallel coordinates' columns too
+    lines = line_keys(runs, x, keys)
+    data = settings_frame(runs, x, lines or None, keys=choices)  # the parallel coordinates' columns too
     st.plotly_chart(metric_vs_setting_figure(data, y, x, error=error, style=style, log_x=log_x),
                     width="stretch", key="compare_vs_setting")
-    mixed = mixed_settings(runs, x, lines)
+    mixed = mixed_settings(runs, x, lines or None)
     if mixed:
         st.warning(f"Each point averages runs that also differ in {', '.join(mixed)}: group by one of them, "
                    "or narrow the runs with the filters above.")
     st.caption("Copy accuracy counts only the copied symbols; chance is 1/9 = 0.111 (dotted line).")
-
-    speed = st.columns([3, 2])
-    threshold = speed[0].slider("Copy accuracy to reach", 0.2, 1.0, 0.9, 0.01, key="compare_threshold",
-                                help="test copy accuracy; a run's first epoch at or above it counts")
-    measure = speed[1].radio("Measured in", ["epochs", "minutes"], horizontal=True, key="compare_measure")
-    reached = convergence_frame(data, epochs_by_run(epoch_rows), threshold)
-    st.plotly_chart(convergence_figure(reached, x, threshold, measure, error=error, log_x=log_x),
-                    width="stretch", key="compare_convergence")
-    missing = int((~reached["reached"]).sum())
-    st.caption(f"{missing} of {len(reached)} runs never reached {threshold:.0%}: open crosses at how far they ran."
-               if missing else f"Every run reached {threshold:.0%}.")
-
     if len(choices) >= 2:
         st.plotly_chart(parallel_coordinates_figure(data, choices, y),
                         width="stretch", key="compare_parallel")
         st.caption("Drag along an axis to pick out a range of runs.")
+    return Axis(x, y, log_x, lines, data)
 
 
-def render_breakdown(infos: dict, ids: tuple[int, ...], group_key: str, show_seeds: bool) -> None:
+def render_speed(axis: Axis, epoch_rows: list[dict], error: str) -> None:
+    """How fast each run reached a copy accuracy (against the setting, when there is one) and,
+    beside it, the share of seeds that reached it with its Wilson 95% interval."""
+    st.subheader("Solve rate and speed")
+    speed = st.columns([3, 2])
+    threshold = speed[0].slider("Copy accuracy to reach", 0.2, 1.0, 0.99, 0.01, key="compare_threshold",
+                                help="test copy accuracy; a run's first epoch at or above it counts")
+    measure = speed[1].radio("Measured in", ["epochs", "minutes"], horizontal=True, key="compare_measure")
+    reached = convergence_frame(axis.data, epochs_by_run(epoch_rows), threshold)
+    figure, table = st.columns([3, 2]) if axis.x else (None, st.container())
+    if axis.x:
+        figure.plotly_chart(convergence_figure(reached, axis.x, threshold, measure, error=error, log_x=axis.log_x),
+                            width="stretch", key="compare_convergence")
+    rates = solve_rate_table(reached, error).rename(columns={"group": ", ".join(axis.lines) or "runs",
+                                                             "x": axis.x or "setting"})
+    table.dataframe(rates.drop(columns=["runs", "share"] + ([] if axis.x else ["setting"])), hide_index=True,
+                    width="stretch", column_config={
+                        "low": st.column_config.NumberColumn("95% low", format="%.2f", help="Wilson's interval"),
+                        "high": st.column_config.NumberColumn("95% high", format="%.2f", help="Wilson's interval"),
+                        "epochs to it": st.column_config.TextColumn(f"epochs to it (± {ERROR_SHORT[error]})"),
+                    })
+    missing = int((~reached["reached"]).sum())
+    table.caption(f"Solved: the seeds whose test copy accuracy reached {threshold:.0%} at some epoch, with the Wilson "
+                  "95% interval of that share (3 of 3 is [0.44, 1.00]: three seeds cannot rule out a 1-in-2 failure "
+                  "rate). " + (f"{missing} of {len(reached)} runs never reached it: open crosses at how far they ran."
+                               if missing else f"Every run reached {threshold:.0%}."))
+
+
+def render_verdicts(axis: Axis) -> None:
+    """Each group against a reference group chosen here, at every value of the setting."""
+    st.subheader("Verdicts against a reference")
+    groups = sorted(axis.data["group"].unique())
+    if len(groups) < 2:
+        st.info("One group only: group by a setting that differs between the runs to compare groups.")
+        return
+    preferred = next((g for g in groups if g.split(",")[0] == "lstm"), groups[0])
+    reference = st.selectbox("Reference group", groups, index=groups.index(preferred), key="compare_reference",
+                             help="every other group's final metric minus this one's, at each value of the setting")
+    verdicts = verdicts_frame(axis.data.dropna(subset=[axis.y]), axis.y, reference)
+    if verdicts.empty:
+        st.info(f"No setting value has runs of both {reference} and another group.")
+        return
+    st.plotly_chart(verdicts_figure(verdicts, reference, axis.y, axis.x or "runs", log_x=axis.log_x),
+                    width="stretch", key="compare_verdicts")
+    shown = verdicts[["group", "x", "n", "n_reference", "test", "difference", "low", "high", "p", "permutation_p",
+                      "verdict"]].rename(columns={"group": ", ".join(axis.lines) or "group", "x": axis.x or "setting",
+                                                  "n_reference": f"n ({reference})"})
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+        name: st.column_config.NumberColumn(name, format="%+.3f") for name in ("difference", "low", "high")} | {
+        name: st.column_config.NumberColumn(name, format="%.3f") for name in ("p", "permutation_p")})
+    st.caption(f"Difference: the group's mean minus {reference}'s, with its 95% interval. Paired t-test "
+               "(scipy's ttest_rel) when both groups ran the same seeds: runs of one seed share their training and "
+               "test data, so the difference seed by seed takes that shared luck out. Welch's t-test otherwise (the "
+               "spreads may differ). Clear: the interval excludes 0. The exact permutation test is a check that "
+               "assumes no normal distribution; with 3 seeds it cannot go below 0.25 paired or 0.10 unpaired, so at "
+               "2–3 seeds most differences of a few points cannot be decided. Not corrected for many comparisons.")
+
+
+def render_breakdown(infos: dict, ids: tuple[int, ...], group_key: tuple[str, ...], show_seeds: bool) -> None:
     """Copy accuracy by output position and by test length, from each run's final evaluation."""
     st.subheader("Where copying breaks down")
     positions = results_frame(state.position_results(state.url(), ids), infos, group_key)
@@ -226,11 +312,15 @@ if search_view.is_search(state.get_store(), filters.sweep_id):  # a search: Optu
 chosen = chosen_runs(all_runs, filters)
 infos = {run.id: run for run in chosen}
 ids = tuple(sorted(infos))
-st.caption(group_summary(chosen, filters.group_key))
+keys = filters.group_keys or default_group_keys(chosen)
+st.caption(("" if filters.group_keys else f"Grouped by everything that varies but the seed: {', '.join(keys)}. ")
+           + group_summary(chosen, keys))
 
 show_seeds = st.toggle("Show each seed as a thin line", value=True, key="compare_seeds")
 epoch_rows = state.epochs(state.url(), ids)  # read once: the curves and the convergence figure
-render_curves(epoch_rows, infos, filters.group_key, filters.metric, show_seeds)
-error = render_final_metrics(frame, infos, filters.group_key)
-render_against_a_setting(chosen, epoch_rows, error, sweeps.get(filters.sweep_id), filters.group_key)
-render_breakdown(infos, ids, filters.group_key, show_seeds)
+render_curves(epoch_rows, infos, keys, filters.metric, show_seeds)
+error = render_final_metrics(frame, infos, keys)
+axis = render_against_a_setting(chosen, error, sweeps.get(filters.sweep_id), keys)
+render_speed(axis, epoch_rows, error)
+render_verdicts(axis)
+render_breakdown(infos, ids, keys, show_seeds)

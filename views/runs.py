@@ -9,11 +9,11 @@ import streamlit as st
 
 from seqcopy.config import SETTINGS, cell_label
 from seqcopy.runs.lineage import LineageError, continue_run
-from seqcopy.runs.schema import STATUSES
+from seqcopy.runs.schema import DIAGNOSTIC_METRICS, STATUSES
 from seqcopy.runs.store import UnknownRun
 from seqcopy.text import check_tag
 from seqcopy.ui import escape, state
-from seqcopy.ui.figures import run_curves_figure
+from seqcopy.ui.figures import diagnostic_curves_figure, run_curves_figure
 from seqcopy.ui.frames import config_diff, epochs_frame, filter_runs, parse_run_ids, runs_frame, smooth, stage_changes
 from seqcopy.ui.lineage import fork_form
 from seqcopy.ui.sweep_frames import sweep_labels
@@ -122,8 +122,22 @@ def render_curves(run_ids: list[int]) -> None:
         with column:
             st.plotly_chart(run_curves_figure(frame, metric, x=x, log_y=log_y and metric == "loss", stages=stages),
                             width="stretch", key=f"runs_curve_{metric}")
+    render_memory(frame, x)
     if running:
         st.caption(f"Live: {len(running)} selected run(s) still going; refreshing every {state.LIVE_REFRESH_S} s.")
+
+
+def render_memory(frame: pd.DataFrame, x: str) -> None:
+    """The memory diagnostics per epoch (seqcopy.core.diagnostics), where the runs recorded them."""
+    measured = [name for name in DIAGNOSTIC_METRICS if frame[name].notna().any()]
+    if not measured:
+        return
+    for column, metric in zip(st.columns(len(measured)), measured, strict=True):
+        with column:
+            st.plotly_chart(diagnostic_curves_figure(frame, metric, x=x), width="stretch", key=f"runs_memory_{metric}")
+    st.caption("Memory on a fixed probe batch of 32 training-length sequences, each epoch: the mean forget or update "
+               "gate through the delay, the share of saturated gates, the share of outputs whose largest gradient is "
+               "on the right letter (when the diagonal formed), and the gradient that crosses the whole sequence.")
 
 
 def metrics_csv(store, run_ids: list[int]) -> str:

@@ -485,11 +485,17 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from seqcopy.results.report import build_by_report, build_report
+    from seqcopy.results.report import SOLVED_AT, build_by_report, build_report, build_verdict_report
 
     tags = _parse_list(args.tags, "tags") or None
-    if args.error is not None and args.by is None:
-        raise UsageError("--error goes with --by: the table without --by shows mean ± std")
+    if args.error is not None and (args.by is None or args.against is not None):
+        raise UsageError("--error goes with --by: the table without --by shows mean ± std, and --against gives "
+                         "95% intervals")
+    if args.metric is not None and args.against is None:
+        raise UsageError("--metric goes with --against: the metric two cells are compared on")
+    solved_at = SOLVED_AT if args.solved_at is None else args.solved_at
+    if not 0 < solved_at <= 1:
+        raise UsageError(f"--solved-at {args.solved_at}: give a copy accuracy above 0 and at most 1, e.g. 0.99")
     by = None
     if args.by is not None:
         try:
@@ -509,10 +515,16 @@ def cmd_report(args) -> int:
             store.get_sweep(args.sweep)
         except UnknownSweep as error:
             raise UsageError(f"--sweep: {error}") from None
-    if by is None:
-        print(build_report(store, tags, args.sweep))
+    if args.against is not None:
+        try:
+            print(build_verdict_report(store, args.against.strip(), by, args.metric or "test_copy_acc", tags,
+                                       args.sweep))
+        except ValueError as error:
+            raise UsageError(f"--against: {error}") from None
+    elif by is None:
+        print(build_report(store, tags, args.sweep, solved_at))
     else:
-        print(build_by_report(store, by, args.error or DEFAULT_ERROR, tags, args.sweep))
+        print(build_by_report(store, by, args.error or DEFAULT_ERROR, tags, args.sweep, solved_at))
     return 0
 
 

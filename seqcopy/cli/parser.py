@@ -11,6 +11,7 @@ import argparse
 from seqcopy.cli.flags import add_config_flags, add_setting_flag
 from seqcopy.config import CELL_NAMES, DEVICES
 from seqcopy.errors import InputError
+from seqcopy.results.report import VERDICT_METRICS
 from seqcopy.results.search import MAX_TRIALS
 from seqcopy.results.spread import ERROR_KINDS
 from seqcopy.results.sweeps import GRID_OPTIONS, MAX_RUNS
@@ -203,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the best trials of this search as a markdown table")
     report.add_argument("--error", choices=sorted(ERROR_KINDS), default=None,
                         help="with --by: the spread shown beside each mean (default: se, the standard error)")
+    report.add_argument("--against", metavar="CELL",
+                        help="every other cell against this one (lstm, 'mlstm (input form)'…) at each --by value "
+                             "(each tag without --by): difference of means, 95%% interval, test and verdict")
+    report.add_argument("--metric", choices=VERDICT_METRICS, default=None,
+                        help="with --against: the final metric compared (default: test_copy_acc)")
+    report.add_argument("--solved-at", type=float, default=None, metavar="ACC",
+                        help="the test copy accuracy a seed must reach to count as solved (default 0.99)")
     _add_db(report)
 
     # The benchmark's own parser (seqcopy.core.benchmark) reads these arguments; it needs torch.

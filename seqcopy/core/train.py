@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from seqcopy.config import RunConfig, mult_form_of, parse_stop_at
-from seqcopy.core import data
+from seqcopy.core import data, diagnostics
 from seqcopy.core import resume as resume_state
 from seqcopy.core.checkpoint import build_model
 from seqcopy.core.data import Layout
@@ -47,6 +47,11 @@ class EpochResult:
     lr: float
     stage_output_len: int  # the curriculum's output length this epoch (N when it is off)
     stage_seq_len: int
+    # Memory on the fixed probe batch (seqcopy.core.diagnostics); None where not measured.
+    memory_gate: float | None = None
+    saturated_gates: float | None = None
+    saliency_diagonal: float | None = None
+    first_input_grad: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -259,6 +264,8 @@ def train(
         data.generator(config.seed, data.TEST_STREAM), config.test_samples, test_layout
     )
     shuffle_rng = data.generator(config.seed, data.SHUFFLE_STREAM)
+    probe_inputs, probe_targets, probe_layout = diagnostics.probe_batch(config)  # a stream of its own
+    probe = (probe_inputs.to(device), probe_targets.to(device), probe_layout)
     stages = curriculum_stages(config)
     carried = _Carried(segment_steps=config.epochs * config.batches_per_epoch)
     if resume is not None:
@@ -313,6 +320,7 @@ def train(
             if not math.isfinite(test_counts.loss):  # the epoch's last step broke the weights
                 raise Diverged(f"at the end of epoch {epoch}", "the test loss", test_counts.loss)
             seconds = time.perf_counter() - started
+            memory = diagnostics.measure(model, *probe)  # reads the model; changes no weight, no stream
             epoch_result = EpochResult(
                 epoch=epoch,
                 train_loss=counts.loss,
@@ -328,6 +336,7 @@ def train(
                 lr=optimiser.param_groups[0]["lr"],
                 stage_output_len=layout.output,
                 stage_seq_len=layout.symbols,
+                **memory.to_dict(),
             )
             result.epochs.append(epoch_result)
             finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()}

@@ -9,7 +9,14 @@ tables). With n seeds of values x₁…xₙ, mean m and sample standard deviatio
     ci95  t(0.975, n − 1) · s / √n     half-width of Student's t 95% interval for the mean
 
 The t quantile, not the normal 1.96, because a sweep has a handful of seeds: with n = 3 the
-interval is 4.30 standard errors each side, not 1.96. One value has no spread (None).
+interval is 4.30 standard errors each side, not 1.96. One value has no spread (None). The quantile
+is scipy's (scipy.stats.t.ppf), not a table of our own.
+
+Beside the spread: a group's order statistics (:func:`describe`: n, mean, median, min, max) and
+its **solve rate** (:func:`solve_rate`): how many seeds reached a threshold, with the Wilson 95%
+interval of that share (scipy.stats.binomtest(...).proportion_ci(method="wilson")). Wilson's, not
+the normal approximation, because at 3 of 3 the normal interval is [1, 1]; Wilson's is
+[0.44, 1.00]: three seeds that all solve still leave a 1-in-2 failure rate plausible.
 """
 
 from __future__ import annotations
@@ -25,27 +32,17 @@ ERROR_KINDS = {
 }
 ERROR_SHORT = {"se": "SE", "std": "std", "ci95": "95% CI"}
 DEFAULT_ERROR = "se"
-
-# Student's t 0.975 quantile by degrees of freedom (checked against the regularised incomplete
-# beta function to three decimals).
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)
-_Z975 = 1.959964
+# scipy.stats is imported where it is used: it takes a second or more to import, and every
+# command of the command line loads this module (for --error's choices).
 
 
 def t975(degrees: int) -> float:
-    """Student's t 0.975 quantile: the table up to 30 degrees of freedom, then the
-    Cornish–Fisher expansion around the normal quantile (within 1e-4 beyond 30)."""
+    """Student's t 0.975 quantile with ``degrees`` degrees of freedom (scipy.stats.t.ppf)."""
     if degrees < 1:
         raise ValueError("a t quantile needs at least one degree of freedom")
-    if degrees <= len(_T975):
-        return _T975[degrees - 1]
-    z, v = _Z975, float(degrees)
-    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, degrees))
 
 
 def check_kind(kind: str) -> str:
@@ -69,10 +66,10 @@ def half_width(values: Sequence[float], kind: str = DEFAULT_ERROR) -> float | No
 
 def summarise(values: Sequence[float], kind: str = DEFAULT_ERROR) -> tuple[float | None, float | None, int]:
     """(mean, half-width, n) of the finite values (a diverged run's NaN is left out)."""
-    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
-    if not finite:
+    kept = finite(values)
+    if not kept:
         return None, None, 0
-    return statistics.fmean(finite), half_width(finite, kind), len(finite)
+    return statistics.fmean(kept), half_width(kept, kind), len(kept)
 
 
 def format_summary(values: Sequence[float], kind: str = DEFAULT_ERROR, digits: int = 3, labelled: bool = True) -> str:
@@ -84,3 +81,41 @@ def format_summary(values: Sequence[float], kind: str = DEFAULT_ERROR, digits: i
     if half is None:
         return f"{mean:.{digits}f}" + (" (1 seed)" if labelled else "")
     return f"{mean:.{digits}f} ± {half:.{digits}f}" + (f" {ERROR_SHORT[kind]} (n={n})" if labelled else "")
+
+
+def finite(values: Sequence[float]) -> list[float]:
+    """The values that are numbers (a diverged run's NaN and a missing None left out)."""
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def describe(values: Sequence[float]) -> dict:
+    """{n, mean, median, min, max} of the finite values; the statistics are None with none."""
+    kept = finite(values)
+    if not kept:
+        return {"n": 0, "mean": None, "median": None, "min": None, "max": None}
+    return {"n": len(kept), "mean": statistics.fmean(kept), "median": statistics.median(kept),
+            "min": min(kept), "max": max(kept)}
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of ``successes`` / ``trials`` (scipy.stats.binomtest); (0, 1)
+    for no trials, where nothing is known."""
+    if trials <= 0:
+        return 0.0, 1.0
+    from scipy import stats
+
+    interval = stats.binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def solve_rate(reached: Sequence[bool]) -> tuple[int, int, float, float]:
+    """(solved, seeds, low, high): how many seeds reached the threshold, of how many, and the
+    Wilson 95% interval of the share."""
+    solved, trials = sum(bool(r) for r in reached), len(reached)
+    return (solved, trials, *wilson_interval(solved, trials))
+
+
+def format_solve_rate(reached: Sequence[bool]) -> str:
+    """'3/3 [0.44, 1.00]': seeds that reached the threshold, and the Wilson 95% interval; '—' for none."""
+    solved, trials, low, high = solve_rate(reached)
+    return f"{solved}/{trials} [{low:.2f}, {high:.2f}]" if trials else "—"

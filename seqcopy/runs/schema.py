@@ -26,8 +26,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # that are nullable or have a server default), so that Store upgrades an older store in place.
 # 2: runs.claim_token, runs.requeues; 3: the sweeps table, runs.sweep_id; 4: runs.device and
 # runs.device_used (device-aware claiming) and the workers table; 5: the run_states table (resume
-# state), runs.restarts, runs.max_restarts, runs.parent_id and runs.parent_epoch (lineage).
-SCHEMA_VERSION = 5
+# state), runs.restarts, runs.max_restarts, runs.parent_id and runs.parent_epoch (lineage); 6: the
+# epochs' memory diagnostics (DIAGNOSTIC_METRICS).
+SCHEMA_VERSION = 6
 DEFAULT_MAX_RESTARTS = 3  # lapsed leases after a first epoch that a run survives before it fails
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
@@ -46,6 +47,9 @@ EPOCH_METRICS = (
     "samples_per_sec",
     "lr",
 )
+# Memory on a fixed probe batch, per epoch (seqcopy.core.diagnostics; schema version 5): nullable,
+# as epochs recorded before them, and the RNN's gates, have none.
+DIAGNOSTIC_METRICS = ("memory_gate", "saturated_gates", "saliency_diagonal", "first_input_grad")
 # The metrics copied onto the run row after each epoch.
 LATEST_METRICS = ("train_loss", "test_loss", "test_acc", "test_copy_acc", "test_seq_acc")
 
@@ -194,6 +198,14 @@ class Epoch(Base):
     seconds: Mapped[float] = mapped_column(Float)
     samples_per_sec: Mapped[float] = mapped_column(Float)
     lr: Mapped[float] = mapped_column(Float)
+    memory_gate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Mean forget (LSTMs) or update (GRUs) gate over the delay on the probe batch (version 5)."""
+    saturated_gates: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Share of sigmoid gate activations below 0.1 or above 0.9 on the probe batch (version 5)."""
+    saliency_diagonal: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Share of probed outputs whose largest input gradient is on the right letter (version 5)."""
+    first_input_grad: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Norm of the gradient from the last output to the first input's embedding (version 5)."""
 
 
 class Checkpoint(Base):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -46,6 +47,7 @@ from seqcopy.errors import InputError
 from seqcopy.runs.redact import display_url, scrub
 from seqcopy.runs.schema import (
     DEFAULT_MAX_RESTARTS,
+    DIAGNOSTIC_METRICS,
     EPOCH_METRICS,
     FINISHED,
     LATEST_METRICS,
@@ -334,6 +336,11 @@ def _enable_wal(cursor, patience: float = 30.0) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
+
+
+def _float_or_none(value) -> float | None:
+    """A diagnostic as the epochs table keeps it: a finite float, or NULL (not measured)."""
+    return None if value is None or not math.isfinite(float(value)) else float(value)
 
 
 def upgrade_schema(conn: Connection) -> None:
@@ -663,6 +670,7 @@ class Store:
         now = time.time()
         number = int(epoch["epoch"])
         row = {name: float(epoch[name]) for name in EPOCH_METRICS}
+        measured = {name: _float_or_none(epoch.get(name)) for name in DIAGNOSTIC_METRICS}
         with self._write() as conn:
             # This UPDATE also locks the run's row, so the check below cannot race with
             # another writer of the same run.
@@ -683,7 +691,7 @@ class Store:
                     insert(epochs_t).values(
                         run_id=run_id, epoch=number, wall_time=now,
                         stage_output_len=int(epoch["stage_output_len"]),
-                        stage_seq_len=int(epoch["stage_seq_len"]), **row,
+                        stage_seq_len=int(epoch["stage_seq_len"]), **row, **measured,
                     )
                 )
             if state is not None:

@@ -24,6 +24,13 @@ METRIC_TITLES = {
     "seq_acc": "Sequence accuracy (every symbol right)",
 }
 X_TITLES = {"epoch": "epoch", "minutes": "wall time (minutes since start)"}
+# The memory diagnostics of each epoch (seqcopy.core.diagnostics), as their figures name them.
+DIAGNOSTIC_TITLES = {
+    "memory_gate": "Memory gate through the delay (forget f / update z)",
+    "saturated_gates": "Share of saturated gates (< 0.1 or > 0.9)",
+    "saliency_diagonal": "Saliency diagonal (outputs reading the right letter)",
+    "first_input_grad": "Gradient from the last output to the first input",
+}
 
 
 def colour(index: int) -> str:
@@ -106,6 +113,26 @@ def run_curves_figure(
         fig.update_yaxes(range=None if log_y else [0, 1.02])
     title = f"{METRIC_TITLES.get(metric, metric)}<br><sup>solid: test · dashed: train</sup>"
     return _layout(fig, title, X_TITLES.get(x, x), metric.replace("_", " "), log_y)
+
+
+def diagnostic_curves_figure(epochs: pd.DataFrame, metric: str, x: str = "epoch") -> go.Figure:
+    """One line per run of the memory diagnostic ``metric`` (a column of ``epochs``) per epoch:
+    shares and gates on [0, 1], the gradient norm on a log axis. Runs without the value (an RNN
+    has no gate; epochs recorded before the diagnostics) draw nothing."""
+    fig = go.Figure()
+    for index, (run_id, run) in enumerate(epochs.groupby("run_id", sort=True)):
+        measured = run.dropna(subset=[metric])
+        if measured.empty:
+            continue
+        label = run["label"].iloc[0] if "label" in run else f"#{run_id}"
+        fig.add_trace(go.Scatter(x=measured[x], y=measured[metric], mode="lines+markers" if len(run) < 30 else "lines",
+                                 name=label, line=dict(color=colour(index), width=2), marker=dict(size=5),
+                                 meta={"kind": "diagnostic", "run": int(run_id)}))
+    gradient = metric == "first_input_grad"
+    if not gradient:
+        fig.update_yaxes(range=[0, 1.02])
+    return _layout(fig, DIAGNOSTIC_TITLES.get(metric, metric), X_TITLES.get(x, x), metric.replace("_", " "),
+                   log_y=gradient)
 
 
 def seed_band_figure(

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from seqcopy.config import RunConfig, cell_label, varied_keys
-from seqcopy.results.spread import DEFAULT_ERROR, format_summary
-from seqcopy.runs.schema import EPOCH_METRICS
+from seqcopy.results.spread import DEFAULT_ERROR, describe, format_summary
+from seqcopy.runs.schema import DIAGNOSTIC_METRICS, EPOCH_METRICS
 from seqcopy.runs.store import RunInfo
 from seqcopy.text import parse_id, shorten
 from seqcopy.ui import escape
@@ -22,7 +22,8 @@ RUN_COLUMNS = [
     "test_acc", "test_seq_acc", "test_loss", "train_loss", "tag", "sweep", "created", "duration_s", "error",
     "lineage",
 ]
-EPOCH_COLUMNS = ["run_id", "epoch", "wall_time", "stage_output_len", "stage_seq_len", *EPOCH_METRICS]
+EPOCH_COLUMNS = ["run_id", "epoch", "wall_time", "stage_output_len", "stage_seq_len", *EPOCH_METRICS,
+                 *DIAGNOSTIC_METRICS]
 
 
 def run_label(run_id: int, cell: str, seed: int) -> str:
@@ -77,7 +78,7 @@ def filter_runs(
 
 def epochs_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo]) -> pd.DataFrame:
     """Epoch rows with each run's label, cell and seed, and the minutes since it started."""
-    frame = pd.DataFrame(list(rows), columns=EPOCH_COLUMNS)
+    frame = pd.DataFrame(list(rows), columns=EPOCH_COLUMNS).astype({name: float for name in DIAGNOSTIC_METRICS})
     if frame.empty:
         return frame.assign(label=pd.Series(dtype=str), cell=pd.Series(dtype=str),
                             seed=pd.Series(dtype=int), minutes=pd.Series(dtype=float))
@@ -131,25 +132,57 @@ def config_diff(configs: Mapping[int, RunConfig]) -> pd.DataFrame:
                          for run_id, config in configs.items()}, index=differing)
 
 
-def group_of(run: RunInfo, key: str) -> str:
-    """The group a run falls in when runs are grouped by the config key ``key``. The tag is the
-    run's current one (edited on Runs), not the one it was submitted with, as in the filters."""
+GroupKeys = str | Sequence[str]  # one config key, or several (Compare's "Group by")
+NOT_GROUPED = ("seed", "mult_form")  # seeds are averaged; the form is part of the cell's label
+
+
+def group_keys(keys: GroupKeys) -> tuple[str, ...]:
+    return (keys,) if isinstance(keys, str) else tuple(keys)
+
+
+def default_group_keys(runs: Sequence[RunInfo]) -> tuple[str, ...]:
+    """Compare's default grouping: every config key whose value differs between ``runs`` except
+    the seed, so that a group holds the seeds of one configuration; the cell first. The
+    multiplicative form is named by the cell's label (cell_label), so a varied form groups by cell.
+    With nothing varied but the seed: the cell."""
+    configs = [run.config for run in runs]
+    varied = varied_keys(configs, ignore=NOT_GROUPED)
+    if "cell" not in varied and "mult_form" in varied_keys(configs):
+        varied.insert(0, "cell")
+    tag_varies = len({run.tag for run in runs}) > 1  # the tag as edited, as group_of reads it
+    keys = [key for key in varied if key != "tag"] + (["tag"] if tag_varies else [])
+    return tuple(sorted(keys, key=lambda key: key != "cell")) or ("cell",)
+
+
+def _value_of(run: RunInfo, key: str) -> str:
     if key == "cell":
         return cell_label(run.config)  # the two multiplicative forms are two groups
     return run.tag if key == "tag" else str(getattr(run.config, key))
 
 
-def group_summary(runs: Sequence[RunInfo], key: str) -> str:
+def group_of(run: RunInfo, keys: GroupKeys) -> str:
+    """The group a run falls in when runs are grouped by the config key(s) ``keys``: one key's
+    value alone ('lstm', 'True'), several named ('lstm, train_seq_len=16'; the cell bare). The
+    tag is the run's current one (edited on Runs), not the one it was submitted with, as in the
+    filters."""
+    keys = group_keys(keys)
+    if len(keys) == 1:
+        return _value_of(run, keys[0])
+    return ", ".join(_value_of(run, key) if key == "cell" else f"{key}={_value_of(run, key)}" for key in keys)
+
+
+def group_summary(runs: Sequence[RunInfo], keys: GroupKeys) -> str:
     """Compare's line about its groups (markdown, names escaped): each group of ``runs`` by
-    ``key`` with its number of seeds, and the settings besides the seed its runs differ in."""
+    ``keys`` with its number of seeds, and the settings besides the seed its runs differ in."""
+    keys = group_keys(keys)
     groups: dict[str, list[RunInfo]] = {}
     for run in runs:
-        groups.setdefault(group_of(run, key), []).append(run)
+        groups.setdefault(group_of(run, keys), []).append(run)
     notes = []
     for name, members in sorted(groups.items()):
         shown = escape.markdown(name or "(no tag)")
         note = f"{shown}: {len(members)} seed(s)" if len(members) > 1 else f"{shown}: a single seed, so no band"
-        mixed = varied_keys([member.config for member in members], ignore=("seed", "tag", key))
+        mixed = varied_keys([member.config for member in members], ignore=("seed", "tag", *keys))
         if mixed:
             note += f" — mixes runs that differ in {', '.join(mixed)}"
         notes.append(note)
@@ -159,20 +192,40 @@ def group_summary(runs: Sequence[RunInfo], key: str) -> str:
 FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "train_loss")
 
 
-def final_metrics_table(runs: pd.DataFrame, group: str = "group", metrics: Sequence[str] = FINAL_METRICS,
-                        error: str = DEFAULT_ERROR) -> pd.DataFrame:
-    """One row per group: each metric's final value across the group's runs as 'mean ± spread
-    KIND (n=…)', the spread one of seqcopy.results.spread's kinds (the standard error by default)."""
+def lower_is_better(metric: str) -> bool:
+    return metric.endswith("loss")
+
+
+def runs_link(run_id: int) -> str:
+    """The Runs page with this run selected (views/runs.py reads ?runs=)."""
+    return f"runs?runs={int(run_id)}"
+
+
+def final_metric_table(runs: pd.DataFrame, metric: str, error: str = DEFAULT_ERROR,
+                       group: str = "group") -> pd.DataFrame:
+    """One row per group of ``runs`` (one row per run: ``id``, ``seed``, ``group`` and the final
+    ``metric``): n (the runs with a value), 'mean ± spread' (the spread one of
+    seqcopy.results.spread's kinds; the standard error by default), median, min, max, and the
+    best run (the highest value, the lowest for a loss) as its seed and a link to it on Runs."""
     rows = []
     for name, members in runs.groupby(group, sort=True):
-        row = {group: name, "runs": len(members)}
-        for metric in metrics:
-            row[metric] = format_summary(members[metric].tolist(), error)
-        rows.append(row)
-    return pd.DataFrame(rows)
+        valued = members.dropna(subset=[metric])
+        facts = describe(valued[metric].tolist())
+        best = None
+        if not valued.empty:
+            best = valued.loc[valued[metric].idxmin() if lower_is_better(metric) else valued[metric].idxmax()]
+        rows.append({
+            group: name, "n": facts["n"],
+            "mean ± spread": format_summary(valued[metric].tolist(), error, labelled=False),
+            "median": facts["median"], "min": facts["min"], "max": facts["max"],
+            "best seed": None if best is None else int(best["seed"]),
+            "best run": None if best is None else runs_link(best["id"]),
+        })
+    columns = [group, "n", "mean ± spread", "median", "min", "max", "best seed", "best run"]
+    return pd.DataFrame(rows, columns=columns).astype({"median": float, "min": float, "max": float})
 
 
-def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_key: str) -> pd.DataFrame:
+def results_frame(rows: Sequence[Mapping], runs: Mapping[int, RunInfo], group_key: GroupKeys) -> pd.DataFrame:
     """position_results or length_results rows, with each run's group and seed label."""
     frame = pd.DataFrame(list(rows))
     if frame.empty:

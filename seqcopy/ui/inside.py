@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from seqcopy.core.cells import Cell, Parts, State
+from seqcopy.core.diagnostics import trace_steps
 from seqcopy.core.model import CopyModel
 
 
@@ -59,18 +60,12 @@ class UntraceableCell(ValueError):
 
 # ----------------------------------------------------------------------------- whole sequences
 def trace_sequence(cell: Cell, x: Tensor, state: State | None = None) -> Parts:
-    """Run ``cell`` over (B, T, E) inputs step by step: every quantity it computes, (B, T, H)."""
-    if state is None:
-        state = cell.initial_state(x.shape[0], x.device, x.dtype)
-    collected: dict[str, list[Tensor]] = {}
-    for x_t in x.unbind(1):
-        try:
-            state, parts = cell.step(x_t, state)
-        except NotImplementedError:
-            raise UntraceableCell(f"the Playground cannot look inside a {type(cell).__name__} yet") from None
-        for name, value in parts.items():
-            collected.setdefault(name, []).append(value)
-    return {name: torch.stack(values, dim=1) for name, values in collected.items()}
+    """Run ``cell`` over (B, T, E) inputs step by step: every quantity it computes, (B, T, H)
+    (seqcopy.core.diagnostics.trace_steps, which the per-epoch diagnostics use too)."""
+    try:
+        return trace_steps(cell, x, state)
+    except NotImplementedError:
+        raise UntraceableCell(f"the Playground cannot look inside a {type(cell).__name__} yet") from None
 
 
 def check_against_cell(cell: Cell, x: Tensor, parts: Parts, steps: int = 2, tolerance: float = 1e-4) -> None:

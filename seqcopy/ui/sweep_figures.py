@@ -207,3 +207,42 @@ def parallel_coordinates_figure(frame: pd.DataFrame, keys: Sequence[str], metric
     fig.update_layout(title=f"Every run across the varied settings, coloured by {metric.replace('_', ' ')}",
                       height=420, margin=dict(l=60, r=40, t=80, b=30))
     return fig
+
+
+def _p_text(p: float) -> str:
+    return "—" if pd.isna(p) else f"{p:.3f}"
+
+
+def verdicts_figure(verdicts: pd.DataFrame, reference: str, y: str, x_title: str,
+                    log_x: bool | None = None) -> go.Figure:
+    """Each group's difference from ``reference`` in the final ``y`` (frame from verdicts_frame)
+    against the setting: the difference of means with its 95% interval as error bars, a filled
+    marker where the difference is clear (the interval excludes 0), an open one where these seeds
+    cannot decide, and the zero line (no difference). Hover names the test and its p-value."""
+    fig = go.Figure()
+    numeric = is_numeric(list(verdicts["x"]))
+    # Colours as the page's other figures give them: by the group's place among all groups, sorted.
+    order = sorted({*verdicts["group"], reference})
+    for name, line in verdicts.groupby("group", sort=True):
+        hue = colour(order.index(name))
+        line = line.dropna(subset=["difference"])
+        plus = (line["high"] - line["difference"]).fillna(0).to_numpy()
+        minus = (line["difference"] - line["low"]).fillna(0).to_numpy()
+        fig.add_trace(go.Scatter(
+            x=_xs(line["x"], numeric), y=line["difference"], mode="lines+markers", name=str(name), showlegend=True,
+            legendgroup=str(name), line=dict(color=hue, width=2),
+            marker=dict(size=11, color=[hue if clear else "white" for clear in line["clear"]],
+                        line=dict(color=hue, width=2), symbol="circle"),
+            error_y=dict(type="data", symmetric=False, array=plus, arrayminus=minus, color=hue, thickness=1.5, width=4),
+            text=line["verdict"], customdata=np.stack([line["test"], line["p"].map(_p_text)], axis=-1),
+            hovertemplate="%{text}<br>%{customdata[0]}, p = %{customdata[1]}<extra>" + str(name) + "</extra>",
+            meta={"kind": "difference", "group": str(name), "clear": [bool(c) for c in line["clear"]]},
+        ))
+    fig.add_hline(y=0, line=dict(color="#444444", width=1, dash="dot"),
+                  annotation_text=f"no difference from {reference}", annotation_position="bottom right")
+    log = _x_axis(fig, list(verdicts["x"]), log_x)
+    title = (f"{y.replace('_', ' ')}: each group minus {reference}, with the 95% interval of the difference"
+             f"<br><sup>filled: clear (the interval excludes 0); open: these seeds cannot decide; paired by seed "
+             f"where both ran the same seeds, Welch's t-test otherwise{'; log x' if log else ''}</sup>")
+    fig = _layout(fig, title, x_title, f"difference in {y.replace('_', ' ')}", legend_columns=3)
+    return fig.update_layout(hovermode="closest")

@@ -13,12 +13,13 @@ import pandas as pd
 
 from seqcopy.config import SETTINGS, cell_label, varied_keys
 from seqcopy.results.report import first_reaching
-from seqcopy.results.spread import summarise
+from seqcopy.results.spread import format_summary, solve_rate, summarise
+from seqcopy.results.verdicts import verdict
 from seqcopy.runs.schema import LATEST_METRICS
 from seqcopy.runs.store import RunInfo, SweepInfo
 from seqcopy.text import parse_id
 from seqcopy.ui.escape import plotly
-from seqcopy.ui.frames import group_of, run_label
+from seqcopy.ui.frames import GroupKeys, group_of, run_label
 
 NOT_PLOTTED = ("seed", "tag")  # never an x axis: seeds are averaged, a tag names the runs
 
@@ -65,17 +66,18 @@ def spans_a_decade(values: Sequence) -> bool:
 ALL_RUNS = "all runs"
 
 
-def settings_frame(runs: Sequence[RunInfo], x: str, group: str | None, keys: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per run: id, label, seed, the x setting, the line it belongs to (its value of
-    ``group``; one line of all runs for None), its final (latest) metrics, and a column for each
-    setting in ``keys`` (for parallel coordinates)."""
+def settings_frame(runs: Sequence[RunInfo], x: str | None, group: GroupKeys | None,
+                   keys: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per run: id, label, seed, the x setting (ALL_RUNS for None: one point), the line it
+    belongs to (its value of the key(s) ``group``; one line of all runs for None or no keys), its
+    final (latest) metrics, and a column for each setting in ``keys`` (for parallel coordinates)."""
     columns = ["run_id", "label", "seed", "x", "group", "status", *LATEST_METRICS, *keys]
     rows = [
         [
             run.id,
             run_label(run.id, cell_label(run.config), run.config.seed),
             run.config.seed,
-            getattr(run.config, x),
+            getattr(run.config, x) if x else ALL_RUNS,
             plotly(group_of(run, group)) if group else ALL_RUNS,
             run.status,
             *(run.latest.get(name) for name in LATEST_METRICS),
@@ -111,14 +113,26 @@ def summary_by_setting(frame: pd.DataFrame, y: str, error: str) -> pd.DataFrame:
     return summary.assign(_order=summary["x"].map(order)).sort_values(["group", "_order"]).drop(columns="_order")
 
 
-def mixed_settings(runs: Sequence[RunInfo], x: str, group: str | None) -> list[str]:
+def line_keys(runs: Sequence[RunInfo], x: str, keys: Sequence[str]) -> tuple[str, ...]:
+    """The grouping keys that make the lines of a figure against ``x``: ``keys`` less ``x`` and
+    less any key that moves with it (the same value at each x, as a setting tied to it does:
+    train_output_len=train_seq_len), which would otherwise split each line into single points."""
+    slices: dict[str, list] = {}
+    for run in runs:
+        slices.setdefault(repr(getattr(run.config, x)), []).append(run)
+    return tuple(key for key in keys if key != x and any(
+        len({group_of(run, key) for run in members}) > 1 for members in slices.values()))
+
+
+def mixed_settings(runs: Sequence[RunInfo], x: str, group: GroupKeys | None) -> list[str]:
     """Settings that differ between the runs averaged into one point (same line, same x):
     besides the seed, each point should hold repeats of one configuration."""
     points: dict[tuple, list] = {}
     for run in runs:
         line = group_of(run, group) if group else None  # the lines settings_frame draws
         points.setdefault((line, repr(getattr(run.config, x))), []).append(run.config)
-    mixed = {key for configs in points.values() for key in varied_keys(configs, ignore=("seed", "tag", x, group))}
+    ignored = ("seed", "tag", x, *([group] if isinstance(group, str) else group or ()))
+    mixed = {key for configs in points.values() for key in varied_keys(configs, ignore=ignored)}
     return [key for key in SETTINGS if key in mixed]
 
 
@@ -138,3 +152,45 @@ def convergence_frame(frame: pd.DataFrame, epochs: Mapping[int, list[dict]], thr
         minutes_run.append(sum(row["seconds"] for row in history) / 60)
     return out.assign(reached=reached, epochs_to=epochs_to, minutes_to=minutes_to,
                       epochs_run=epochs_run, minutes_run=minutes_run)
+
+
+def solve_rate_table(reached: pd.DataFrame, error: str) -> pd.DataFrame:
+    """Per line (``group``) and x value of a convergence_frame: the runs, how many reached the
+    threshold with the Wilson 95% interval of that share (seqcopy.results.spread.solve_rate),
+    and the epochs those runs took as 'mean ± spread'."""
+    rows = []
+    for (group, x), members in reached.groupby(["group", "x"], sort=False):
+        solved, runs, low, high = solve_rate(list(members["reached"]))
+        rows.append({"group": group, "x": x, "runs": runs, "solved": f"{solved}/{runs}", "share": solved / runs,
+                     "low": low, "high": high,
+                     "epochs to it": format_summary(list(members["epochs_to"]), error, 1, labelled=False)})
+    table = pd.DataFrame(rows, columns=["group", "x", "runs", "solved", "share", "low", "high", "epochs to it"])
+    order = {value: i for i, value in enumerate(x_order(list(table["x"])))}
+    return table.assign(_o=table["x"].map(order)).sort_values(["group", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+VERDICT_COLUMNS = ["group", "x", "n", "n_reference", "paired", "test", "difference", "low", "high", "p",
+                   "permutation_p", "clear", "verdict"]
+
+
+def verdicts_frame(frame: pd.DataFrame, y: str, reference: str) -> pd.DataFrame:
+    """Each line (``group``) of a settings_frame other than ``reference``, against it, at each x
+    value where both have runs: the difference of the final ``y``'s means with its 95% interval,
+    the test (paired by seed when both ran the same seeds), p-values and whether the difference is
+    clear (seqcopy.results.verdicts.verdict)."""
+    rows = []
+    for x, at_x in frame.groupby("x", sort=False):
+        base = at_x[at_x["group"] == reference]
+        if base.empty:
+            continue
+        by_seed = dict(zip(base["seed"], base[y], strict=True))
+        for group, members in at_x[at_x["group"] != reference].groupby("group", sort=True):
+            result = verdict(by_seed, dict(zip(members["seed"], members[y], strict=True)))
+            rows.append({"group": group, "x": x, "n": result.n_group, "n_reference": result.n_reference,
+                         "paired": result.paired, "test": result.test, "difference": result.difference,
+                         "low": result.low, "high": result.high, "p": result.p,
+                         "permutation_p": result.permutation_p, "clear": result.clear, "verdict": result.describe()})
+    table = pd.DataFrame(rows, columns=VERDICT_COLUMNS).astype(
+        {"difference": float, "low": float, "high": float, "p": float, "permutation_p": float})
+    order = {value: i for i, value in enumerate(x_order(list(table["x"])))}
+    return table.assign(_o=table["x"].map(order)).sort_values(["group", "_o"]).drop(columns="_o").reset_index(drop=True)
