@@ -1,12 +1,10 @@
 """The search view in a real Chromium: Compare on a finished search draws Optuna's figures and the
-trials table; its screenshot is docs/search-view.png (tests/test_browser.py's server and browser)."""
+trials table; its screenshot is test-artifacts/search-view.png (bin/docs-images keeps it in docs/images/)."""
 
 from __future__ import annotations
 
-import shutil
-
 from conftest import TINY
-from test_browser import ARTIFACTS, ROOT, chromium_page, keep_failure_evidence, serve, settle
+from test_browser import ARTIFACTS, chromium_page, keep_failure_evidence, serve, settle
 from test_search import drain, start
 
 from seqcopy.runs.store import Store
@@ -37,4 +35,3 @@ def test_the_search_view_draws_in_chromium(tmp_path, one_thread):
             except Exception:
                 keep_failure_evidence(page, logs)
                 raise
-    shutil.copy(ARTIFACTS / "search-view.png", ROOT / "docs" / "search-view.png")
