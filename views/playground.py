@@ -12,10 +12,13 @@ from seqcopy.core.checkpoint import CheckpointError
 from seqcopy.ui import escape, state
 from seqcopy.ui.inside import DEFAULT_DRAWN, QUANTITIES, UNIT_ORDERS, UntraceableCell, pick_units
 from seqcopy.ui.playground import (
+    FINAL,
     MAX_EXTRA_DELIMITERS,
     changed_positions,
     copies_frame,
     edit_sequence,
+    epoch_caption,
+    epoch_choices,
     marked_copy,
     max_sequence_length,
     play_tick,
@@ -46,15 +49,17 @@ VIEWS = ["Step by step", "Which input each output reads", "What if", "Side by si
 # A resource, not data: a 500-letter pass of a 256-unit mLSTM holds ~7 MB, which st.cache_data would
 # unpickle on every rerun (every play tick); the trace is never changed, so one object is shared.
 @st.cache_resource(max_entries=16, show_spinner=False)
-def copy_pass(database: str, run_id: int, finished_at, text: str, extra_delimiters: int = 0):
-    """The run's model over ``text``, cached: every view of the page reads the same pass."""
-    model, config = state.model_for(database, run_id, finished_at)
+def copy_pass(database: str, run_id: int, finished_at, text: str, extra_delimiters: int = 0,
+              epoch: int | None = None):
+    """The run's model (final, or after ``epoch``) over ``text``, cached: every view of the page
+    reads the same pass."""
+    model, config = state.model_for(database, run_id, finished_at, epoch)
     return run_copy(model, config, text, extra_delimiters)
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring what each copied symbol depends on…")
-def saliency_of(database: str, run_id: int, finished_at, text: str, measure: str):
-    model, config = state.model_for(database, run_id, finished_at)
+def saliency_of(database: str, run_id: int, finished_at, text: str, measure: str, epoch: int | None = None):
+    model, config = state.model_for(database, run_id, finished_at, epoch)
     return MEASURES[measure](model, config, text)
 
 
@@ -155,14 +160,14 @@ def step_by_step(trace, cell: str) -> None:
                                     "p_right": st.column_config.NumberColumn("p(right)", format="%.2f")})
 
 
-def which_input(run, trace) -> None:
+def which_input(run, trace, epoch: int | None) -> None:
     letters = len(trace.sequence)
     if letters > MAX_SALIENCY_LETTERS:
         st.info(f"Which input each output reads is measured for sequences of up to {MAX_SALIENCY_LETTERS} letters; "
                 f"this one has {letters}.")
         return
-    gradient = saliency_of(state.url(), run.id, run.finished_at, trace.sequence, "gradient")
-    replacement = saliency_of(state.url(), run.id, run.finished_at, trace.sequence, "replacement")
+    gradient = saliency_of(state.url(), run.id, run.finished_at, trace.sequence, "gradient", epoch)
+    replacement = saliency_of(state.url(), run.id, run.finished_at, trace.sequence, "replacement", epoch)
     columns = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
     columns[0].metric("Diagonal (gradient)", f"{gradient.diagonal_score:.0%}",
                       help="share of copied outputs whose largest gradient sits on the right input letter")
@@ -198,7 +203,7 @@ def pick_position(letters: int) -> None:
         st.session_state["whatif_position"] = chosen
 
 
-def what_if(run, trace, config) -> None:
+def what_if(run, trace, config, epoch: int | None) -> None:
     text, letters = trace.sequence, len(trace.sequence)
     if not 1 <= st.session_state.get("whatif_position", 1) <= letters:
         st.session_state["whatif_position"] = 1
@@ -230,7 +235,7 @@ def what_if(run, trace, config) -> None:
         help=f"trained with {config.padding} '$'; more makes the model hold the letters longer",
     )
     edited_text = edit_sequence(text, position, letter)
-    edited = copy_pass(state.url(), run.id, run.finished_at, edited_text, extra)
+    edited = copy_pass(state.url(), run.id, run.finished_at, edited_text, extra, epoch)
     copies = copies_frame({"original": trace, "edited": edited})
     changed = changed_positions(copies, "original", "edited")
     delay = f" with {config.padding + extra} '\\$'" if extra else ""
@@ -249,7 +254,8 @@ def what_if(run, trace, config) -> None:
     st.plotly_chart(right_probability_figure(copies), width="stretch", key="whatif_p")
 
 
-def side_by_side(run, trace, usable) -> None:
+def side_by_side(run, trace, usable, epoch: int | None) -> None:
+    """The chosen run at the chosen epoch beside another run's final model."""
     partner_ids = [other.id for other in usable if other.id != run.id]
     if not partner_ids:
         st.info("Only one run has a model to play with; train another (say, another cell on the same task) to compare.")
@@ -267,14 +273,15 @@ def side_by_side(run, trace, usable) -> None:
     )
     partner = by_id[partner_id]
     traces, columns = {}, st.columns(2)
-    for column, shown in zip(columns, (run, partner), strict=True):
-        column.markdown(f"**{escape.markdown(describe(shown))}**")
+    for column, shown, at in zip(columns, (run, partner), (epoch, None), strict=True):
+        when = f" · epoch {at}" if at is not None else ""
+        column.markdown(f"**{escape.markdown(describe(shown) + when)}**")
         try:
-            copy = copy_pass(state.url(), shown.id, shown.finished_at, trace.sequence)
+            copy = copy_pass(state.url(), shown.id, shown.finished_at, trace.sequence, epoch=at)
         except (InvalidSequence, UntraceableCell, CheckpointError) as error:
             column.error(escape.markdown(error))
             continue
-        traces[f"#{shown.id} {cell_label(shown.config)}"] = copy
+        traces[f"#{shown.id} {cell_label(shown.config)}{when}"] = copy
         right = int(copy.copied["right"].sum())
         column.markdown(f"**Wrote:** {marked_copy(copy)}")
         column.metric(
@@ -321,10 +328,21 @@ if not usable:
 
 run = st.selectbox("Model", usable, format_func=describe, key="play_run",
                    help="runs that finished (or were cancelled after an epoch) with a checkpoint")
+kept = state.snapshots(state.url(), run.id, run.finished_at)
+choices = epoch_choices(kept, run.epochs_done)
+chosen = FINAL
+if len(choices) > 1:
+    # One key per run: another run starts at its final model.
+    chosen = st.select_slider("Epoch", choices, value=FINAL, key=f"play_epoch_{run.id}", format_func=str,
+                              help="the weights kept at a few epochs (log-spaced, each curriculum stage's end, the "
+                                   "best so far): every view below shows the model at the epoch chosen here")
+st.caption(escape.markdown(epoch_caption(chosen, kept, run.epochs_done)))
+epoch = None if chosen == FINAL else chosen
 try:
-    model, config = state.model_for(state.url(), run.id, run.finished_at)
+    model, config = state.model_for(state.url(), run.id, run.finished_at, epoch)
 except CheckpointError as error:
-    st.error(escape.markdown(f"Run {run.id}'s checkpoint cannot be loaded: {error}"))
+    what = "checkpoint" if epoch is None else f"snapshot of epoch {epoch}"
+    st.error(escape.markdown(f"Run {run.id}'s {what} cannot be loaded: {error}"))
     st.stop()
 
 limit = max_sequence_length(config)
@@ -343,7 +361,7 @@ long_column.button(f"Random, {longer} letters", on_click=set_random, args=(longe
                    help="twice the training length (or the most allowed): does the copy generalise?")
 
 try:
-    trace = copy_pass(state.url(), run.id, run.finished_at, text)
+    trace = copy_pass(state.url(), run.id, run.finished_at, text, epoch=epoch)
 except (InvalidSequence, UntraceableCell) as error:
     st.error(escape.markdown(error))
     st.stop()
@@ -364,13 +382,13 @@ with tabs[0]:
         step_by_step(trace, config.cell)
 with tabs[1]:
     if tabs[1].open:
-        which_input(run, trace)
+        which_input(run, trace, epoch)
 with tabs[2]:
     if tabs[2].open:
-        what_if(run, trace, config)
+        what_if(run, trace, config, epoch)
 with tabs[3]:
     if tabs[3].open:
-        side_by_side(run, trace, usable)
+        side_by_side(run, trace, usable, epoch)
 with tabs[4]:
     if tabs[4].open:
         trajectory(trace)

@@ -218,6 +218,20 @@ def _snapshot(config, model, optimiser, plateau, shuffle_rng, result, carried: _
     ).to_bytes()
 
 
+class AfterEpoch:
+    """What ``on_epoch_state`` gets as its second argument, after an epoch: calling it returns the
+    resume state's bytes (taken only when asked); ``model`` holds the weights that epoch finished
+    (read them, never train them); ``history`` is every EpochResult of the run so far, a resumed
+    run's earlier ones included; ``stage_ends`` says whether this epoch is its curriculum stage's
+    last: the curriculum moves on after it, or the run ends with it."""
+
+    def __init__(self, take: Callable[[], bytes], model: CopyModel, history: list[EpochResult], stage_ends: bool):
+        self._take, self.model, self.history, self.stage_ends = take, model, history, stage_ends
+
+    def __call__(self) -> bytes:
+        return self._take()
+
+
 def _cpu(value):
     """A state_dict with every tensor on the CPU (an accelerator's state loads anywhere)."""
     if isinstance(value, torch.Tensor):
@@ -235,7 +249,7 @@ def train(
     on_batch: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bytes | resume_state.TrainState | resume_state.WeightsStart | None = None,
-    on_epoch_state: Callable[[EpochResult, Callable[[], bytes], bool], None] | None = None,
+    on_epoch_state: Callable[[EpochResult, AfterEpoch, bool], None] | None = None,
 ) -> TrainResult:
     """Train one run. ``on_epoch`` gets each EpochResult; ``on_batch(done, total)`` reports
     progress within an epoch; ``should_stop()`` is asked before every batch and ends the run
@@ -244,8 +258,9 @@ def train(
     ``resume``: a resume state (seqcopy.core.resume) to go on from its next epoch, bit for bit as
     the run left alone on the same machine and thread count; or a checkpoint's bytes, whose
     weights a fork starts from. ``on_epoch_state(result, state, final)`` is called after each
-    epoch (after ``on_epoch``) with a function that returns the resume state after it, and
-    whether this epoch ends the run (its last, or the --stop-at target reached); raising
+    epoch (after ``on_epoch``) with an :class:`AfterEpoch` (called, it returns the resume state
+    after it; it also shows the epoch's weights, for a snapshot), and whether this epoch ends the
+    run (its last, or the --stop-at target reached); raising
     :class:`Stopped` from a callback ends the run there, that epoch kept."""
     config.check()
     device = resolve_device(config.device)
@@ -341,6 +356,7 @@ def train(
             result.epochs.append(epoch_result)
             finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
             carried.epoch = epoch
+            stage_before = carried.stage
             _end_of_epoch(config, stages, carried, counts, test_counts, plateau, epoch)
             if target is not None:
                 carried.target_hits = carried.target_hits + 1 if target.holds(epoch_result) else 0
@@ -355,8 +371,11 @@ def train(
             if on_epoch is not None:
                 on_epoch(epoch_result)
             if on_epoch_state is not None:
-                on_epoch_state(epoch_result, lambda: _snapshot(config, model, optimiser, plateau, shuffle_rng,
-                                                               result, carried), last_epoch or reached)
+                after = AfterEpoch(
+                    lambda: _snapshot(config, model, optimiser, plateau, shuffle_rng, result, carried), model,
+                    result.epochs, stage_ends=carried.stage != stage_before or last_epoch or reached,
+                )
+                on_epoch_state(epoch_result, after, last_epoch or reached)
             if reached:
                 break
     except (Stopped, Diverged) as reason:

@@ -27,8 +27,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 2: runs.claim_token, runs.requeues; 3: the sweeps table, runs.sweep_id; 4: runs.device and
 # runs.device_used (device-aware claiming) and the workers table; 5: the run_states table (resume
 # state), runs.restarts, runs.max_restarts, runs.parent_id and runs.parent_epoch (lineage); 6: the
-# epochs' memory diagnostics (DIAGNOSTIC_METRICS).
-SCHEMA_VERSION = 6
+# epochs' memory diagnostics (DIAGNOSTIC_METRICS); 7: the snapshots table (the Playground's weights at
+# a few epochs, seqcopy.runs.snapshots).
+SCHEMA_VERSION = 7
 DEFAULT_MAX_RESTARTS = 3  # lapsed leases after a first epoch that a run survives before it fails
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
@@ -241,6 +242,26 @@ class RunState(Base):
     """len(data), to measure without reading the blob."""
     updated_at: Mapped[float] = mapped_column(Float)
     """Unix time of the write."""
+
+
+class Snapshot(Base):
+    """A run's weights after one epoch, kept for the Playground's epoch slider (schema version 7):
+    the epochs seqcopy.runs.snapshots retains (log-spaced, each curriculum stage's end, the best so
+    far; at most MAX_SNAPSHOTS per run), written with the epoch's row and pruned as the rule drops
+    them. A store from before version 7 has none for its runs: the Playground shows their final model."""
+
+    __tablename__ = "snapshots"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    """The run."""
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The epoch these weights finished."""
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    """Checkpoint bytes (state_dict and config), as the final checkpoint's; loaded with weights_only=True."""
+    size: Mapped[int] = mapped_column(Integer)
+    """len(data), to list and measure without reading the blob."""
+    reason: Mapped[str] = mapped_column(String(200))
+    """Why the rule keeps it: "log-spaced", "end of stage N=8", "best so far", joined by ", "."""
 
 
 class PositionResult(Base):

@@ -30,7 +30,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, inspect, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -60,6 +73,7 @@ from seqcopy.runs.schema import (
     PositionResult,
     Run,
     RunState,
+    Snapshot,
     Sweep,
     WorkerRow,
 )
@@ -79,6 +93,16 @@ meta_t = Meta.__table__
 sweeps_t = Sweep.__table__
 workers_t = WorkerRow.__table__
 states_t = RunState.__table__
+snapshots_t = Snapshot.__table__
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """One kept snapshot of a run, without its bytes."""
+
+    epoch: int
+    size: int
+    reason: str
 
 
 class StoreError(InputError):
@@ -661,12 +685,16 @@ class Store:
             return bool(cancel[0])
 
     def record_epoch(self, run_id: int, worker_id: str, epoch: dict, token: str | None = None,
-                     state: bytes | None = None) -> bool:
+                     state: bytes | None = None, snapshot: bytes | None = None,
+                     keep: dict[int, str] | None = None) -> bool:
         """Write one epoch's row, the run's latest metrics, the heartbeat and (when given) the
         resume state after it, replacing the last, in one transaction: the state never runs ahead
-        of, or lags behind, the epochs recorded with it. Returns cancel_requested. Safe to repeat:
-        a retry of an epoch that already landed (its reply lost) finds the row and writes nothing
-        twice (the state it writes again is the same)."""
+        of, or lags behind, the epochs recorded with it. ``keep`` (epoch → reason, from
+        seqcopy.runs.snapshots.retained) updates the run's snapshots in the same transaction: this
+        epoch's ``snapshot`` bytes are added when it is kept, and the snapshots no longer kept are
+        deleted. Returns cancel_requested. Safe to repeat: a retry of an epoch that already landed
+        (its reply lost) finds the rows and writes nothing twice (the state and snapshot it
+        writes again are the same)."""
         now = time.time()
         number = int(epoch["epoch"])
         row = {name: float(epoch[name]) for name in EPOCH_METRICS}
@@ -696,7 +724,26 @@ class Store:
                 )
             if state is not None:
                 self._put_state(conn, run_id, number, state, now)
+            if keep is not None:
+                self._keep_snapshots(conn, run_id, number, snapshot, keep)
             return bool(cancel[0])
+
+    @staticmethod
+    def _keep_snapshots(conn: Connection, run_id: int, number: int, snapshot: bytes | None,
+                        keep: dict[int, str]) -> None:
+        """The run's snapshots as ``keep`` says: the dropped ones deleted, the kept ones' reasons
+        brought up to date, epoch ``number``'s added once (a repeat finds it there)."""
+        conn.execute(delete(snapshots_t).where(snapshots_t.c.run_id == run_id,
+                                               snapshots_t.c.epoch.not_in(list(keep))))
+        present = dict(conn.execute(select(snapshots_t.c.epoch, snapshots_t.c.reason)
+                                    .where(snapshots_t.c.run_id == run_id)).all())
+        for kept, reason in keep.items():
+            if kept in present and present[kept] != reason:
+                conn.execute(update(snapshots_t).where(snapshots_t.c.run_id == run_id, snapshots_t.c.epoch == kept)
+                             .values(reason=reason))
+        if snapshot is not None and number in keep and number not in present:
+            conn.execute(insert(snapshots_t).values(run_id=run_id, epoch=number, data=snapshot, size=len(snapshot),
+                                                    reason=keep[number]))
 
     @staticmethod
     def _put_state(conn: Connection, run_id: int, epoch: int, state: bytes, now: float) -> None:
@@ -919,7 +966,7 @@ class Store:
             status = self._status(conn, run_id)
             if status == "running":
                 raise ValueError(f"run {run_id} is running: cancel it first")
-            for table in (epochs_t, checkpoints_t, positions_t, lengths_t, states_t):
+            for table in (epochs_t, checkpoints_t, positions_t, lengths_t, states_t, snapshots_t):
                 conn.execute(delete(table).where(table.c.run_id == run_id))
             # Its children keep their weights and epochs; only the link to it goes.
             conn.execute(update(runs_t).where(runs_t.c.parent_id == run_id).values(parent_id=None))
@@ -1008,6 +1055,30 @@ class Store:
             row = conn.execute(select(checkpoints_t.c.epoch, checkpoints_t.c.data)
                                .where(checkpoints_t.c.run_id == run_id)).first()
         return None if row is None else (row.epoch, row.data)
+
+    def snapshots(self, run_id: int) -> list[SnapshotInfo]:
+        """The run's kept snapshots, by epoch, without their bytes; [] for a run with none (one
+        trained before schema version 7, or an unknown id)."""
+        if not self._known_ids([run_id]):
+            return []
+        query = (select(snapshots_t.c.epoch, snapshots_t.c.size, snapshots_t.c.reason)
+                 .where(snapshots_t.c.run_id == run_id).order_by(snapshots_t.c.epoch))
+        return [SnapshotInfo(**row) for row in self._dicts(query)]
+
+    def snapshot(self, run_id: int, epoch: int) -> bytes | None:
+        """The checkpoint bytes of the run's weights after ``epoch``, or None when not kept."""
+        if not self._known_ids([run_id]) or not self._storable(epoch):
+            return None
+        with self._read() as conn:
+            return conn.execute(select(snapshots_t.c.data)
+                                .where(snapshots_t.c.run_id == run_id, snapshots_t.c.epoch == epoch)).scalar()
+
+    def snapshot_sizes(self) -> dict[int, int]:
+        """run id → bytes of its kept snapshots (the store's growth per run, at most
+        MAX_SNAPSHOTS checkpoints: seqcopy.runs.snapshots)."""
+        with self._read() as conn:
+            return dict(conn.execute(select(snapshots_t.c.run_id, func.sum(snapshots_t.c.size))
+                                     .group_by(snapshots_t.c.run_id)).all())
 
     def checkpoint_ids(self) -> set[int]:
         with self._read() as conn:

@@ -38,8 +38,8 @@ from sqlalchemy.exc import DBAPIError
 
 from seqcopy import devices
 from seqcopy.core import checkpoint
-from seqcopy.core.train import EpochResult, Stopped, TrainResult, train
-from seqcopy.runs import trials
+from seqcopy.core.train import AfterEpoch, EpochResult, Stopped, TrainResult, train
+from seqcopy.runs import snapshots, trials
 from seqcopy.runs.store import (
     DEFAULT_LEASE,
     LeaseLost,
@@ -129,12 +129,13 @@ class RunExecution:
     def _should_stop(self) -> bool:
         return self.cancelled.is_set() or self.lost.is_set() or self.hurry.is_set()
 
-    def _on_epoch(self, result: EpochResult, state: Callable[[], bytes], final: bool) -> None:
-        """The epoch's row and, when due, the resume state after it, in one write; then stop
-        here if a signal, a cancel or a lost lease says so (a finished run completes, whatever came)."""
+    def _on_epoch(self, result: EpochResult, state: AfterEpoch, final: bool) -> None:
+        """The epoch's row, when due the resume state after it, and the run's snapshots as the
+        retention rule keeps them, in one write; then stop here if a signal, a cancel or a lost
+        lease says so (a finished run completes, whatever came)."""
         stopping = not final and (self.shutdown.is_set() or self._should_stop())
         blob = state() if (final or stopping or self.state_every.due(result.epoch, *self._state_at)) else None
-        if self._record_epoch(result, blob):
+        if self._record_epoch(result, blob, *self._snapshot_plan(result, state)):
             self.cancelled.set()
         if blob is not None:
             self._state_at = (result.epoch, time.monotonic())
@@ -154,10 +155,24 @@ class RunExecution:
                               f"({type(error).__name__}: {self.store.describe(error)})")
             return None
 
-    def _record_epoch(self, result: EpochResult, state: bytes | None = None) -> bool:
+    def _snapshot_plan(self, result: EpochResult, after: AfterEpoch) -> tuple[bytes | None, dict[int, str] | None]:
+        """(this epoch's snapshot bytes or None, epoch → reason of every snapshot kept) by the
+        retention rule over the run's whole history (a resumed run's too, so it keeps what the run
+        left alone would); (None, None) for a caller that shows no weights (snapshots untouched)."""
+        history = getattr(after, "history", None)
+        if history is None:
+            return None, None
+        points = [snapshots.EpochPoint(e.epoch, e.stage_output_len, e.test_copy_acc) for e in history]
+        keep = snapshots.retained(points, after.stage_ends)
+        # The bytes are taken only for an epoch kept: most epochs cost nothing here.
+        data = checkpoint.to_bytes(after.model, self.run.config) if result.epoch in keep else None
+        return data, keep
+
+    def _record_epoch(self, result: EpochResult, state: bytes | None = None, snapshot: bytes | None = None,
+                      keep: dict[int, str] | None = None) -> bool:
         return self._retry(
             lambda: self.store.record_epoch(self.run.id, self.worker_id, result.to_dict(), token=self.token,
-                                            state=state),
+                                            state=state, snapshot=snapshot, keep=keep),
             f"recording epoch {result.epoch} of run {self.run.id}",
         )
 

@@ -233,3 +233,24 @@ def trajectory_frame(trace: CopyTrace, quantity: str = "h") -> tuple[pd.DataFram
                    for step, (read, written) in enumerate(zip(trace.inputs, trace.outputs, strict=True))],
     })
     return frame, shares
+
+
+# ----------------------------------------------------------------------------- the Epoch slider
+FINAL = "final"
+NO_SNAPSHOTS = "no snapshots kept for this run (an older store): showing its final model"
+
+
+def epoch_choices(kept: Sequence, final_epoch: int) -> list:
+    """The Epoch slider's stops: the kept snapshots' epochs before the final one, then "final"
+    (a snapshot of the last epoch is the final model itself, so it is not offered twice)."""
+    return [snapshot.epoch for snapshot in kept if snapshot.epoch < final_epoch] + [FINAL]
+
+
+def epoch_caption(choice, kept: Sequence, final_epoch: int) -> str:
+    """Which weights the page shows and why they were kept; NO_SNAPSHOTS for a run with none."""
+    if not kept:
+        return NO_SNAPSHOTS
+    if choice == FINAL:
+        return f"Showing the final model (epoch {final_epoch}), the run's checkpoint."
+    reason = next((snapshot.reason for snapshot in kept if snapshot.epoch == choice), "kept")
+    return f"Showing the model after epoch {choice} of {final_epoch}: kept as {reason}."

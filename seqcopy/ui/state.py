@@ -22,7 +22,16 @@ from sqlalchemy.exc import DBAPIError
 
 from seqcopy.config import RunConfig
 from seqcopy.runs.capacity import RECENT_S
-from seqcopy.runs.store import RunInfo, Store, SweepInfo, WorkerInfo, database_url, is_transient, open_store
+from seqcopy.runs.store import (
+    RunInfo,
+    SnapshotInfo,
+    Store,
+    SweepInfo,
+    WorkerInfo,
+    database_url,
+    is_transient,
+    open_store,
+)
 from seqcopy.ui import escape
 from seqcopy.ui.local_worker import LocalWorker
 
@@ -130,15 +139,26 @@ def speed_history(database: str, limit: int = 20) -> list[tuple[RunConfig, float
     return [(run.config, statistics.median(seconds[run.id])) for run in done if run.id in seconds]
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def model_for(database: str, run_id: int, finished_at: float | None) -> tuple[CopyModel, RunConfig]:
-    """The run's checkpoint as a model in eval mode (finished_at keys the cache to this very
-    run, should an id be reused after a delete). Raises CheckpointError."""
+@st.cache_data(ttl=60, show_spinner=False)
+def snapshots(database: str, run_id: int, finished_at: float | None) -> list[SnapshotInfo]:
+    """The finished run's kept snapshots, by epoch (finished_at keys the cache as model_for's)."""
+    return _store(database).snapshots(run_id)
+
+
+# Keyed by (run, epoch): scrubbing the Epoch slider back and forth loads each snapshot once.
+@st.cache_resource(show_spinner=False, max_entries=8)
+def model_for(database: str, run_id: int, finished_at: float | None,
+              epoch: int | None = None) -> tuple[CopyModel, RunConfig]:
+    """The run's weights as a model in eval mode: its final checkpoint, or with ``epoch`` its
+    snapshot after that epoch (finished_at keys the cache to this very run, should an id be
+    reused after a delete). Raises CheckpointError, also for a snapshot not kept."""
     from seqcopy.core.checkpoint import CheckpointError, from_bytes
 
-    data = _store(database).checkpoint(run_id)
+    store = _store(database)
+    data = store.checkpoint(run_id) if epoch is None else store.snapshot(run_id, epoch)
     if data is None:
-        raise CheckpointError(f"run {run_id} has no checkpoint")
+        what = "checkpoint" if epoch is None else f"snapshot of epoch {epoch}"
+        raise CheckpointError(f"run {run_id} has no {what}")
     return from_bytes(data)
 
 
