@@ -129,10 +129,10 @@ def test_schema_version_mismatch_exits_2_with_a_clear_message(db_url, capsys):
     Store(db_url).close()
     store = Store(db_url)
     with store.engine.begin() as conn:
-        conn.execute(text("UPDATE meta SET value = '7' WHERE key = 'schema_version'"))
+        conn.execute(text("UPDATE meta SET value = '99' WHERE key = 'schema_version'"))
     store.close()
     code, out, err = run_cli(capsys, "runs", "--db", db_url)
-    assert_one_line_error(code, err, "schema version 7", "reads versions 1 to")
+    assert_one_line_error(code, err, "schema version 99", "reads versions 1 to")
 
 
 def test_a_real_process_prints_one_line_and_no_traceback():
