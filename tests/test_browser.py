@@ -569,3 +569,49 @@ def test_compare_shows_the_verdicts_against_a_reference(swept_dashboard):
         except Exception:
             keep_failure_evidence(page, logs)
             raise
+
+
+@pytest.fixture
+def snapshots_dashboard(tmp_path):
+    """A dashboard (no worker) on a store with one run trained for real by a worker, its
+    snapshots kept: a curriculum (N=2 then 4) over 8 epochs."""
+    from conftest import TINY
+
+    from seqcopy.runs.store import Store
+    from seqcopy.runs.worker import Worker
+
+    database = f"sqlite:///{tmp_path / 'snapshots.db'}"
+    store = Store(database)
+    store.submit(TINY.replace(cell="lstm", epochs=8, padding=1, curriculum=True, curriculum_start=2,
+                              curriculum_threshold=0.01, tag="snapshots"))
+    Worker(store, worker_id="w:1", lease=30).run(once=True)
+    store.close()
+    yield from serve(tmp_path, database, with_worker=False)
+
+
+def test_the_playground_scrubs_a_run_through_its_epochs(snapshots_dashboard):
+    """The Epoch slider moved to the first kept epoch, the next, and the final model: a
+    screenshot of each (test-artifacts/playground-epoch-*.png), each saying which epoch it shows."""
+    from playwright.sync_api import expect
+
+    base, _, logs = snapshots_dashboard
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        try:
+            page.goto(f"{base}/playground")
+            plotly_charts_drawn(page, 1)
+            epoch = page.get_by_role("slider", name="Epoch")
+            epoch.focus()
+            page.keyboard.press("Home")
+            for shown, key in (("after epoch 1 of 8", None), ("after epoch 2 of 8", "ArrowRight"),
+                               ("the final model (epoch 8)", "End")):
+                if key:
+                    epoch.focus()
+                    page.keyboard.press(key)
+                settle(page)
+                expect(page.get_by_text(re.compile(f"Showing {re.escape(shown)}"))).to_be_visible()
+                name = shown.split(" (")[0].replace("after ", "").replace(" of 8", "").replace(" ", "-")
+                page.screenshot(path=str(ARTIFACTS / f"playground-epoch-{name}.png"), full_page=True)
+        except Exception:
+            keep_failure_evidence(page, logs)
+            raise
