@@ -603,14 +603,14 @@ def test_the_playground_scrubs_a_run_through_its_epochs(snapshots_dashboard):
             epoch = page.get_by_role("slider", name="Epoch")
             epoch.focus()
             page.keyboard.press("Home")
-            for shown, key in (("after epoch 1 of 8", None), ("after epoch 2 of 8", "ArrowRight"),
-                               ("the final model (epoch 8)", "End")):
+            for name, key, shown in (("1", None, "the model after epoch 1 of 8"),
+                                     ("2", "ArrowRight", "the model after epoch 2 of 8"),
+                                     ("final", "End", "the final model (epoch 8)")):
                 if key:
                     epoch.focus()
                     page.keyboard.press(key)
                 settle(page)
                 expect(page.get_by_text(re.compile(f"Showing {re.escape(shown)}"))).to_be_visible()
-                name = shown.split(" (")[0].replace("after ", "").replace(" of 8", "").replace(" ", "-")
                 page.screenshot(path=str(ARTIFACTS / f"playground-epoch-{name}.png"), full_page=True)
         except Exception:
             keep_failure_evidence(page, logs)
