@@ -1,6 +1,7 @@
 """Playground: pick a finished run, type a sequence, and watch the model read it and copy it,
 step by step; look inside the cell (gates, cell state, m_t), at which input each output reads,
-at what an edit changes, at a second model beside it, and at the path of its state."""
+at what an edit changes, at a second model beside it, and at the path of its state; all of it at
+the final model or at any epoch whose weights the run kept (the Epoch slider, seqcopy.runs.snapshots)."""
 
 from functools import partial
 
