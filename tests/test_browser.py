@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from seqcopy.runs.schema import DIAGNOSTIC_METRICS
+
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -220,10 +222,11 @@ def test_launch_train_watch_compare_and_play(dashboard):
             expect(page.get_by_text("Nothing is queued or running")).to_be_visible(timeout=15_000)
             page.screenshot(path=str(ARTIFACTS / "launch-after.png"), full_page=True)
 
-            # Runs: the selection comes from the URL; three charts with the run's curves.
+            # Runs: the selection comes from the URL; three charts with the run's curves, then one
+            # per memory diagnostic it recorded.
             page.goto(f"{base}/runs?runs=1")
             expect(page.get_by_text("1 selected run(s)")).to_be_visible()
-            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            expect(page.locator(".js-plotly-plot")).to_have_count(3 + len(DIAGNOSTIC_METRICS))
             expect(page.locator(".js-plotly-plot").first.get_by_text("#1 lstm s0").first).to_be_attached()
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
@@ -343,7 +346,7 @@ def test_every_page_with_every_kind_of_run(filled_dashboard):
 
 
 # What each timed page shows once drawn: a text and its number of charts.
-DRAWN = {"Playground": ("Copied right", 1), "Compare": ("a single seed, so no band", 6)}
+DRAWN = {"Playground": ("Copied right", 1), "Compare": ("a single seed, so no band", 7)}
 
 
 def time_to_draw(page, name: str, how) -> float:
@@ -382,7 +385,7 @@ def visit_timings(browser_page, base: str, name: str) -> dict[str, float]:
 
 def test_the_playground_opens_fast_and_every_view_works(filled_dashboard, tmp_path):
     """Prints how long the Playground takes to draw in the browser, beside the Compare page
-    (six charts, no torch) in the same run: the first open after the Runs page, a reload, a
+    (seven charts, no torch) in the same run: the first open after the Runs page, a reload, a
     visit through the sidebar, and the very first request of a fresh server. Not asserted: the
     figures depend on the machine and its load. Then steps through every view."""
     base, database, logs = filled_dashboard
@@ -526,7 +529,7 @@ def test_runs_shows_a_resumed_run_and_a_fork_with_its_lineage(lineage_dashboard)
     with chromium_page() as page:
         try:
             page.goto(f"{base}/runs?runs=1,2")
-            expect(page.locator(".js-plotly-plot")).to_have_count(3)
+            expect(page.locator(".js-plotly-plot")).to_have_count(3 + len(DIAGNOSTIC_METRICS))
             page.get_by_role("tab", name="Continue or fork").click()
             expect(page.get_by_text(re.compile(r"completed · from #1 @ epoch 4"))).to_be_visible()
             settle(page)

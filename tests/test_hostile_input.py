@@ -349,7 +349,7 @@ def test_user_text_reaches_every_page_escaped(tmp_path, monkeypatch):
     assert any(label == f"Run {failed} failed: {escaped} boom" for label in labels), labels
 
     at.switch_page("views/compare.py").run()
-    at.selectbox(key="compare_group").set_value("tag").run()
+    at.multiselect(key="compare_group").set_value(["tag"]).run()
     assert not at.exception
     assert escaped in "\n".join(str(c.value) for c in at.caption)
 
@@ -364,7 +364,7 @@ def test_compare_groups_by_the_tag_as_edited(tmp_path, monkeypatch):
     monkeypatch.setenv("SEQCOPY_WORKER", "external")
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("views/compare.py").run()
-    at.selectbox(key="compare_group").set_value("tag").run()
+    at.multiselect(key="compare_group").set_value(["tag"]).run()
     assert not at.exception
     final = at.dataframe[0].value.set_index("tag")
     assert set(final.index) == {"fixture", "edited"}

@@ -201,7 +201,8 @@ def render_against_a_setting(runs: list, error: str, sweep, keys: tuple[str, ...
     style = controls[2].radio("Spread as", ["bars", "band"], horizontal=True, key="compare_style")
     log_x = controls[3].toggle("Log x", value=True, key="compare_log_x",
                                help="a logarithmic x axis where the values span a decade (largest ≥ 10 × smallest)")
-    lines = line_keys(runs, x, keys)
+    # No key left to split the lines (a sweep of one cell): one line, named by the cell its runs share.
+    lines = line_keys(runs, x, keys) or (("cell",) if x != "cell" else ())
     data = settings_frame(runs, x, lines or None, keys=choices)  # the parallel coordinates' columns too
     st.plotly_chart(metric_vs_setting_figure(data, y, x, error=error, style=style, log_x=log_x),
                     width="stretch", key="compare_vs_setting")

@@ -15,26 +15,26 @@ import sys
 from sqlalchemy.exc import SQLAlchemyError
 
 from seqcopy.cli.flags import config_from_args
-from seqcopy.cli.parser import MAX_RAY_WORKERS, RECENT_HOURS, TEST_SETTINGS, OneLineParser, UsageError, build_parser
+from seqcopy.cli.parser import (
+    MAX_RAY_WORKERS,
+    RECENT_HOURS,
+    TEST_SETTINGS,
+    OneLineParser,
+    UsageError,
+    build_parser,
+    parse_list,
+)
+from seqcopy.cli.queue import cmd_continue, cmd_search, cmd_submit
 from seqcopy.config import SETTINGS, RunConfig, cell_label
 from seqcopy.devices import resolve_device
 from seqcopy.errors import InputError
-from seqcopy.presets import BY_SLUG
 from seqcopy.results.spread import DEFAULT_ERROR
 from seqcopy.results.sweeps import (
     GRID_FIELDS,
-    Grid,
     SweepError,
-    TieError,
-    first_error_line,
-    grid_errors,
-    parse_axis,
-    parse_seeds,
-    parse_tie,
     setting_named,
 )
 from seqcopy.runs.capacity import RECENT_S
-from seqcopy.runs.lineage import check_fork, continue_run, fork_start, lineage_of
 from seqcopy.runs.ray_plan import RayPlan
 from seqcopy.runs.redact import display_url
 from seqcopy.runs.store import (
@@ -51,16 +51,6 @@ from seqcopy.text import parse_id, printable
 
 # torch is imported only by the commands that train or load models (train, evaluate, worker,
 # bench), so listing or cancelling runs starts in a fraction of a second.
-
-
-def _parse_list(text: str | None, name: str) -> list[str]:
-    """'a, b,,a' → ['a', 'b'] (--cells, --tags); [] when the flag is not given."""
-    if text is None:
-        return []
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise UsageError(f"--{name}: the list is empty")
-    return list(dict.fromkeys(items))  # a repeat would queue the very same run twice (the form drops them too)
 
 
 def _config_or_exit(config: RunConfig, check_device: bool = True) -> RunConfig:
@@ -213,140 +203,6 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def submit_grid(args, parent: RunConfig | None = None) -> Grid:
-    """The grid the flags describe: --cells/--seeds/--sweep/--tie, else the preset's, else -c/-s;
-    on the settings of ``parent`` (a fork's) when given."""
-    base = config_from_args(args, base=parent)
-    preset = BY_SLUG[args.preset] if args.preset else None
-    given = {name for name in SETTINGS if hasattr(args, name)}
-    cells = _parse_list(args.cells, "cells") or (
-        [base.cell] if "cell" in given or not (preset and preset.cells) else list(preset.cells))
-    try:
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else (
-            [base.seed] if "seed" in given or not (preset and preset.seeds) else list(preset.seeds))
-    except ValueError as error:
-        raise UsageError(f"--seeds: {error}") from None
-    sweeps = args.sweep if args.sweep is not None else list(preset.sweep if preset else ())
-    ties = args.tie if args.tie is not None else list(preset.ties if preset else ())
-    try:
-        axes = tuple(parse_axis(text) for text in sweeps)
-        grid = Grid(base, tuple(cells), tuple(seeds), axes, tuple(parse_tie(text) for text in ties))
-    except SweepError as error:
-        raise UsageError(f"--sweep/--tie: {error}") from None
-    whose = "" if args.sweep is not None else f" by the preset {args.preset}"
-    for axis in axes:
-        for name in set(axis.fields) & given:
-            raise UsageError(f"{SETTINGS[name].spelling} is given and also swept{whose}: drop one, or give --sweep")
-    for tie in grid.ties:
-        if tie.target in given:
-            raise UsageError(
-                f"{SETTINGS[tie.target].spelling} is given and also tied to {SETTINGS[tie.source].spelling}: "
-                "drop one, or give --tie"
-            )
-    return grid
-
-
-def _check_restarts(args) -> None:
-    if not 0 <= args.max_restarts <= 1000:
-        raise UsageError(f"--max-restarts: a whole number from 0 to 1000, got {args.max_restarts}")
-
-
-def cmd_submit(args) -> int:
-    _check_restarts(args)
-    fork = None
-    if args.from_run is not None:
-        fork = fork_start(open_store(args.db, create=False), args.from_run)
-    grid = submit_grid(args, parent=fork[0].config if fork else None)
-    try:
-        configs = grid.configs()
-    except TieError as error:  # a tie past its target's limits
-        raise UsageError(f"--tie: {error}") from None
-    except SweepError as error:
-        raise UsageError(str(error)) from None
-    if fork is not None:
-        check_fork(fork[0], configs)
-    # The device is checked by the worker that trains the run: this machine may have no GPU.
-    errors = grid_errors(configs, check_device=False)
-    if errors:
-        raise UsageError(first_error_line(errors))
-    name = (args.sweep_name or "").strip() or grid.default_name()
-    problem = SETTINGS["tag"].problem(name)  # a sweep's name follows a tag's rules
-    if problem:
-        raise UsageError(f"--sweep-name: {problem}")
-    if args.objective is not None and args.prune is None:
-        raise UsageError("--objective goes with --prune (a search takes it with seqcopy search)")
-    if args.prune is not None:
-        from seqcopy.results.search import SearchError, check_objective
-
-        try:
-            check_objective(args.objective or "test_copy_acc")
-        except SearchError as error:
-            raise UsageError(str(error)) from None
-    store = open_store(args.db)
-    lineage = None if fork is None else lineage_of(fork)
-    pruned = args.prune is not None
-    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip()) or pruned) and fork is None:
-        ids = store.submit_many(configs, max_restarts=args.max_restarts)
-    else:  # a fork is always a sweep, even of one run: its runs share a parent
-        sweep_id, ids = store.submit_sweep(configs, name, grid.spec(), lineage=lineage, max_restarts=args.max_restarts)
-        if pruned:
-            _prune_grid(args, store, sweep_id, ids, configs)
-        print(f"sweep {sweep_id} ({name}): {grid.describe_size()}"
-              + (f", from #{fork[0].id} @ epoch {fork[1]}" if fork else ""), file=sys.stderr)
-    for run_id in ids:
-        print(run_id)
-    return 0
-
-
-def cmd_continue(args) -> int:
-    """A new run continuing a completed one for --epochs more (its whole resume state); prints its id."""
-    _check_restarts(args)
-    store = open_store(args.db, create=False)
-    run_id, parent, epoch = continue_run(store, args.run_id, args.epochs, args.max_restarts)
-    config = store.get_run(run_id).config
-    print(f"run {run_id}: continues #{parent.id} from epoch {epoch} to epoch {config.epochs}", file=sys.stderr)
-    print(run_id)
-    return 0
-
-
-def cmd_search(args) -> int:
-    """Record a search; nothing is queued here: free workers ask its trials (seqcopy.runs.trials)."""
-    from seqcopy.results.search import SearchError, SearchPlan, default_direction, parse_space, start_search
-
-    base = config_from_args(args)
-    try:
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else [base.seed]
-    except ValueError as error:
-        raise UsageError(f"--seeds: {error}") from None
-    try:
-        space = parse_space(args.space)
-        plan = SearchPlan(
-            base=base, space=space, trials=args.trials, objective=args.objective,
-            direction=args.direction or default_direction(args.objective), sampler=args.sampler,
-            pruner=args.pruner, seeds=tuple(seeds), sampler_seed=args.sampler_seed,
-            name=(args.sweep_name or "").strip(), space_texts=tuple(args.space),
-        ).check()
-    except SearchError as error:
-        raise UsageError(str(error)) from None
-    if plan.name and SETTINGS["tag"].problem(plan.name):
-        raise UsageError(f"--sweep-name: {SETTINGS['tag'].problem(plan.name)}")
-    store = open_store(args.db)
-    sweep_id = start_search(store, plan)
-    print(f"search {sweep_id} ({plan.name or plan.default_name()}): {plan.describe()}", file=sys.stderr)
-    print(sweep_id)
-    return 0
-
-
-def _prune_grid(args, store, sweep_id: int | None, ids: list[int], configs) -> None:
-    """``submit --prune``: the grid's runs compared epoch by epoch by Optuna's pruner."""
-    from seqcopy.results.search import DIRECTIONS, default_direction
-    from seqcopy.runs.trials import create_pruned_grid
-
-    objective = args.objective or "test_copy_acc"  # checked by cmd_submit before anything was queued
-    create_pruned_grid(store, sweep_id, ids, objective, DIRECTIONS[default_direction(objective)], args.prune,
-                       max(config.epochs for config in configs))
-
-
 def _check_worker_flags(args) -> None:
     # A lease shorter than a few heartbeats (or NaN) lets this worker's own runs be taken back.
     try:
@@ -487,7 +343,7 @@ def cmd_cancel(args) -> int:
 def cmd_report(args) -> int:
     from seqcopy.results.report import SOLVED_AT, build_by_report, build_report, build_verdict_report
 
-    tags = _parse_list(args.tags, "tags") or None
+    tags = parse_list(args.tags, "tags") or None
     if args.error is not None and (args.by is None or args.against is not None):
         raise UsageError("--error goes with --by: the table without --by shows mean ± std, and --against gives "
                          "95% intervals")

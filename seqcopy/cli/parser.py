@@ -255,3 +255,13 @@ def _add_test_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("test settings (default: the model's own)")
     for name in TEST_SETTINGS:
         add_setting_flag(group, name)
+
+
+def parse_list(text: str | None, name: str) -> list[str]:
+    """'a, b,,a' → ['a', 'b'] (--cells, --tags); [] when the flag is not given."""
+    if text is None:
+        return []
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"--{name}: the list is empty")
+    return list(dict.fromkeys(items))  # a repeat would queue the very same run twice (the form drops them too)
