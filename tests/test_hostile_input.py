@@ -368,7 +368,7 @@ def test_compare_groups_by_the_tag_as_edited(tmp_path, monkeypatch):
     assert not at.exception
     final = at.dataframe[0].value.set_index("tag")
     assert set(final.index) == {"fixture", "edited"}
-    assert final.loc["fixture", "runs"] == 2 and final.loc["edited", "runs"] == 1
+    assert final.loc["fixture", "n"] == 2 and final.loc["edited", "n"] == 1  # the table counts seeds as n
     at.multiselect(key="compare_tag").set_value(["edited"]).run()  # the filter agrees
     assert list(at.dataframe[0].value["tag"]) == ["edited"]
 
