@@ -115,6 +115,15 @@ def curriculum_stages(config: RunConfig) -> list[tuple[int, int]]:
     return stages + [final]
 
 
+def flush_denormals() -> None:
+    """Count float32 values below its normal range (under 1.2e-38) as 0 in this thread's arithmetic.
+
+    A trained cell's saturated gates make such values, and the CPU works on them about three times
+    as slowly: a Krause mLSTM of copy-20 went from 56 to 160 ms a batch as it learnt
+    (bench/bench_denormals.py, bench/RESULTS.md). Deterministic as before; only those values change."""
+    torch.set_flush_denormal(True)
+
+
 def evaluate(
     model: CopyModel,
     inputs: torch.Tensor,
@@ -126,6 +135,7 @@ def evaluate(
 ) -> tuple[Counts, list[float]]:
     """Counts over a data set, feeding each sequence in chunks of ``chunk`` steps with the
     state carried across calls; optionally the copy accuracy per output position."""
+    flush_denormals()
     model.eval()
     counts = Counts()
     right_per_position = torch.zeros(layout.output)
@@ -264,6 +274,7 @@ def train(
     :class:`Stopped` from a callback ends the run there, that epoch kept."""
     config.check()
     device = resolve_device(config.device)
+    flush_denormals()
     torch.manual_seed(config.seed)
     model = build_model(config).to(device)  # built as a new run is, so torch's generator moves the same
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
