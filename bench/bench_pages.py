@@ -11,7 +11,7 @@ Then the same with the runs grouped into length sweeps, Compare drawing the swee
 Then the Playground on a model of realistic size (the "Copies of 20 symbols" preset, mGRU, hidden
 256): its first open in a fresh process, with and without torch already imported (the app
 imports it in the background once a first page is drawn), and each of its views. Server side
-only: the browser test prints what the browser adds.
+only: bench/bench_browser_draw.py prints what the browser adds.
 """
 
 from __future__ import annotations

@@ -154,6 +154,10 @@ def test_every_page_says_plainly_that_the_database_is_gone_and_recovers_on_retry
 
     proxy, url = pg_proxy
     ids = ui_store.fill(pg_url)
+    # The list of runs and of sweeps keep their few-second cache for the whole test, whatever the load:
+    # "what was drawn stays" below needs them still cached when the live curves fail.
+    for read in ("runs", "sweeps"):
+        monkeypatch.setattr(state, read, st.cache_data(show_spinner=False)(getattr(state, read).__wrapped__))
     monkeypatch.setenv("SEQCOPY_DB", url)
     monkeypatch.setenv("SEQCOPY_WORKER", "external")
     app = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -23,6 +23,9 @@ from test_worker import ENV, REPO, SLOW, wait_for
 
 from seqcopy.runs.store import Store
 
+# A local Ray cluster takes both cores: bin/test runs these alone, after the tests it runs two at a time.
+pytestmark = pytest.mark.alone
+
 # The cluster stays on the loopback address (Ray would otherwise advertise the machine's
 # network address), and without token authentication, so that no token is written into ~/.ray.
 RAY_ENV = ENV | {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
