@@ -7,8 +7,10 @@ process, on one in-process worker and one thread, against a fresh SQLite store e
 time (time.process_time) is the training's plus the store's and Optuna's.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_search.py [--trials 6] [--epochs 8] [--pruner asha]
+        [--objective test_copy_acc|test_loss]
 
-Prints one line per arm and the ratio of their CPU times.
+Prints one line per arm, the ratio of their CPU times, and, for each arm's best point, its test copy
+accuracy (the objective the user cares about when the search minimises the loss).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from seqcopy.runs.store import Store
 from seqcopy.runs.worker import Worker
 
 SPACE = ("hidden_size=16,32,64,128", "lr=0.001,0.003,0.01,0.03")
-OBJECTIVE = "test_copy_acc"
 
 
 def base(epochs: int) -> RunConfig:
@@ -44,18 +45,24 @@ def drain(store: Store) -> float:
     return time.process_time() - started
 
 
-def finals(store: Store, run_ids) -> list[tuple[float, float]]:
-    """(finished at, final objective) of each run, in finishing order."""
+def last_epochs(store: Store, run_ids) -> list[dict]:
+    """The last epoch's metrics of each run that trained to its end (not pruned)."""
     out = []
     for run_id in run_ids:
         run = store.get_run(run_id)
         rows = store.epochs([run_id])
         if rows and run.status == "completed" and not (run.error or "").startswith("pruned"):
-            out.append((run.finished_at, rows[-1][OBJECTIVE]))
-    return sorted(out)
+            out.append(rows[-1])
+    return out
 
 
-def run_grid(folder: str, epochs: int) -> dict:
+def best_of(rows: list[dict], objective: str) -> dict:
+    """The row with the best objective: the lowest loss or the highest accuracy."""
+    sign = -1 if search.default_direction(objective) == "min" else 1
+    return max(rows, key=lambda row: sign * row[objective])
+
+
+def run_grid(folder: str, epochs: int, objective: str) -> dict:
     store = Store(f"sqlite:///{os.path.join(folder, 'grid.db')}")
     space = search.parse_space(SPACE)
     points = [dict(zip(space, values, strict=True))
@@ -63,16 +70,17 @@ def run_grid(folder: str, epochs: int) -> dict:
     configs = [base(epochs).replace(**point) for point in points]
     _, ids = store.submit_sweep(configs, "bench grid", {})
     cpu = drain(store)
-    done = finals(store, ids)
+    best = best_of(last_epochs(store, ids), objective)
     store.close()
     return {"arm": "grid", "runs": len(ids), "epochs": len(ids) * epochs, "cpu": cpu,
-            "best": max(v for _, v in done)}
+            "best": best[objective], "copy": best["test_copy_acc"]}
 
 
-def run_search(folder: str, epochs: int, trial_count: int, seed: int, pruner: str = "asha") -> dict:
+def run_search(folder: str, epochs: int, trial_count: int, seed: int, pruner: str, objective: str) -> dict:
     store = Store(f"sqlite:///{os.path.join(folder, 'search.db')}")
     plan = search.SearchPlan(base=base(epochs), space=search.parse_space(SPACE), trials=trial_count,
-                             objective=OBJECTIVE, sampler="tpe", pruner=pruner, seeds=(0,), sampler_seed=seed,
+                             objective=objective, direction=search.default_direction(objective), sampler="tpe",
+                             pruner=pruner, seeds=(0,), sampler_seed=seed,
                              space_texts=SPACE)
     sweep_id = search.start_search(store, plan)
     cpu = drain(store)
@@ -80,10 +88,11 @@ def run_search(folder: str, epochs: int, trial_count: int, seed: int, pruner: st
     ids = [run_id for row in rows for run_id in row["run_ids"]]
     epochs_run = sum(store.get_run(i).epochs_done for i in ids)
     pruned = sum(row["state"] == "pruned" for row in rows)
-    best = max(row["value"] for row in rows if row["state"] == "completed")
+    completed = [run_id for row in rows if row["state"] == "completed" for run_id in row["run_ids"]]
+    best = best_of(last_epochs(store, completed), objective)
     store.close()
     return {"arm": f"TPE+{pruner} ({trial_count} trials, {pruned} pruned)", "runs": len(ids), "epochs": epochs_run,
-            "cpu": cpu, "best": best}
+            "cpu": cpu, "best": best[objective], "copy": best["test_copy_acc"]}
 
 
 def main() -> int:
@@ -92,19 +101,21 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--sampler-seed", type=int, default=0)
     parser.add_argument("--pruner", default="asha", choices=trials.PRUNERS, help="the search's pruner (default asha)")
+    parser.add_argument("--objective", default="test_copy_acc", choices=("test_copy_acc", "test_loss"),
+                        help="what the search optimises and the pruner compares (default test_copy_acc)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="seqcopy-bench-search-") as folder:
-        grid = run_grid(folder, args.epochs)
-        found = run_search(folder, args.epochs, args.trials, args.sampler_seed, args.pruner)
+        grid = run_grid(folder, args.epochs, args.objective)
+        found = run_search(folder, args.epochs, args.trials, args.sampler_seed, args.pruner, args.objective)
     print(f"space {' × '.join(SPACE)}, lstm K=N=6, {args.epochs} epochs, 1 thread, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")
     for arm in (grid, found):
         print(f"{arm['arm']:34} {arm['runs']:2d} runs {arm['epochs']:3d} epochs  CPU {arm['cpu']:7.1f} s  "
-              f"best {OBJECTIVE} {arm['best']:.4f}")
-    same = found["best"] >= grid["best"] - 0.005
+              f"best {args.objective} {arm['best']:.4f} (its test copy acc {arm['copy']:.4f})")
+    same = abs(found["copy"] - grid["copy"]) <= 0.005 or found["copy"] > grid["copy"]
     print(f"CPU ratio search/grid {found['cpu'] / grid['cpu']:.2f}; "
-          f"{'reached' if same else 'did not reach'} the grid's best (within 0.005)")
+          f"{'reached' if same else 'did not reach'} the grid's best copy accuracy (within 0.005)")
     return 0
 
 
