@@ -186,9 +186,9 @@ def test_fresh_data_draws_a_new_training_set_each_epoch_reproducibly(monkeypatch
 def test_training_flushes_denormals_to_zero():
     """A trained cell's saturated gates make float32 values under 1.2e-38, which the CPU computes
     many times more slowly (bench/bench_denormals.py): train() counts them as 0."""
-    tiny_value = torch.tensor([1e-39], dtype=torch.float32)
-    if not torch.set_flush_denormal(False):
+    if not torch.set_flush_denormal(False):  # an earlier test's training left it on
         pytest.skip("this CPU cannot flush denormals (x86 with SSE3 can)")
+    tiny_value = torch.tensor([1e-39], dtype=torch.float32)  # made with flushing off, or it is made 0
     assert (tiny_value * 1.5).item() != 0.0  # computed as a denormal
     train(TINY)
     assert (tiny_value * 1.5).item() == 0.0
