@@ -118,9 +118,9 @@ def curriculum_stages(config: RunConfig) -> list[tuple[int, int]]:
 def flush_denormals() -> None:
     """Count float32 values below its normal range (under 1.2e-38) as 0 in this thread's arithmetic.
 
-    A trained cell's saturated gates make such values, and the CPU works on them about three times
-    as slowly: a Krause mLSTM of copy-20 went from 56 to 160 ms a batch as it learnt
-    (bench/bench_denormals.py, bench/RESULTS.md). Deterministic as before; only those values change."""
+    A trained cell's saturated gates make such values, and the CPU works on them far more slowly: a
+    batch of trained Krause mLSTMs of copy-20 took 3–20× as long (bench/bench_denormals.py,
+    bench/RESULTS.md). Runs stay deterministic; only those values change."""
     torch.set_flush_denormal(True)
 
 
