@@ -2,8 +2,9 @@
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_denormals.py --db URL --run ID [--batches 5]
 
-Loads the run's final checkpoint (weights_only) and times forward + backward of one batch of 32
-sequences of its own training length, alternately with torch.set_flush_denormal off and on
+Loads the run's final checkpoint (weights_only) and times seqcopy bench's training step
+(forward, backward, clipping, Adam) on a batch of 32 sequences of its own training length,
+alternately with torch.set_flush_denormal off and on
 (each twice, after a warm-up batch), on one thread. A cell whose gates have saturated computes
 many values below float32's normal range (under 1.2e-38), which the CPU takes far longer over;
 a fresh model has few. Prints ms per batch and the ratio. seqcopy flushes them
@@ -20,18 +21,12 @@ import numpy as np
 import torch
 
 from seqcopy.core import checkpoint
+from seqcopy.core.benchmark import training_step
 from seqcopy.core.data import Layout, random_sequences
 from seqcopy.runs.store import Store
 
 
-def ms_per_batch(model, inputs, targets, batches: int) -> float:
-    loss_of = torch.nn.CrossEntropyLoss()
-
-    def step():
-        model.zero_grad()
-        logits, _ = model(inputs)
-        loss_of(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).backward()
-
+def ms_per_batch(step, batches: int) -> float:
     step()
     started = time.perf_counter()
     for _ in range(batches):
@@ -55,10 +50,11 @@ def main() -> int:
     config = run.config
     layout = Layout(config.train_seq_len, config.padding, config.train_output_len)
     inputs, targets = random_sequences(np.random.default_rng(0), 32, layout)
+    step = training_step(model, inputs, targets)  # forward, loss, backward, clipping, Adam: as seqcopy bench
     figures = {False: [], True: []}
     for flush in (False, True, False, True):
         torch.set_flush_denormal(flush)
-        figures[flush].append(ms_per_batch(model, inputs, targets, args.batches))
+        figures[flush].append(ms_per_batch(step, args.batches))
     computed, flushed = min(figures[False]), min(figures[True])
     print(f"run {args.run} ({config.cell}, hidden {config.hidden_size}, K={config.train_seq_len} "
           f"N={config.train_output_len}), batch 32, 1 thread, load {os.getloadavg()[0]:.1f}")

@@ -113,7 +113,7 @@ def main() -> int:
     for arm in (grid, found):
         print(f"{arm['arm']:34} {arm['runs']:2d} runs {arm['epochs']:3d} epochs  CPU {arm['cpu']:7.1f} s  "
               f"best {args.objective} {arm['best']:.4f} (its test copy acc {arm['copy']:.4f})")
-    same = abs(found["copy"] - grid["copy"]) <= 0.005 or found["copy"] > grid["copy"]
+    same = found["copy"] >= grid["copy"] - 0.005
     print(f"CPU ratio search/grid {found['cpu'] / grid['cpu']:.2f}; "
           f"{'reached' if same else 'did not reach'} the grid's best copy accuracy (within 0.005)")
     return 0

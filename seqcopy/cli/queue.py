@@ -85,11 +85,12 @@ def cmd_submit(args) -> int:
         raise UsageError(f"--sweep-name: {problem}")
     if args.objective is not None and args.prune is None:
         raise UsageError("--objective goes with --prune (a search takes it with seqcopy search)")
+    objective = args.objective or "test_copy_acc"
     if args.prune is not None:
         from seqcopy.results.search import SearchError, check_objective
 
         try:
-            check_objective(args.objective or "test_copy_acc")
+            check_objective(objective)
         except SearchError as error:
             raise UsageError(str(error)) from None
     store = open_store(args.db)
@@ -100,7 +101,7 @@ def cmd_submit(args) -> int:
     else:  # a fork is always a sweep, even of one run: its runs share a parent
         sweep_id, ids = store.submit_sweep(configs, name, grid.spec(), lineage=lineage, max_restarts=args.max_restarts)
         if pruned:
-            _prune_grid(args, store, sweep_id, ids, configs)
+            _prune_grid(args.prune, objective, store, sweep_id, ids, configs)
         print(f"sweep {sweep_id} ({name}): {grid.describe_size()}"
               + (f", from #{fork[0].id} @ epoch {fork[1]}" if fork else ""), file=sys.stderr)
     for run_id in ids:
@@ -138,8 +139,9 @@ def cmd_search(args) -> int:
         ).check()
     except SearchError as error:
         raise UsageError(str(error)) from None
-    if plan.name and SETTINGS["tag"].problem(plan.name):
-        raise UsageError(f"--sweep-name: {SETTINGS['tag'].problem(plan.name)}")
+    problem = SETTINGS["tag"].problem(plan.name) if plan.name else None
+    if problem:
+        raise UsageError(f"--sweep-name: {problem}")
     store = open_store(args.db)
     sweep_id = start_search(store, plan)
     print(f"search {sweep_id} ({plan.name or plan.default_name()}): {plan.describe()}", file=sys.stderr)
@@ -147,11 +149,11 @@ def cmd_search(args) -> int:
     return 0
 
 
-def _prune_grid(args, store, sweep_id: int | None, ids: list[int], configs) -> None:
-    """``submit --prune``: the grid's runs compared epoch by epoch by Optuna's pruner."""
+def _prune_grid(pruner: str, objective: str, store, sweep_id: int | None, ids: list[int], configs) -> None:
+    """``submit --prune``: the grid's runs compared epoch by epoch by Optuna's pruner (the objective
+    checked by cmd_submit before anything was queued)."""
     from seqcopy.results.search import DIRECTIONS, default_direction
     from seqcopy.runs.trials import create_pruned_grid
 
-    objective = args.objective or "test_copy_acc"  # checked by cmd_submit before anything was queued
-    create_pruned_grid(store, sweep_id, ids, objective, DIRECTIONS[default_direction(objective)], args.prune,
+    create_pruned_grid(store, sweep_id, ids, objective, DIRECTIONS[default_direction(objective)], pruner,
                        max(config.epochs for config in configs))

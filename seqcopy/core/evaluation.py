@@ -17,7 +17,7 @@ from seqcopy.core import checkpoint, data
 from seqcopy.core.data import Layout
 from seqcopy.core.metrics import blank_baseline_accuracy
 from seqcopy.core.model import CopyModel
-from seqcopy.core.train import evaluate
+from seqcopy.core.train import evaluate, flush_denormals
 from seqcopy.devices import device_problem, resolve_device
 from seqcopy.errors import InputError
 from seqcopy.text import shorten
@@ -148,6 +148,7 @@ class Evaluation:
 def evaluate_model(loaded: LoadedModel, config: RunConfig) -> Evaluation:
     """Test ``loaded`` on ``config``'s test set (a validated config from :func:`with_test_settings`)."""
     device = resolve_device(config.device)
+    flush_denormals()
     model = loaded.model.to(device)
     layout = Layout(config.test_seq_len, config.padding, config.test_output_len)
     inputs, targets = data.random_sequences(data.generator(config.seed, data.TEST_STREAM), config.test_samples, layout)

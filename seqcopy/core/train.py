@@ -119,7 +119,7 @@ def flush_denormals() -> None:
     """Count float32 values below its normal range (under 1.2e-38) as 0 in this thread's arithmetic.
 
     A trained cell's saturated gates make such values, and the CPU works on them far more slowly: a
-    batch of trained Krause mLSTMs of copy-20 took 3–20× as long (bench/bench_denormals.py,
+    batch of trained Krause mLSTMs of copy-20 took 2–17× as long (bench/bench_denormals.py,
     bench/RESULTS.md). Runs stay deterministic; only those values change."""
     torch.set_flush_denormal(True)
 
@@ -135,7 +135,6 @@ def evaluate(
 ) -> tuple[Counts, list[float]]:
     """Counts over a data set, feeding each sequence in chunks of ``chunk`` steps with the
     state carried across calls; optionally the copy accuracy per output position."""
-    flush_denormals()
     model.eval()
     counts = Counts()
     right_per_position = torch.zeros(layout.output)
