@@ -26,6 +26,7 @@ import torch
 from seqcopy.config import RunConfig
 from seqcopy.results import search
 from seqcopy.runs import trials
+from seqcopy.runs.states import TrialState
 from seqcopy.runs.store import Store
 from seqcopy.runs.worker import Worker
 
@@ -84,11 +85,11 @@ def run_search(folder: str, epochs: int, trial_count: int, seed: int, pruner: st
                              space_texts=SPACE)
     sweep_id = search.start_search(store, plan)
     cpu = drain(store)
-    rows = trials.trial_rows(store, sweep_id)
-    ids = [run_id for row in rows for run_id in row["run_ids"]]
+    rows = store.search_trials(sweep_id)
+    ids = [run_id for row in rows for run_id in row.run_ids]
     epochs_run = sum(store.get_run(i).epochs_done for i in ids)
-    pruned = sum(row["state"] == "pruned" for row in rows)
-    completed = [run_id for row in rows if row["state"] == "completed" for run_id in row["run_ids"]]
+    pruned = sum(row.state == TrialState.PRUNED for row in rows)
+    completed = [run_id for row in rows if row.state == TrialState.COMPLETED for run_id in row.run_ids]
     best = best_of(last_epochs(store, completed), objective)
     store.close()
     return {"arm": f"TPE+{pruner} ({trial_count} trials, {pruned} pruned)", "runs": len(ids), "epochs": epochs_run,

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from seqcopy.config import RunConfig
 from seqcopy.results import search
-from seqcopy.runs import trials
 from seqcopy.runs.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +43,7 @@ def main() -> int:
                if line.startswith("worker") and any(word in line for word in TROUBLE) or "optuna storage busy" in line]
     runs = store.list_runs(sweep_id=sweep_id)
     print(f"3 workers, {plan.trials} trials × 2 seeds, {TINY.epochs} epochs, one SQLite file: "
-          f"{len(trials.trial_rows(store, sweep_id))} trials, {len(runs)} runs, {sum(r.epochs_done for r in runs)} "
+          f"{len(store.search_trials(sweep_id))} trials, {len(runs)} runs, {sum(r.epochs_done for r in runs)} "
           f"epochs in {wall:.1f} s; lines reporting database trouble: {len(trouble)}")
     for line in trouble[:10]:
         print("  " + line)

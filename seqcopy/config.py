@@ -39,9 +39,11 @@ MAX_EPOCHS = 10_000
 MAX_PADDING = 1000
 MAX_MEMORY_BYTES = 8 * 2**30  # the estimate of a run's peak memory must stay below this
 DEVICES = ("cpu", "cuda", "mps", "auto")
-# The per-epoch metrics a --stop-at target may name (seqcopy.core.train.EpochResult's fields).
-STOP_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss",
-                "train_copy_acc", "train_seq_acc", "train_acc", "train_loss")
+# The per-epoch metrics a run can aim at (seqcopy.core.train.EpochResult's fields, the epochs table's
+# columns): a --stop-at target names one, and a search's objective (seqcopy.results.search) too, so
+# both accept the same names. Test metrics first, copy accuracy first: the order the help lists them.
+TARGET_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss",
+                  "train_copy_acc", "train_seq_acc", "train_acc", "train_loss")
 
 
 class ConfigError(InputError, ValueError):
@@ -201,7 +203,8 @@ class RunConfig:
     stop_at: str = setting(
         "", label="Stop at (METRIC>=VALUE)",
         help="end the run early, as completed, once this holds for --stop-patience epochs in a row, e.g. "
-             f"test_copy_acc>=0.99 (or test_loss<=0.01); metrics: {', '.join(STOP_METRICS)}; empty: train every epoch",
+             f"test_copy_acc>=0.99 (or test_loss<=0.01); metrics: {', '.join(TARGET_METRICS)}; "
+             "empty: train every epoch",
         group="Training", flags=("--stop-at",), high=64,
     )
     stop_patience: int = setting(
@@ -358,8 +361,8 @@ def parse_stop_at(text: str) -> StopTarget | None:
             break
     else:
         raise ValueError(f"write METRIC>=VALUE or METRIC<=VALUE, e.g. test_copy_acc>=0.99, got {text!r}")
-    if metric not in STOP_METRICS:
-        raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(STOP_METRICS)}")
+    if metric not in TARGET_METRICS:
+        raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(TARGET_METRICS)}")
     try:
         number = float(value)
     except ValueError:

@@ -383,7 +383,7 @@ def test_a_lease_shorter_than_a_few_heartbeats_is_refused(sqlite_url, capsys, le
 def test_the_worker_class_refuses_a_short_lease_too(sqlite_url):
     from seqcopy.runs.worker import Worker
 
-    with pytest.raises(ValueError, match="--lease"):
+    with pytest.raises(ValueError, match="lease: at least 1 s"):
         Worker(Store(sqlite_url), lease=0.1)
 
 

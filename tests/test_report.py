@@ -47,6 +47,30 @@ def test_report_groups_by_tag_and_cell(tmp_path):
     assert "### demo" in text
 
 
+def test_without_by_each_row_holds_the_seeds_of_one_configuration(tmp_path, capsys):
+    """Two train lengths × 3 seeds: two rows of seeds 0, 1, 2 (not one of 0, 0, 1, 1, 2, 2), as
+    Compare groups by everything that varies but the seed."""
+    from seqcopy.cli import commands as cli
+
+    url = f"sqlite:///{tmp_path / 'lengths.db'}"
+    store = Store(url)
+    base = RunConfig(cell="lstm", epochs=2, tag="lengths", train_output_len=4)
+    for k, finals in ((8, (0.9, 0.8, 0.7)), (4, (0.99, 0.98, 0.97))):
+        for seed, final in enumerate(finals):
+            record(store, base.replace(seed=seed, train_seq_len=k), [0.5, final])
+    assert cli.main(["report", "--db", url]) == 0
+    text = capsys.readouterr().out
+    assert text == build_report(store) + "\n"
+    rows = [line for line in text.splitlines() if line.startswith("| lstm")]
+    assert rows == [row for row in rows if "| 3 (0, 1, 2) |" in row] and len(rows) == 2
+    assert rows[0].startswith("| lstm | 4 |") and rows[1].startswith("| lstm | 8 |")  # numbers in order
+    assert "| 0.980 ± 0.010 |" in rows[0] and "| 0.800 ± 0.100 |" in rows[1]
+    header = next(line for line in text.splitlines() if line.startswith("| cell"))
+    assert header.startswith("| cell | train_seq_len | seeds |")
+    separator = text.splitlines()[text.splitlines().index(header) + 1]
+    assert separator.count("|") == header.count("|")  # a column the markdown table knows of
+
+
 def test_failed_runs_are_named_below_their_table(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'f.db'}")
     base = RunConfig(cell="lstm", epochs=3, tag="demo")

@@ -7,6 +7,7 @@ where a test swaps the pruner for one whose decision it knows in advance.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import signal
@@ -15,10 +16,12 @@ import time
 import optuna
 import pytest
 from conftest import TINY, assert_one_line_error, run_cli
+from sqlalchemy import inspect, text
 from test_worker import SLOW, finish, start_worker, wait_for
 
 from seqcopy.results import search
 from seqcopy.runs import trials
+from seqcopy.runs.search_tables import mean_and_se
 from seqcopy.runs.store import Store
 from seqcopy.runs.worker import Worker
 
@@ -44,6 +47,11 @@ def start(store: Store, trials_count: int = 4, seeds=(0,), sampler: str = "rando
 def drain(store: Store, lease: float = 30) -> int:
     """One in-process worker until the queue and every search are empty."""
     return Worker(store, worker_id="test:1", lease=lease, poll=0.02).run(idle_exit=0.3)
+
+
+def trial_rows(store: Store, sweep_id: int) -> list[dict]:
+    """The search's trials in the order asked, as dicts (run_ids a list), for terse assertions."""
+    return [dataclasses.asdict(t) | {"run_ids": list(t.run_ids)} for t in store.search_trials(sweep_id)]
 
 
 def optuna_trials(store: Store, sweep_id: int) -> list:
@@ -103,7 +111,7 @@ def test_a_bad_search_is_one_line_exit_2_and_nothing_is_written(capsys, sqlite_u
     assert_one_line_error(code, err, needle)
     store = Store(sqlite_url)
     assert store.list_runs() == [] and store.list_sweeps() == [] and out == ""
-    assert not trials.has_tables(store)  # not even a study
+    assert "studies" not in inspect(store.engine).get_table_names()  # not even an Optuna study
     store.close()
 
 
@@ -118,8 +126,8 @@ def test_the_search_command_records_a_sweep_and_queues_nothing(capsys, sqlite_ur
     assert store.list_runs() == []  # trials are asked by free workers, never queued up front
     (sweep,) = store.list_sweeps()
     assert sweep.id == sweep_id and sweep.spec["search"] and sweep.spec["trials"] == 5
-    row = trials.search_row(store, sweep_id)
-    assert (row["trials"], row["asked"], row["direction"], json.loads(row["seeds"])) == (5, 0, "minimize", [0, 1, 2])
+    row = store.search(sweep_id)
+    assert (row.trials, row.asked, row.direction, row.seeds) == (5, 0, "minimize", (0, 1, 2))
     assert optuna_trials(store, sweep_id) == []
     store.close()
 
@@ -135,7 +143,7 @@ def test_a_trial_is_one_run_per_seed_and_its_value_the_seeds_mean(store, one_thr
         assert sorted(r.config.seed for r in runs) == [0, 1, 2] and {r.sweep_id for r in runs} == {sweep_id}
         assert all(getattr(r.config, name) == value for r in runs for name, value in row["params"].items())
         finals = [store.epochs([r.id])[-1]["test_copy_acc"] for r in runs]
-        mean, se = trials.mean_and_se(finals)
+        mean, se = mean_and_se(finals)
         assert row["value"] == pytest.approx(mean) and row["se"] == pytest.approx(se) and row["n"] == 3
     told = {t.number: t for t in optuna_trials(store, sweep_id)}
     assert sorted(t.value for t in told.values()) == pytest.approx(sorted(r["value"] for r in rows))
@@ -149,7 +157,7 @@ def test_a_seeded_sampler_gives_the_same_trials_twice(store, one_thread):
     drain(store)
 
     def params(sweep_id):
-        return [row["params"] for row in sorted(trials.trial_rows(store, sweep_id), key=lambda r: r["number"])]
+        return [row["params"] for row in sorted(trial_rows(store, sweep_id), key=lambda r: r["number"])]
 
     assert params(first) == params(second) and len(params(first)) == 3
     assert params(first) != params(other)
@@ -160,8 +168,8 @@ def test_tpe_with_a_sampler_seed_repeats_its_trials_run_after_run(store, one_thr
     drain(store)
     second = start(store, trials_count=4, sampler="tpe", sampler_seed=3)
     drain(store)
-    assert [r["params"] for r in trials.trial_rows(store, first)] == [
-        r["params"] for r in trials.trial_rows(store, second)]
+    assert [r["params"] for r in trial_rows(store, first)] == [
+        r["params"] for r in trial_rows(store, second)]
 
 
 @pytest.fixture
@@ -195,7 +203,7 @@ def test_a_pruned_run_stops_at_the_epoch_the_pruner_decided_and_says_so(store, o
 def test_without_a_pruner_runs_finish_their_epochs(store, one_thread):
     sweep_id = start(store, trials_count=1, pruner="none")
     drain(store)
-    (row,) = trials.trial_rows(store, sweep_id)
+    (row,) = trial_rows(store, sweep_id)
     (run,) = [store.get_run(i) for i in row["run_ids"]]
     assert row["state"] == "completed" and run.epochs_done == TINY.epochs and run.error is None
 
@@ -207,12 +215,12 @@ def test_three_workers_run_exactly_n_trials_none_twice(store, db_url):
     for worker in workers:
         code, err = finish(worker, timeout=240)
         assert code == 0, err
-    rows = trials.trial_rows(store, sweep_id)
+    rows = trial_rows(store, sweep_id)
     assert sorted(r["number"] for r in rows) == list(range(1, n + 1))
     assert {r["state"] for r in rows} <= {"completed", "pruned"}
     assert len({r["trial_id"] for r in rows}) == n
     assert len({json.dumps(r["params"], sort_keys=True) for r in rows}) == n  # a seeded random draw each
-    assert trials.search_row(store, sweep_id)["asked"] == n
+    assert store.search(sweep_id).asked == n
     frozen = optuna_trials(store, sweep_id)
     assert len(frozen) == n and all(t.state.is_finished() for t in frozen)
     runs = store.list_runs(sweep_id=sweep_id)
@@ -235,7 +243,7 @@ def test_a_worker_killed_mid_trial_loses_no_trial_and_doubles_none(store, db_url
     survivor = start_worker(db_url, lease=2, idle_exit=3)
     code, err = finish(survivor, timeout=240)
     assert code == 0, err
-    rows = trials.trial_rows(store, sweep_id)
+    rows = trial_rows(store, sweep_id)
     assert sorted(r["number"] for r in rows) == [1, 2] and all(len(r["run_ids"]) == 1 for r in rows)
     # The killed worker's run was taken back (failed with its epochs kept, until the resume issue
     # resumes it): its trial is settled as failed, not lost and not asked again.
@@ -246,15 +254,15 @@ def test_a_worker_killed_mid_trial_loses_no_trial_and_doubles_none(store, db_url
 
 def test_a_trial_whose_asker_died_before_queueing_it_is_asked_again_once(store, one_thread):
     sweep_id = start(store, trials_count=2)
-    assert trials._take_number(store, "dead:1", stale_before=0) == (sweep_id, 1)  # then it died
+    assert store.take_trial_number("dead:1", stale_before=0) == (sweep_id, 1)  # then it died
     time.sleep(0.05)
     drain(store, lease=1.0)  # number 2 at once; number 1 once its asker's lease (1 s) has lapsed
     deadline = time.monotonic() + 10
-    while {r["state"] for r in trials.trial_rows(store, sweep_id)} != {"completed"} and time.monotonic() < deadline:
+    while {r["state"] for r in trial_rows(store, sweep_id)} != {"completed"} and time.monotonic() < deadline:
         drain(store, lease=1.0)
-    rows = trials.trial_rows(store, sweep_id)
+    rows = trial_rows(store, sweep_id)
     assert [(r["number"], r["state"], len(r["run_ids"])) for r in rows] == [(1, "completed", 1), (2, "completed", 1)]
-    assert trials.search_row(store, sweep_id)["asked"] == 2 and len(optuna_trials(store, sweep_id)) == 2
+    assert store.search(sweep_id).asked == 2 and len(optuna_trials(store, sweep_id)) == 2
 
 
 # ---------------------------------------------------------------------------- report and grids
@@ -289,7 +297,7 @@ def test_submit_prune_prunes_a_plain_grid_across_its_runs_at_the_same_epoch(caps
     assert all(r.status == "completed" and r.epochs_done == 2 and r.error.startswith("pruned at epoch 2")
                for r in runs)
     sweep_id = runs[0].sweep_id
-    assert trials.search_row(store, sweep_id)["kind"] == "grid"
+    assert store.search(sweep_id).kind == "grid"
     assert len(optuna_trials(store, sweep_id)) == 4
 
 
@@ -304,15 +312,15 @@ def test_submit_prune_checks_its_objective(capsys, sqlite_url):
 def test_an_optuna_trial_its_dead_asker_left_running_is_failed_when_the_number_is_asked_again(sqlite_url, one_thread):
     store = Store(sqlite_url)
     sweep_id = start(store, trials_count=1)
-    assert trials._take_number(store, "dead:1", stale_before=0) == (sweep_id, 1)
+    assert store.take_trial_number("dead:1", stale_before=0) == (sweep_id, 1)
     study = search.load_optuna_study(store, sweep_id)
     orphan = study.ask()  # the dead worker asked Optuna, then died before queueing the runs
-    study._storage.set_trial_user_attr(orphan._trial_id, "seqcopy_number", 1)
+    orphan.set_user_attr("seqcopy_number", 1)
     time.sleep(1.1)
     drain(store, lease=1.0)
     states = sorted(t.state.name for t in optuna_trials(store, sweep_id))
     assert states == ["COMPLETE", "FAIL"]
-    assert [(r["number"], r["state"]) for r in trials.trial_rows(store, sweep_id)] == [(1, "completed")]
+    assert [(r["number"], r["state"]) for r in trial_rows(store, sweep_id)] == [(1, "completed")]
     store.close()
 
 
@@ -338,7 +346,7 @@ def test_a_trial_the_sampler_cannot_ask_is_failed_once_not_asked_for_ever(sqlite
 
     monkeypatch.setattr(trials, "make_sampler", sampler)
     drain(store, lease=1.0)
-    assert [(r["number"], r["state"]) for r in trials.trial_rows(store, sweep_id)] == [(1, "failed"), (2, "completed")]
+    assert [(r["number"], r["state"]) for r in trial_rows(store, sweep_id)] == [(1, "failed"), (2, "completed")]
     store.close()
 
 
@@ -351,7 +359,52 @@ def test_every_sampler_and_pruner_runs_a_search(sqlite_url, one_thread, sampler,
                                                                           "lr=log(1e-3,1e-1)")
     sweep_id = start(store, trials_count=3, sampler=sampler, pruner=pruner, space_texts=space)
     drain(store)
-    rows = trials.trial_rows(store, sweep_id)
+    rows = trial_rows(store, sweep_id)
     assert len(rows) == 3 and {r["state"] for r in rows} <= {"completed", "pruned"}
     assert len(optuna_trials(store, sweep_id)) == 3
     store.close()
+
+
+# ---------------------------------------------------------------------------- older stores
+def _as_version_7(store: Store, drop_search_tables: bool = False) -> None:
+    """Make ``store`` look as seqcopy's schema version 7 left it: the searches' tables, which that
+    version's search module made itself with these same columns, kept or (never searched) absent."""
+    with store.engine.begin() as conn:
+        if drop_search_tables:
+            for table in ("search_runs", "search_trials", "searches"):
+                conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text("UPDATE meta SET value = '7' WHERE key = 'schema_version'"))
+
+
+def test_a_version_7_store_that_holds_a_search_opens_with_its_search_whole(db_url, one_thread, capsys):
+    store = Store(db_url)
+    sweep_id = start(store, trials_count=3)
+    drain(store)
+    before = search.trials_table(store, sweep_id)
+    report_before = search.search_report(store, sweep_id)
+    _as_version_7(store)
+    store.close()
+
+    upgraded = Store(db_url)
+    with upgraded.engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "8"
+    assert search.trials_table(upgraded, sweep_id) == before and len(before) == 3
+    assert search.search_report(upgraded, sweep_id) == report_before
+    code, out, err = run_cli(capsys, "report", "--search", str(sweep_id), "--db", db_url)
+    assert code == 0, err
+    assert "3 of 3 trials asked: 3 completed" in out
+    upgraded.close()
+
+
+def test_a_version_7_store_that_never_searched_gets_the_tables_and_can_search(db_url, one_thread):
+    store = Store(db_url)
+    store.submit(TINY)
+    _as_version_7(store, drop_search_tables=True)
+    store.close()
+
+    upgraded = Store(db_url)
+    assert {"searches", "search_trials", "search_runs"} <= set(inspect(upgraded.engine).get_table_names())
+    sweep_id = start(upgraded, trials_count=1)
+    drain(upgraded)
+    assert [(r["number"], r["state"]) for r in trial_rows(upgraded, sweep_id)] == [(1, "completed")]
+    upgraded.close()

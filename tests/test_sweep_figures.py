@@ -24,6 +24,7 @@ from seqcopy.ui.sweep_figures import (
 )
 from seqcopy.ui.sweep_frames import (
     convergence_frame,
+    default_reference,
     line_keys,
     mixed_settings,
     setting_choices,
@@ -260,6 +261,24 @@ def test_verdicts_pair_the_same_seeds_at_each_setting_and_the_figure_marks_the_c
     assert list(line.error_y.array) == pytest.approx([at5["high"] - at5["difference"], at50["high"] - 0.15])
     assert "no difference from lstm" in fig.layout.annotations[0].text
     assert verdicts_frame(data, "test_copy_acc", "mgru").empty  # no such reference: nothing to compare
+
+
+def test_the_default_reference_has_the_most_completed_seeds_and_lstm_wins_a_tie():
+    runs = sweep_runs()  # lstm and gru with seeds 0, 1, 2 at each K: a tie
+    assert default_reference(settings_frame(runs, "train_seq_len", "cell")) == "lstm"
+    config = RunConfig(cell="gru", seed=3)
+    more_gru = [*runs, run(100, config, 0.5)]
+    assert default_reference(settings_frame(more_gru, "train_seq_len", "cell")) == "gru"  # 4 seeds against 3
+    # Seeds are counted among completed runs only, each seed once (it ran at two lengths).
+    unfinished = [*runs, run(100, config, 0.5, status="failed"), run(101, config.replace(seed=4), None, "running")]
+    assert default_reference(settings_frame(unfinished, "train_seq_len", "cell")) == "lstm"
+    # Several keys: the cell is named bare ('lstm, train_seq_len=5'), so a tie still goes to lstm.
+    both = settings_frame(runs, None, ("train_seq_len", "cell"))
+    assert default_reference(both) == "train_seq_len=5, lstm"
+    # No lstm among the tied: the first in name order.
+    rnn = [dataclasses.replace(r, config=r.config.replace(cell="rnn")) if r.config.cell == "lstm" else r for r in runs]
+    assert default_reference(settings_frame(rnn, "train_seq_len", "cell")) == "gru"
+    assert default_reference(settings_frame([], None, "cell")) is None
 
 
 def test_lines_leave_out_the_settings_that_move_with_x():

@@ -3,7 +3,6 @@ import torch
 from conftest import TINY as BASE_TINY
 
 from seqcopy.config import RunConfig
-from seqcopy.core import checkpoint
 from seqcopy.core.train import Stopped, curriculum_stages, train
 
 TINY = BASE_TINY.replace(padding=2, test_output_len=6, epochs=2, test_samples=20)
@@ -27,7 +26,8 @@ def test_another_seed_gives_other_metrics():
 
 def test_reports_every_epoch_and_final_results():
     seen, progress = [], []
-    result = train(TINY, on_epoch=seen.append, on_batch=lambda d, t: progress.append((d, t)))
+    result = train(TINY, on_epoch_state=lambda epoch, _after, _final: seen.append(epoch),
+                   on_batch=lambda d, t: progress.append((d, t)))
     assert [e.epoch for e in seen] == [1, 2]
     assert progress[-1] == (4, 4) and len(progress) == 8
     for e in seen:
@@ -40,11 +40,7 @@ def test_reports_every_epoch_and_final_results():
     assert summary["epochs"] == 2 and summary["test_copy_acc"] == pytest.approx(seen[-1].test_copy_acc, abs=1e-6)
 
 
-def test_should_stop_ends_early_keeping_finished_epochs(monkeypatch):
-    import seqcopy.core.train as train_module
-
-    built = []
-    monkeypatch.setattr(train_module, "build_model", lambda c: built.append(checkpoint.build_model(c)) or built[-1])
+def test_should_stop_ends_early_keeping_finished_epochs():
     calls = {"n": 0}
 
     def stop_during_second_epoch():
@@ -53,10 +49,10 @@ def test_should_stop_ends_early_keeping_finished_epochs(monkeypatch):
 
     after_first = {}
 
-    def keep_weights(_epoch):
-        after_first.update({k: v.clone() for k, v in built[0].state_dict().items()})
+    def keep_weights(_epoch, after, _final):
+        after_first.update({k: v.clone() for k, v in after.model.state_dict().items()})
 
-    result = train(TINY, should_stop=stop_during_second_epoch, on_epoch=keep_weights)
+    result = train(TINY, should_stop=stop_during_second_epoch, on_epoch_state=keep_weights)
     assert result.stopped and len(result.epochs) == 1
     assert result.position_acc == []  # no final evaluation for a stopped run
     # the half-trained second epoch is undone: the weights are those reported with epoch 1
@@ -64,17 +60,15 @@ def test_should_stop_ends_early_keeping_finished_epochs(monkeypatch):
         assert torch.equal(tensor, after_first[name])
 
 
-def test_a_diverging_run_stops_with_the_reason_and_keeps_its_finished_epochs(monkeypatch, nan_loss_from_batch):
-    import seqcopy.core.train as train_module
-
-    built = []
-    monkeypatch.setattr(train_module, "build_model", lambda c: built.append(checkpoint.build_model(c)) or built[-1])
+def test_a_diverging_run_stops_with_the_reason_and_keeps_its_finished_epochs(nan_loss_from_batch):
     after_first = {}
+
+    def keep_first_weights(epoch, after, _final):
+        if epoch.epoch == 1:
+            after_first.update({k: v.clone() for k, v in after.model.state_dict().items()})
+
     nan_loss_from_batch(6)  # 4 batches per epoch: epoch 2, batch 2
-    result = train(
-        TINY.replace(epochs=3),
-        on_epoch=lambda _: after_first or after_first.update({k: v.clone() for k, v in built[0].state_dict().items()}),
-    )
+    result = train(TINY.replace(epochs=3), on_epoch_state=keep_first_weights)
     assert result.stopped and result.diverged.startswith("training diverged at epoch 2, batch 2: the loss is nan")
     assert [e.epoch for e in result.epochs] == [1]
     # No NaN weights in the result: they are those reported with epoch 1.
@@ -104,11 +98,11 @@ def test_a_finite_run_does_not_diverge():
     assert train(TINY).diverged is None
 
 
-def test_on_epoch_may_stop_the_run():
-    def stop(_):
+def test_on_epoch_state_may_stop_the_run():
+    def stop(_epoch, _after, _final):
         raise Stopped
 
-    assert len(train(TINY, on_epoch=stop).epochs) == 1
+    assert len(train(TINY, on_epoch_state=stop).epochs) == 1
 
 
 def test_invalid_config_refused_before_training():

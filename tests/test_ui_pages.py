@@ -453,6 +453,37 @@ def test_compare_says_when_a_link_names_no_sweep(swept, monkeypatch):
     assert at.selectbox(key="compare_sweep").value is None
 
 
+def uneven_seeds(url: str) -> None:
+    """gru with 3 seeds and lstm with 2 at each of two learning rates, and a failed lstm run."""
+    store = Store(url)
+    for cell, seeds in (("lstm", (0, 1)), ("gru", (0, 1, 2))):
+        for lr in (0.01, 0.02):
+            for seed in seeds:
+                ui_store.add_run(store, ui_store.TINY.replace(cell=cell, seed=seed, lr=lr), "completed")
+    ui_store.add_run(store, ui_store.TINY.replace(cell="lstm", seed=5, lr=0.01), "failed", epochs=1,
+                     with_checkpoint=False)
+    store.close()
+
+
+def test_compare_draws_verdicts_against_the_group_with_the_most_seeds_until_another_is_chosen(tmp_path_factory,
+                                                                                               monkeypatch):
+    url, _ = store_made_by(uneven_seeds, tmp_path_factory)
+    point_the_app_at(url, monkeypatch)
+    at = open_page("views/compare.py")
+    status = at.multiselect(key="compare_status")
+    assert status.value == ["completed"] and all(type(v) is str for v in status.value)  # plain words
+    assert "completed" in status.options and "cancelled" in status.options
+    reference = at.selectbox(key="compare_reference")
+    assert reference.label == "Reference group" and reference.value == "gru"  # 3 seeds against lstm's 2
+    assert any(t.startswith("test copy acc: each group minus gru") for t in chart_titles(at))
+    reference.set_value("lstm").run()
+    at.slider(key="compare_threshold").set_value(0.5).run()  # another control: the choice stays
+    assert not at.exception
+    assert at.selectbox(key="compare_reference").value == "lstm" and at.session_state["compare_reference"] == "lstm"
+    verdicts = next(df.value for df in at.dataframe if "verdict" in df.value.columns)
+    assert set(verdicts["cell"]) == {"gru"} and "n (lstm)" in verdicts.columns
+
+
 def test_runs_page_filters_by_sweep(swept, monkeypatch):
     point_the_app_at(swept[0], monkeypatch)
     sweep_id, ids = swept[1]

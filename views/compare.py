@@ -2,23 +2,23 @@
 seed), one colour per group: the mean across seeds with a ± std band and each seed as a thin
 line; the final-metric table (n, mean ± the chosen spread, median, min, max, the best run); a
 final metric and the speed of convergence against any swept setting, with the share of seeds
-that solved (Wilson 95%); verdicts against a reference group (the difference with its 95%
-interval, paired by seed or Welch's); parallel coordinates over every varied setting; copy
-accuracy by output position and by test length. A sweep can be chosen, and lives in the URL
-(?sweep=3)."""
+that solved (Wilson 95%); verdicts against a reference group chosen on the page, by default the
+one with the most completed seeds (the difference with its 95% interval, paired by seed or
+Welch's); parallel coordinates over every varied setting; copy accuracy by output position and
+by test length. A sweep can be chosen, and lives in the URL (?sweep=3)."""
 
 from dataclasses import dataclass
 
 import streamlit as st
 
 from seqcopy.config import RunConfig
-from seqcopy.results.report import epochs_by_run, epochs_to_target
+from seqcopy.results.report import FINAL_METRICS, epochs_by_run, epochs_to_target
 from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT
 from seqcopy.runs.schema import DIAGNOSTIC_METRICS, EPOCH_METRICS, STATUSES
+from seqcopy.runs.states import RunStatus
 from seqcopy.ui import escape, search_view, state
 from seqcopy.ui.figures import seed_band_figure
 from seqcopy.ui.frames import (
-    FINAL_METRICS,
     default_group_keys,
     epochs_frame,
     final_metric_table,
@@ -35,6 +35,7 @@ from seqcopy.ui.sweep_figures import (
 )
 from seqcopy.ui.sweep_frames import (
     convergence_frame,
+    default_reference,
     line_keys,
     mixed_settings,
     setting_choices,
@@ -95,7 +96,9 @@ def render_filters(frame, labels: dict[int, str]) -> Filters:
                                     help="runs with the same values of these settings form one group; its seeds "
                                          "are averaged. Empty: every setting that differs between the runs, but "
                                          "the seed")
-    statuses = top[2].multiselect("Status", STATUSES, default=["completed"], key="compare_status")
+    # The plain words, so the widget shows and session state keeps completed, not RunStatus.COMPLETED.
+    statuses = top[2].multiselect("Status", [str(s) for s in STATUSES], default=[str(RunStatus.COMPLETED)],
+                                  key="compare_status")
     tags = top[3].multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="compare_tag")
     metric = top[4].selectbox("Curve", CURVE_METRICS, index=CURVE_METRICS.index("test_copy_acc"),
                               key="compare_metric")
@@ -110,7 +113,7 @@ def chosen_runs(all_runs: list, filters: Filters) -> list:
               and (filters.sweep_id is None or run.sweep_id == filters.sweep_id)]
     if not chosen:
         st.info("No run matches these filters" + (" (completed runs only by default: add other statuses above)."
-                                                  if filters.statuses == ["completed"] else "."))
+                                                  if filters.statuses == [RunStatus.COMPLETED] else "."))
         st.stop()
     if len(chosen) > MAX_COMPARED:
         st.caption(f"{len(chosen)} runs match; comparing the {MAX_COMPARED} most recent. "
@@ -246,6 +249,9 @@ def render_speed(axis: Axis, epoch_rows: list[dict], error: str) -> None:
                                if missing else f"Every run reached {threshold:.0%}."))
 
 
+REFERENCE_KEY = "compare_reference"
+
+
 def render_verdicts(axis: Axis) -> None:
     """Each group against a reference group chosen here, at every value of the setting."""
     st.subheader("Verdicts against a reference")
@@ -253,9 +259,13 @@ def render_verdicts(axis: Axis) -> None:
     if len(groups) < 2:
         st.info("One group only: group by a setting that differs between the runs to compare groups.")
         return
-    preferred = next((g for g in groups if g.split(",")[0] == "lstm"), groups[0])
-    reference = st.selectbox("Reference group", groups, index=groups.index(preferred), key="compare_reference",
-                             help="every other group's final metric minus this one's, at each value of the setting")
+    # Kept in session state across reruns; set here, not by index=, so that a choice that is no longer
+    # among the groups (other filters, other grouping) falls back to the default instead of the first.
+    chosen = st.session_state.get(REFERENCE_KEY)
+    st.session_state[REFERENCE_KEY] = chosen if chosen in groups else default_reference(axis.data)
+    reference = st.selectbox("Reference group", groups, key=REFERENCE_KEY,
+                             help="every other group's final metric minus this one's, at each value of the setting; "
+                                  "by default the group with the most completed seeds (lstm on a tie)")
     verdicts = verdicts_frame(axis.data.dropna(subset=[axis.y]), axis.y, reference)
     if verdicts.empty:
         st.info(f"No setting value has runs of both {reference} and another group.")

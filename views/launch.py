@@ -7,7 +7,9 @@ import streamlit as st
 
 from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig, cell_label
 from seqcopy.presets import BY_NAME, BY_SLUG, PRESETS
-from seqcopy.runs.lineage import LineageError, check_fork, fork_start, lineage_of
+from seqcopy.runs.lineage import LineageError, fork_start
+from seqcopy.runs.queueing import queue_grid
+from seqcopy.runs.states import RunStatus, WorkerPresence
 from seqcopy.runs.store import StoreError, UnknownRun
 from seqcopy.ui import escape, search_form, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
@@ -229,20 +231,14 @@ def render_summary(result) -> None:
             return
         fork_from = st.session_state.get(FORK_KEY)
         try:
-            if fork_from is not None:  # a fork is always a sweep: its runs share a parent
-                fork = fork_start(store, fork_from)
-                check_fork(fork[0], result.configs)
-                sweep_id, ids = store.submit_sweep(result.configs, result.name, result.grid.spec(),
-                                                   lineage=lineage_of(fork))
-            elif result.is_sweep:
-                sweep_id, ids = store.submit_sweep(result.configs, result.name, result.grid.spec())
-            else:
-                sweep_id, ids = None, store.submit_many(result.configs)
+            fork = fork_start(store, fork_from) if fork_from is not None else None
+            queued = queue_grid(store, result.configs, name=result.name, spec=result.grid.spec(),
+                                is_sweep=result.is_sweep, fork=fork)
         except (ConfigError, StoreError, LineageError, UnknownRun) as error:
             st.error(f"Nothing was queued: {escape.markdown(error)}")
             return
         state.clear_reads()
-        st.session_state["launch_queued"] = (sweep_id, ids)
+        st.session_state["launch_queued"] = (queued.sweep_id, queued.run_ids)
     queued = st.session_state.get("launch_queued")
     if queued:
         sweep_id, ids = queued
@@ -284,16 +280,17 @@ def render_queue() -> None:
     st.subheader("Queue")
     workers = state.workers(state.url())
     render_workers(workers)
-    active = sorted(state.active_runs(state.url()), key=lambda r: (r.status != "running", r.id))
+    active = sorted(state.active_runs(state.url()), key=lambda r: (r.status != RunStatus.RUNNING, r.id))
     if not active:
         st.info("Nothing is queued or running. Queue runs above; finished runs are on the Runs page.")
         st.page_link("views/runs.py", label="Open Runs", icon=":material/monitoring:")
         return
-    running = [r for r in active if r.status == "running"]
+    running = [r for r in active if r.status == RunStatus.RUNNING]
     st.caption(
         f"{len(running)} running, {len(active) - len(running)} queued · refreshes every {state.LIVE_REFRESH_S} s"
     )
-    if not running and state.external_workers() and not any(worker.state() == "live" for worker in workers):
+    live = any(worker.state() == WorkerPresence.LIVE for worker in workers)
+    if not running and state.external_workers() and not live:
         shown = state.get_store().safe_url
         st.warning("Runs are queued but no worker runs them: start one on a machine that reaches this database:")
         st.code(f"SEQCOPY_DB='{shown}' seqcopy worker", language="bash")
@@ -306,13 +303,13 @@ def render_queue() -> None:
             name, epochs, batches, action = st.columns([3, 3, 3, 1], vertical_alignment="center")
             config = run.config
             name.markdown(f"**#{run.id}** {cell_label(config)} · seed {config.seed} · {run.status}"
-                          + (" · cancelling…" if run.cancel_requested and run.status == "running" else ""))
+                          + (" · cancelling…" if run.cancel_requested and run.status == RunStatus.RUNNING else ""))
             name.caption(f"K={config.train_seq_len} N={config.train_output_len} hidden {config.hidden_size}"
                          + f" · {run.device_used or config.device}"
                          + (f" · tag {escape.markdown(run.tag)}" if run.tag else ""))
             epochs.progress(min(1.0, run.epochs_done / max(run.epochs_total, 1)),
                             text=f"epoch {run.epochs_done}/{run.epochs_total}")
-            if run.status == "running":
+            if run.status == RunStatus.RUNNING:
                 within = run.batch_done / max(run.batch_total, 1)
                 copy = run.latest.get("test_copy_acc")
                 batches.progress(min(1.0, within), text=f"batch {run.batch_done}/{run.batch_total}"

@@ -10,6 +10,7 @@ import streamlit as st
 
 from seqcopy.config import cell_label
 from seqcopy.core.checkpoint import CheckpointError
+from seqcopy.runs.states import RunStatus
 from seqcopy.ui import escape, state
 from seqcopy.ui.inside import DEFAULT_DRAWN, QUANTITIES, UNIT_ORDERS, UntraceableCell, pick_units
 from seqcopy.ui.playground import (
@@ -77,7 +78,7 @@ def toggle_play(steps: int) -> None:
 def describe(run) -> str:
     copy = run.latest.get("test_copy_acc")
     score = f" · test copy acc {copy:.3f}" if copy is not None else ""
-    stopped = " · cancelled early" if run.status == "cancelled" else ""
+    stopped = " · cancelled early" if run.status == RunStatus.CANCELLED else ""
     tag = f" · {run.tag}" if run.tag else ""  # as edited on Runs
     config = run.config
     return f"#{run.id} {cell_label(config)} · seed {config.seed} · K={config.train_seq_len}{tag}{score}{stopped}"
@@ -317,9 +318,10 @@ all_runs = state.runs_or_stop(
     "No runs yet. Train one on the Launch page (the Quick demo preset learns in about a minute), then come back."
 )
 with_checkpoint = state.checkpoint_ids(state.url())
-usable = [run for run in all_runs if run.id in with_checkpoint and run.status in ("completed", "cancelled")]
+usable = [run for run in all_runs
+          if run.id in with_checkpoint and run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED)]
 if not usable:
-    finished = [run for run in all_runs if run.status == "completed"]
+    finished = [run for run in all_runs if run.status == RunStatus.COMPLETED]
     if finished:
         st.info(f"Run {finished[0].id} completed but has no checkpoint, so there is no model to play with. "
                 "Runs save a checkpoint when they finish; train another on the Launch page.")

@@ -10,6 +10,7 @@ import streamlit as st
 from seqcopy.config import SETTINGS, cell_label
 from seqcopy.runs.lineage import LineageError, continue_run
 from seqcopy.runs.schema import DIAGNOSTIC_METRICS, STATUSES
+from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import UnknownRun
 from seqcopy.text import check_tag
 from seqcopy.ui import escape, state
@@ -72,8 +73,9 @@ def remember_selection(ids: list[int]) -> None:
 def render_table(frame: pd.DataFrame, selected: list[int], sweeps: dict[int, str]) -> list[int]:
     left, middle, right, last = st.columns(4)
     cells = left.multiselect("Cell", sorted(frame["cell"].unique()), key="runs_filter_cell")
+    # The plain words, so the widget shows and session state keeps completed, not RunStatus.COMPLETED.
     statuses = middle.multiselect(
-        "Status", [s for s in STATUSES if s in set(frame["status"])], key="runs_filter_status"
+        "Status", [str(s) for s in STATUSES if s in set(frame["status"])], key="runs_filter_status"
     )
     tags = right.multiselect("Tag", sorted(t for t in frame["tag"].unique() if t), key="runs_filter_tag")
     chosen_sweeps = last.multiselect("Sweep", list(sweeps), format_func=sweeps.get, key="runs_filter_sweep",
@@ -101,7 +103,7 @@ def render_curves(run_ids: list[int]) -> None:
     database, wanted = state.url(), set(run_ids)
     infos = {run.id: run for run in state.runs(database) if run.id in wanted}
     frame = epochs_frame(state.epochs(database, tuple(run_ids)), infos)
-    running = {i for i, run in infos.items() if run.status in ("running", "queued")}
+    running = {i for i, run in infos.items() if run.status in (RunStatus.RUNNING, RunStatus.QUEUED)}
     was_running = st.session_state.get("runs_curves_running", set())
     st.session_state["runs_curves_running"] = running
     if was_running - running:
@@ -158,7 +160,7 @@ def render_lineage(runs) -> None:
             name.markdown(f"**#{run.id}** {cell_label(run.config)} · seed {run.config.seed} · {run.status}"
                           + (f" · {run.lineage}" if run.lineage else ""))
             epochs = more.number_input("More epochs", 1, 10_000, 10, key=f"runs_more_{run.id}")
-            if go_on.button("Continue", key=f"runs_continue_{run.id}", disabled=run.status != "completed",
+            if go_on.button("Continue", key=f"runs_continue_{run.id}", disabled=run.status != RunStatus.COMPLETED,
                             help="a new run that goes on from this one's last epoch, its whole state: "
                                  "constant and plateau rates go on, cosine and linear decay again from the lr"):
                 try:
@@ -205,7 +207,7 @@ def render_details(run_ids: list[int], frame: pd.DataFrame) -> None:
                 st.caption(f"Only the {len(diff)} setting(s) that differ")
                 st.dataframe(diff, width="stretch")
         for run in infos.values():
-            if run.error and run.status == "failed":
+            if run.error and run.status == RunStatus.FAILED:
                 with st.expander(f"Run {run.id} failed: {escape.markdown(run.error.splitlines()[0][:120])}"):
                     st.code(run.error, language=None)
     with export_tab:
@@ -287,6 +289,6 @@ controls[1].radio("x-axis", ["epoch", "minutes"], key="runs_x", horizontal=True,
 controls[2].toggle("log-scale loss", key="runs_log")
 plotted = chosen[:MAX_PLOTTED]
 shown_ids = set(plotted)
-live = any(run.status in ("running", "queued") for run in all_runs if run.id in shown_ids)
+live = any(run.status in (RunStatus.RUNNING, RunStatus.QUEUED) for run in all_runs if run.id in shown_ids)
 st.fragment(render_curves, run_every=state.LIVE_REFRESH_S if live else None)(plotted)
 render_details(chosen, frame)

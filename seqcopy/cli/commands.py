@@ -37,12 +37,13 @@ from seqcopy.results.sweeps import (
 from seqcopy.runs.capacity import RECENT_S
 from seqcopy.runs.ray_plan import RayPlan
 from seqcopy.runs.redact import display_url
+from seqcopy.runs.states import FINISHED, Outcome, RunStatus
 from seqcopy.runs.store import (
     DEFAULT_LEASE,
     UnknownSweep,
-    check_lease,
     database_url,
     describe_error,
+    lease_problem,
     open_store,
     run_note,
     worker_name,
@@ -117,7 +118,8 @@ def cmd_train(args) -> int:
         log_folder.discard()
         raise
     worker_id = f"cli:{worker_name()}"
-    run_id = store.submit(config, status="running", worker_id=worker_id, device_used=resolve_device(config.device))
+    run_id = store.submit(config, status=RunStatus.RUNNING, worker_id=worker_id,
+                          device_used=resolve_device(config.device))
     print(
         f"run {run_id}: {cell_label(config)}, seed {config.seed}, recorded in {store.safe_url}; "
         f"outputs in {log_folder.folder}",
@@ -138,7 +140,7 @@ def cmd_train(args) -> int:
         log_folder.close_log()
 
 
-def _report_training(store, run_id: int, status: str, result, log_folder) -> int:
+def _report_training(store, run_id: int, status: Outcome | str, result, log_folder) -> int:
     """The run's last lines, on the terminal and in the runtime log, and its outputs in the
     log_folder folder (whatever epochs it finished, also when it was stopped or diverged)."""
 
@@ -146,7 +148,7 @@ def _report_training(store, run_id: int, status: str, result, log_folder) -> int
         print(line, file=stream, flush=True)
         log_folder.log(line)
 
-    if status == "lost":
+    if status == Outcome.LOST:
         say(f"run {run_id} was taken back by another process; its result is not recorded", sys.stderr)
         return 1
     if result is not None and result.epochs:
@@ -158,12 +160,12 @@ def _report_training(store, run_id: int, status: str, result, log_folder) -> int
                 f"outputs not saved in {log_folder.folder}: {error.strerror or error} (the run is in the store)",
                 sys.stderr,
             )
-    if status == "failed" or result is None:
+    if status == Outcome.FAILED or result is None:
         say(f"run {run_id} failed: {(store.get_run(run_id).error or 'unknown error').splitlines()[0]}", sys.stderr)
         return 1
-    if status == "cancelled":
-        say(f"run {run_id}: {(store.get_run(run_id).error or 'cancelled').splitlines()[0]}", sys.stderr)
-    summary = result.summary() | {"run_id": run_id, "status": status}
+    if status == Outcome.CANCELLED:
+        say(f"run {run_id}: {(store.get_run(run_id).error or str(Outcome.CANCELLED)).splitlines()[0]}", sys.stderr)
+    summary = result.summary() | {"run_id": run_id, "status": str(status)}  # the plain word, as stored
     say(json.dumps(_json_safe(summary)))
     return 0
 
@@ -205,10 +207,9 @@ def cmd_evaluate(args) -> int:
 
 def _check_worker_flags(args) -> None:
     # A lease shorter than a few heartbeats (or NaN) lets this worker's own runs be taken back.
-    try:
-        check_lease(args.lease)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    problem = lease_problem(args.lease)
+    if problem:
+        raise UsageError(f"--lease: {problem}")
     if args.idle_exit is not None and not args.idle_exit >= 0:
         raise UsageError(f"--idle-exit: must be 0 seconds or more, got {args.idle_exit}")
 
@@ -303,7 +304,7 @@ def cmd_runs(args) -> int:
     runs = store.list_runs()
     rows = [
         {
-            "id": r.id, "cell": cell_label(r.config), "seed": r.config.seed, "status": r.status,
+            "id": r.id, "cell": cell_label(r.config), "seed": r.config.seed, "status": str(r.status),
             "epochs_done": r.epochs_done, "epochs": r.epochs_total, "tag": r.tag, **r.latest,
             "lineage": r.lineage, "note": run_note(r),
         }
@@ -328,13 +329,14 @@ def cmd_runs(args) -> int:
 def cmd_cancel(args) -> int:
     store = open_store(args.db, create=False)
     before = store.get_run(args.run_id).status  # request_cancel answers 'cancelled' either way
-    if before in ("completed", "failed", "cancelled"):
+    if before in FINISHED:
         print(f"run {args.run_id} already {before}")
         return 0
     status = store.request_cancel(args.run_id)
     message = {
-        "cancelled": f"run {args.run_id} cancelled",
-        "running": f"run {args.run_id} will stop within seconds (at its worker's next heartbeat, then the next batch)",
+        RunStatus.CANCELLED: f"run {args.run_id} cancelled",
+        RunStatus.RUNNING: f"run {args.run_id} will stop within seconds (at its worker's next heartbeat, "
+                           "then the next batch)",
     }.get(status, f"run {args.run_id} already {status}")
     print(message)
     return 0

@@ -11,7 +11,7 @@ import argparse
 from seqcopy.cli.flags import add_config_flags, add_setting_flag
 from seqcopy.config import CELL_NAMES, DEVICES
 from seqcopy.errors import InputError
-from seqcopy.results.report import VERDICT_METRICS
+from seqcopy.results.report import FINAL_METRICS
 from seqcopy.results.search import MAX_TRIALS
 from seqcopy.results.spread import ERROR_KINDS
 from seqcopy.results.sweeps import GRID_OPTIONS, MAX_RUNS
@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(cancel)
 
     report = commands.add_parser(
-        "report", help="completed runs as a markdown table (mean ± std over seeds)", allow_abbrev=False
+        "report", help="completed runs as a markdown table (mean ± std over seeds), a row per configuration: "
+                       "the cell and every other setting the runs differ in but the seed", allow_abbrev=False
     )
     report.add_argument("--tags", help="comma-separated tags to include (default: all)")
     report.add_argument("--sweep", type=id_argument("sweep"), metavar="ID", help="only the runs of this sweep")
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--against", metavar="CELL",
                         help="every other cell against this one (lstm, 'mlstm (input form)'…) at each --by value "
                              "(each tag without --by): difference of means, 95%% interval, test and verdict")
-    report.add_argument("--metric", choices=VERDICT_METRICS, default=None,
+    report.add_argument("--metric", choices=FINAL_METRICS, default=None,
                         help="with --against: the final metric compared (default: test_copy_acc)")
     report.add_argument("--solved-at", type=float, default=None, metavar="ACC",
                         help="the test copy accuracy a seed must reach to count as solved (default 0.99)")

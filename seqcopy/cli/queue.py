@@ -19,8 +19,9 @@ from seqcopy.results.sweeps import (
     parse_seeds,
     parse_tie,
 )
-from seqcopy.runs.lineage import check_fork, continue_run, fork_start, lineage_of
-from seqcopy.runs.store import open_store
+from seqcopy.runs.lineage import check_fork, continue_run, fork_start
+from seqcopy.runs.queueing import queue_grid
+from seqcopy.runs.store import open_store, sweep_name_problem
 
 
 def submit_grid(args, parent: RunConfig | None = None) -> Grid:
@@ -80,9 +81,7 @@ def cmd_submit(args) -> int:
     if errors:
         raise UsageError(first_error_line(errors))
     name = (args.sweep_name or "").strip() or grid.default_name()
-    problem = SETTINGS["tag"].problem(name)  # a sweep's name follows a tag's rules
-    if problem:
-        raise UsageError(f"--sweep-name: {problem}")
+    _check_sweep_name(name)
     if args.objective is not None and args.prune is None:
         raise UsageError("--objective goes with --prune (a search takes it with seqcopy search)")
     objective = args.objective or "test_copy_acc"
@@ -94,19 +93,23 @@ def cmd_submit(args) -> int:
         except SearchError as error:
             raise UsageError(str(error)) from None
     store = open_store(args.db)
-    lineage = None if fork is None else lineage_of(fork)
     pruned = args.prune is not None
-    if not grid.is_sweep(name_given=bool((args.sweep_name or "").strip()) or pruned) and fork is None:
-        ids = store.submit_many(configs, max_restarts=args.max_restarts)
-    else:  # a fork is always a sweep, even of one run: its runs share a parent
-        sweep_id, ids = store.submit_sweep(configs, name, grid.spec(), lineage=lineage, max_restarts=args.max_restarts)
+    queued = queue_grid(store, configs, name=name, spec=grid.spec(), fork=fork, max_restarts=args.max_restarts,
+                        is_sweep=grid.is_sweep(name_given=bool((args.sweep_name or "").strip()) or pruned))
+    if queued.sweep_id is not None:
         if pruned:
-            _prune_grid(args.prune, objective, store, sweep_id, ids, configs)
-        print(f"sweep {sweep_id} ({name}): {grid.describe_size()}"
+            _prune_grid(args.prune, objective, store, queued.sweep_id, queued.run_ids)
+        print(f"sweep {queued.sweep_id} ({name}): {grid.describe_size()}"
               + (f", from #{fork[0].id} @ epoch {fork[1]}" if fork else ""), file=sys.stderr)
-    for run_id in ids:
+    for run_id in queued.run_ids:
         print(run_id)
     return 0
+
+
+def _check_sweep_name(name: str) -> None:
+    problem = sweep_name_problem(name)  # the store's own check, before anything is written
+    if problem:
+        raise UsageError(f"--sweep-name: {problem}")
 
 
 def cmd_continue(args) -> int:
@@ -139,9 +142,8 @@ def cmd_search(args) -> int:
         ).check()
     except SearchError as error:
         raise UsageError(str(error)) from None
-    problem = SETTINGS["tag"].problem(plan.name) if plan.name else None
-    if problem:
-        raise UsageError(f"--sweep-name: {problem}")
+    if plan.name:
+        _check_sweep_name(plan.name)
     store = open_store(args.db)
     sweep_id = start_search(store, plan)
     print(f"search {sweep_id} ({plan.name or plan.default_name()}): {plan.describe()}", file=sys.stderr)
@@ -149,11 +151,10 @@ def cmd_search(args) -> int:
     return 0
 
 
-def _prune_grid(pruner: str, objective: str, store, sweep_id: int | None, ids: list[int], configs) -> None:
+def _prune_grid(pruner: str, objective: str, store, sweep_id: int, ids: list[int]) -> None:
     """``submit --prune``: the grid's runs compared epoch by epoch by Optuna's pruner (the objective
     checked by cmd_submit before anything was queued)."""
     from seqcopy.results.search import DIRECTIONS, default_direction
     from seqcopy.runs.trials import create_pruned_grid
 
-    create_pruned_grid(store, sweep_id, ids, objective, DIRECTIONS[default_direction(objective)], pruner,
-                       max(config.epochs for config in configs))
+    create_pruned_grid(store, sweep_id, ids, objective, DIRECTIONS[default_direction(objective)], pruner)

@@ -69,6 +69,12 @@ class Cell(nn.Module):
         return None
 
 
+def _fused_flags(training: bool) -> dict:
+    """The flags of torch's fused loops (torch.rnn_tanh, torch.lstm, torch.gru) for these cells: one
+    layer, one direction, with biases, no dropout, batches as (B, T, ·)."""
+    return dict(has_biases=True, num_layers=1, dropout=0.0, train=training, bidirectional=False, batch_first=True)
+
+
 class RNNCell(Cell):
     """Vanilla (Elman) RNN.
 
@@ -90,7 +96,7 @@ class RNNCell(Cell):
 
     def fused_forward(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
-        out, h_n = torch.rnn_tanh(x, h.unsqueeze(0), params, True, 1, 0.0, self.training, False, True)
+        out, h_n = torch.rnn_tanh(x, h.unsqueeze(0), params, **_fused_flags(self.training))
         return out, h_n.squeeze(0)
 
 
@@ -136,9 +142,7 @@ class LSTMCell(Cell):
     def fused_forward(self, x: Tensor, state: tuple[Tensor, Tensor]):
         h, c = state
         params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
-        out, h_n, c_n = torch.lstm(
-            x, (h.unsqueeze(0), c.unsqueeze(0)), params, True, 1, 0.0, self.training, False, True
-        )
+        out, h_n, c_n = torch.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)), params, **_fused_flags(self.training))
         return out, (h_n.squeeze(0), c_n.squeeze(0))
 
 
@@ -173,7 +177,7 @@ class GRUCell(Cell):
 
     def fused_forward(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         params = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
-        out, h_n = torch.gru(x, h.unsqueeze(0), params, True, 1, 0.0, self.training, False, True)
+        out, h_n = torch.gru(x, h.unsqueeze(0), params, **_fused_flags(self.training))
         return out, h_n.squeeze(0)
 
 

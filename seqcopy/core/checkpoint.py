@@ -35,7 +35,7 @@ class CheckpointError(InputError, ValueError):
     """A file or blob that is not a loadable seqcopy checkpoint."""
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     text = str(error)
     if text.startswith("Weights only load failed") or "WeightsUnpickler error:" in text:
         text = "weights_only=True refused it" + _weights_only_reason(error, text)
@@ -86,7 +86,7 @@ def from_bytes(data: bytes) -> tuple[CopyModel, RunConfig]:
             warnings.simplefilter("ignore")
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for foreign or truncated files
-        raise CheckpointError(f"not a readable checkpoint ({_first_line(error)})") from None
+        raise CheckpointError(f"not a readable checkpoint ({first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError("not a seqcopy checkpoint (missing or unknown format marker)")
     try:
@@ -102,7 +102,7 @@ def from_bytes(data: bytes) -> tuple[CopyModel, RunConfig]:
     except CheckpointError:
         raise
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"checkpoint does not match its config: {_first_line(error)}") from None
+        raise CheckpointError(f"checkpoint does not match its config: {first_line(error)}") from None
     return model.eval(), config
 
 

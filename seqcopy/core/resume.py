@@ -16,33 +16,50 @@ a fresh optimiser and the run's own schedule from epoch 1.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
-from seqcopy.core.checkpoint import CheckpointError, _first_line
+from seqcopy.core.checkpoint import CheckpointError, first_line
 
 STATE_FORMAT = "seqcopy-resume-1"
+
+# A field's saved form: the loop keeps it in a live object of its own (the model, Adam, a
+# generator…) and writes it here only when a state is taken, so the carried counters stay light.
+SAVED_FORM = {"saved_form": True}
 
 
 @dataclass
 class TrainState:
-    """The loop's carried values after ``epoch`` finished epochs (plain data and tensors)."""
+    """What the training loop carries from one epoch to the next, as it is saved and loaded: the
+    counters (live in the loop) and the live objects' saved form (filled when a state is taken).
+    The defaults are a new run's, before its first epoch."""
 
-    epoch: int  # epochs finished; the next one is epoch + 1
-    planned_epochs: int  # config.epochs when the state was written: a larger one later is a continuation
-    model: dict  # state_dict
-    optimiser: dict  # Adam's state_dict (moments, step counts, the current learning rate)
-    plateau: dict | None  # ReduceLROnPlateau's state_dict, when the schedule is 'plateau'
-    shuffle_rng: dict  # numpy bit generator state of the shuffling stream
-    torch_rng: torch.Tensor  # torch's global CPU generator (nothing draws from it today; kept so nothing can drift)
-    stage: int  # curriculum stage of the next epoch
-    data_epoch: int  # the training set of the next epoch: 0 the stage's first, e > 0 fresh data drawn after epoch e
-    step: int  # optimiser steps taken
+    epoch: int = 0  # epochs finished; the next one is epoch + 1
+    # config.epochs when the state was written: a larger one later is a continuation
+    planned_epochs: int = field(default=0, metadata=SAVED_FORM)
+    model: dict = field(default_factory=dict, metadata=SAVED_FORM)  # state_dict
+    # Adam's state_dict (moments, step counts, the current learning rate)
+    optimiser: dict = field(default_factory=dict, metadata=SAVED_FORM)
+    # ReduceLROnPlateau's state_dict, when the schedule is 'plateau'
+    plateau: dict | None = field(default=None, metadata=SAVED_FORM)
+    # numpy bit generator state of the shuffling stream
+    shuffle_rng: dict | None = field(default=None, metadata=SAVED_FORM)
+    # torch's global CPU generator (nothing draws from it today; kept so nothing can drift)
+    torch_rng: torch.Tensor | None = field(default=None, metadata=SAVED_FORM)
+    stage: int = 0  # curriculum stage of the next epoch
+    data_epoch: int = 0  # the training set of the next epoch: 0 the stage's first, e > 0 fresh data drawn after epoch e
+    step: int = 0  # optimiser steps taken
     segment_start: int = 0  # the step where the schedule's current segment began (a continuation starts one)
-    segment_steps: int = 0  # the steps of that segment (0: the whole run, config.epochs × batches)
+    segment_steps: int = 0  # the steps of that segment (a new run's: config.epochs × batches)
     target_hits: int = 0  # epochs in a row at the --stop-at target
-    epochs: list[dict] = field(default_factory=list)  # EpochResult.to_dict() of epochs 1..epoch
+    # EpochResult.to_dict() of epochs 1..epoch
+    epochs: list[dict] = field(default_factory=list, metadata=SAVED_FORM)
+
+    def counters(self) -> TrainState:
+        """This state without its saved form: what the loop carries once the live objects hold the rest."""
+        return TrainState(**{item.name: getattr(self, item.name) for item in fields(self)
+                             if not item.metadata.get("saved_form")})
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -64,15 +81,16 @@ def from_bytes(data: bytes) -> TrainState | WeightsStart:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for foreign or truncated bytes
-        raise CheckpointError(f"not a readable resume state ({_first_line(error)})") from None
+        raise CheckpointError(f"not a readable resume state ({first_line(error)})") from None
     if not isinstance(payload, dict):
         raise CheckpointError("not a seqcopy resume state")
     if payload.get("format") == STATE_FORMAT:
-        known = set(TrainState.__dataclass_fields__)
-        try:
-            return TrainState(**{key: value for key, value in payload.items() if key in known})
-        except TypeError as error:
-            raise CheckpointError(f"resume state incomplete: {_first_line(error)}") from None
+        # Every state ever written holds every field; one without them all is broken, not old.
+        names = [item.name for item in fields(TrainState)]
+        missing = [name for name in names if name not in payload]
+        if missing:
+            raise CheckpointError(f"resume state incomplete: missing {', '.join(missing)}")
+        return TrainState(**{name: payload[name] for name in names})
     if "state_dict" in payload:  # a checkpoint: a fork starts from its weights
         return WeightsStart(model=payload["state_dict"], parent_epoch=payload.get("epoch"))
     raise CheckpointError("not a seqcopy resume state (missing or unknown format marker)")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
-from seqcopy.config import RunConfig, mult_form_of, parse_stop_at
+from seqcopy.config import RunConfig, StopTarget, mult_form_of, parse_stop_at
 from seqcopy.core import data, diagnostics
 from seqcopy.core import resume as resume_state
 from seqcopy.core.checkpoint import build_model
@@ -178,55 +178,6 @@ def _learning_rate(config: RunConfig, step: int, segment_steps: int, steps_per_e
     return config.lr
 
 
-@dataclass
-class _Carried:
-    """What the loop carries from one epoch to the next besides the model, the optimiser, the
-    plateau scheduler and the shuffling stream (seqcopy.core.resume.TrainState stores it all)."""
-
-    epoch: int = 0  # epochs finished
-    stage: int = 0  # curriculum stage of the next epoch
-    data_epoch: int = 0  # its training set: the stage's first (0), or fresh data drawn after that epoch
-    step: int = 0  # optimiser steps taken
-    segment_start: int = 0
-    segment_steps: int = 0
-    target_hits: int = 0  # epochs in a row at the --stop-at target
-
-
-def _resume(config, state, model, optimiser, plateau, shuffle_rng, result, carried: _Carried) -> None:
-    """Put a resume state (or a fork's start weights) into the freshly built loop."""
-    if isinstance(state, (bytes, bytearray)):
-        state = resume_state.from_bytes(bytes(state))
-    model.load_state_dict(state.model)
-    if isinstance(state, resume_state.WeightsStart):
-        return  # a fork: these weights, and everything else as a new run has it
-    optimiser.load_state_dict(state.optimiser)
-    if plateau is not None and state.plateau is not None:
-        plateau.load_state_dict(state.plateau)
-    shuffle_rng.bit_generator.state = state.shuffle_rng
-    torch.set_rng_state(state.torch_rng)
-    result.epochs = [EpochResult(**epoch) for epoch in state.epochs]
-    for name in ("epoch", "stage", "data_epoch", "step", "segment_start", "segment_steps", "target_hits"):
-        setattr(carried, name, getattr(state, name))
-    if config.epochs > state.planned_epochs and config.lr_schedule in ("cosine", "linear"):
-        # A continuation: its epochs decay again from --lr (a warm restart), since the run's own
-        # decay ended at or near 0. Constant and plateau go on from the last learning rate.
-        carried.segment_start = state.step
-        carried.segment_steps = (config.epochs - state.epoch) * config.batches_per_epoch
-
-
-def _snapshot(config, model, optimiser, plateau, shuffle_rng, result, carried: _Carried) -> bytes:
-    """The resume state after the epoch just finished, as bytes."""
-    return resume_state.TrainState(
-        epoch=carried.epoch, planned_epochs=config.epochs,
-        model={name: t.detach().cpu() for name, t in model.state_dict().items()},
-        optimiser=_cpu(optimiser.state_dict()), plateau=plateau.state_dict() if plateau is not None else None,
-        shuffle_rng=shuffle_rng.bit_generator.state, torch_rng=torch.get_rng_state(),
-        stage=carried.stage, data_epoch=carried.data_epoch, step=carried.step,
-        segment_start=carried.segment_start, segment_steps=carried.segment_steps, target_hits=carried.target_hits,
-        epochs=[epoch.to_dict() for epoch in result.epochs],
-    ).to_bytes()
-
-
 class AfterEpoch:
     """What ``on_epoch_state`` gets as its second argument, after an epoch: calling it returns the
     resume state's bytes (taken only when asked); ``model`` holds the weights that epoch finished
@@ -254,23 +205,121 @@ def _cpu(value):
 
 def train(
     config: RunConfig,
-    on_epoch: Callable[[EpochResult], None] | None = None,
+    *,
     on_batch: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bytes | resume_state.TrainState | resume_state.WeightsStart | None = None,
     on_epoch_state: Callable[[EpochResult, AfterEpoch, bool], None] | None = None,
 ) -> TrainResult:
-    """Train one run. ``on_epoch`` gets each EpochResult; ``on_batch(done, total)`` reports
-    progress within an epoch; ``should_stop()`` is asked before every batch and ends the run
-    early (the epoch in progress is dropped, finished epochs are kept).
+    """Train one run. ``on_batch(done, total)`` reports progress within an epoch; ``should_stop()``
+    is asked before every batch and ends the run early (the epoch in progress is dropped, finished
+    epochs are kept).
 
     ``resume``: a resume state (seqcopy.core.resume) to go on from its next epoch, bit for bit as
     the run left alone on the same machine and thread count; or a checkpoint's bytes, whose
     weights a fork starts from. ``on_epoch_state(result, state, final)`` is called after each
-    epoch (after ``on_epoch``) with an :class:`AfterEpoch` (called, it returns the resume state
-    after it; it also shows the epoch's weights, for a snapshot), and whether this epoch ends the
-    run (its last, or the --stop-at target reached); raising
-    :class:`Stopped` from a callback ends the run there, that epoch kept."""
+    epoch with its EpochResult, an :class:`AfterEpoch` (called, it returns the resume state after
+    it; it also shows the epoch's weights, for a snapshot), and whether this epoch ends the run
+    (its last, or the --stop-at target reached); raising :class:`Stopped` from it ends the run
+    there, that epoch kept."""
+    loop = set_up(config, resume, on_batch=on_batch, should_stop=should_stop, on_epoch_state=on_epoch_state)
+    try:
+        for epoch in range(loop.carried.epoch + 1, config.epochs + 1):
+            if train_epoch(loop, epoch):
+                break
+    except (Stopped, Diverged) as reason:
+        # A stop inside an epoch leaves half-trained (or, diverged, NaN) weights; the run's
+        # checkpoint must be the weights of the last epoch it reports, so put those back.
+        if loop.finished_weights is not None:
+            loop.model.load_state_dict(loop.finished_weights)
+        loop.result.stopped = True
+        if isinstance(reason, Diverged):
+            loop.result.diverged = str(reason)
+        return loop.result
+    _length_sweep(loop.result, loop.device)
+    return loop.result
+
+
+@dataclass
+class TrainLoop:
+    """One run's live training objects, built by :func:`set_up`, and what it carries from epoch to
+    epoch: ``carried`` holds the resume state's counters, and the objects here its saved form,
+    which :meth:`snapshot` writes into it when a state is taken."""
+
+    config: RunConfig
+    device: str
+    model: CopyModel
+    optimiser: torch.optim.Optimizer
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None  # with --lr-schedule plateau only
+    shuffle_rng: np.random.Generator  # the order of the training batches
+    test_set: tuple[torch.Tensor, torch.Tensor, Layout]  # inputs, targets, their layout
+    probe: tuple[torch.Tensor, torch.Tensor, Layout]  # seqcopy.core.diagnostics' fixed batch, on the device
+    stages: list[tuple[int, int]]  # curriculum_stages(config)
+    target: StopTarget | None  # the parsed --stop-at
+    result: TrainResult
+    carried: resume_state.TrainState
+    on_batch: Callable[[int, int], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    on_epoch_state: Callable[[EpochResult, AfterEpoch, bool], None] | None = None
+    finished_weights: dict | None = None  # the weights at the end of the last finished epoch
+    train_set: tuple[Layout, torch.Tensor, torch.Tensor] | None = None
+    drawn: tuple[int, int] | None = None  # the (stage, data_epoch) that train_set was drawn for
+
+    def resume_from(self, state: bytes | resume_state.TrainState | resume_state.WeightsStart) -> None:
+        """Put a resume state (or a fork's start weights) into the freshly built loop."""
+        if isinstance(state, (bytes, bytearray)):
+            state = resume_state.from_bytes(bytes(state))
+        self.model.load_state_dict(state.model)
+        if isinstance(state, resume_state.WeightsStart):
+            return  # a fork: these weights, and everything else as a new run has it
+        self.optimiser.load_state_dict(state.optimiser)
+        if self.plateau is not None and state.plateau is not None:
+            self.plateau.load_state_dict(state.plateau)
+        self.shuffle_rng.bit_generator.state = state.shuffle_rng
+        torch.set_rng_state(state.torch_rng)
+        self.result.epochs = [EpochResult(**epoch) for epoch in state.epochs]
+        self.carried = state.counters()
+        config = self.config
+        if config.epochs > state.planned_epochs and config.lr_schedule in ("cosine", "linear"):
+            # A continuation: its epochs decay again from --lr (a warm restart), since the run's own
+            # decay ended at or near 0. Constant and plateau go on from the last learning rate.
+            self.carried.segment_start = state.step
+            self.carried.segment_steps = (config.epochs - state.epoch) * config.batches_per_epoch
+
+    def snapshot(self) -> bytes:
+        """The resume state after the epoch just finished, as bytes."""
+        return replace(
+            self.carried, planned_epochs=self.config.epochs,
+            model={name: t.detach().cpu() for name, t in self.model.state_dict().items()},
+            optimiser=_cpu(self.optimiser.state_dict()),
+            plateau=self.plateau.state_dict() if self.plateau is not None else None,
+            shuffle_rng=self.shuffle_rng.bit_generator.state, torch_rng=torch.get_rng_state(),
+            epochs=[epoch.to_dict() for epoch in self.result.epochs],
+        ).to_bytes()
+
+    def training_set(self) -> tuple[Layout, torch.Tensor, torch.Tensor]:
+        """The next epoch's training set, drawn again only when the stage or the fresh data moved."""
+        if self.drawn != (self.carried.stage, self.carried.data_epoch):
+            self.drawn = (self.carried.stage, self.carried.data_epoch)
+            self.train_set = _stage_data(self.config, self.stages, *self.drawn)
+        return self.train_set
+
+    def test(self, positions: bool) -> tuple[Counts, list[float]]:
+        """The test pass, in chunks of the training length; with ``positions`` also per output position."""
+        inputs, targets, layout = self.test_set
+        return evaluate(self.model, inputs, targets, layout, self.config.train_length, self.device, positions=positions)
+
+    def keep_finished_weights(self) -> None:
+        self.finished_weights = {name: t.detach().clone() for name, t in self.model.state_dict().items()}
+
+
+def set_up(
+    config: RunConfig,
+    resume: bytes | resume_state.TrainState | resume_state.WeightsStart | None = None,
+    **callbacks,
+) -> TrainLoop:
+    """A run's loop before its first epoch, or, given ``resume``, before the state's next one;
+    ``callbacks`` are train()'s on_batch, should_stop and on_epoch_state."""
     config.check()
     device = resolve_device(config.device)
     flush_denormals()
@@ -282,134 +331,126 @@ def train(
         if config.lr_schedule == "plateau"
         else None
     )
-    result = TrainResult(config=config, model=model)
-
     test_layout = Layout(config.test_seq_len, config.padding, config.test_output_len)
     test_inputs, test_targets = data.random_sequences(
         data.generator(config.seed, data.TEST_STREAM), config.test_samples, test_layout
     )
     shuffle_rng = data.generator(config.seed, data.SHUFFLE_STREAM)
     probe_inputs, probe_targets, probe_layout = diagnostics.probe_batch(config)  # a stream of its own
-    probe = (probe_inputs.to(device), probe_targets.to(device), probe_layout)
-    stages = curriculum_stages(config)
-    carried = _Carried(segment_steps=config.epochs * config.batches_per_epoch)
+    loop = TrainLoop(
+        config=config, device=device, model=model, optimiser=optimiser, plateau=plateau, shuffle_rng=shuffle_rng,
+        test_set=(test_inputs, test_targets, test_layout),
+        probe=(probe_inputs.to(device), probe_targets.to(device), probe_layout),
+        stages=curriculum_stages(config), target=parse_stop_at(config.stop_at),
+        result=TrainResult(config=config, model=model),
+        carried=resume_state.TrainState(segment_steps=config.epochs * config.batches_per_epoch),
+        **callbacks,
+    )
     if resume is not None:
-        _resume(config, resume, model, optimiser, plateau, shuffle_rng, result, carried)
-    target = parse_stop_at(config.stop_at)
-    train_set, drawn = None, None  # the training set and the (stage, data_epoch) it was drawn for
-    # Weights at the end of the last finished epoch (a resumed run's are the state's).
-    finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()} if carried.epoch else None
-
-    try:
-        for epoch in range(carried.epoch + 1, config.epochs + 1):
-            if drawn != (carried.stage, carried.data_epoch):
-                drawn = (carried.stage, carried.data_epoch)
-                train_set = _stage_data(config, stages, *drawn)
-            layout, inputs, targets = train_set
-            model.train()
-            counts = Counts()
-            started = time.perf_counter()
-            batches = data.shuffled_batches(inputs, targets, config.batch_size, shuffle_rng)
-            for done, (x, y) in enumerate(batches, start=1):
-                if should_stop is not None and should_stop():
-                    raise Stopped
-                # The schedule sets the rate; with 'plateau' only through the warm-up, after
-                # which ReduceLROnPlateau owns it.
-                if plateau is None or carried.step <= config.warmup_epochs * config.batches_per_epoch:
-                    for group in optimiser.param_groups:
-                        group["lr"] = _learning_rate(config, carried.step, carried.segment_steps,
-                                                     config.batches_per_epoch, carried.segment_start)
-                x, y = x.to(device), y.to(device)
-                logits, _ = model(x)
-                loss = sequence_loss(logits, y)
-                # One NaN step ruins every weight, so stop at the batch it happens. (The check
-                # waits for the batch on an accelerator: small beside a sequence's kernel launches.)
-                if not torch.isfinite(loss):
-                    raise Diverged(f"at epoch {epoch}, batch {done}", "the loss", loss.item())
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip == "value":
-                    torch.nn.utils.clip_grad_value_(model.parameters(), 1.0)
-                else:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimiser.step()
-                counts.update(logits.detach(), y, layout.copy_start, loss.detach())
-                carried.step += 1
-                if on_batch is not None:
-                    on_batch(done, config.batches_per_epoch)
-            train_seconds = time.perf_counter() - started
-            last_epoch = epoch == config.epochs  # its test pass also gives the per-position result
-            test_counts, per_position = evaluate(
-                model, test_inputs, test_targets, test_layout, config.train_length, device, positions=last_epoch
-            )
-            if not math.isfinite(test_counts.loss):  # the epoch's last step broke the weights
-                raise Diverged(f"at the end of epoch {epoch}", "the test loss", test_counts.loss)
-            seconds = time.perf_counter() - started
-            memory = diagnostics.measure(model, *probe)  # reads the model; changes no weight, no stream
-            epoch_result = EpochResult(
-                epoch=epoch,
-                train_loss=counts.loss,
-                train_acc=counts.accuracy,
-                train_copy_acc=counts.copy_accuracy,
-                train_seq_acc=counts.sequence_accuracy,
-                test_loss=test_counts.loss,
-                test_acc=test_counts.accuracy,
-                test_copy_acc=test_counts.copy_accuracy,
-                test_seq_acc=test_counts.sequence_accuracy,
-                seconds=seconds,
-                samples_per_sec=len(inputs) / max(train_seconds, 1e-9),
-                lr=optimiser.param_groups[0]["lr"],
-                stage_output_len=layout.output,
-                stage_seq_len=layout.symbols,
-                **memory.to_dict(),
-            )
-            result.epochs.append(epoch_result)
-            finished_weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
-            carried.epoch = epoch
-            stage_before = carried.stage
-            _end_of_epoch(config, stages, carried, counts, test_counts, plateau, epoch)
-            if target is not None:
-                carried.target_hits = carried.target_hits + 1 if target.holds(epoch_result) else 0
-            reached = target is not None and carried.target_hits >= config.stop_patience
-            if reached:
-                result.target_epoch = epoch
-                if not last_epoch:  # the per-position result of the weights it ends with
-                    _, per_position = evaluate(model, test_inputs, test_targets, test_layout,
-                                               config.train_length, device, positions=True)
-            if last_epoch or reached:
-                result.position_acc = per_position
-            if on_epoch is not None:
-                on_epoch(epoch_result)
-            if on_epoch_state is not None:
-                after = AfterEpoch(
-                    lambda: _snapshot(config, model, optimiser, plateau, shuffle_rng, result, carried), model,
-                    result.epochs, stage_ends=carried.stage != stage_before or last_epoch or reached,
-                )
-                on_epoch_state(epoch_result, after, last_epoch or reached)
-            if reached:
-                break
-    except (Stopped, Diverged) as reason:
-        # A stop inside an epoch leaves half-trained (or, diverged, NaN) weights; the run's
-        # checkpoint must be the weights of the last epoch it reports, so put those back.
-        if finished_weights is not None:
-            model.load_state_dict(finished_weights)
-        result.stopped = True
-        if isinstance(reason, Diverged):
-            result.diverged = str(reason)
-        return result
-
-    _length_sweep(result, device)
-    return result
+        loop.resume_from(resume)
+    if loop.carried.epoch:  # a resumed run: the state's weights are its last finished epoch's
+        loop.keep_finished_weights()
+    return loop
 
 
-def _end_of_epoch(config, stages, carried: _Carried, counts, test_counts, plateau, epoch: int) -> None:
+def train_epoch(loop: TrainLoop, epoch: int) -> bool:
+    """One epoch: its batches, its test pass and probe, its EpochResult, then the plateau
+    scheduler's and the curriculum's move, the --stop-at count and ``on_epoch_state``; True when
+    the run ends with it (its last epoch, or the --stop-at target reached)."""
+    config, carried, result = loop.config, loop.carried, loop.result
+    layout, inputs, targets = loop.training_set()
+    loop.model.train()
+    started = time.perf_counter()
+    counts = _train_batches(loop, epoch, layout, inputs, targets)
+    train_seconds = time.perf_counter() - started
+    last_epoch = epoch == config.epochs  # its test pass also gives the per-position result
+    test_counts, per_position = loop.test(positions=last_epoch)
+    if not math.isfinite(test_counts.loss):  # the epoch's last step broke the weights
+        raise Diverged(f"at the end of epoch {epoch}", "the test loss", test_counts.loss)
+    seconds = time.perf_counter() - started
+    memory = diagnostics.measure(loop.model, *loop.probe)  # reads the model; changes no weight, no stream
+    epoch_result = EpochResult(
+        epoch=epoch,
+        train_loss=counts.loss,
+        train_acc=counts.accuracy,
+        train_copy_acc=counts.copy_accuracy,
+        train_seq_acc=counts.sequence_accuracy,
+        test_loss=test_counts.loss,
+        test_acc=test_counts.accuracy,
+        test_copy_acc=test_counts.copy_accuracy,
+        test_seq_acc=test_counts.sequence_accuracy,
+        seconds=seconds,
+        samples_per_sec=len(inputs) / max(train_seconds, 1e-9),
+        lr=loop.optimiser.param_groups[0]["lr"],
+        stage_output_len=layout.output,
+        stage_seq_len=layout.symbols,
+        **memory.to_dict(),
+    )
+    result.epochs.append(epoch_result)
+    loop.keep_finished_weights()
+    carried.epoch = epoch
+    stage_before = carried.stage
+    _end_of_epoch(loop, counts, test_counts, epoch)
+    if loop.target is not None:
+        carried.target_hits = carried.target_hits + 1 if loop.target.holds(epoch_result) else 0
+    reached = loop.target is not None and carried.target_hits >= config.stop_patience
+    if reached:
+        result.target_epoch = epoch
+        if not last_epoch:  # the per-position result of the weights it ends with
+            _, per_position = loop.test(positions=True)
+    if last_epoch or reached:
+        result.position_acc = per_position
+    if loop.on_epoch_state is not None:
+        stage_ends = carried.stage != stage_before or last_epoch or reached
+        loop.on_epoch_state(epoch_result, AfterEpoch(loop.snapshot, loop.model, result.epochs, stage_ends),
+                            last_epoch or reached)
+    return last_epoch or reached
+
+
+def _train_batches(loop: TrainLoop, epoch: int, layout: Layout, inputs: torch.Tensor, targets: torch.Tensor) -> Counts:
+    """The epoch's training pass: shuffled mini-batches, one optimiser step each."""
+    config, carried, model, optimiser = loop.config, loop.carried, loop.model, loop.optimiser
+    counts = Counts()
+    batches = data.shuffled_batches(inputs, targets, config.batch_size, loop.shuffle_rng)
+    for done, (x, y) in enumerate(batches, start=1):
+        if loop.should_stop is not None and loop.should_stop():
+            raise Stopped
+        # The schedule sets the rate; with 'plateau' only through the warm-up, after which
+        # ReduceLROnPlateau owns it.
+        if loop.plateau is None or carried.step <= config.warmup_epochs * config.batches_per_epoch:
+            for group in optimiser.param_groups:
+                group["lr"] = _learning_rate(config, carried.step, carried.segment_steps,
+                                             config.batches_per_epoch, carried.segment_start)
+        x, y = x.to(loop.device), y.to(loop.device)
+        logits, _ = model(x)
+        loss = sequence_loss(logits, y)
+        # One NaN step ruins every weight, so stop at the batch it happens. (The check waits for
+        # the batch on an accelerator: small beside a sequence's kernel launches.)
+        if not torch.isfinite(loss):
+            raise Diverged(f"at epoch {epoch}, batch {done}", "the loss", loss.item())
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip == "value":
+            torch.nn.utils.clip_grad_value_(model.parameters(), 1.0)
+        else:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        counts.update(logits.detach(), y, layout.copy_start, loss.detach())
+        carried.step += 1
+        if loop.on_batch is not None:
+            loop.on_batch(done, config.batches_per_epoch)
+    return counts
+
+
+def _end_of_epoch(loop: TrainLoop, counts: Counts, test_counts: Counts, epoch: int) -> None:
     """The plateau scheduler's step and the curriculum's move, after an epoch: the next epoch's
     learning rate and training set, which the resume state then records. (They are taken after the
     last epoch too, so a continuation goes on as the run given more epochs would have.)"""
-    if plateau is not None and epoch >= config.warmup_epochs:
-        plateau.step(test_counts.copy_accuracy)
+    config, carried = loop.config, loop.carried
+    if loop.plateau is not None and epoch >= config.warmup_epochs:
+        loop.plateau.step(test_counts.copy_accuracy)
     # The curriculum moves on once the current stage is copied well enough.
-    if carried.stage < len(stages) - 1 and counts.copy_accuracy >= config.curriculum_threshold:
+    if carried.stage < len(loop.stages) - 1 and counts.copy_accuracy >= config.curriculum_threshold:
         carried.stage, carried.data_epoch = carried.stage + 1, 0
     elif config.fresh_data:
         carried.data_epoch = epoch

@@ -1,8 +1,10 @@
 """``seqcopy report``: a store's completed runs as a markdown results table.
 
-Runs are grouped by tag (one experiment per tag) and cell; each row gives the mean ± std over
-seeds of the final test copy accuracy and sequence accuracy, and how many epochs and minutes the
-runs took to first reach 90% and 99% test copy accuracy ("—" when some seed never did).
+Runs are grouped by tag (one experiment per tag), cell and every other setting the tag's runs
+differ in besides the seed (a column each, as Compare groups), so a row holds the seeds of one
+configuration. Each row gives the mean ± std over seeds of the final test copy accuracy and
+sequence accuracy, and how many epochs and minutes the runs took to first reach 90% and 99% test
+copy accuracy ("—" when some seed never did).
 
 Curriculum runs that advance at 99% on fresh data also give each seed's *copy frontier*: the
 longest output length whose stage reached 99% copy accuracy on training sequences the model had
@@ -23,6 +25,7 @@ from types import SimpleNamespace
 from seqcopy.config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label, parse_stop_at, varied_keys
 from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_solve_rate, format_summary
 from seqcopy.results.verdicts import PAIRED, WELCH, WHY, verdict
+from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import Store
 from seqcopy.text import printable
 
@@ -32,6 +35,9 @@ FRONTIER_THRESHOLD = 0.99
 # Fields that tell runs of one group apart, or say nothing about the experiment's settings.
 # mult_form is part of a row's cell ('mlstm (input form)'), so it is not a setting of the table.
 NOT_SETTINGS = {"cell", "mult_form", "seed", "tag", "device", "fused"}
+# What the table without --by does not split its rows by, as Compare's default grouping: the seeds are
+# averaged, the cell (with its form, cell_label) is the row's first column, and each tag has a table.
+NOT_ROWS = ("cell", "mult_form", "seed", "tag")
 CELL_ORDER = {name: i for i, name in enumerate(CELL_NAMES)}  # rows in the order the docs list cells
 
 
@@ -123,9 +129,10 @@ def settings_line(configs: list[RunConfig]) -> str:
 
 def _finished(store: Store, tags: list[str] | None, sweep_id: int | None) -> tuple[list, list]:
     """(completed, failed) runs of the chosen tags or sweep."""
-    chosen = [r for r in store.list_runs(statuses=["completed", "failed"], sweep_id=sweep_id)
+    chosen = [r for r in store.list_runs(statuses=[RunStatus.COMPLETED, RunStatus.FAILED], sweep_id=sweep_id)
               if tags is None or r.tag in tags]
-    return [r for r in chosen if r.status == "completed"], [r for r in chosen if r.status == "failed"]
+    return ([r for r in chosen if r.status == RunStatus.COMPLETED],
+            [r for r in chosen if r.status == RunStatus.FAILED])
 
 
 def epochs_by_run(rows: Iterable[dict]) -> dict[int, list[dict]]:
@@ -152,50 +159,60 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
     if not runs and not failed:
         return "No completed runs in this store."
     history_of = epochs_by_run(store.epochs([r.id for r in runs]))
-    groups: dict[tuple[str, str], list] = defaultdict(list)
+    by_tag: dict[str, list] = defaultdict(list)
     for run in runs:
-        groups[(run.tag, cell_label(run.config))].append(run)
-    for members in groups.values():
-        members.sort(key=lambda r: r.config.seed)
+        by_tag[run.tag].append(run)
 
     lines = []
-    for tag in sorted({tag for tag, _ in groups} | set(failed)):
+    for tag in sorted(set(by_tag) | set(failed)):
         lines += [f"### {printable(tag) if tag else '(no tag)'}", ""]  # an old store's tag may hold escape codes
-        if not any(t == tag for t, _ in groups):
-            lines += _failed_lines(failed[tag]) + [""]
-            continue
-        configs = [r.config for (t, _), members in groups.items() if t == tag for r in members]
-        frontier = any(measures_frontier(c) for c in configs)
-        lines += [
-            settings_line(configs),
-            "",
-            "| cell | seeds | test copy acc | test seq acc | test acc (all positions) | to 90% copy | to 99% copy "
-            f"| solved (≥ {solved_at:.0%}, Wilson 95%) | wall time |"
-            + (" copy frontier (N at ≥ 99%, per seed) |" if frontier else ""),
-            "|---|---|---|---|---|---|---|---|---|" + ("---|" if frontier else ""),
-        ]
-        for (_, cell), members in sorted(
-            ((k, v) for k, v in groups.items() if k[0] == tag), key=lambda kv: cell_order(kv[1][0].config)
-        ):
-            histories = [history_of[r.id] for r in members]
-            finals = [h[-1] for h in histories if h]
-            wall = [sum(row["seconds"] for row in h) / 60 for h in histories]
-            lines.append(
-                f"| {cell} | {len(members)} ({', '.join(str(r.config.seed) for r in members)}) "
-                f"| {mean_std([f['test_copy_acc'] for f in finals])} "
-                f"| {mean_std([f['test_seq_acc'] for f in finals])} "
-                f"| {mean_std([f['test_acc'] for f in finals])} "
-                + "".join(f"| {time_to([first_reaching(h, t) for h in histories])} " for t in THRESHOLDS)
-                + f"| {solved_column(histories, solved_at)} "
-                + f"| {mean_std(wall, digits=1)} min |"
-                + (f" {_frontiers(members, histories)} |" if frontier else "")
-            )
-        lines.append("")
+        if tag in by_tag:
+            lines += _tag_table(by_tag[tag], history_of, solved_at) + [""]
         if failed[tag]:
             lines += _failed_lines(failed[tag]) + [""]
     lines += lineage_lines(runs, history_of)
     lines.append(f"{SOLVED_NOTE} {HONEST_NOTE}")
     return "\n".join(lines)
+
+
+def _tag_table(runs: list, history_of: dict[int, list[dict]], solved_at: float) -> list[str]:
+    """One tag's table: a row per configuration, its seeds averaged."""
+    configs = [r.config for r in runs]
+    # A row holds the seeds of one configuration, as Compare groups by default: each setting these
+    # runs differ in besides the seed gets a column, so two lengths' seeds are never averaged.
+    columns = varied_keys(configs, ignore=NOT_ROWS)
+    groups: dict[tuple, list] = defaultdict(list)
+    for run in runs:
+        groups[(cell_label(run.config), *(getattr(run.config, k) for k in columns))].append(run)
+    frontier = any(measures_frontier(c) for c in configs)
+    lines = [
+        settings_line(configs),
+        "",
+        "| cell | " + "".join(f"{key} | " for key in columns) + "seeds | test copy acc | test seq acc "
+        "| test acc (all positions) | to 90% copy | to 99% copy "
+        f"| solved (≥ {solved_at:.0%}, Wilson 95%) | wall time |"
+        + (" copy frontier (N at ≥ 99%, per seed) |" if frontier else ""),
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(columns) + ("---|" if frontier else ""),
+    ]
+    for (cell, *values), members in sorted(
+        groups.items(), key=lambda kv: (cell_order(kv[1][0].config), [_value_key(v) for v in kv[0][1:]])
+    ):
+        members.sort(key=lambda r: r.config.seed)
+        histories = [history_of[r.id] for r in members]
+        finals = [h[-1] for h in histories if h]
+        wall = [sum(row["seconds"] for row in h) / 60 for h in histories]
+        lines.append(
+            f"| {cell} | " + "".join(f"{printable(str(value))} | " for value in values)
+            + f"{len(members)} ({', '.join(str(r.config.seed) for r in members)}) "
+            f"| {mean_std([f['test_copy_acc'] for f in finals])} "
+            f"| {mean_std([f['test_seq_acc'] for f in finals])} "
+            f"| {mean_std([f['test_acc'] for f in finals])} "
+            + "".join(f"| {time_to([first_reaching(h, t) for h in histories])} " for t in THRESHOLDS)
+            + f"| {solved_column(histories, solved_at)} "
+            + f"| {mean_std(wall, digits=1)} min |"
+            + (f" {_frontiers(members, histories)} |" if frontier else "")
+        )
+    return lines
 
 
 def lineage_lines(runs, history_of: dict[int, list[dict]]) -> list[str]:
@@ -277,7 +294,8 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
 
 SOLVED_NOTE = ("Solved: the seeds whose test copy accuracy reached the threshold at some epoch, and the Wilson 95% "
                "interval of that share (3/3 is [0.44, 1.00]: three seeds cannot rule out a 1-in-2 failure rate).")
-VERDICT_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "train_loss")
+# The final metrics a table or verdict compares (report --metric, Compare's final-metric choices).
+FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "train_loss")
 
 
 def build_verdict_report(store: Store, against: str, by: str | None = None, metric: str = "test_copy_acc",

@@ -14,6 +14,7 @@ seqcopy.runs.trials. This module builds it and reads it back for reports and pag
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import math
@@ -21,15 +22,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from seqcopy.config import SETTINGS, RunConfig
-from seqcopy.results.sweeps import GRID_FIELDS, SweepError, parse_value, setting_named
+from seqcopy.config import SETTINGS, TARGET_METRICS, RunConfig
+from seqcopy.results.sweeps import SEED_FIELD, SweepError, parse_value, setting_named
 from seqcopy.runs import trials
-from seqcopy.runs.schema import EPOCH_METRICS
+from seqcopy.runs.search_tables import SearchInfo, SearchKind, SearchSpec
+from seqcopy.runs.states import TrialState
 from seqcopy.runs.store import Store
 from seqcopy.text import shorten
 
 MAX_TRIALS = 500  # as a grid's cap: a typo must not ask for thousands of trials
-OBJECTIVES = tuple(name for name in EPOCH_METRICS if name not in ("seconds", "samples_per_sec", "lr"))
 DIRECTIONS = {"max": "maximize", "min": "minimize"}
 _RANGE = re.compile(r"(int|float|log)\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)", re.IGNORECASE)
 INTERIOR = (0.25, 0.5, 0.75)  # the fractions of a range checked besides its bounds
@@ -45,8 +46,9 @@ def default_direction(objective: str) -> str:
 
 
 def check_objective(objective: str) -> str:
-    if objective not in OBJECTIVES:
-        raise SearchError(f"--objective: unknown metric {shorten(objective)!r}: choose one of {', '.join(OBJECTIVES)}")
+    if objective not in TARGET_METRICS:
+        raise SearchError(f"--objective: unknown metric {shorten(objective)!r}: "
+                          f"choose one of {', '.join(TARGET_METRICS)}")
     return objective
 
 
@@ -100,7 +102,7 @@ def parse_space(texts: Sequence[str]) -> dict:
             name = setting_named(name_text)
         except SweepError as error:
             raise SearchError(f"--space: {error}") from None
-        if name == GRID_FIELDS[1]:
+        if name == SEED_FIELD:
             raise SearchError("--space: the seed is not searched: give the seeds of every trial with --seeds")
         if not SETTINGS[name].sweepable:
             raise SearchError(f"--space: {SETTINGS[name].spelling} is free text and cannot be searched")
@@ -242,56 +244,66 @@ def start_search(store: Store, plan: SearchPlan) -> int:
     """Record the search (its study in the runs database, its sweep); returns the sweep id.
     Nothing is queued: free workers ask its trials."""
     plan.check()
-    return trials.create_search(
-        store, name=plan.name or plan.default_name(), spec=plan.spec(), base=plan.base, space=plan.space,
-        trials=plan.trials, objective=plan.objective, direction=DIRECTIONS[plan.direction], sampler=plan.sampler,
-        sampler_seed=plan.sampler_seed, pruner=plan.pruner, seeds=plan.seeds,
-    )
+    return trials.create_search(store, SearchSpec(
+        name=plan.name or plan.default_name(), spec=plan.spec(), study_name="", trials=plan.trials,
+        objective=plan.objective, direction=DIRECTIONS[plan.direction], sampler=plan.sampler, pruner=plan.pruner,
+        space=trials.encode_space(plan.space), base=plan.base, seeds=plan.seeds, sampler_seed=plan.sampler_seed,
+    ))
 
 
 # ---------------------------------------------------------------------------- reading back
+# Best first: completed trials by value, then pruned, running, asking and failed ones.
+_STATE_ORDER = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.RUNNING, TrialState.ASKING, TrialState.FAILED)
+
+
 def trials_table(store: Store, sweep_id: int) -> list[dict]:
     """Every trial of a search, best first (completed ones by value in the search's direction,
-    then pruned, running and failed): number, state, value, se, n, pruned_epoch, params, run_ids."""
-    search = trials.search_row(store, sweep_id)
+    then pruned, running, asking and failed): number, state, value, se, n, pruned_epoch, params,
+    run_ids, as dicts for the pages' tables."""
+    search = store.search(sweep_id)
     if search is None:
         return []
-    rows = trials.trial_rows(store, sweep_id)
-    sign = -1 if search["direction"] == "maximize" else 1
-    order = {"completed": 0, "pruned": 1, "running": 2, "asking": 3, "failed": 4}
-    return sorted(rows, key=lambda r: (order.get(r["state"], 5),
+    sign = -1 if search.direction == "maximize" else 1
+    rows = [dataclasses.asdict(trial) | {"state": trial.state.value, "run_ids": list(trial.run_ids)}
+            for trial in store.search_trials(sweep_id)]
+    return sorted(rows, key=lambda r: (_STATE_ORDER.index(r["state"]),
                                        sign * r["value"] if r["value"] is not None else math.inf, r["number"]))
 
 
 def best_trials(store: Store, sweep_id: int, top: int = 5) -> list[dict]:
-    return [row for row in trials_table(store, sweep_id) if row["state"] == "completed"][:top]
+    return [row for row in trials_table(store, sweep_id) if row["state"] == TrialState.COMPLETED][:top]
+
+
+def _search_of(store: Store, sweep_id: int) -> SearchInfo:
+    search = store.search(sweep_id)
+    if search is None:
+        raise SearchError(f"--search: sweep {sweep_id} is not a search")
+    return search
 
 
 def search_report(store: Store, sweep_id: int, top: int = 10) -> str:
     """``report --search ID``: the best trials as a markdown table, and every trial counted by state."""
-    search = trials.search_row(store, sweep_id)
-    if search is None:
-        raise SearchError(f"--search: sweep {sweep_id} is not a search")
+    search = _search_of(store, sweep_id)
     rows = trials_table(store, sweep_id)
-    params = list(trials.decode_space(search["space"])) if search["kind"] == "search" else []
-    counts = {state: sum(r["state"] == state for r in rows) for state in trials.TRIAL_STATES}
+    params = list(trials.decode_space(search.space)) if search.kind == SearchKind.SEARCH else []
+    counts = {state: sum(r["state"] == state for r in rows) for state in TrialState}
     lines = [
-        f"## Search {sweep_id}: {search['direction']} {search['objective']} "
-        f"({search['sampler']} sampler, {search['pruner']} pruner, seeds {search['seeds']})",
+        f"## Search {sweep_id}: {search.direction} {search.objective} "
+        f"({search.sampler} sampler, {search.pruner} pruner, seeds {list(search.seeds)})",
         "",
-        f"{len(rows)} of {search['trials']} trials asked: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+        f"{len(rows)} of {search.trials} trials asked: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
         "",
-        "| rank | trial | " + " | ".join(params) + (" | " if params else "") + f"{search['objective']} (mean ± SE) "
+        "| rank | trial | " + " | ".join(params) + (" | " if params else "") + f"{search.objective} (mean ± SE) "
         "| seeds | runs |",
         "|" + "---|" * (len(params) + 5),
     ]
-    best = [r for r in rows if r["state"] == "completed"][:top]
+    best = [r for r in rows if r["state"] == TrialState.COMPLETED][:top]
     for rank, row in enumerate(best, start=1):
         se = f" ± {row['se']:.4f}" if row["se"] is not None else ""
         values = " | ".join(_text(row["params"].get(name)) for name in params)
         lines.append(f"| {rank} | {row['number']} | {values}{' | ' if params else ''}{row['value']:.4f}{se} "
                      f"| {row['n']} | {', '.join(map(str, row['run_ids']))} |")
-    pruned = [r for r in rows if r["state"] == "pruned"]
+    pruned = [r for r in rows if r["state"] == TrialState.PRUNED]
     if pruned:
         lines += ["", "Pruned: " + "; ".join(f"trial {r['number']} at epoch {r['pruned_epoch']}" for r in pruned)]
     return "\n".join(lines)
@@ -299,7 +311,7 @@ def search_report(store: Store, sweep_id: int, top: int = 10) -> str:
 
 def load_optuna_study(store: Store, sweep_id: int):
     """The search's Optuna study, for optuna.visualization (seqcopy.ui.search_figures)."""
-    search = trials.search_row(store, sweep_id)
+    search = store.search(sweep_id)
     if search is None:
         raise SearchError(f"sweep {sweep_id} is not a search")
     return trials.load_study(store, search)

@@ -29,7 +29,8 @@ from seqcopy.text import shorten
 
 MAX_RUNS = 500  # one submit: a typo in a sweep must not queue thousands of runs
 MAX_SEEDS = 100  # seeds one range may give: a typo must not list thousands (the grid's cap is MAX_RUNS)
-GRID_FIELDS = ("cell", "seed")  # the grid's own axes (--cells, --seeds; the form's Cells and Seeds)
+CELL_FIELD, SEED_FIELD = "cell", "seed"
+GRID_FIELDS = (CELL_FIELD, SEED_FIELD)  # the grid's own axes (--cells, --seeds; the form's Cells and Seeds)
 # The grid's options beside the settings' declarations: the form's label and the help that the
 # form and ``submit`` show.
 GRID_OPTIONS = {

@@ -62,11 +62,12 @@ class Verdict:
     paired: bool
     test: str  # PAIRED, WELCH, NO_SPREAD or NO_TEST
     difference: float | None  # mean(group) − mean(reference)
-    low: float | None  # the 95% interval of the difference
-    high: float | None
-    p: float | None  # the t-test's two-sided p-value
-    permutation_p: float | None  # the exact permutation test's, as a check
-    clear: bool
+    # What a test measures; left at their defaults where no test ran (NO_TEST) or none could (NO_SPREAD).
+    low: float | None = None  # the 95% interval of the difference
+    high: float | None = None
+    p: float | None = None  # the t-test's two-sided p-value
+    permutation_p: float | None = None  # the exact permutation test's, as a check
+    clear: bool = False
 
     @property
     def seeds(self) -> int:
@@ -123,7 +124,7 @@ def verdict(reference: Mapping[int, float], group: Mapping[int, float]) -> Verdi
     paired = n_ref >= 2 and set(ref) == set(other)
     if n_ref < 2 or n_other < 2:
         difference = statistics.fmean(other.values()) - statistics.fmean(ref.values()) if ref and other else None
-        return Verdict(n_ref, n_other, False, NO_TEST, difference, None, None, None, None, False)
+        return Verdict(n_reference=n_ref, n_group=n_other, paired=False, test=NO_TEST, difference=difference)
     seeds = sorted(ref)
     a = [other[s] for s in seeds] if paired else list(other.values())
     b = [ref[s] for s in seeds] if paired else list(ref.values())
@@ -131,8 +132,8 @@ def verdict(reference: Mapping[int, float], group: Mapping[int, float]) -> Verdi
     spreadless = (len({x - y for x, y in zip(a, b, strict=True)}) == 1 if paired
                   else len(set(a)) == 1 and len(set(b)) == 1)
     if spreadless:  # the t statistic divides by zero: decide by the values themselves
-        return Verdict(n_ref, n_other, paired, NO_SPREAD, difference, difference, difference,
-                       None, None, difference != 0)
+        return Verdict(n_reference=n_ref, n_group=n_other, paired=paired, test=NO_SPREAD, difference=difference,
+                       low=difference, high=difference, clear=difference != 0)
     from scipy import stats
 
     with warnings.catch_warnings():  # scipy warns on nearly equal values; the numbers stand
@@ -140,5 +141,6 @@ def verdict(reference: Mapping[int, float], group: Mapping[int, float]) -> Verdi
         result = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
         interval = result.confidence_interval(1 - ALPHA)
     low, high, p = float(interval.low), float(interval.high), float(result.pvalue)
-    return Verdict(n_ref, n_other, paired, PAIRED if paired else WELCH, difference, low, high, p,
-                   permutation_p(a, b, paired), bool(low > 0 or high < 0))
+    return Verdict(n_reference=n_ref, n_group=n_other, paired=paired, test=PAIRED if paired else WELCH,
+                   difference=difference, low=low, high=high, p=p, permutation_p=permutation_p(a, b, paired),
+                   clear=bool(low > 0 or high < 0))

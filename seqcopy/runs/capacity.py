@@ -11,10 +11,11 @@ from collections import Counter
 from collections.abc import Sequence
 
 from seqcopy.devices import DEVICE_NAMES, can_serve
+from seqcopy.runs.states import WorkerPresence
 from seqcopy.runs.store import WorkerInfo
 
 RECENT_S = 24 * 3600  # workers that stopped or vanished longer ago are left out unless asked for
-STATES = ("live", "vanished", "stopped")  # the order they are listed in
+STATES = tuple(WorkerPresence)  # the order they are listed in
 
 
 def ago(seconds: float) -> str:
@@ -48,19 +49,20 @@ def summary(workers: Sequence[WorkerInfo], now: float | None = None) -> str:
     """'3 live workers (2 CPU, 1 CUDA), 2 busy · 1 vanished · 4 stopped'."""
     now = time.time() if now is None else now
     states = Counter(w.state(now) for w in workers)
-    live = [w for w in workers if w.state(now) == "live"]
+    live = [w for w in workers if w.state(now) == WorkerPresence.LIVE]
     devices = Counter(w.device for w in live)
     kinds = ", ".join(f"{count} {DEVICE_NAMES.get(device, device)}" for device, count in sorted(devices.items()))
     busy = sum(1 for w in live if w.run_id is not None)
     parts = [f"{len(live)} live worker{'s' if len(live) != 1 else ''}" + (f" ({kinds}), {busy} busy" if live else "")]
-    parts += [f"{states[state]} {state}" for state in ("vanished", "stopped") if states[state]]
+    parts += [f"{states[state]} {state}" for state in (WorkerPresence.VANISHED, WorkerPresence.STOPPED)
+              if states[state]]
     return " · ".join(parts)
 
 
 def waiting_reason(device: str, workers: Sequence[WorkerInfo], now: float | None = None) -> str:
     """Why a run queued for ``device`` is not running yet, from the live workers' devices."""
     now = time.time() if now is None else now
-    live = [w for w in workers if w.state(now) == "live"]
+    live = [w for w in workers if w.state(now) == WorkerPresence.LIVE]
     if not live:
         return "waiting for a worker: none is live"
     able = [w for w in live if can_serve(device, w.devices)]

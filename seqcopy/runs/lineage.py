@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from seqcopy.config import RunConfig, weights_problem
 from seqcopy.errors import InputError
+from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import RunInfo, Store
 
 
@@ -24,7 +25,7 @@ def continue_run(store: Store, run_id: int, epochs: int, max_restarts: int | Non
     if not isinstance(epochs, int) or epochs < 1:
         raise LineageError(f"--epochs: at least 1 more epoch, got {epochs}")
     parent = store.get_run(run_id)
-    if parent.status != "completed":
+    if parent.status != RunStatus.COMPLETED:
         raise LineageError(f"run {parent.id} is {parent.status}: only a completed run is continued "
                            f"(fork it with submit --from {parent.id}, or wait for it to end)")
     found = store.resume_state(parent.id)
@@ -46,7 +47,7 @@ def fork_start(store: Store, run_id: int) -> tuple[RunInfo, int, bytes]:
     found = store.final_weights(run_id)
     if found is None:
         raise LineageError(f"--from {run_id}: the run is {parent.status} and has no final weights to start from"
-                           + (" yet (fork it once it ends)" if parent.status in ("queued", "running") else ""))
+                           + (" yet (fork it once it ends)" if not parent.status.finished else ""))
     return parent, *found
 
 

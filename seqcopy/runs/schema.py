@@ -22,17 +22,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from seqcopy.runs.states import RunStatus
+
 # Bumped whenever a table or column is added. Changes stay additive (new tables, and new columns
 # that are nullable or have a server default), so that Store upgrades an older store in place.
 # 2: runs.claim_token, runs.requeues; 3: the sweeps table, runs.sweep_id; 4: runs.device and
 # runs.device_used (device-aware claiming) and the workers table; 5: the run_states table (resume
 # state), runs.restarts, runs.max_restarts, runs.parent_id and runs.parent_epoch (lineage); 6: the
 # epochs' memory diagnostics (DIAGNOSTIC_METRICS); 7: the snapshots table (the Playground's weights at
-# a few epochs, seqcopy.runs.snapshots).
-SCHEMA_VERSION = 7
+# a few epochs, seqcopy.runs.snapshots); 8: the searches' tables (searches, search_trials, search_runs)
+# under this version: a store of version 7 may hold them already, made by that seqcopy's search
+# module with these same columns, and gets them when it has none.
+SCHEMA_VERSION = 8
 DEFAULT_MAX_RESTARTS = 3  # lapsed leases after a first epoch that a run survives before it fails
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-FINISHED = ("completed", "failed", "cancelled")
+# The stored values are the enums' own (seqcopy.runs.states): a StrEnum member is its string.
+STATUSES = tuple(RunStatus)
 
 # The per-epoch metrics, in the order the pages show them.
 EPOCH_METRICS = (
@@ -106,7 +110,7 @@ class Run(Base):
     """Copied out of the config for grouping seeds."""
     tag: Mapped[str] = mapped_column(String(200), default="")
     """A short note or tag the user can edit."""
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
     """queued, running, completed, failed or cancelled."""
     created_at: Mapped[float] = mapped_column(Float)
     """Unix time of submission."""
@@ -320,3 +324,77 @@ class WorkerRow(Base):
     """Runs it finished."""
     stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Unix time it stopped cleanly; NULL while it lives, or when it vanished."""
+
+
+class Search(Base):
+    """A sweep that is a search (seqcopy.runs.trials): Optuna trials asked as workers free up, or
+    a grid's runs compared by a pruner (``submit --prune``). The Optuna study itself lives in
+    Optuna's own tables of the same database."""
+
+    __tablename__ = "searches"
+
+    sweep_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The sweep the search is."""
+    kind: Mapped[str] = mapped_column(String(16))
+    """search (sampled trials) or grid (submit --prune)."""
+    study_name: Mapped[str] = mapped_column(String(200))
+    """The Optuna study in this database."""
+    trials: Mapped[int] = mapped_column(Integer)
+    """Trials to run in all."""
+    asked: Mapped[int] = mapped_column(Integer, default=0)
+    """Trial numbers handed out so far: bounded by ``trials``, so N workers never ask more."""
+    objective: Mapped[str] = mapped_column(String(32))
+    """An epochs metric: the seeds' mean is the trial's value."""
+    direction: Mapped[str] = mapped_column(String(8))
+    """maximize or minimize."""
+    sampler: Mapped[str] = mapped_column(String(16))
+    sampler_seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pruner: Mapped[str] = mapped_column(String(16))
+    seeds: Mapped[str] = mapped_column(Text)
+    """JSON list: one run per seed and trial."""
+    space: Mapped[str] = mapped_column(Text)
+    """JSON: setting → Optuna distribution JSON."""
+    base: Mapped[str] = mapped_column(Text)
+    """The base RunConfig as JSON ("{}" for a pruned grid, whose runs are queued up front)."""
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class SearchTrial(Base):
+    """One trial of a search, numbered 1, 2, … in the order asked."""
+
+    __tablename__ = "search_trials"
+
+    sweep_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """1-based, in the order asked."""
+    trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Optuna's trial id (its storage's), once asked."""
+    params: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON: setting → value."""
+    state: Mapped[str] = mapped_column(String(16))
+    """asking, running, completed, pruned or failed (TrialState)."""
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """The seeds' mean of the objective."""
+    se: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Its standard error over the seeds (None for one seed)."""
+    n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Seeds in the mean."""
+    pruned_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The epoch the pruner stopped the trial at."""
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """Who asked it."""
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class SearchRun(Base):
+    """Which trial a run belongs to: one run per seed of the trial."""
+
+    __tablename__ = "search_runs"
+    # The name SQLAlchemy gave ``index=True`` when these tables lived outside this file: an upgraded
+    # store has it already.
+    __table_args__ = (Index("ix_search_runs_sweep_id", "sweep_id"),)
+
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+

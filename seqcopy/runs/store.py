@@ -62,7 +62,6 @@ from seqcopy.runs.schema import (
     DEFAULT_MAX_RESTARTS,
     DIAGNOSTIC_METRICS,
     EPOCH_METRICS,
-    FINISHED,
     LATEST_METRICS,
     SCHEMA_VERSION,
     Base,
@@ -77,6 +76,8 @@ from seqcopy.runs.schema import (
     Sweep,
     WorkerRow,
 )
+from seqcopy.runs.search_tables import SearchTables
+from seqcopy.runs.states import FINISHED, RunStatus, WorkerPresence
 from seqcopy.text import MAX_ID, check_tag, storable
 
 DEFAULT_URL = "sqlite:///runs.db"
@@ -142,7 +143,7 @@ class RunInfo:
 
     id: int
     config: RunConfig
-    status: str
+    status: RunStatus
     tag: str
     created_at: float
     started_at: float | None
@@ -177,7 +178,7 @@ class RunInfo:
         return cls(
             id=m["id"],
             config=_config_from_json(m["config"]),
-            status=m["status"],
+            status=RunStatus(m["status"]),
             tag=m["tag"] or "",
             created_at=m["created_at"],
             started_at=m["started_at"],
@@ -224,20 +225,20 @@ class WorkerInfo:
         """The devices whose runs it claims ('auto' runs as well, always)."""
         return tuple(name for name in self.serves.split(",") if name)
 
-    def state(self, now: float | None = None) -> str:
+    def state(self, now: float | None = None) -> WorkerPresence:
         """'live'; 'stopped' (it said so on exit); or 'vanished' (no heartbeat for longer than
         its lease: killed, its machine lost, or cut off from the database)."""
         if self.stopped_at is not None:
-            return "stopped"
+            return WorkerPresence.STOPPED
         now = time.time() if now is None else now
-        return "vanished" if now - self.heartbeat_at > self.lease_seconds else "live"
+        return WorkerPresence.VANISHED if now - self.heartbeat_at > self.lease_seconds else WorkerPresence.LIVE
 
 
 def run_note(run: RunInfo) -> str:
     """What the listing shows beside a run that is neither failed nor cancelled (whose reason is
     its error): a queued run's 'preempted at epoch k; resumes' or restart, a completed run's
     'target reached at epoch E'; '' otherwise."""
-    if run.status in ("queued", "completed") and run.error:
+    if run.status in (RunStatus.QUEUED, RunStatus.COMPLETED) and run.error:
         return run.error.splitlines()[0][:120]
     return ""
 
@@ -248,14 +249,19 @@ def heartbeat_interval(lease: float) -> float:
     return min(5.0, max(lease, MIN_LEASE) / 4)
 
 
-def check_lease(lease: float) -> None:
-    """ValueError unless ``lease`` leaves room for several heartbeats (a shorter lease lets a
-    worker's own healthy runs be taken back between two of them)."""
+def lease_problem(lease: float) -> str | None:
+    """Why ``lease`` is too short, or None: it must leave room for several heartbeats (a shorter
+    lease lets a worker's own healthy runs be taken back between two of them)."""
     if not lease >= MIN_LEASE:  # also NaN
-        raise ValueError(
-            f"--lease: at least {MIN_LEASE:g} s (four heartbeats, {heartbeat_interval(MIN_LEASE):g} s apart), "
-            f"got {lease}"
-        )
+        return (f"at least {MIN_LEASE:g} s (four heartbeats, {heartbeat_interval(MIN_LEASE):g} s apart), "
+                f"got {lease}")
+    return None
+
+
+def sweep_name_problem(name: str) -> str | None:
+    """Why a sweep cannot have this name, or None: a name follows a tag's rules. The one check of a
+    sweep's name; the page and the command line say which field it came from."""
+    return SETTINGS["tag"].problem(name)
 
 
 @dataclass(frozen=True)
@@ -402,7 +408,7 @@ def upgrade_schema(conn: Connection) -> None:
     conn.execute(update(meta_t).where(meta_t.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 
-class Store:
+class Store(SearchTables):
     """All reads and writes of runs. Safe to share between threads; one per process is enough."""
 
     def __init__(self, url: str | None = None, engine: Engine | None = None, create: bool = True):
@@ -446,7 +452,7 @@ class Store:
             if version is None or version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.safe_url} was written with store schema version {found}, and this seqcopy "
-                    f"reads versions 1 to {SCHEMA_VERSION}: upgrade seqcopy here, or use another --db"
+                    f"reads versions 1 to {SCHEMA_VERSION}: upgrade seqcopy here, or open another store"
                 )
             if version < SCHEMA_VERSION:
                 upgrade_schema(conn)
@@ -488,25 +494,25 @@ class Store:
         return [i for i in run_ids if self._storable(i)]
 
     @staticmethod
-    def _status(conn: Connection, run_id: int) -> str:
+    def _status(conn: Connection, run_id: int) -> RunStatus:
         """The run's status, inside the caller's transaction; UnknownRun if there is none."""
         status = conn.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
         if status is None:
             raise UnknownRun(f"no run with id {run_id}")
-        return status
+        return RunStatus(status)
 
     def _any(self, *conditions) -> bool:
         with self._read() as conn:
             return conn.execute(select(runs_t.c.id).where(*conditions).limit(1)).first() is not None
 
     # ------------------------------------------------------------------ queueing
-    def submit(self, config: RunConfig, status: str = "queued", worker_id: str | None = None,
+    def submit(self, config: RunConfig, status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
                device_used: str | None = None, max_restarts: int | None = None) -> int:
         return self.submit_many([config], status=status, worker_id=worker_id, device_used=device_used,
                                 max_restarts=max_restarts)[0]
 
     def submit_many(
-        self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
+        self, configs: Sequence[RunConfig], status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
         device_used: str | None = None, max_restarts: int | None = None,
     ) -> list[int]:
         """Queue runs (all or none): every config is validated before anything is written.
@@ -531,14 +537,8 @@ class Store:
         lineage = dict(parent_id=parent_id, parent_epoch=parent_epoch, state=state, epochs_done=epochs_done)
         return self._submit([config], lineage=lineage, max_restarts=max_restarts)[1][0]
 
-    def submit_to_sweep(self, configs: Sequence[RunConfig], sweep_id: int, then=None) -> list[int]:
-        """Queue runs into the existing sweep ``sweep_id`` (a search's trial: seqcopy.runs.trials),
-        all or nothing; ``then(conn, ids)`` runs inside the same transaction, so what it writes
-        lands with the runs or not at all."""
-        return self._submit(configs, existing_sweep=sweep_id, then=then)[1]
-
     def _submit(
-        self, configs: Sequence[RunConfig], status: str = "queued", worker_id: str | None = None,
+        self, configs: Sequence[RunConfig], status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
         device_used: str | None = None, sweep: dict | None = None, existing_sweep: int | None = None, then=None,
         lineage: dict | None = None, max_restarts: int | None = None,
     ) -> tuple[int | None, list[int]]:
@@ -562,7 +562,7 @@ class Store:
                     lease_seconds=DEFAULT_LEASE, cancel_requested=False, epochs_done=0,
                     batch_done=0, batch_total=config.batches_per_epoch, sweep_id=sweep_id,
                 )
-                if status == "running":  # trained here and now (``train``): claimed at once
+                if status == RunStatus.RUNNING:  # trained here and now (``train``): claimed at once
                     values.update(started_at=now, heartbeat_at=now, worker_id=worker_id,
                                   claim_token=new_claim_token(), device_used=device_used,
                                   # Its one requeue spent up front: a lapsed lease fails it rather
@@ -572,7 +572,7 @@ class Store:
                 if lineage is not None:
                     values.update(parent_id=lineage["parent_id"], parent_epoch=lineage["parent_epoch"],
                                   epochs_done=lineage.get("epochs_done", 0))
-                if max_restarts is not None and status != "running":
+                if max_restarts is not None and status != RunStatus.RUNNING:
                     values.update(max_restarts=max_restarts)
                 run_id = conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one()
                 ids.append(run_id)
@@ -585,13 +585,16 @@ class Store:
         return sweep_id, ids
 
     @staticmethod
-    def _insert_sweep(conn: Connection, sweep: dict, configs: Sequence[RunConfig], now: float) -> int:
-        problem = SETTINGS["tag"].problem(sweep["name"])  # a name follows a tag's rules
+    def _insert_sweep(conn: Connection, sweep: dict, configs: Sequence[RunConfig], now: float,
+                      varied: Sequence[str] | None = None) -> int:
+        """The sweeps row; ``varied``: the settings its runs vary, when no config is queued yet (a search's)."""
+        problem = sweep_name_problem(sweep["name"])
         if problem:
             raise ConfigError({"sweep_name": f"the sweep's name: {problem}"})
+        varied = varied_keys(configs) if varied is None else list(varied)
         return conn.execute(
             insert(sweeps_t).values(name=sweep["name"], created_at=now, spec=json.dumps(sweep["spec"]),
-                                    varied=json.dumps(varied_keys(configs))).returning(sweeps_t.c.id)
+                                    varied=json.dumps(varied)).returning(sweeps_t.c.id)
         ).scalar_one()
 
     def claim(
@@ -611,7 +614,7 @@ class Store:
         now = time.time()
         token = token or new_claim_token()
         wanted = None if serves is None else (*serves, "auto")
-        servable = [runs_t.c.status == "queued"]
+        servable = [runs_t.c.status == RunStatus.QUEUED]
         if wanted is not None:
             # NULL: a row written before schema version 4, whose device only its config knows.
             servable.append(or_(runs_t.c.device.in_(wanted), runs_t.c.device.is_(None)))
@@ -639,8 +642,8 @@ class Store:
                     break
             conn.execute(
                 update(runs_t)
-                .where(runs_t.c.id == run_id, runs_t.c.status == "queued")
-                .values(status="running", worker_id=worker_id, claim_token=token, started_at=now,
+                .where(runs_t.c.id == run_id, runs_t.c.status == RunStatus.QUEUED)
+                .values(status=RunStatus.RUNNING, worker_id=worker_id, claim_token=token, started_at=now,
                         heartbeat_at=now, lease_seconds=lease, batch_done=0,
                         device_used=device if requested == "auto" else requested)
             )
@@ -651,14 +654,14 @@ class Store:
         with self._read() as conn:
             row = conn.execute(
                 select(runs_t).where(runs_t.c.claim_token == token, runs_t.c.worker_id == worker_id,
-                                     runs_t.c.status == "running")
+                                     runs_t.c.status == RunStatus.RUNNING)
             ).first()
         return None if row is None else RunInfo.from_row(row)
 
     @staticmethod
     def _owned(run_id: int, worker_id: str, token: str | None = None):
         """The run, while ``worker_id`` holds it (by the claim ``token``, when given)."""
-        held = (runs_t.c.id == run_id, runs_t.c.worker_id == worker_id, runs_t.c.status == "running")
+        held = (runs_t.c.id == run_id, runs_t.c.worker_id == worker_id, runs_t.c.status == RunStatus.RUNNING)
         return held if token is None else (*held, runs_t.c.claim_token == token)
 
     def heartbeat(
@@ -774,7 +777,7 @@ class Store:
         with self._write() as conn:
             changed = conn.execute(
                 update(runs_t).where(*self._owned(run_id, worker_id, token), runs_t.c.cancel_requested == False)  # noqa: E712
-                .values(status="queued", worker_id=None, claim_token=None, heartbeat_at=None, batch_done=0,
+                .values(status=RunStatus.QUEUED, worker_id=None, claim_token=None, heartbeat_at=None, batch_done=0,
                         device_used=None, error=storable(reason))
             )
             if changed.rowcount == 1:
@@ -784,10 +787,11 @@ class Store:
                                .where(runs_t.c.id == run_id)).first()
             if row is None:
                 raise LeaseLost(f"run {run_id} no longer exists")
-            if row.status == "running" and row.worker_id == worker_id and (token is None or row.claim_token == token):
+            ours = row.worker_id == worker_id and (token is None or row.claim_token == token)
+            if row.status == RunStatus.RUNNING and ours:
                 # Cancelled meanwhile: the user's word stands.
                 conn.execute(update(runs_t).where(*self._owned(run_id, worker_id, token))
-                             .values(status="cancelled", finished_at=time.time(),
+                             .values(status=RunStatus.CANCELLED, finished_at=time.time(),
                                      error=f"cancelled by request ({reason.split(';')[0]})"))
                 return
             if token is not None and row.error == storable(reason):
@@ -798,7 +802,7 @@ class Store:
         self,
         run_id: int,
         worker_id: str,
-        status: str,
+        status: RunStatus,
         error: str | None = None,
         checkpoint: bytes | None = None,
         position_acc: Sequence[float] = (),
@@ -809,7 +813,7 @@ class Store:
         one transaction. Safe to repeat with the claim ``token``: a retry whose first attempt
         landed (its reply lost) finds the run finished by this very claim and returns."""
         if status not in FINISHED:
-            raise ValueError(f"a run finishes as one of {', '.join(FINISHED)}, not {status!r}")
+            raise ValueError(f"a run finishes as one of {', '.join(map(str, FINISHED))}, not {str(status)!r}")
         error = None if error is None else storable(error)
         with self._write() as conn:
             changed = conn.execute(
@@ -847,22 +851,22 @@ class Store:
         ).first()
         return row is not None and tuple(row) == (status, worker_id, token)
 
-    def request_cancel(self, run_id: int) -> str:
+    def request_cancel(self, run_id: int) -> RunStatus:
         """Cancel a queued run at once, or ask a running one to stop; returns its status after."""
         self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
-            if status == "queued":
+            if status == RunStatus.QUEUED:
                 changed = conn.execute(
-                    update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "queued")
-                    .values(status="cancelled", cancel_requested=True, finished_at=time.time(),
+                    update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == RunStatus.QUEUED)
+                    .values(status=RunStatus.CANCELLED, cancel_requested=True, finished_at=time.time(),
                             error="cancelled before it started")
                 )
                 if changed.rowcount == 1:
-                    return "cancelled"
+                    return RunStatus.CANCELLED
                 # A worker claimed it meanwhile (PostgreSQL): ask the running run to stop.
-                status = conn.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar()
-            if status == "running":
+                status = RunStatus(conn.execute(select(runs_t.c.status).where(runs_t.c.id == run_id)).scalar())
+            if status == RunStatus.RUNNING:
                 conn.execute(update(runs_t).where(runs_t.c.id == run_id).values(cancel_requested=True))
             return status
 
@@ -876,7 +880,7 @@ class Store:
         A run whose cancel was asked fails, as before. Finished epochs are always kept. Returns
         the ids taken back."""
         now = time.time() if now is None else now
-        lapsed = (runs_t.c.status == "running", runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now)
+        lapsed = (runs_t.c.status == RunStatus.RUNNING, runs_t.c.heartbeat_at + runs_t.c.lease_seconds < now)
         if not self._any(*lapsed):
             return []
         with self._write() as conn:
@@ -889,10 +893,10 @@ class Store:
             for run_id, worker, beat, epochs_done, requeues, cancel_requested, restarts, cap in expired:
                 silence = f"worker {worker} stopped responding: no heartbeat for {now - beat:.0f} s"
                 restarts, cap = restarts or 0, DEFAULT_MAX_RESTARTS if cap is None else cap
-                back = dict(status="queued", worker_id=None, claim_token=None, heartbeat_at=None, batch_done=0,
+                back = dict(status=RunStatus.QUEUED, worker_id=None, claim_token=None, heartbeat_at=None, batch_done=0,
                             device_used=None)
                 if cancel_requested:
-                    values = dict(status="failed", finished_at=now, error=silence)
+                    values = dict(status=RunStatus.FAILED, finished_at=now, error=silence)
                 elif epochs_done == 0 and not (requeues or 0):
                     values = dict(back, started_at=None, requeues=(requeues or 0) + 1,
                                   error=f"{silence} before its first epoch; queued again")
@@ -901,12 +905,12 @@ class Store:
                                   error=f"{silence}; resumes after epoch {epochs_done} "
                                         f"(restart {restarts + 1} of at most {cap})")
                 elif epochs_done > 0 and cap > 0:
-                    values = dict(status="failed", finished_at=now,
-                                  error=f"{silence}; gave up after {restarts} restart(s) (--max-restarts {cap})")
+                    values = dict(status=RunStatus.FAILED, finished_at=now,
+                                  error=f"{silence}; gave up after {restarts} restart(s) (at most {cap} allowed)")
                 else:
-                    values = dict(status="failed", finished_at=now, error=silence)
+                    values = dict(status=RunStatus.FAILED, finished_at=now, error=silence)
                 changed = conn.execute(
-                    update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running",
+                    update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == RunStatus.RUNNING,
                                          runs_t.c.heartbeat_at == beat)
                     .values(**values)
                 )
@@ -964,7 +968,7 @@ class Store:
         self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
-            if status == "running":
+            if status == RunStatus.RUNNING:
                 raise ValueError(f"run {run_id} is running: cancel it first")
             for table in (epochs_t, checkpoints_t, positions_t, lengths_t, states_t, snapshots_t):
                 conn.execute(delete(table).where(table.c.run_id == run_id))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -40,43 +39,23 @@ from seqcopy import devices
 from seqcopy.core import checkpoint
 from seqcopy.core.train import AfterEpoch, EpochResult, Stopped, TrainResult, train
 from seqcopy.runs import snapshots, trials
+from seqcopy.runs.retry import ThrottledLog, logger, retry
+from seqcopy.runs.states import Outcome, RunStatus
 from seqcopy.runs.store import (
     DEFAULT_LEASE,
     LeaseLost,
     RunInfo,
     Store,
     WorkerInfo,
-    check_lease,
     heartbeat_interval,
     is_transient,
+    lease_problem,
     new_claim_token,
     worker_name,
 )
 
 T = TypeVar("T")
-
-
-class ThrottledLog:
-    """One line on stderr per kind of trouble at most every ``every`` seconds, counting the
-    repeats in between: a long outage is a few lines, not thousands."""
-
-    def __init__(self, prefix: str, every: float = 10.0):
-        self.prefix = prefix
-        self.every = every
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, kind: str, message: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last.get(kind, -1e9) < self.every:
-                self._skipped[kind] = self._skipped.get(kind, 0) + 1
-                return
-            self._last[kind] = now
-            skipped = self._skipped.pop(kind, 0)
-        more = f" ({skipped} more like it since the last report)" if skipped else ""
-        print(f"{self.prefix}: {message}{more}", file=sys.stderr, flush=True)
+log = logger("worker")
 
 
 class RunExecution:
@@ -111,7 +90,7 @@ class RunExecution:
         self._done = threading.Event()
         self._listeners = (on_epoch, on_batch)  # extra reporting, e.g. the CLI's progress lines
         self.result: TrainResult | None = None
-        self.log = ThrottledLog(f"worker {worker_id}")
+        self.log = ThrottledLog(f"worker {worker_id}", log)
         # A stopped worker's run goes back to the queue to resume (a worker's); ``seqcopy train``
         # trains its run here and now, so a signal ends it cancelled instead.
         self.requeue_on_stop = requeue_on_stop
@@ -142,18 +121,19 @@ class RunExecution:
         if self._listeners[0] is not None:
             self._listeners[0](result)
         if not final and self.pruned is None and self.run.sweep_id is not None:
-            self.pruned = self._ask_pruner(result.epoch)
+            verdict = self._ask_pruner(result.epoch)
+            self.pruned = verdict.reason if verdict.stop else None
         if not final and (self.shutdown.is_set() or self._should_stop() or self.pruned):
             raise Stopped  # the epoch is safely recorded; end the run here
 
-    def _ask_pruner(self, epoch: int) -> str | None:
-        """A search's trial: report this epoch to its pruner; the reason to stop, or None."""
+    def _ask_pruner(self, epoch: int) -> trials.PruneVerdict:
+        """A search's trial: report this epoch to its pruner, which says go on or stop."""
         try:
             return trials.after_epoch(self.store, self.run.id, self.run.sweep_id, epoch)
         except Exception as error:  # noqa: BLE001 - a pruner's trouble must not cost the run: it trains on
             self.log("prune", f"could not report epoch {epoch} of run {self.run.id} to its search "
                               f"({type(error).__name__}: {self.store.describe(error)})")
-            return None
+            return trials.GO_ON
 
     def _snapshot_plan(self, result: EpochResult, after: AfterEpoch) -> tuple[bytes | None, dict[int, str] | None]:
         """(this epoch's snapshot bytes or None, epoch → reason of every snapshot kept) by the
@@ -190,18 +170,16 @@ class RunExecution:
         """``write()``, retried with backoff through a passing database outage for as long as
         the run is ours: until it lands, the run is taken back (LeaseLost), or a second signal
         says to stop now. Each write is safe to repeat (see Store)."""
-        delay, longest = 0.5, min(10.0, max(1.0, self.lease / 4))
-        while True:
-            try:
-                return write()
-            except DBAPIError as error:
-                if not is_transient(error) or self.hurry.is_set():
-                    raise
-                if self.lost.is_set():
-                    raise LeaseLost(f"run {self.run.id} was taken back while {what}") from None
-                self.log("write", f"database unavailable while {what} ({self.store.describe(error)}); retrying")
-                self.hurry.wait(delay)
-                delay = min(delay * 2, longest)
+        def passing(error: BaseException) -> bool:
+            return isinstance(error, DBAPIError) and is_transient(error) and not self.hurry.is_set()
+
+        def before_wait(error: BaseException, _seconds: float) -> None:
+            if self.lost.is_set():
+                raise LeaseLost(f"run {self.run.id} was taken back while {what}") from None
+            self.log("write", f"database unavailable while {what} ({self.store.describe(error)}); retrying")
+
+        return retry(write, when=passing, first=0.5, longest=min(10.0, max(1.0, self.lease / 4)),
+                     wait=self.hurry.wait, before_wait=before_wait)
 
     def _heartbeat_loop(self) -> None:
         """Renews the lease until the run's last write is done, whatever the training thread
@@ -217,9 +195,9 @@ class RunExecution:
                 self.log("heartbeat", f"heartbeat of run {self.run.id} failed "
                                       f"({type(error).__name__}: {self.store.describe(error)}); trying again")
 
-    def execute(self) -> str:
-        """Train the run to its end and record it; returns the final status written, or
-        'lost' when the run was taken back from this worker."""
+    def execute(self) -> Outcome:
+        """Train the run to its end and record it; returns the final status written, or how the
+        run was handed on (preempted, or lost when it was taken back from this worker)."""
         beat = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.run.id}", daemon=True)
         beat.start()
         try:
@@ -228,7 +206,7 @@ class RunExecution:
             self._done.set()
             beat.join()
 
-    def _train_and_record(self) -> str:
+    def _train_and_record(self) -> Outcome:
         try:
             result = self.result = train(
                 self.config,
@@ -238,36 +216,22 @@ class RunExecution:
                 resume=self._resume_state(),
             )
         except LeaseLost:
-            return "lost"
+            return Outcome.LOST
         except Exception as error:  # noqa: BLE001 - a failed run must not take the worker down
             message = f"{type(error).__name__}: {error}".strip()
             detail = traceback.format_exc(limit=3)
-            return self._finish("failed", error=f"{message}\n{detail}"[:4000])
+            return self._finish(Outcome.FAILED, error=f"{message}\n{detail}"[:4000])
         if self.lost.is_set():
-            return "lost"
-        blob = checkpoint.to_bytes(result.model, self.run.config) if result.epochs else None
-        if not result.stopped:
-            note = f"target reached at epoch {result.target_epoch}" if result.target_epoch is not None else None
-            return self._finish(
-                "completed", error=note, checkpoint=blob, position_acc=result.position_acc,
-                length_acc=result.length_acc,
-            )
-        if self.pruned and not result.diverged and not self.cancelled.is_set():
-            # Completed, with the pruner's reason: its epochs are a true, shorter run (never hidden).
-            return self._finish("completed", error=self.pruned, checkpoint=blob)
-        if result.diverged:
-            # A finished experiment whose answer is "this diverges": failed, with the reason on
-            # one line, and the epochs and weights before the divergence kept.
-            return self._finish("failed", error=result.diverged, checkpoint=blob)
-        if not self.cancelled.is_set() and self.requeue_on_stop:
+            return Outcome.LOST
+        outcome, reason = ending_of(result, pruned=self.pruned, cancelled=self.cancelled.is_set(),
+                                    requeue_on_stop=self.requeue_on_stop, worker_id=self.worker_id)
+        if outcome == Outcome.PREEMPTED:
             return self._preempt(len(result.epochs))
-        if self.cancelled.is_set():
-            reason = f"cancelled by request after {len(result.epochs)} epoch(s)"
-        else:
-            reason = f"worker {self.worker_id} was stopped after {len(result.epochs)} epoch(s)"
-        return self._finish("cancelled", error=reason, checkpoint=blob)
+        blob = checkpoint.to_bytes(result.model, self.run.config) if result.epochs else None
+        results = {} if result.stopped else dict(position_acc=result.position_acc, length_acc=result.length_acc)
+        return self._finish(outcome, error=reason, checkpoint=blob, **results)
 
-    def _preempt(self, epochs: int) -> str:
+    def _preempt(self, epochs: int) -> Outcome:
         """Back to the queue with the resume state: 'preempted', or 'cancelled' if a cancel came
         meanwhile, or 'lost'."""
         reason = f"preempted at epoch {epochs}; resumes"
@@ -277,10 +241,11 @@ class RunExecution:
             self._retry(lambda: self.store.preempt(self.run.id, self.worker_id, reason, token=self.token),
                         f"putting run {self.run.id} back in the queue")
         except LeaseLost:
-            return "lost"
-        return "cancelled" if self.store.get_run(self.run.id).status == "cancelled" else "preempted"
+            return Outcome.LOST
+        cancelled = self.store.get_run(self.run.id).status == RunStatus.CANCELLED
+        return Outcome.CANCELLED if cancelled else Outcome.PREEMPTED
 
-    def _finish(self, status: str, **details) -> str:
+    def _finish(self, status: Outcome, **details) -> Outcome:
         """The final write (status, checkpoint, results: one transaction), retried through an
         outage; returns the status written, or 'lost'."""
         def write(final: str, **values) -> None:
@@ -290,19 +255,41 @@ class RunExecution:
             self._retry(lambda: write(status, **details), f"recording run {self.run.id} as {status}")
             return status
         except LeaseLost:
-            return "lost"  # another worker already declared this run dead; its verdict stands
+            return Outcome.LOST  # another worker already declared this run dead; its verdict stands
         except Exception as error:  # noqa: BLE001 - e.g. a checkpoint the database refuses: record why
             reason = f"could not record the {status} run: {type(error).__name__}: {self.store.describe(error)}"
             self.log("finish", reason)
             try:
-                self._retry(lambda: write("failed", error=reason), f"recording run {self.run.id} as failed")
-                return "failed"
+                self._retry(lambda: write(Outcome.FAILED, error=reason), f"recording run {self.run.id} as failed")
+                return Outcome.FAILED
             except Exception as second:  # noqa: BLE001 - the database is gone for good: the lease takes the run back
                 self.log(
                     "finish",
                     f"run {self.run.id} left to its lease: {type(second).__name__}: {self.store.describe(second)}",
                 )
-                return "lost"
+                return Outcome.LOST
+
+
+def ending_of(result: TrainResult, *, pruned: str | None, cancelled: bool, requeue_on_stop: bool,
+              worker_id: str) -> tuple[Outcome, str | None]:
+    """How a run that trained to its end or stopped ends, and the reason shown beside it: a run
+    that was not stopped completed (with its --stop-at note); one whose loss diverged failed (its
+    epochs and weights before that kept); a pruned one completed, its epochs a true, shorter run;
+    a cancelled one cancelled; one stopped by a signal goes back to the queue to resume (a
+    worker's), or ends cancelled (``seqcopy train`` trains its run here and now)."""
+    epochs = len(result.epochs)
+    if not result.stopped:
+        return Outcome.COMPLETED, (f"target reached at epoch {result.target_epoch}"
+                                   if result.target_epoch is not None else None)
+    if result.diverged:
+        return Outcome.FAILED, result.diverged
+    if cancelled:
+        return Outcome.CANCELLED, f"cancelled by request after {epochs} epoch(s)"
+    if pruned:
+        return Outcome.COMPLETED, pruned
+    if requeue_on_stop:
+        return Outcome.PREEMPTED, None
+    return Outcome.CANCELLED, f"worker {worker_id} was stopped after {epochs} epoch(s)"
 
 
 class StateEvery:
@@ -397,7 +384,9 @@ class Worker:
         self, store: Store, worker_id: str | None = None, lease: float = DEFAULT_LEASE, poll: float = 1.0,
         device: str = "auto", origin: str | None = None, state_every: StateEvery | None = None,
     ):
-        check_lease(lease)
+        problem = lease_problem(lease)
+        if problem:
+            raise ValueError(f"lease: {problem}")
         self.state_every = state_every
         self.store = store
         self.worker_id = worker_id or worker_name()
@@ -411,7 +400,7 @@ class Worker:
         self.current_run: int | None = None
         self._claim_token: str | None = None  # kept until a claim is known to have been answered
         self._presence_done = threading.Event()
-        self.log = ThrottledLog(f"worker {self.worker_id}")
+        self.log = ThrottledLog(f"worker {self.worker_id}", log)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT finish the current epoch, record it, and stop; a second signal
@@ -457,7 +446,7 @@ class Worker:
             self._report()
 
     # ---------------------------------------------------------------- claiming and training
-    def run_one(self) -> str | None:
+    def run_one(self) -> Outcome | None:
         """Claim and train one run; None when no run it can serve is queued."""
         self.store.reclaim_expired()
         # The last claim raised, yet it may have landed with its reply lost: first look for the
@@ -480,7 +469,7 @@ class Worker:
                                   state_every=self.state_every).execute()
         finally:
             self.current_run = None
-        if status not in ("lost", "preempted"):
+        if status.counts_as_done:
             self.runs_done += 1
             self._tell_trial(run)
         self._report()
@@ -522,24 +511,29 @@ class Worker:
                 self.log("presence", f"could not mark this worker stopped ({self.store.describe(error)})")
 
     def _loop(self, once: bool, idle_exit: float | None) -> int:
-        idle_since, failures = time.monotonic(), 0
+        idle_since = time.monotonic()
+
+        def passing(error: BaseException) -> bool:
+            return not once and isinstance(error, DBAPIError) and is_transient(error) and not self.shutdown.is_set()
+
+        def before_wait(error: BaseException, seconds: float) -> None:
+            # The database went away for a moment (a server restart, a network cut, a full disk):
+            # wait and try again rather than die. This is not idleness: queued runs may be
+            # waiting, so --idle-exit counts from the next time the queue is seen empty.
+            nonlocal idle_since
+            idle_since = time.monotonic() + seconds
+            log.warning("worker %s: database unavailable (%s); retrying in %.1f s",
+                        self.worker_id, self.store.describe(error), seconds)
+
         while not self.shutdown.is_set():
             try:
-                status = self.run_one()
-                failures = 0
+                # A signal during a wait ends the loop rather than claim another run.
+                status = retry(lambda: None if self.shutdown.is_set() else self.run_one(), when=passing,
+                               first=2 * self.poll, longest=30.0, wait=self.shutdown.wait, before_wait=before_wait)
             except DBAPIError as error:
-                if once or not is_transient(error):
-                    raise
-                # The database went away for a moment (a server restart, a network cut, a full
-                # disk): wait and try again rather than die. This is not idleness: queued runs
-                # may be waiting, so --idle-exit counts from the next time the queue is seen empty.
-                failures += 1
-                delay = min(30.0, self.poll * 2**failures)
-                print(f"worker {self.worker_id}: database unavailable ({self.store.describe(error)}); "
-                      f"retrying in {delay:.1f} s", file=sys.stderr, flush=True)
-                self.shutdown.wait(delay)
-                idle_since = time.monotonic()
-                continue
+                if self.shutdown.is_set() and not once and is_transient(error):
+                    break  # stopped while waiting out an outage
+                raise
             if status is not None:
                 idle_since = time.monotonic()
             if once:

@@ -42,7 +42,7 @@ def rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _layout(
+def styled_layout(
     fig: go.Figure,
     title: str,
     x_title: str,
@@ -112,7 +112,7 @@ def run_curves_figure(
     if metric != "loss":
         fig.update_yaxes(range=None if log_y else [0, 1.02])
     title = f"{METRIC_TITLES.get(metric, metric)}<br><sup>solid: test · dashed: train</sup>"
-    return _layout(fig, title, X_TITLES.get(x, x), metric.replace("_", " "), log_y)
+    return styled_layout(fig, title, X_TITLES.get(x, x), metric.replace("_", " "), log_y)
 
 
 def diagnostic_curves_figure(epochs: pd.DataFrame, metric: str, x: str = "epoch") -> go.Figure:
@@ -131,8 +131,56 @@ def diagnostic_curves_figure(epochs: pd.DataFrame, metric: str, x: str = "epoch"
     gradient = metric == "first_input_grad"
     if not gradient:
         fig.update_yaxes(range=[0, 1.02])
-    return _layout(fig, DIAGNOSTIC_TITLES.get(metric, metric), X_TITLES.get(x, x), metric.replace("_", " "),
+    return styled_layout(fig, DIAGNOSTIC_TITLES.get(metric, metric), X_TITLES.get(x, x), metric.replace("_", " "),
                    log_y=gradient)
+
+
+def _seed_lines(members: pd.DataFrame, x: str, y: str, run: str, name, hue: str) -> go.Scatter:
+    """Every seed of a group as a thin line in its colour, all in one trace with the runs
+    separated by gaps (NaN): one trace per group instead of one per run keeps a 200-run
+    comparison fast to build and draw."""
+    ordered = members.sort_values([run, x])
+    run_ids = ordered[run].to_numpy()
+    ends = np.append(np.flatnonzero(run_ids[1:] != run_ids[:-1]) + 1, len(run_ids))
+    xs = np.insert(ordered[x].to_numpy(dtype=float), ends, np.nan)  # NaN: a gap
+    ys = np.insert(ordered[y].to_numpy(dtype=float), ends, np.nan)
+    ids = [int(i) for i in pd.unique(run_ids)]
+    return go.Scatter(
+        x=xs, y=ys, mode="lines", name=f"{name}: seeds", legendgroup=str(name), showlegend=False,
+        line=dict(color=rgba(hue, 0.45), width=1), hoverinfo="skip", connectgaps=False,
+        meta={"kind": "seeds", "group": str(name), "runs": ids},
+    )
+
+
+def _std_band(stats: pd.DataFrame, x: str, name, hue: str) -> list[go.Scatter]:
+    """The mean ± std band as two invisible edges, upper then lower: plotly fills "tonexty" down
+    to the trace drawn just before, so the order matters. An x that one run alone reached has no
+    std (NaN); it counts as 0 there so the band narrows to the mean instead of breaking."""
+    upper = stats["mean"] + stats["std"].fillna(0)
+    lower = stats["mean"] - stats["std"].fillna(0)
+    return [
+        go.Scatter(
+            x=stats[x], y=upper, mode="lines", line=dict(width=0), showlegend=False,
+            legendgroup=str(name), hoverinfo="skip", name=f"{name} + std",
+            meta={"kind": "band_upper", "group": str(name)},
+        ),
+        go.Scatter(
+            x=stats[x], y=lower, mode="lines", line=dict(width=0), fill="tonexty",
+            fillcolor=rgba(hue, 0.2), showlegend=False, legendgroup=str(name), hoverinfo="skip",
+            name=f"{name} − std", meta={"kind": "band_lower", "group": str(name)},
+        ),
+    ]
+
+
+def _seed_mean_line(stats: pd.DataFrame, x: str, name, hue: str, runs: int) -> go.Scatter:
+    """A group's mean line, the one legend entry for the group; its name says how many seeds it
+    averages, or that a lone seed has no band. Markers only while they stay few enough to read."""
+    legend = f"{name} (mean of {runs} seeds ± std)" if runs > 1 else f"{name} (1 seed, no band)"
+    return go.Scatter(
+        x=stats[x], y=stats["mean"], mode="lines+markers" if len(stats) < 30 else "lines",
+        name=legend, legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=5),
+        meta={"kind": "mean", "group": str(name), "runs": int(runs)},
+    )
 
 
 def seed_band_figure(
@@ -160,40 +208,12 @@ def seed_band_figure(
         runs = members[run].nunique()
         stats = members.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().sort_values(x)
         if show_seeds:
-            # All seeds of a group in one trace, runs separated by gaps (None): one trace per
-            # group instead of one per run keeps a 200-run comparison fast to build and draw.
-            ordered = members.sort_values([run, x])
-            run_ids = ordered[run].to_numpy()
-            ends = np.append(np.flatnonzero(run_ids[1:] != run_ids[:-1]) + 1, len(run_ids))
-            xs = np.insert(ordered[x].to_numpy(dtype=float), ends, np.nan)  # NaN: a gap
-            ys = np.insert(ordered[y].to_numpy(dtype=float), ends, np.nan)
-            ids = [int(i) for i in pd.unique(run_ids)]
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", name=f"{name}: seeds", legendgroup=str(name), showlegend=False,
-                line=dict(color=rgba(hue, 0.45), width=1), hoverinfo="skip", connectgaps=False,
-                meta={"kind": "seeds", "group": str(name), "runs": ids},
-            ))
+            fig.add_trace(_seed_lines(members, x, y, run, name, hue))
         if runs > 1:
-            upper = stats["mean"] + stats["std"].fillna(0)
-            lower = stats["mean"] - stats["std"].fillna(0)
-            fig.add_trace(go.Scatter(
-                x=stats[x], y=upper, mode="lines", line=dict(width=0), showlegend=False,
-                legendgroup=str(name), hoverinfo="skip", name=f"{name} + std",
-                meta={"kind": "band_upper", "group": str(name)},
-            ))
-            fig.add_trace(go.Scatter(
-                x=stats[x], y=lower, mode="lines", line=dict(width=0), fill="tonexty",
-                fillcolor=rgba(hue, 0.2), showlegend=False, legendgroup=str(name), hoverinfo="skip",
-                name=f"{name} − std", meta={"kind": "band_lower", "group": str(name)},
-            ))
-        legend = f"{name} (mean of {runs} seeds ± std)" if runs > 1 else f"{name} (1 seed, no band)"
-        fig.add_trace(go.Scatter(
-            x=stats[x], y=stats["mean"], mode="lines+markers" if len(stats) < 30 else "lines",
-            name=legend, legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=5),
-            meta={"kind": "mean", "group": str(name), "runs": int(runs)},
-        ))
+            fig.add_traces(_std_band(stats, x, name, hue))
+        fig.add_trace(_seed_mean_line(stats, x, name, hue, runs))
     if chance:
         add_chance_line(fig)
     if y.endswith("acc") and not log_y:
         fig.update_yaxes(range=[0, 1.02])  # accuracies on their whole scale, chance in view
-    return _layout(fig, title, x_title or x, y_title or y.replace("_", " "), log_y, legend_columns=legend_columns)
+    return styled_layout(fig, title, x_title or x, y_title or y.replace("_", " "), log_y, legend_columns=legend_columns)

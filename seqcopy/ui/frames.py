@@ -13,6 +13,7 @@ import pandas as pd
 from seqcopy.config import RunConfig, cell_label, varied_keys
 from seqcopy.results.spread import DEFAULT_ERROR, describe, format_summary
 from seqcopy.runs.schema import DIAGNOSTIC_METRICS, EPOCH_METRICS
+from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import RunInfo
 from seqcopy.text import parse_id, shorten
 from seqcopy.ui import escape
@@ -35,14 +36,14 @@ def runs_frame(runs: Sequence[RunInfo], now: float | None = None) -> pd.DataFram
     """One row per run, newest first, with the latest metrics; no epochs are read."""
     rows = []
     for run in runs:
-        end = run.finished_at or (now if run.status == "running" else None)
+        end = run.finished_at or (now if run.status == RunStatus.RUNNING else None)
         duration = (end - run.started_at) if (end and run.started_at) else np.nan
         rows.append(
             {
                 "id": run.id,
                 "cell": cell_label(run.config),
                 "seed": run.config.seed,
-                "status": run.status,
+                "status": str(run.status),  # the plain word: the table shows it, filters match it
                 "progress": run.epochs_done / max(run.epochs_total, 1),
                 "epochs_done": run.epochs_done,
                 "epochs_total": run.epochs_total,
@@ -187,9 +188,6 @@ def group_summary(runs: Sequence[RunInfo], keys: GroupKeys) -> str:
             note += f" — mixes runs that differ in {', '.join(mixed)}"
         notes.append(note)
     return " · ".join(notes)
-
-
-FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "train_loss")
 
 
 def lower_is_better(metric: str) -> bool:

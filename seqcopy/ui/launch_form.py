@@ -24,6 +24,7 @@ from seqcopy.results.sweeps import (
     parse_seeds,
     parse_tie,
 )
+from seqcopy.runs.store import sweep_name_problem
 
 # The form's fields and groups come from RunConfig's declarations (seqcopy.settings); cell and
 # seed are asked for as a grid (several cells, a list of seeds) above the groups.
@@ -141,7 +142,7 @@ def build_configs(values: Mapping, cells: Iterable[str], seeds_text: str, rows: 
         grid = Grid(base, tuple(cells or ["lstm"]), tuple(seeds[:1] or [0]))
     is_sweep = grid.is_sweep(name_given=bool(name.strip()))
     name = name.strip() or grid.default_name()
-    problem = SETTINGS["tag"].problem(name)  # a sweep's name follows a tag's rules
+    problem = sweep_name_problem(name)  # the store's own check, shown beside the field
     if problem:
         errors["sweep_name"] = problem
     # Every field is checked even when the grid itself is wrong, so all errors show at once.

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from seqcopy.config import SETTINGS, RunConfig
-from seqcopy.results.search import OBJECTIVES, SearchError, SearchPlan, default_direction, parse_space, start_search
+from seqcopy.config import SETTINGS, TARGET_METRICS, RunConfig
+from seqcopy.results.search import SearchError, SearchPlan, default_direction, parse_space, start_search
 from seqcopy.runs import trials
 from seqcopy.ui import escape
 from seqcopy.ui.estimates import estimate_grid, format_duration
@@ -42,7 +42,8 @@ def render_space() -> None:
         columns[0].number_input("Trials", min_value=1, max_value=500, value=12, key=key("trials"))
         columns[1].selectbox("Sampler", trials.SAMPLERS, key=key("sampler"))
         columns[2].selectbox("Pruner", trials.PRUNERS, index=1, key=key("pruner"))
-        columns[3].selectbox("Objective", OBJECTIVES, index=OBJECTIVES.index("test_copy_acc"), key=key("objective"))
+        columns[3].selectbox("Objective", TARGET_METRICS, index=TARGET_METRICS.index("test_copy_acc"),
+                             key=key("objective"))
         seed = st.columns(2)
         seed[0].number_input("Sampler seed (the same seed, the same trials)", min_value=0, value=0,
                              key=key("sampler_seed"))

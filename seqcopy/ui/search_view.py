@@ -10,15 +10,15 @@ import streamlit as st
 
 from seqcopy.config import RunConfig
 from seqcopy.results import search
+from seqcopy.runs.states import TrialState
 from seqcopy.runs.store import Store
-from seqcopy.runs.trials import search_row
 from seqcopy.ui.search_figures import VIEW_TITLES, VIEWS, search_figure, trials_frame
 
 MORE_SEEDS = 3
 
 
 def is_search(store: Store, sweep_id: int | None) -> bool:
-    return sweep_id is not None and search_row(store, sweep_id) is not None
+    return sweep_id is not None and store.search(sweep_id) is not None
 
 
 def more_seeds_of_best(store: Store, sweep_id: int, best: dict, more: int = MORE_SEEDS) -> tuple[int, list[int]]:
@@ -33,15 +33,16 @@ def more_seeds_of_best(store: Store, sweep_id: int, best: dict, more: int = MORE
 
 
 def render(store: Store, sweep_id: int) -> None:
-    row = search_row(store, sweep_id)
+    row = store.search(sweep_id)
     st.subheader(f"Search #{sweep_id}")
     rows = search.trials_table(store, sweep_id)
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("completed", "pruned", "running", "failed")}
-    st.caption(f"{row['direction']} {row['objective']} · {row['sampler']} sampler · {row['pruner']} pruner · "
-               f"{len(rows)} of {row['trials']} trials asked: "
+    shown = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAILED)
+    counts = {s: sum(r["state"] == s for r in rows) for s in shown}
+    st.caption(f"{row.direction} {row.objective} · {row.sampler} sampler · {row.pruner} pruner · "
+               f"{len(rows)} of {row.trials} trials asked: "
                + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    st.dataframe(trials_frame(rows, row["objective"]), hide_index=True, width="stretch", key="search_trials")
-    best = [r for r in rows if r["state"] == "completed"]
+    st.dataframe(trials_frame(rows, row.objective), hide_index=True, width="stretch", key="search_trials")
+    best = [r for r in rows if r["state"] == TrialState.COMPLETED]
     if best:
         if st.button(f"Train the best (trial {best[0]['number']}) with {MORE_SEEDS} more seeds",
                      key="search_more_seeds"):
@@ -51,7 +52,7 @@ def render(store: Store, sweep_id: int) -> None:
     tabs = st.tabs([VIEW_TITLES[view].split(":")[0].split(" (")[0] for view in VIEWS])
     for tab, view in zip(tabs, VIEWS, strict=True):
         with tab:
-            figure = search_figure(study, view, row["objective"])
+            figure = search_figure(study, view, row.objective)
             if figure is None:
                 st.info("Not enough finished trials (or parameters) for this view yet.")
             else:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from seqcopy.config import RunConfig
 from seqcopy.runs.capacity import RECENT_S
+from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import (
     RunInfo,
     SnapshotInfo,
@@ -98,7 +99,7 @@ def sweeps(database: str) -> list[SweepInfo]:
 
 @st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
 def active_runs(database: str) -> list[RunInfo]:
-    return _store(database).list_runs(statuses=("queued", "running"))
+    return _store(database).list_runs(statuses=(RunStatus.QUEUED, RunStatus.RUNNING))
 
 
 @st.cache_data(ttl=LIVE_REFRESH_S, show_spinner=False)
@@ -131,7 +132,7 @@ def checkpoint_ids(database: str) -> set[int]:
 def speed_history(database: str, limit: int = 20) -> list[tuple[RunConfig, float]]:
     """(config, median seconds per epoch) of the latest completed runs: calibrates estimates."""
     store = _store(database)
-    done = store.list_runs(statuses=("completed",), limit=limit)
+    done = store.list_runs(statuses=(RunStatus.COMPLETED,), limit=limit)
     rows = store.epochs([run.id for run in done])
     seconds: dict[int, list[float]] = {}
     for row in rows:

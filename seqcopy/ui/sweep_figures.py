@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from seqcopy.results.spread import ERROR_KINDS, ERROR_SHORT
-from seqcopy.ui.figures import _layout, add_chance_line, colour, rgba
+from seqcopy.ui.figures import add_chance_line, colour, rgba, styled_layout
 from seqcopy.ui.sweep_frames import is_numeric, spans_a_decade, summary_by_setting, x_order
 
 NEVER_COLOUR = "#444444"
@@ -92,7 +92,86 @@ def metric_vs_setting_figure(
     log = _x_axis(fig, list(data["x"]), log_x)
     title = (f"{y.replace('_', ' ')} against {x_title}<br><sup>mean over seeds ± {ERROR_KINDS[error]}; "
              f"each seed a faint point{'; log x' if log else ''}</sup>")
-    fig = _layout(fig, title, x_title, y.replace("_", " "), legend_columns=3)
+    fig = styled_layout(fig, title, x_title, y.replace("_", " "), legend_columns=3)
+    return fig.update_layout(hovermode="closest")
+
+
+def _reached_seed_points(line_runs: pd.DataFrame, name, hue: str, numeric: bool) -> go.Scatter:
+    """One line's runs that reached the threshold, each a faint point at how long it took: the
+    spread behind the mean stays visible. Hidden from the legend; its mean line stands for it."""
+    return go.Scatter(
+        x=_xs(line_runs["x"], numeric), y=line_runs["y"], mode="markers", showlegend=False, legendgroup=str(name),
+        name=f"{name}: seeds", marker=dict(color=rgba(hue, 0.35), size=7), text=line_runs["label"],
+        hovertemplate="%{text}: %{y:.1f}<extra></extra>",
+        meta={"kind": "seeds", "group": str(name), "runs": [int(i) for i in line_runs["run_id"]]},
+    )
+
+
+def _reached_mean_line(line_runs: pd.DataFrame, members: pd.DataFrame, name, hue: str, numeric: bool,
+                       error: str) -> go.Scatter:
+    """One line's mean time to the threshold at each setting, over the runs that reached it, with
+    error bars and a 'reached/runs' label: a mean of the survivors alone would flatter a setting
+    where most seeds never got there, so the label says how many it stands for."""
+    summary = summary_by_setting(line_runs, "y", error)
+    totals = members.groupby("x")["run_id"].count()
+    texts = [f"{n}/{totals[x]}" for x, n in zip(summary["x"], summary["n"], strict=True)]
+    return go.Scatter(
+        x=_xs(summary["x"], numeric),
+        y=summary["mean"],
+        mode="lines+markers+text",
+        text=texts,
+        textposition="middle left",
+        textfont=dict(size=10, color=hue),
+        name=f"{name} (mean of the runs that reached it; reached/runs)",
+        legendgroup=str(name),
+        line=dict(color=hue, width=3),
+        marker=dict(size=8),
+        error_y=dict(type="data", array=np.nan_to_num(summary["half"].to_numpy()), color=hue, thickness=1.5, width=4),
+        meta={"kind": "mean", "group": str(name), "reached": texts},
+    )
+
+
+def _never_crosses(never: pd.DataFrame, numeric: bool, threshold: float, measure: str) -> go.Scatter:
+    """Runs that never reached the threshold, an open cross at how far they ran: dropping them
+    would hide the failures, and their length is a lower bound on the time they would need."""
+    return go.Scatter(
+        x=_xs(never["x"], numeric), y=never[f"{measure}_run"], mode="markers",
+        name=f"never reached {threshold:.0%} (plotted at its last {'epoch' if measure == 'epochs' else 'minute'})",
+        marker=dict(symbol="x-open", size=10, color=NEVER_COLOUR), text=never["label"] + " · " + never["group"],
+        hovertemplate="%{text}: not reached in %{y:.1f} " + measure + "<extra></extra>",
+        meta={"kind": "never", "runs": [int(i) for i in never["run_id"]]},
+    )
+
+
+def _never_pile_counts(never: pd.DataFrame, numeric: bool, measure: str) -> go.Scatter:
+    """'n×' above each spot where crosses coincide: many runs share the same x and the same run
+    length, and stacked crosses look like one."""
+    piles = never.groupby(["x", f"{measure}_run"], sort=False)["run_id"].count().reset_index()
+    return go.Scatter(
+        x=_xs(piles["x"], numeric),
+        y=piles[f"{measure}_run"],
+        mode="markers+text",
+        text=[f"{n}×" for n in piles["run_id"]],
+        marker=dict(size=14, opacity=0),
+        textposition="top center",
+        textfont=dict(size=10, color=NEVER_COLOUR),
+        showlegend=False,
+        hoverinfo="skip",
+        meta={"kind": "never_count"},
+    )
+
+
+def _convergence_layout(fig: go.Figure, frame: pd.DataFrame, x_title: str, threshold: float, measure: str,
+                        error: str, log_x: bool | None) -> go.Figure:
+    """Axes, title and legend of the convergence figure; the y axis starts at 0 and leaves room
+    above the longest run for the pile counts drawn over the crosses."""
+    highest = np.nanmax([frame[f"{measure}_run"].max(), 0.0])
+    fig.update_yaxes(range=[0, 1.15 * highest if highest > 0 else 1])  # room for the counts above the crosses
+    log = _x_axis(fig, list(frame["x"]), log_x)
+    unit = "epochs" if measure == "epochs" else "minutes of training and testing"
+    title = (f"{unit.capitalize()} to reach {threshold:.0%} test copy accuracy against {x_title}"
+             f"<br><sup>mean ± {ERROR_KINDS[error]} of the runs that reached it{'; log x' if log else ''}</sup>")
+    fig = styled_layout(fig, title, x_title, unit, legend_columns=3)
     return fig.update_layout(hovermode="closest")
 
 
@@ -109,66 +188,13 @@ def convergence_figure(frame: pd.DataFrame, x_title: str, threshold: float, meas
     for index, (name, members) in enumerate(frame.groupby("group", sort=True)):
         hue = colour(index)
         line_runs = done[done["group"] == name]
-        fig.add_trace(go.Scatter(
-            x=_xs(line_runs["x"], numeric), y=line_runs["y"], mode="markers", showlegend=False, legendgroup=str(name),
-            name=f"{name}: seeds", marker=dict(color=rgba(hue, 0.35), size=7), text=line_runs["label"],
-            hovertemplate="%{text}: %{y:.1f}<extra></extra>",
-            meta={"kind": "seeds", "group": str(name), "runs": [int(i) for i in line_runs["run_id"]]},
-        ))
-        summary = summary_by_setting(line_runs, "y", error)
-        totals = members.groupby("x")["run_id"].count()
-        texts = [f"{n}/{totals[x]}" for x, n in zip(summary["x"], summary["n"], strict=True)]
-        fig.add_trace(
-            go.Scatter(
-                x=_xs(summary["x"], numeric),
-                y=summary["mean"],
-                mode="lines+markers+text",
-                text=texts,
-                textposition="middle left",
-                textfont=dict(size=10, color=hue),
-                name=f"{name} (mean of the runs that reached it; reached/runs)",
-                legendgroup=str(name),
-                line=dict(color=hue, width=3),
-                marker=dict(size=8),
-                error_y=dict(
-                    type="data", array=np.nan_to_num(summary["half"].to_numpy()), color=hue, thickness=1.5, width=4
-                ),
-                meta={"kind": "mean", "group": str(name), "reached": texts},
-            )
-        )
+        fig.add_trace(_reached_seed_points(line_runs, name, hue, numeric))
+        fig.add_trace(_reached_mean_line(line_runs, members, name, hue, numeric, error))
     never = frame[~frame["reached"]]
     if not never.empty:
-        fig.add_trace(go.Scatter(
-            x=_xs(never["x"], numeric), y=never[f"{measure}_run"], mode="markers",
-            name=f"never reached {threshold:.0%} (plotted at its last {'epoch' if measure == 'epochs' else 'minute'})",
-            marker=dict(symbol="x-open", size=10, color=NEVER_COLOUR), text=never["label"] + " · " + never["group"],
-            hovertemplate="%{text}: not reached in %{y:.1f} " + measure + "<extra></extra>",
-            meta={"kind": "never", "runs": [int(i) for i in never["run_id"]]},
-        ))
-        # Crosses of many runs fall on one spot (the same x, the same run length): say how many.
-        piles = never.groupby(["x", f"{measure}_run"], sort=False)["run_id"].count().reset_index()
-        fig.add_trace(
-            go.Scatter(
-                x=_xs(piles["x"], numeric),
-                y=piles[f"{measure}_run"],
-                mode="markers+text",
-                text=[f"{n}×" for n in piles["run_id"]],
-                marker=dict(size=14, opacity=0),
-                textposition="top center",
-                textfont=dict(size=10, color=NEVER_COLOUR),
-                showlegend=False,
-                hoverinfo="skip",
-                meta={"kind": "never_count"},
-            )
-        )
-    highest = np.nanmax([frame[f"{measure}_run"].max(), 0.0])
-    fig.update_yaxes(range=[0, 1.15 * highest if highest > 0 else 1])  # room for the counts above the crosses
-    log = _x_axis(fig, list(frame["x"]), log_x)
-    unit = "epochs" if measure == "epochs" else "minutes of training and testing"
-    title = (f"{unit.capitalize()} to reach {threshold:.0%} test copy accuracy against {x_title}"
-             f"<br><sup>mean ± {ERROR_KINDS[error]} of the runs that reached it{'; log x' if log else ''}</sup>")
-    fig = _layout(fig, title, x_title, unit, legend_columns=3)
-    return fig.update_layout(hovermode="closest")
+        fig.add_trace(_never_crosses(never, numeric, threshold, measure))
+        fig.add_trace(_never_pile_counts(never, numeric, measure))
+    return _convergence_layout(fig, frame, x_title, threshold, measure, error, log_x)
 
 
 def parallel_coordinates_figure(frame: pd.DataFrame, keys: Sequence[str], metric: str) -> go.Figure:
@@ -244,5 +270,5 @@ def verdicts_figure(verdicts: pd.DataFrame, reference: str, y: str, x_title: str
     title = (f"{y.replace('_', ' ')}: each group minus {reference}, with the 95% interval of the difference"
              f"<br><sup>filled: clear (the interval excludes 0); open: these seeds cannot decide; paired by seed "
              f"where both ran the same seeds, Welch's t-test otherwise{'; log x' if log else ''}</sup>")
-    fig = _layout(fig, title, x_title, f"difference in {y.replace('_', ' ')}", legend_columns=3)
+    fig = styled_layout(fig, title, x_title, f"difference in {y.replace('_', ' ')}", legend_columns=3)
     return fig.update_layout(hovermode="closest")

@@ -16,6 +16,7 @@ from seqcopy.results.report import first_reaching
 from seqcopy.results.spread import format_summary, solve_rate, summarise
 from seqcopy.results.verdicts import verdict
 from seqcopy.runs.schema import LATEST_METRICS
+from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import RunInfo, SweepInfo
 from seqcopy.text import parse_id
 from seqcopy.ui.escape import plotly
@@ -79,7 +80,7 @@ def settings_frame(runs: Sequence[RunInfo], x: str | None, group: GroupKeys | No
             run.config.seed,
             getattr(run.config, x) if x else ALL_RUNS,
             plotly(group_of(run, group)) if group else ALL_RUNS,
-            run.status,
+            str(run.status),  # the plain word, as runs_frame has it
             *(run.latest.get(name) for name in LATEST_METRICS),
             *(getattr(run.config, key) for key in keys),
         ]
@@ -167,6 +168,25 @@ def solve_rate_table(reached: pd.DataFrame, error: str) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["group", "x", "runs", "solved", "share", "low", "high", "epochs to it"])
     order = {value: i for i, value in enumerate(x_order(list(table["x"])))}
     return table.assign(_o=table["x"].map(order)).sort_values(["group", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+BASELINE_CELL = "lstm"  # the assignment's baseline cell, the one the docs' verdicts measure others by
+
+
+def default_reference(frame: pd.DataFrame) -> str | None:
+    """The group (``group`` of a settings_frame) that verdicts are first drawn against: the one
+    with the most seeds among its completed runs, whose mean is the firmest to measure others
+    by; on a tie the first lstm group when one ties (group_of names the cell bare: 'lstm',
+    'lstm, train_seq_len=8'), else the first tied group in name order. None for no runs."""
+    groups = sorted(frame["group"].unique())
+    if not groups:
+        return None
+    completed = frame[frame["status"] == RunStatus.COMPLETED]
+    seeds = completed.groupby("group")["seed"].nunique()
+    most = max(int(seeds.get(group, 0)) for group in groups)
+    tied = [group for group in groups if int(seeds.get(group, 0)) == most]
+    return next((group for group in tied if BASELINE_CELL in [part.strip() for part in str(group).split(",")]),
+                tied[0])
 
 
 VERDICT_COLUMNS = ["group", "x", "n", "n_reference", "paired", "test", "difference", "low", "high", "p",

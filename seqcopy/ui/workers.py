@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from seqcopy.runs.capacity import ago, summary, waiting_reason, worker_rows
+from seqcopy.runs.states import RunStatus, WorkerPresence
 from seqcopy.runs.store import RunInfo, WorkerInfo
 
 SHOWN_COLUMNS = ["Worker", "State", "Serves", "Threads", "Run", "Runs done", "Last seen", "Started by"]
@@ -47,12 +48,12 @@ def workers_view(workers: Sequence[WorkerInfo], now: float | None = None) -> Wor
     rows = worker_rows(workers, now)
     return WorkersView(
         summary=summary(workers, now),
-        present=_frame([row for row in rows if row["state"] != "stopped"]),
-        stopped=_frame([row for row in rows if row["state"] == "stopped"]),
+        present=_frame([row for row in rows if row["state"] != WorkerPresence.STOPPED]),
+        stopped=_frame([row for row in rows if row["state"] == WorkerPresence.STOPPED]),
     )
 
 
 def queued_reasons(runs: Sequence[RunInfo], workers: Sequence[WorkerInfo], now: float | None = None) -> dict[int, str]:
     """Why each queued run of ``runs`` waits, by run id ('waiting for a CUDA worker …')."""
     now = time.time() if now is None else now
-    return {run.id: waiting_reason(run.config.device, workers, now) for run in runs if run.status == "queued"}
+    return {run.id: waiting_reason(run.config.device, workers, now) for run in runs if run.status == RunStatus.QUEUED}
