@@ -140,7 +140,7 @@ def cmd_train(args) -> int:
         log_folder.close_log()
 
 
-def _report_training(store, run_id: int, status: Outcome | str, result, log_folder) -> int:
+def _report_training(store, run_id: int, status: Outcome, result, log_folder) -> int:
     """The run's last lines, on the terminal and in the runtime log, and its outputs in the
     log_folder folder (whatever epochs it finished, also when it was stopped or diverged)."""
 

@@ -19,7 +19,7 @@ from seqcopy.results.sweeps import (
     parse_seeds,
     parse_tie,
 )
-from seqcopy.runs.lineage import check_fork, continue_run, fork_start
+from seqcopy.runs.lineage import continue_run, fork_start
 from seqcopy.runs.queueing import queue_grid
 from seqcopy.runs.store import open_store, sweep_name_problem
 
@@ -74,8 +74,6 @@ def cmd_submit(args) -> int:
         raise UsageError(f"--tie: {error}") from None
     except SweepError as error:
         raise UsageError(str(error)) from None
-    if fork is not None:
-        check_fork(fork[0], configs)
     # The device is checked by the worker that trains the run: this machine may have no GPU.
     errors = grid_errors(configs, check_device=False)
     if errors:

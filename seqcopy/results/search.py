@@ -274,16 +274,17 @@ def best_trials(store: Store, sweep_id: int, top: int = 5) -> list[dict]:
     return [row for row in trials_table(store, sweep_id) if row["state"] == TrialState.COMPLETED][:top]
 
 
-def _search_of(store: Store, sweep_id: int) -> SearchInfo:
+def _search_of(store: Store, sweep_id: int, asked_by: str = "") -> SearchInfo:
+    """The sweep's search; SearchError, prefixed with ``asked_by`` (a flag), when it is not one."""
     search = store.search(sweep_id)
     if search is None:
-        raise SearchError(f"--search: sweep {sweep_id} is not a search")
+        raise SearchError(f"{asked_by}sweep {sweep_id} is not a search")
     return search
 
 
 def search_report(store: Store, sweep_id: int, top: int = 10) -> str:
     """``report --search ID``: the best trials as a markdown table, and every trial counted by state."""
-    search = _search_of(store, sweep_id)
+    search = _search_of(store, sweep_id, asked_by="--search: ")
     rows = trials_table(store, sweep_id)
     params = list(trials.decode_space(search.space)) if search.kind == SearchKind.SEARCH else []
     counts = {state: sum(r["state"] == state for r in rows) for state in TrialState}
@@ -311,7 +312,4 @@ def search_report(store: Store, sweep_id: int, top: int = 10) -> str:
 
 def load_optuna_study(store: Store, sweep_id: int):
     """The search's Optuna study, for optuna.visualization (seqcopy.ui.search_figures)."""
-    search = store.search(sweep_id)
-    if search is None:
-        raise SearchError(f"sweep {sweep_id} is not a search")
-    return trials.load_study(store, search)
+    return trials.load_study(store, _search_of(store, sweep_id))

@@ -249,10 +249,7 @@ def create_pruned_grid(store: Store, sweep_id: int, run_ids: Sequence[int], obje
     """``submit --prune``: the grid's runs, already queued as ``sweep_id``, become one trial each of
     a study whose pruner compares them at the same epoch."""
     study = _new_study(store, SearchKind.GRID, direction)
-    storage = storage_for(store)
-    study_id = _retry(lambda: storage.get_study_id_from_name(study.study_name))
-    numbers = [_retry(study.ask).number for _ in run_ids]
-    trial_ids = [_retry(lambda n=n: storage.get_trial_id_from_study_id_trial_number(study_id, n)) for n in numbers]
+    trial_ids = [_trial_id(store, study, _retry(study.ask).number) for _ in run_ids]
     spec = SearchSpec(name="", spec={}, study_name=study.study_name, trials=len(run_ids), objective=objective,
                       direction=direction, sampler="none", pruner=pruner, kind=SearchKind.GRID)
     store.attach_pruned_grid(sweep_id, spec, list(zip(run_ids, trial_ids, strict=True)))

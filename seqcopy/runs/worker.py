@@ -171,7 +171,7 @@ class RunExecution:
         the run is ours: until it lands, the run is taken back (LeaseLost), or a second signal
         says to stop now. Each write is safe to repeat (see Store)."""
         def passing(error: BaseException) -> bool:
-            return isinstance(error, DBAPIError) and is_transient(error) and not self.hurry.is_set()
+            return is_transient(error) and not self.hurry.is_set()
 
         def before_wait(error: BaseException, _seconds: float) -> None:
             if self.lost.is_set():
@@ -514,7 +514,7 @@ class Worker:
         idle_since = time.monotonic()
 
         def passing(error: BaseException) -> bool:
-            return not once and isinstance(error, DBAPIError) and is_transient(error) and not self.shutdown.is_set()
+            return not once and is_transient(error) and not self.shutdown.is_set()
 
         def before_wait(error: BaseException, seconds: float) -> None:
             # The database went away for a moment (a server restart, a network cut, a full disk):
