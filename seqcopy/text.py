@@ -9,6 +9,7 @@ a database (SQLite overflows at 2**63, and ``int()`` refuses strings of more tha
 
 from __future__ import annotations
 
+import math
 import unicodedata
 
 MAX_TAG = 200
@@ -76,3 +77,33 @@ def storable(text: str) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+
+def rounded(value: object, digits: int = 3, signed: bool = False) -> str:
+    """A number as a person reads it in a legend, a caption or a table: ``digits`` significant
+    figures (0.001202222703522498 → '0.00120', 0.81234 → '0.812', 0.9996 → '1.00'), with the
+    trailing zeros dropped only where the value is exact (0.001, 0.5), whole numbers whole (10000,
+    not '1e+04'), and an exponent only below 1e-4 ('3.20e-5'); ``signed`` puts '+' before a
+    positive number (a difference). Anything not a real number comes back as ``str(value)``, and
+    None or NaN as ''. The exact value stays in the CSV."""
+    if value is None or isinstance(value, bool | str) or not hasattr(value, "__float__"):
+        return "" if value is None else str(value)
+    number = float(value)
+    if math.isnan(number):
+        return ""
+    sign = "+" if signed and number > 0 else ""
+    if math.isinf(number):
+        return sign + ("∞" if number > 0 else "−∞")
+    if number.is_integer() and abs(number) < 1e15:
+        return f"{sign}{int(number)}"
+    if abs(number) < 1e-4:
+        return f"{sign}{number:.{digits - 1}e}".replace("e-0", "e-")
+    # Positional (no exponent for 1234.5), rounded at the digits-th significant figure.
+    places = digits - 1 - math.floor(math.log10(abs(number)))
+    if abs(round(number, places)) >= 10 ** (digits - places):  # 0.9996 → 1.00, a figure longer
+        places -= 1
+    text = f"{round(number, places):.{max(places, 0)}f}"
+    if "." in text and float(text) == number:
+        text = text.rstrip("0").rstrip(".")
+    return sign + text

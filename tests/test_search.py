@@ -21,6 +21,7 @@ from test_worker import SLOW, finish, start_worker, wait_for
 
 from seqcopy.results import search
 from seqcopy.runs import trials
+from seqcopy.runs.schema import SCHEMA_VERSION
 from seqcopy.runs.search_tables import mean_and_se
 from seqcopy.runs.store import Store
 from seqcopy.runs.worker import Worker
@@ -387,7 +388,7 @@ def test_a_version_7_store_that_holds_a_search_opens_with_its_search_whole(db_ur
 
     upgraded = Store(db_url)
     with upgraded.engine.connect() as conn:
-        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "8"
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == str(SCHEMA_VERSION)
     assert search.trials_table(upgraded, sweep_id) == before and len(before) == 3
     assert search.search_report(upgraded, sweep_id) == report_before
     code, out, err = run_cli(capsys, "report", "--search", str(sweep_id), "--db", db_url)

@@ -32,8 +32,9 @@ from seqcopy.runs.states import RunStatus
 # epochs' memory diagnostics (DIAGNOSTIC_METRICS); 7: the snapshots table (the Playground's weights at
 # a few epochs, seqcopy.runs.snapshots); 8: the searches' tables (searches, search_trials, search_runs)
 # under this version: a store of version 7 may hold them already, made by that seqcopy's search
-# module with these same columns, and gets them when it has none.
-SCHEMA_VERSION = 8
+# module with these same columns, and gets them when it has none; 9: runs.preemptions (how often a
+# worker's stop put the run back to resume, so a finished run still says it resumed).
+SCHEMA_VERSION = 9
 DEFAULT_MAX_RESTARTS = 3  # lapsed leases after a first epoch that a run survives before it fails
 # The stored values are the enums' own (seqcopy.runs.states): a StrEnum member is its string.
 STATUSES = tuple(RunStatus)
@@ -165,6 +166,9 @@ class Run(Base):
     """The sweep it was queued with; null for a run queued alone."""
     restarts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     """Times a lapsed lease after a first epoch sent it back to the queue to resume (schema version 5)."""
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Times a worker that was stopped (SIGTERM, a preemption) put it back in the queue with its
+    resume state (schema version 9)."""
     max_restarts: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_RESTARTS,
                                               server_default=text(str(DEFAULT_MAX_RESTARTS)))
     """Past this many restarts a lapsed lease fails the run, so a run that kills its worker every

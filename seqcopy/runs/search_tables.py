@@ -24,7 +24,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from seqcopy.config import RunConfig
 from seqcopy.runs.schema import Epoch, Run, Search, SearchRun, SearchTrial
-from seqcopy.runs.states import FINISHED, RunStatus, TrialState
+from seqcopy.runs.states import FINISHED, PRUNED_PREFIX, RunStatus, TrialState
 
 searches_t = Search.__table__
 trials_t = SearchTrial.__table__
@@ -317,7 +317,7 @@ class SearchTables:
                                                                trial_runs_t.c.number == number)
                 conn.execute(update(_runs_t).where(_runs_t.c.id.in_(siblings), _runs_t.c.status == RunStatus.QUEUED)
                              .values(status=RunStatus.CANCELLED, finished_at=now,
-                                     error=f"pruned: trial {number} was pruned at epoch {epoch} "
+                                     error=f"{PRUNED_PREFIX}: trial {number} was pruned at epoch {epoch} "
                                            "before this seed started"))
         return won
 

@@ -27,6 +27,21 @@ class RunStatus(StrEnum):
 
 FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
+# How a pruned run's reason begins (seqcopy.runs.trials writes it): a pruned run is completed, its
+# epochs a true but shorter run, and this word is what tells it from a full one.
+PRUNED_PREFIX = "pruned"
+
+
+class RunBadge(StrEnum):
+    """What a run's status does not say by itself (RunInfo.badges): a pruned run is completed, a
+    preempted one queued, a resumed, continued or forked one whatever it is now."""
+
+    PRUNED = "pruned"
+    PREEMPTED = "preempted"  # queued with its resume state: the next worker goes on from it
+    RESUMED = "resumed"  # went on from its state after a worker stopped or vanished
+    CONTINUED = "continued"
+    FORKED = "forked"
+
 
 class TrialState(StrEnum):
     """A search trial's life: its number taken (asking), its runs queued (running), then an end."""

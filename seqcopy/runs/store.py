@@ -77,7 +77,7 @@ from seqcopy.runs.schema import (
     WorkerRow,
 )
 from seqcopy.runs.search_tables import SearchTables
-from seqcopy.runs.states import FINISHED, RunStatus, WorkerPresence
+from seqcopy.runs.states import FINISHED, PRUNED_PREFIX, RunBadge, RunStatus, WorkerPresence
 from seqcopy.text import MAX_ID, check_tag, storable
 
 DEFAULT_URL = "sqlite:///runs.db"
@@ -161,6 +161,7 @@ class RunInfo:
     claim_token: str | None = None  # the worker's mark on its claim (Store.held)
     device_used: str | None = None  # the device it trains on, set by the claim (an 'auto' run's answer)
     restarts: int = 0  # lapsed leases after a first epoch it resumed from
+    preemptions: int = 0  # stopped workers that put it back in the queue with its state
     max_restarts: int = DEFAULT_MAX_RESTARTS
     parent_id: int | None = None  # the run it was forked from or continues
     parent_epoch: int | None = None  # the parent's epoch it started from
@@ -171,6 +172,39 @@ class RunInfo:
         if self.parent_id is None:
             return ""
         return f"from #{self.parent_id}" + (f" @ epoch {self.parent_epoch}" if self.parent_epoch is not None else "")
+
+    @property
+    def continues_parent(self) -> bool:
+        """Whether it continues its parent (the parent's whole state, epochs numbered on from the
+        parent's) rather than forks it (its weights only, epochs from 1): a fork is always queued
+        as a sweep (seqcopy.runs.queueing), a continuation never, and sweeps are never deleted."""
+        return self.parent_id is not None and self.sweep_id is None
+
+    @property
+    def badges(self) -> tuple[RunBadge, ...]:
+        """What its status alone does not say, in the order pages show it: pruned, waiting to
+        resume or resumed, continued or forked."""
+        found = []
+        if self.status == RunStatus.COMPLETED and (self.error or "").startswith(PRUNED_PREFIX):
+            found.append(RunBadge.PRUNED)
+        if self.preemptions or self.restarts:
+            found.append(RunBadge.PREEMPTED if self.status == RunStatus.QUEUED else RunBadge.RESUMED)
+        if self.parent_id is not None:
+            found.append(RunBadge.CONTINUED if self.continues_parent else RunBadge.FORKED)
+        return tuple(found)
+
+    @property
+    def shown_status(self) -> str:
+        """Its status with its badges, as every page and listing shows it: 'completed · pruned',
+        'queued · preempted, resumes', 'running · resumed · forked'."""
+        words = [str(self.status)]
+        words += ["preempted, resumes" if badge == RunBadge.PREEMPTED else str(badge) for badge in self.badges]
+        return " · ".join(words)
+
+    @property
+    def pruned(self) -> bool:
+        """Whether a search's pruner stopped it: completed, but a shorter run than asked for."""
+        return RunBadge.PRUNED in self.badges
 
     @classmethod
     def from_row(cls, row) -> RunInfo:
@@ -196,6 +230,7 @@ class RunInfo:
             latest={name: m[name] for name in LATEST_METRICS},
             sweep_id=m.get("sweep_id"),
             restarts=m.get("restarts") or 0,
+            preemptions=m.get("preemptions") or 0,
             max_restarts=m.get("max_restarts") if m.get("max_restarts") is not None else DEFAULT_MAX_RESTARTS,
             parent_id=m.get("parent_id"),
             parent_epoch=m.get("parent_epoch"),
@@ -778,7 +813,7 @@ class Store(SearchTables):
             changed = conn.execute(
                 update(runs_t).where(*self._owned(run_id, worker_id, token), runs_t.c.cancel_requested == False)  # noqa: E712
                 .values(status=RunStatus.QUEUED, worker_id=None, claim_token=None, heartbeat_at=None, batch_done=0,
-                        device_used=None, error=storable(reason))
+                        device_used=None, error=storable(reason), preemptions=runs_t.c.preemptions + 1)
             )
             if changed.rowcount == 1:
                 return

@@ -45,7 +45,7 @@ from seqcopy.config import RunConfig
 from seqcopy.errors import InputError
 from seqcopy.runs.retry import logger, retry
 from seqcopy.runs.search_tables import SearchInfo, SearchKind, SearchSpec, TrialInfo, TrialTakenOver
-from seqcopy.runs.states import TrialState
+from seqcopy.runs.states import PRUNED_PREFIX, TrialState
 from seqcopy.runs.store import Store, sweep_name_problem
 
 log = logger("search")
@@ -344,7 +344,8 @@ def after_epoch(store: Store, run_id: int, sweep_id: int | None, epoch: int) -> 
     if trial is None:
         return GO_ON
     if trial.state == TrialState.PRUNED:
-        return PruneVerdict(Decision.STOP, f"pruned: trial {trial.number} was pruned at epoch {trial.pruned_epoch}")
+        return PruneVerdict(Decision.STOP,
+                            f"{PRUNED_PREFIX}: trial {trial.number} was pruned at epoch {trial.pruned_epoch}")
     search = store.search(trial.sweep_id)
     if trial.state != TrialState.RUNNING or search.pruner == "none":
         return GO_ON
@@ -364,7 +365,7 @@ def after_epoch(store: Store, run_id: int, sweep_id: int | None, epoch: int) -> 
         return GO_ON
     if store.prune_trial(trial.sweep_id, trial.number, epoch, mean, len(values)):
         _retry(lambda: study.tell(frozen.number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True))
-    return PruneVerdict(Decision.STOP, f"pruned at epoch {epoch} by the {search.pruner} pruner "
+    return PruneVerdict(Decision.STOP, f"{PRUNED_PREFIX} at epoch {epoch} by the {search.pruner} pruner "
                                        f"(trial {trial.number}, objective {mean:.4g})")
 
 
