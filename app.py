@@ -10,6 +10,32 @@ from sqlalchemy.exc import DBAPIError
 from seqcopy.runs.store import StoreError
 from seqcopy.ui import escape, state
 from seqcopy.ui.warmup import warm_up_in_background
+from seqcopy.ui.workers import local_worker_line, workers_view
+
+
+@st.fragment(run_every=state.LIVE_REFRESH_S)
+def render_worker_state() -> None:
+    """Who trains the queued runs, as the store's heartbeats say, on the live parts' timer; the
+    local worker started again when it exited with runs waiting (state.supervise_local_worker)."""
+    try:
+        worker, supervision = state.supervise_local_worker()
+        workers = state.workers(state.url())
+    except DBAPIError:  # the page says why; the sidebar only that it cannot tell
+        st.caption("Workers: unknown while the runs database does not answer")
+        return
+    if worker is None:
+        st.caption(f"Workers: external (SEQCOPY_WORKER=external) · {workers_view(workers).summary}")
+        return
+    line = local_worker_line(worker.worker_id, worker.pid, worker.alive(), workers)
+    (st.caption if line.ok else st.warning)(line.text)
+    if supervision.note:
+        (st.warning if supervision.gave_up else st.caption)(supervision.note)
+    elif supervision.exit_code is not None:
+        st.caption("Nothing waits in the queue: it starts again when a run is queued.")
+    if not worker.alive():
+        # A callback: it runs before the rerun its click makes, which then draws the new worker.
+        st.button("Restart the local worker", key="restart_local_worker", on_click=worker.restart)
+
 
 st.set_page_config(page_title="seqcopy", page_icon="🔁", layout="wide")
 
@@ -32,16 +58,7 @@ except StoreError as error:  # a bad SEQCOPY_DB, or a server down: say so on one
 
 with st.sidebar:
     st.caption(f"Database: {escape.code_span(store.safe_url)}")  # password masked (seqcopy.runs.redact)
-    worker = state.ensure_local_worker()
-    if worker is None:
-        st.caption("Workers: external (SEQCOPY_WORKER=external)")
-    elif worker.alive():
-        st.caption(f"Local worker: running (pid {worker.pid})")
-    else:
-        st.warning("The local worker has stopped; queued runs wait.")
-        if st.button("Restart the local worker"):
-            worker.start()
-            st.rerun()
+    render_worker_state()
 
 try:
     page.run()

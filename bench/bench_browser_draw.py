@@ -1,17 +1,20 @@
-"""How long the Playground takes to draw in a real browser, beside the Compare page (seven charts,
-no torch) in the same run: the first open after five seconds on the Runs page, the median of three
-reloads and of three visits through the sidebar, and the very first request of a fresh server.
+"""How long each dashboard page takes to draw in a real browser, moving between pages in the app
+as a person does: the cold first load of a fresh server, each page's first visit through the
+sidebar, then the median of three later visits; and Compare's first visit on a sweep.
 
-    bin/setup-env && .venv/bin/python bench/bench_browser_draw.py
+    bin/setup-env && .venv/bin/python bench/bench_browser_draw.py [--runs N]
 
 Serves the dashboard (no worker) on a temporary store holding every kind of run (the browser
-test's, tests/ui_store.py) and drives Debian's Chromium through the browser test's helpers.
-Prints seconds and the Playground/Compare ratio with the machine's load average. Not a test:
-the figures depend on the machine and its load. bench/bench_pages.py times the server side alone.
+test's, tests/ui_store.py, and a finished sweep), or, with ``--runs N``, bench/bench_pages.py's
+big store of N runs × 50 epochs; drives Debian's Chromium through the browser test's helpers.
+A page counts as drawn when its title is shown, Streamlit is idle and every chart has its SVG.
+Prints seconds with the machine's load average. Not a test: the figures depend on the machine
+and its load. bench/bench_pages.py times the server side alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -23,64 +26,75 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 import ui_store  # noqa: E402 - after the sys.path insert above
-from test_browser import chromium_page, plotly_charts_drawn, serve  # noqa: E402 - after the sys.path insert above
+from test_browser import chromium_page, serve  # noqa: E402 - after the sys.path insert above
 
-# What each timed page shows once drawn: a text and its number of charts.
-DRAWN = {"Playground": ("Copied right", 1), "Compare": ("a single seed, so no band", 7)}
+PAGES = {"Launch": "Launch runs", "Runs": "Runs", "Compare": "Compare", "Playground": "Playground"}  # link → title
 
 
-def time_to_draw(page, name: str, how) -> float:
-    """Seconds from the request (``how`` navigates) to page ``name`` drawn and idle."""
-    from playwright.sync_api import expect
+def drawn(page, title: str) -> None:
+    """Wait until the page titled ``title`` is drawn: its title, Streamlit idle, every chart's SVG."""
+    page.get_by_role("heading", name=title, exact=True).wait_for()
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+    charts = page.locator(".js-plotly-plot")
+    for index in range(charts.count()):
+        charts.nth(index).locator(".main-svg").first.wait_for(state="attached")
 
-    text, charts = DRAWN[name]
+
+def time_to_draw(page, title: str, how) -> float:
+    """Seconds from ``how`` (a click or a navigation) to the page titled ``title`` drawn."""
     started = time.perf_counter()
     how()
-    expect(page.get_by_text(text).first).to_be_visible()
-    plotly_charts_drawn(page, charts)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
+    drawn(page, title)
     return time.perf_counter() - started
 
 
-def visit_timings(page, base: str, name: str) -> dict[str, float]:
-    """The first open of page ``name`` after five seconds on the Runs page (a person reads it;
-    the app imports torch meanwhile), then the median of three reloads and of three visits
-    through the sidebar."""
-    runs = page.get_by_role("heading", name="Runs")
-    page.goto(f"{base}/runs")
-    runs.wait_for()
-    page.wait_for_timeout(5000)
-    first = time_to_draw(page, name, lambda: page.get_by_role("link", name=name).click())
-    reloads = [time_to_draw(page, name, lambda: page.goto(f"{base}/{name.lower()}")) for _ in range(3)]
-    visits = []
+def visit(page, name: str) -> float:
+    return time_to_draw(page, PAGES[name], lambda: page.get_by_role("link", name=name, exact=True).first.click())
+
+
+def tour_timings(page, base: str, sweep_id: int) -> dict[str, dict[str, float]]:
+    """The cold first load (Launch), each page's first visit through the sidebar in the tour's
+    order, three more rounds of visits (medians), then Compare on the sweep."""
+    figures: dict[str, dict[str, float]] = {name: {} for name in PAGES}
+    figures["Launch"]["first"] = time_to_draw(page, PAGES["Launch"], lambda: page.goto(base))
+    for name in ("Runs", "Compare", "Playground"):
+        figures[name]["first"] = visit(page, name)
+    later: dict[str, list[float]] = {name: [] for name in PAGES}
     for _ in range(3):
-        page.get_by_role("link", name="Runs").click()
-        runs.wait_for()
-        visits.append(time_to_draw(page, name, lambda: page.get_by_role("link", name=name).click()))
-    return {"first open": first, "reload": statistics.median(reloads), "sidebar visit": statistics.median(visits)}
+        for name in PAGES:
+            later[name].append(visit(page, name))
+    for name, seconds in later.items():
+        figures[name]["later (median of 3)"] = statistics.median(seconds)
+    figures["Compare"]["sweep"] = time_to_draw(page, PAGES["Compare"],
+                                               lambda: page.goto(f"{base}/compare?sweep={sweep_id}"))
+    return figures
 
 
 def main() -> int:
-    figures = {}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=0, help="bench_pages.py's big store of this many runs")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="seqcopy-bench-browser-") as folder:
         database = f"sqlite:///{Path(folder) / 'filled.db'}"
-        ui_store.fill(database)
-        (Path(folder) / "warm").mkdir()
-        for base, _, _ in serve(Path(folder) / "warm", database, with_worker=False):
+        if args.runs:
+            sys.path.insert(0, str(ROOT / "bench"))
+            import bench_pages
+
+            bench_pages.fill(database, args.runs, 50)
+            sweep_id = bench_pages.group_into_sweeps(database, args.runs)[0]
+        else:
+            ui_store.fill(database)
+            sweep_id, _ = ui_store.add_sweep(database)
+        (Path(folder) / "logs").mkdir()
+        for base, _, _ in serve(Path(folder), database, with_worker=False):
             with chromium_page() as page:
-                for name in ("Playground", "Compare"):
-                    figures[name] = visit_timings(page, base, name)
-        (Path(folder) / "fresh").mkdir()
-        for base, _, _ in serve(Path(folder) / "fresh", database, with_worker=False):
-            with chromium_page() as page:
-                figures["Playground"]["first request of a fresh server"] = time_to_draw(
-                    page, "Playground", lambda base=base: page.goto(f"{base}/playground"))
-    print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print(f"{'seconds to draw, in the browser':34} {'Playground':>10} {'Compare':>8}  ratio")
-    for what, seconds in figures["Playground"].items():
-        reference = figures["Compare"].get(what)
-        ratio = f"{seconds / reference:5.2f}" if reference else "    –"
-        print(f"{what:34} {seconds:10.2f} {reference or float('nan'):8.2f}  {ratio}")
+                figures = tour_timings(page, base, sweep_id)
+    print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, store: "
+          + (f"{args.runs} runs × 50 epochs" if args.runs else "every kind of run and a sweep"))
+    print(f"{'seconds to draw, in Chromium':30} {'first':>7} {'later':>7} {'sweep':>7}")
+    for name, seconds in figures.items():
+        cells = [seconds.get(what) for what in ("first", "later (median of 3)", "sweep")]
+        print(f"{name:30} " + " ".join(f"{value:7.2f}" if value is not None else f"{'':7}" for value in cells))
     return 0
 
 

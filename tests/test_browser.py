@@ -479,7 +479,7 @@ def test_runs_shows_a_resumed_run_and_a_fork_with_its_lineage(lineage_dashboard)
             page.goto(f"{base}/runs?runs=1,2")
             expect(page.locator(".js-plotly-plot")).to_have_count(3 + len(DIAGNOSTIC_METRICS))
             page.get_by_role("tab", name="Continue or fork").click()
-            expect(page.get_by_text(re.compile(r"completed · from #1 @ epoch 4"))).to_be_visible()
+            expect(page.get_by_text(re.compile(r"completed · forked · from #1 @ epoch 4"))).to_be_visible()
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "runs-lineage.png"), full_page=True)
         except Exception:

@@ -156,7 +156,7 @@ def test_cancel_of_an_unknown_run_exits_2(db_url, capsys):
 
 def test_cancel_twice_reports_the_final_status(db_url, capsys):
     run_cli(capsys, "submit", *TINY_FLAGS, "--db", db_url)
-    assert run_cli(capsys, "cancel", "1", "--db", db_url)[:2] == (0, "run 1 cancelled\n")
+    assert run_cli(capsys, "cancel", "1", "--db", db_url)[:2] == (0, "run 1 cancelled before it started\n")
     assert run_cli(capsys, "cancel", "1", "--db", db_url)[:2] == (0, "run 1 already cancelled\n")
 
 

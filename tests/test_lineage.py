@@ -68,7 +68,7 @@ def test_continue_queues_a_child_that_goes_on_bit_for_bit(store, sqlite_url, cap
 def test_continue_refuses_what_it_cannot_continue(store, sqlite_url, capsys):
     queued = store.submit(BASE)
     assert_one_line_error(*run_cli(capsys, "continue", str(queued), "--epochs", "2", "--db", sqlite_url)[::2],
-                          "is queued", "submit --from")
+                          "is queued", "once it ends")
     store.request_cancel(queued)
     done = completed(store, BASE)
     assert_one_line_error(*run_cli(capsys, "continue", str(done), "--epochs", "0", "--db", sqlite_url)[::2],
@@ -110,7 +110,7 @@ def test_a_fork_that_makes_the_weights_unusable_is_refused_in_one_line(store, sq
 def test_a_fork_of_a_run_without_weights_is_refused(store, sqlite_url, capsys):
     queued = store.submit(BASE)
     code, _, err = run_cli(capsys, "submit", "--from", str(queued), "--db", sqlite_url)
-    assert_one_line_error(code, err, "has no final weights", "once it ends")
+    assert_one_line_error(code, err, "has no weights", "once it ends")
 
 
 def test_max_restarts_is_recorded_and_checked(store, sqlite_url, capsys):

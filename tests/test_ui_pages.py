@@ -264,7 +264,7 @@ def playground(query=None) -> AppTest:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("axz!", "not '!', 'z'"), ("", "type at least one"), ("a" * 400, "too long"), ("a x", "not ' '"),
+    ("axz!", "not '!', 'z'"), ("", "type at least one"), ("a x", "not ' '"),
 ])
 def test_the_playground_refuses_bad_text(filled_db, text, message):
     at = playground()
@@ -330,7 +330,9 @@ def test_the_app_starts_one_local_worker_unless_told_workers_are_external(empty_
         assert not at.exception
         worker = state._local_worker(empty_db)
         assert worker.alive() and worker.starts == 1  # one per server process, however many sessions
-        assert f"Local worker: running (pid {worker.pid})" in texts(again.sidebar.caption)
+        # From the store's heartbeats: 'starting' until the worker's first one, then 'live'.
+        line = texts(again.sidebar.caption)
+        assert f"Local worker: starting (pid {worker.pid})" in line or f"Local worker: live (pid {worker.pid})" in line
     finally:
         state._local_worker(empty_db).stop()
 

@@ -235,7 +235,8 @@ def test_the_launch_page_in_a_browser_shows_the_workers(crew_store, pg_url, tmp_
         base, _, _ = next(served)
         with chromium_page() as page:
             page.goto(base)
-            expect(page.get_by_text("2 live workers (2 CPU), 1 busy · 1 vanished · 1 stopped")).to_be_visible()
+            # The sidebar and the queue read the same heartbeats, and say the same.
+            expect(page.get_by_text("2 live workers (2 CPU), 1 busy · 1 vanished · 1 stopped")).to_have_count(2)
             expect(page.get_by_text("waiting for a CUDA worker (the 2 live ones serve cpu)")).to_be_visible()
             expect(page.get_by_text("1 stopped in the last day")).to_be_visible()
             expect(page.get_by_text("no worker runs them")).to_have_count(0)  # live ones are there

@@ -7,10 +7,10 @@ import streamlit as st
 
 from seqcopy.config import CELL_NAMES, SETTINGS, ConfigError, RunConfig, cell_label
 from seqcopy.presets import BY_NAME, BY_SLUG, PRESETS
-from seqcopy.runs.lineage import LineageError, fork_start
+from seqcopy.runs.lineage import LineageError, fork_start, kept_weights
 from seqcopy.runs.queueing import queue_grid
-from seqcopy.runs.states import RunStatus, WorkerPresence
-from seqcopy.runs.store import StoreError, UnknownRun
+from seqcopy.runs.states import RunBadge, RunStatus, WorkerPresence
+from seqcopy.runs.store import StoreError, UnknownRun, run_note
 from seqcopy.ui import escape, search_form, state
 from seqcopy.ui.estimates import calibration, estimate_grid, format_bytes, format_duration
 from seqcopy.ui.launch_form import (
@@ -63,7 +63,32 @@ def load_preset() -> None:
         st.session_state[key("seeds")] = ", ".join(map(str, preset.seeds))
 
 
+# The form as the person left it: Streamlit drops a widget's value after a run that does not draw
+# it (a visit to Runs, or a live fragment's rerun there), which reset the form to its preset.
+SAVED_FORM = "saved_launch_form"
+
+
+def form_keys() -> list[str]:
+    """The keys of the Sweep form's widgets: those Streamlit drops, saved and put back. Mode and
+    the search's own fields pass defaults to their widgets, which Streamlit refuses to mix with
+    a value set through the session state, so they are left out."""
+    names = [*FIELDS, "preset", "cells", "seeds", "sweep_name", "tie_n", "tie_test", "tie_factor"]
+    names += [f"sweep_{part}_{index}" for index in range(SWEEP_ROWS) for part in ("field", "values")]
+    return [key(name) for name in names]
+
+
+def restore_form() -> None:
+    for name, value in st.session_state.get(SAVED_FORM, {}).items():
+        if name not in st.session_state:  # a fork's settings, just set, stay
+            st.session_state[name] = value
+
+
+def save_form() -> None:
+    st.session_state[SAVED_FORM] = {name: st.session_state[name] for name in form_keys() if name in st.session_state}
+
+
 def initialise() -> None:
+    restore_form()
     if key("preset") not in st.session_state:
         st.session_state[key("preset")] = DEFAULT_PRESET
         st.session_state[key("cells")] = [PRESETS[DEFAULT_PRESET].cell]
@@ -157,10 +182,10 @@ def render_fork() -> None:
     fork_from = st.session_state.get(FORK_KEY)
     if fork_from is None:
         return
-    note, drop = st.columns([4, 1], vertical_alignment="center")
-    note.info(f"Forking run #{fork_from}: the runs queued below start from its final weights, with the settings "
-              "below (the cell, its form, the embedding and hidden sizes must stay).")
-    if drop.button("Train from scratch instead", key=key("fork_drop")):
+    st.info(f"Forking run #{fork_from}: the runs queued below start from its final weights, with the settings "
+            "below (the cell, its form, the embedding and hidden sizes must stay).")
+    # Under the note, not in a narrow column beside it, where its label was cut.
+    if st.button("Train from scratch instead", key="button_fork_drop", icon=":material/restart_alt:"):
         st.session_state.pop(FORK_KEY, None)
         st.rerun()
 
@@ -252,8 +277,12 @@ def render_summary(result) -> None:
 def cancel(run_id: int) -> None:
     """Called in the queue's own run, not as a button's callback: Streamlit runs callbacks before
     the page, outside :func:`state.outage_safe`, so a database outage there was a traceback."""
+    store = state.get_store()
     try:
-        state.get_store().request_cancel(run_id)
+        store.request_cancel(run_id)
+        # A run cancelled while queued to resume keeps its last state's weights as its checkpoint
+        # now, so Runs' download and the Playground find them as the command line's cancel does.
+        kept_weights(store, run_id)
     except UnknownRun:
         pass  # deleted meanwhile: nothing left to cancel
     state.clear_reads()
@@ -296,13 +325,15 @@ def render_queue() -> None:
         st.code(f"SEQCOPY_DB='{shown}' seqcopy worker", language="bash")
         if "***" in shown:
             st.caption("The password is masked here: put yours in its place (or in ~/.pgpass).")
+    elif not running and not live:
+        st.caption("No worker is live yet: the sidebar says what became of the local worker.")
     now = time.time()
     reasons = queued_reasons(active[:MAX_SHOWN], workers, now)
     for run in active[:MAX_SHOWN]:
         with st.container(border=True):
             name, epochs, batches, action = st.columns([3, 3, 3, 1], vertical_alignment="center")
             config = run.config
-            name.markdown(f"**#{run.id}** {cell_label(config)} · seed {config.seed} · {run.status}"
+            name.markdown(f"**#{run.id}** {cell_label(config)} · seed {config.seed} · {run.shown_status}"
                           + (" · cancelling…" if run.cancel_requested and run.status == RunStatus.RUNNING else ""))
             name.caption(f"K={config.train_seq_len} N={config.train_output_len} hidden {config.hidden_size}"
                          + f" · {run.device_used or config.device}"
@@ -317,8 +348,10 @@ def render_queue() -> None:
                 if run.heartbeat_at and now - run.heartbeat_at > 30:
                     batches.caption(f"no heartbeat for {now - run.heartbeat_at:.0f} s")
             else:
+                note = run_note(run) if RunBadge.PREEMPTED in run.badges else ""  # 'preempted at epoch k; resumes'
                 batches.caption(f"queued at {time.strftime('%H:%M:%S', time.localtime(run.created_at))}"
-                                f" · {escape.markdown(reasons[run.id])}")
+                                + (f" · {escape.markdown(note)}" if note else "")
+                                + f" · {escape.markdown(reasons[run.id])}")
             if action.button("Cancel", key=f"cancel_{run.id}", disabled=run.cancel_requested,
                              help="queued: removed at once; running: stops at the next batch"):
                 cancel(run.id)
@@ -343,6 +376,7 @@ with form_column:
     if mode == "Search":
         search_form.render_space()
     render_form(result)
+save_form()
 with summary_column:
     if mode == "Search":
         found = search_form.form_plan(*search_base(result))

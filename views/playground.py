@@ -1,7 +1,8 @@
 """Playground: pick a finished run, type a sequence, and watch the model read it and copy it,
 step by step; look inside the cell (gates, cell state, m_t), at which input each output reads,
 at what an edit changes, at a second model beside it, and at the path of its state; all of it at
-the final model or at any epoch whose weights the run kept (the Epoch slider, seqcopy.runs.snapshots)."""
+the final model or at any epoch whose weights the run kept (the Epoch slider, seqcopy.runs.snapshots).
+The URL says which run, epoch and sequence are shown (?run=12&epoch=8&seq=axcry): a view can be shared."""
 
 from functools import partial
 
@@ -16,11 +17,13 @@ from seqcopy.ui.inside import DEFAULT_DRAWN, QUANTITIES, UNIT_ORDERS, Untraceabl
 from seqcopy.ui.playground import (
     FINAL,
     MAX_EXTRA_DELIMITERS,
+    URL_KEYS,
     changed_positions,
     copies_frame,
     edit_sequence,
     epoch_caption,
     epoch_choices,
+    epoch_from_url,
     marked_copy,
     max_sequence_length,
     play_tick,
@@ -28,8 +31,11 @@ from seqcopy.ui.playground import (
     position_from_selection,
     random_sequence,
     run_copy,
+    run_from_url,
+    sequence_from_url,
     suggest_partner,
     trajectory_frame,
+    url_query,
 )
 from seqcopy.ui.playground_figures import (
     copy_grid_figure,
@@ -313,6 +319,62 @@ def trajectory(trace) -> None:
                "while copying (labelled with the letter written). The ring is the step chosen in Step by step.")
 
 
+def follow_url(usable) -> None:
+    """Read ?run=&epoch=&seq= when the URL changed since this page last wrote it (first load, a
+    shared link): the run now; the epoch and the sequence once the run's choices are known
+    (apply_url_epoch, apply_url_sequence). What cannot be used is said once, on one line."""
+    wanted = {name: st.query_params.get(name, "") for name in URL_KEYS}
+    if st.session_state.get("play_url") == wanted:
+        return
+    st.session_state["play_url"] = wanted
+    st.session_state["play_url_pending"] = {name: value for name, value in wanted.items() if value}
+    st.session_state["play_url_problems"] = []
+    if wanted["run"]:
+        run_id, problem = run_from_url(wanted["run"], [other.id for other in usable])
+        if run_id is None:
+            st.session_state["play_url_problems"].append(problem)
+            st.session_state["play_url_pending"].pop("epoch", None)  # an epoch of which run?
+        else:
+            st.session_state["play_run"] = next(other for other in usable if other.id == run_id)
+
+
+def apply_url_epoch(run_id: int, choices: list) -> None:
+    value = st.session_state.get("play_url_pending", {}).pop("epoch", None)
+    if value is None:
+        return
+    choice, problem = epoch_from_url(value, choices)
+    if problem:
+        st.session_state["play_url_problems"].append(problem)
+    elif len(choices) > 1:
+        st.session_state[f"play_epoch_{run_id}"] = choice
+
+
+def apply_url_sequence(config) -> None:
+    value = st.session_state.get("play_url_pending", {}).pop("seq", None)
+    if value is not None:
+        sequence, problem = sequence_from_url(value, config)
+        if problem:
+            st.session_state["play_url_problems"].append(problem)
+        else:
+            st.session_state["play_text"] = sequence
+    problems = st.session_state.pop("play_url_problems", [])
+    if problems:
+        st.warning(escape.markdown("The link's " + "; ".join(problems) + ": ignored."))
+
+
+def remember_url(run_id: int, epoch, sequence: str) -> None:
+    """Write what the page shows into the URL, so that it can be shared; remembered as written,
+    so that the next run does not take it for a new link."""
+    query = url_query(run_id, epoch, sequence)
+    if {name: st.query_params.get(name, "") for name in URL_KEYS} != {name: query.get(name, "") for name in URL_KEYS}:
+        for name in URL_KEYS:
+            if name in query:
+                st.query_params[name] = query[name]
+            elif name in st.query_params:
+                del st.query_params[name]
+    st.session_state["play_url"] = {name: query.get(name, "") for name in URL_KEYS}
+
+
 st.title("Playground")
 all_runs = state.runs_or_stop(
     "No runs yet. Train one on the Launch page (the Quick demo preset learns in about a minute), then come back."
@@ -329,11 +391,13 @@ if not usable:
         st.info("No run has finished with a checkpoint yet. When one completes (see Launch's queue) it appears here.")
     st.stop()
 
+follow_url(usable)
 run = st.selectbox("Model", usable, format_func=describe, key="play_run",
                    help="runs that finished (or were cancelled after an epoch) with a checkpoint")
 kept = state.snapshots(state.url(), run.id, run.finished_at)
 choices = epoch_choices(kept, run.epochs_done)
 chosen = FINAL
+apply_url_epoch(run.id, choices)
 if len(choices) > 1:
     # One key per run: another run starts at its final model.
     chosen = st.select_slider("Epoch", choices, value=FINAL, key=f"play_epoch_{run.id}", format_func=str,
@@ -349,6 +413,7 @@ except CheckpointError as error:
     st.stop()
 
 limit = max_sequence_length(config)
+apply_url_sequence(config)
 st.caption(
     f"Trained to copy {config.train_output_len} of {config.train_seq_len} letters (K), with {config.padding} "
     f"'\\$' between. Type up to {limit} of the letters {' '.join(ALPHABET)}; longer than K tests how it generalises."
@@ -357,7 +422,7 @@ st.session_state.setdefault("play_text", random_sequence(min(config.train_seq_le
 # Keep the step while another view is open: Streamlit forgets the value of a widget not drawn in a run.
 st.session_state["play_step"] = st.session_state.get("play_step", 0)
 text_column, random_column, long_column = st.columns([4, 1, 1], vertical_alignment="bottom")
-text = text_column.text_input("Sequence to copy", key="play_text", max_chars=2 * limit)
+text = text_column.text_input("Sequence to copy", key="play_text", max_chars=limit)
 random_column.button("Random sequence", on_click=set_random, args=(min(config.train_seq_len, limit),), width="stretch")
 longer = min(limit, 2 * config.train_seq_len)
 long_column.button(f"Random, {longer} letters", on_click=set_random, args=(longer,), width="stretch",
@@ -368,6 +433,7 @@ try:
 except (InvalidSequence, UntraceableCell) as error:
     st.error(escape.markdown(error))
     st.stop()
+remember_url(run.id, epoch, trace.sequence)
 if len(trace.sequence) > config.train_seq_len:
     st.warning(f"{len(trace.sequence)} letters is longer than the {config.train_seq_len} it was trained on: "
                "this tests length generalisation, so expect mistakes.")

@@ -1,4 +1,4 @@
-"""seqcopy {train,evaluate,submit,search,continue,worker,ray,workers,runs,cancel,report,bench}, also
+"""seqcopy {train,evaluate,submit,search,continue,worker,ray,workers,runs,cancel,report,rerun,bench}, also
 ``python -m seqcopy``.
 
 Bad input (a flag, a config, a name, a file, a database URL, a run id) exits with status 2 and one
@@ -181,15 +181,17 @@ def load_model(source: str, db: str | None = None):
         run_id = parse_id(source)
     except ValueError as error:
         raise EvaluationError(str(error)) from None
+    from seqcopy.runs.lineage import kept_weights
+
     store = open_store(db, create=False)
     try:
         run = store.get_run(run_id)  # UnknownRun for an id that is not there
-        blob = store.checkpoint(run_id)
+        found = kept_weights(store, run_id)  # a run stopped between epochs: its last state's weights
     finally:
         store.close()
-    if blob is None:
+    if found is None:
         raise EvaluationError(f"run {run_id} ({run.status}) has no checkpoint to evaluate")
-    return model_from_run(run_id, blob)
+    return model_from_run(run_id, found[1])
 
 
 def cmd_evaluate(args) -> int:
@@ -333,8 +335,17 @@ def cmd_cancel(args) -> int:
         print(f"run {args.run_id} already {before}")
         return 0
     status = store.request_cancel(args.run_id)
+    cancelled = f"run {args.run_id} cancelled"
+    if status == RunStatus.CANCELLED:
+        from seqcopy.runs.lineage import kept_weights
+
+        run = store.get_run(args.run_id)
+        cancelled = f"run {args.run_id} {run.error}"
+        kept = kept_weights(store, args.run_id) if run.epochs_done else None
+        if kept is not None:
+            cancelled += f"; its weights after epoch {kept[0]} are kept (evaluate, submit --from, continue)"
     message = {
-        RunStatus.CANCELLED: f"run {args.run_id} cancelled",
+        RunStatus.CANCELLED: cancelled,
         RunStatus.RUNNING: f"run {args.run_id} will stop within seconds (at its worker's next heartbeat, "
                            "then the next batch)",
     }.get(status, f"run {args.run_id} already {status}")
@@ -376,13 +387,14 @@ def cmd_report(args) -> int:
     if args.against is not None:
         try:
             print(build_verdict_report(store, args.against.strip(), by, args.metric or "test_copy_acc", tags,
-                                       args.sweep))
+                                       args.sweep, include_pruned=args.include_pruned))
         except ValueError as error:
             raise UsageError(f"--against: {error}") from None
     elif by is None:
-        print(build_report(store, tags, args.sweep, solved_at))
+        print(build_report(store, tags, args.sweep, solved_at, include_pruned=args.include_pruned))
     else:
-        print(build_by_report(store, by, args.error or DEFAULT_ERROR, tags, args.sweep, solved_at))
+        print(build_by_report(store, by, args.error or DEFAULT_ERROR, tags, args.sweep, solved_at,
+                              include_pruned=args.include_pruned))
     return 0
 
 
@@ -392,9 +404,88 @@ def _report_search(store, args) -> int:
     if args.by is not None or args.sweep is not None or args.tags is not None:
         raise UsageError("--search goes alone: its table has one row per trial")
     try:
+        store.get_sweep(args.search)
+    except UnknownSweep as error:
+        raise UsageError(f"--search: {error}") from None
+    try:
         print(search_report(store, args.search))
     except SearchError as error:
         raise UsageError(str(error)) from None
+    return 0
+
+
+# What may differ between two trainings of one config on one machine: the wall clock's figures.
+RERUN_SKIPS = ("seconds", "samples_per_sec")
+
+
+def epoch_differences(before: dict, after: dict) -> dict[str, float]:
+    """metric → |difference| of every metric of an epoch that is not bit for bit the same (a
+    metric both leave unmeasured, None, is the same; NaN equals NaN)."""
+    found = {}
+    for name, value in after.items():
+        if name in RERUN_SKIPS or name == "epoch" or name not in before:
+            continue
+        old = before[name]
+        if old == value or (old is not None and value is not None and math.isnan(old) and math.isnan(value)):
+            continue
+        found[name] = math.inf if old is None or value is None else abs(value - old)
+    return found
+
+
+def cmd_rerun(args) -> int:
+    """The run's config trained again here and now as a new run, compared with it epoch by epoch."""
+    import torch
+
+    from seqcopy.runs.worker import RunExecution, StopSignals
+
+    store = open_store(args.db, create=False)
+    original = store.get_run(args.run_id)
+    before = {row["epoch"]: row for row in store.epochs([original.id])}
+    if not before:
+        raise UsageError(f"run {original.id} ({original.status}) has no epochs to compare a rerun with")
+    threads = args.threads
+    if threads is None:
+        threads = next((s.get("threads") for s in original.environments if s.get("threads")), None)
+    if threads is not None and not 1 <= threads <= 1024:
+        raise UsageError(f"--threads: a whole number from 1 to 1024, got {threads}")
+    config = _config_or_exit(original.config.replace(epochs=max(before)))
+    worker_id = f"cli:{worker_name()}"
+    run_id = store.submit(config, status=RunStatus.RUNNING, worker_id=worker_id,
+                          device_used=resolve_device(config.device), rerun_of=original.id)
+    print(f"run {run_id}: rerun of #{original.id} ({cell_label(config)}, seed {config.seed}, {config.epochs} epochs"
+          + (f", {threads} thread(s)" if threads else "") + ")", flush=True)
+    first: list[tuple[int, dict[str, float]]] = []
+
+    def compare(epoch) -> None:
+        differences = epoch_differences(before.get(epoch.epoch, {}), epoch.to_dict())
+        if differences and not first:
+            first.append((epoch.epoch, differences))
+        shown = ", ".join(f"{name} by {value:.3g}" for name, value in sorted(differences.items(),
+                                                                             key=lambda kv: -kv[1])[:3])
+        print(f"epoch {epoch.epoch}: " + (f"differs ({shown})" if differences else "identical"), flush=True)
+
+    threads_before = torch.get_num_threads()
+    signals = StopSignals()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        signals.install()
+        execution = RunExecution(store, store.get_run(run_id), worker_id, DEFAULT_LEASE, signals, compare,
+                                 requeue_on_stop=False)
+        status = execution.execute()
+    finally:
+        signals.restore()
+        torch.set_num_threads(threads_before)
+    if status != Outcome.COMPLETED:
+        print(f"run {run_id} {status}: {(store.get_run(run_id).error or str(status)).splitlines()[0]}",
+              file=sys.stderr)
+        return 1
+    if first:
+        epoch, differences = first[0]
+        name, value = max(differences.items(), key=lambda kv: kv[1])
+        print(f"rerun #{run_id} of #{original.id}: first differs at epoch {epoch} ({name} by {value:.3g})")
+    else:
+        print(f"rerun #{run_id} of #{original.id}: identical in every epoch ({config.epochs})")
     return 0
 
 
@@ -412,7 +503,7 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "submit": cmd_submit, "worker": cmd_worker, "ray": cmd_ray,
             "workers": cmd_workers, "runs": cmd_runs, "continue": cmd_continue, "cancel": cmd_cancel,
-            "report": cmd_report, "bench": cmd_bench, "search": cmd_search}
+            "report": cmd_report, "bench": cmd_bench, "search": cmd_search, "rerun": cmd_rerun}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 
 from seqcopy.config import SETTINGS, RunConfig
+from seqcopy.errors import InputError
 from seqcopy.presets import BY_SLUG
+from seqcopy.runs.queueing import stop_at_problem
 
 DEFAULTS = RunConfig()
 DEFAULT_LOG = "rnn.log"  # the original assignment's
@@ -73,4 +75,8 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None, **
     if base is None:
         base = BY_SLUG[preset].config if preset else DEFAULTS
     given = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}
-    return base.replace(**given, **overrides)
+    config = base.replace(**given, **overrides)
+    problem = stop_at_problem(config.stop_at)
+    if problem:
+        raise InputError(f"--stop-at: {problem}")
+    return config

@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_restarts(resume)
     _add_db(resume)
 
+    rerun = commands.add_parser(
+        "rerun", help="train a run's config again, here and now, and say whether it repeats bit for bit",
+        allow_abbrev=False,
+        description="Train the config of RUN_ID again as a new run ('rerun of #ID'), on the thread count RUN_ID "
+                    "started with unless --threads says otherwise, and print epoch by epoch whether every "
+                    "metric equals RUN_ID's bit for bit; at the end the first epoch that differs and by how much.",
+    )
+    rerun.add_argument("run_id", type=id_argument("run"), metavar="RUN_ID")
+    rerun.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch's thread count for the rerun (default: the run's own, as recorded)")
+    _add_db(rerun)
+
     _add_search(commands)
 
     worker = commands.add_parser("worker", help="run queued runs until stopped", allow_abbrev=False)
@@ -210,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(each tag without --by): difference of means, 95%% interval, test and verdict")
     report.add_argument("--metric", choices=FINAL_METRICS, default=None,
                         help="with --against: the final metric compared (default: test_copy_acc)")
+    report.add_argument("--include-pruned", action="store_true",
+                        help="count the runs a search's pruner stopped early in the final-metric means "
+                             "(left out by default, and said)")
     report.add_argument("--solved-at", type=float, default=None, metavar="ACC",
                         help="the test copy accuracy a seed must reach to count as solved (default 0.99)")
     _add_db(report)

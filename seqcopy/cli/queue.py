@@ -145,6 +145,10 @@ def cmd_search(args) -> int:
     store = open_store(args.db)
     sweep_id = start_search(store, plan)
     print(f"search {sweep_id} ({plan.name or plan.default_name()}): {plan.describe()}", file=sys.stderr)
+    kept = store.search(sweep_id).trials
+    if kept < plan.trials:
+        print(f"search {sweep_id}: the grid has {kept} point(s), each trained once: {kept} trial(s), not "
+              f"{plan.trials}", file=sys.stderr)
     print(sweep_id)
     return 0
 

@@ -73,8 +73,13 @@ def build_model(config: RunConfig, initialised: bool = True) -> CopyModel:
 
 
 def to_bytes(model: CopyModel, config: RunConfig) -> bytes:
+    return weights_to_bytes(model.state_dict(), config)
+
+
+def weights_to_bytes(state_dict: dict, config: RunConfig) -> bytes:
+    """Checkpoint bytes of a model's state_dict (a live model's, or one a resume state holds)."""
     buffer = io.BytesIO()
-    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    state = {name: tensor.detach().cpu() for name, tensor in state_dict.items()}
     torch.save({"format": FORMAT, "config": config.to_dict(), "state_dict": state}, buffer)
     return buffer.getvalue()
 

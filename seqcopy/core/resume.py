@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from seqcopy.core.checkpoint import CheckpointError, first_line
+from seqcopy.config import RunConfig
+from seqcopy.core.checkpoint import CheckpointError, first_line, weights_to_bytes
 
 STATE_FORMAT = "seqcopy-resume-1"
 
@@ -94,3 +95,12 @@ def from_bytes(data: bytes) -> TrainState | WeightsStart:
     if "state_dict" in payload:  # a checkpoint: a fork starts from its weights
         return WeightsStart(model=payload["state_dict"], parent_epoch=payload.get("epoch"))
     raise CheckpointError("not a seqcopy resume state (missing or unknown format marker)")
+
+
+def checkpoint_of(data: bytes, config: RunConfig) -> tuple[int, bytes]:
+    """(its epoch, checkpoint bytes) of the weights a resume state holds: what a run stopped
+    between epochs (preempted, then cancelled or failed) keeps, to fork and evaluate."""
+    state = from_bytes(data)
+    if not isinstance(state, TrainState):
+        raise CheckpointError("not a seqcopy resume state")
+    return state.epoch, weights_to_bytes(state.model, config)

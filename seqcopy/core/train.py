@@ -224,9 +224,10 @@ def train(
     there, that epoch kept."""
     loop = set_up(config, resume, on_batch=on_batch, should_stop=should_stop, on_epoch_state=on_epoch_state)
     try:
-        for epoch in range(loop.carried.epoch + 1, config.epochs + 1):
-            if train_epoch(loop, epoch):
-                break
+        if not _ended_already(loop):
+            for epoch in range(loop.carried.epoch + 1, config.epochs + 1):
+                if train_epoch(loop, epoch):
+                    break
     except (Stopped, Diverged) as reason:
         # A stop inside an epoch leaves half-trained (or, diverged, NaN) weights; the run's
         # checkpoint must be the weights of the last epoch it reports, so put those back.
@@ -280,6 +281,10 @@ class TrainLoop:
         self.result.epochs = [EpochResult(**epoch) for epoch in state.epochs]
         self.carried = state.counters()
         config = self.config
+        if config.epochs != state.planned_epochs:
+            # A continuation asks for more epochs: the parent's --stop-at count ended the parent,
+            # and must not end the child before its first epoch.
+            self.carried.target_hits = 0
         if config.epochs > state.planned_epochs and config.lr_schedule in ("cosine", "linear"):
             # A continuation: its epochs decay again from --lr (a warm restart), since the run's own
             # decay ended at or near 0. Constant and plateau go on from the last learning rate.
@@ -353,6 +358,24 @@ def set_up(
     return loop
 
 
+def _target_reached(loop: TrainLoop) -> bool:
+    """Whether the --stop-at count carried so far has met its patience."""
+    return loop.target is not None and loop.carried.target_hits >= loop.config.stop_patience
+
+
+def _ended_already(loop: TrainLoop) -> bool:
+    """A resume that lands where the run ends (its worker killed after the last epoch's write, or
+    after the epoch that met the --stop-at target): no epoch is left to train, yet the final
+    results are the run's all the same, from the weights that state holds. True when it did."""
+    carried, config = loop.carried, loop.config
+    if carried.epoch == 0 or carried.epoch < config.epochs and not _target_reached(loop):
+        return False
+    if _target_reached(loop):
+        loop.result.target_epoch = carried.epoch
+    loop.result.position_acc = loop.test(positions=True)[1]
+    return True
+
+
 def train_epoch(loop: TrainLoop, epoch: int) -> bool:
     """One epoch: its batches, its test pass and probe, its EpochResult, then the plateau
     scheduler's and the curriculum's move, the --stop-at count and ``on_epoch_state``; True when
@@ -393,7 +416,7 @@ def train_epoch(loop: TrainLoop, epoch: int) -> bool:
     _end_of_epoch(loop, counts, test_counts, epoch)
     if loop.target is not None:
         carried.target_hits = carried.target_hits + 1 if loop.target.holds(epoch_result) else 0
-    reached = loop.target is not None and carried.target_hits >= config.stop_patience
+    reached = _target_reached(loop)
     if reached:
         result.target_epoch = epoch
         if not last_epoch:  # the per-position result of the weights it ends with

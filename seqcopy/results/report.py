@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from seqcopy.config import CELL_NAMES, MULT_FORMS, SETTINGS, RunConfig, cell_label, parse_stop_at, varied_keys
 from seqcopy.results.spread import DEFAULT_ERROR, ERROR_KINDS, ERROR_SHORT, format_solve_rate, format_summary
 from seqcopy.results.verdicts import PAIRED, WELCH, WHY, verdict
+from seqcopy.runs import provenance
 from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import Store
 from seqcopy.text import printable
@@ -127,12 +128,42 @@ def settings_line(configs: list[RunConfig]) -> str:
     return "; ".join(parts)
 
 
-def _finished(store: Store, tags: list[str] | None, sweep_id: int | None) -> tuple[list, list]:
-    """(completed, failed) runs of the chosen tags or sweep."""
+def _finished(store: Store, tags: list[str] | None, sweep_id: int | None,
+              include_pruned: bool = True) -> tuple[list, list]:
+    """(completed, failed) runs of the chosen tags or sweep; without ``include_pruned``, the
+    completed ones a search's pruner stopped early are left out (their final metrics are of a
+    shorter run than their row's)."""
     chosen = [r for r in store.list_runs(statuses=[RunStatus.COMPLETED, RunStatus.FAILED], sweep_id=sweep_id)
               if tags is None or r.tag in tags]
-    return ([r for r in chosen if r.status == RunStatus.COMPLETED],
+    return ([r for r in chosen if r.status == RunStatus.COMPLETED and (include_pruned or not r.pruned)],
             [r for r in chosen if r.status == RunStatus.FAILED])
+
+
+def pruned_note(store: Store, tags: list[str] | None, sweep_id: int | None) -> str | None:
+    """'3 pruned runs left out …' when the report leaves a search's pruned runs out, else None."""
+    count = sum(1 for r in _finished(store, tags, sweep_id)[0] if r.pruned)
+    if not count:
+        return None
+    return (f"{count} pruned run{'s' if count != 1 else ''} left out of the final-metric means (stopped early by a "
+            "search's pruner; --include-pruned counts them).")
+
+
+def origin_of(run) -> str:
+    """What a row's runs started from, so a continuation is never a seed of its parent's row: ''
+    from scratch, 'continues #12' (numbered on from its parent's epochs), 'from #12' (a fork of
+    its weights)."""
+    if run.parent_id is None:
+        return ""
+    return f"continues #{run.parent_id}" if run.continues_parent else f"from #{run.parent_id}"
+
+
+def distinct_seeds(members: list) -> tuple[list, int]:
+    """(one run per seed, the lowest id first; how many repeats of a seed were left out): runs of
+    one configuration and seed are the same experiment again, not a new seed."""
+    kept: dict[int, object] = {}
+    for run in sorted(members, key=lambda r: r.id):
+        kept.setdefault(run.config.seed, run)
+    return sorted(kept.values(), key=lambda r: r.config.seed), len(members) - len(kept)
 
 
 def epochs_by_run(rows: Iterable[dict]) -> dict[int, list[dict]]:
@@ -150,8 +181,11 @@ def solved_column(histories: list[list[dict]], threshold: float = SOLVED_AT) -> 
 
 
 def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | None = None,
-                 solved_at: float = SOLVED_AT) -> str:
-    runs, failed_runs = _finished(store, tags, sweep_id)
+                 solved_at: float = SOLVED_AT, include_pruned: bool = False) -> str:
+    """The table per tag: a row per configuration and origin (from scratch, a continuation, a
+    fork), its distinct seeds averaged; pruned runs left out unless ``include_pruned`` (and
+    said); a row whose runs ran different code or libraries flagged."""
+    runs, failed_runs = _finished(store, tags, sweep_id, include_pruned)
     # A failed run is a missing seed the reader must know about (a divergence is a result too).
     failed: dict[str, list] = defaultdict(list)
     for run in failed_runs:
@@ -171,6 +205,9 @@ def build_report(store: Store, tags: list[str] | None = None, sweep_id: int | No
         if failed[tag]:
             lines += _failed_lines(failed[tag]) + [""]
     lines += lineage_lines(runs, history_of)
+    note = None if include_pruned else pruned_note(store, tags, sweep_id)
+    if note:
+        lines += [note, ""]
     lines.append(f"{SOLVED_NOTE} {HONEST_NOTE}")
     return "\n".join(lines)
 
@@ -183,7 +220,9 @@ def _tag_table(runs: list, history_of: dict[int, list[dict]], solved_at: float) 
     columns = varied_keys(configs, ignore=NOT_ROWS)
     groups: dict[tuple, list] = defaultdict(list)
     for run in runs:
-        groups[(cell_label(run.config), *(getattr(run.config, k) for k in columns))].append(run)
+        cell = cell_label(run.config) + (f" ({origin_of(run)})" if run.parent_id is not None else "")
+        groups[(cell, *(getattr(run.config, k) for k in columns))].append(run)
+    notes = []
     frontier = any(measures_frontier(c) for c in configs)
     lines = [
         settings_line(configs),
@@ -195,9 +234,17 @@ def _tag_table(runs: list, history_of: dict[int, list[dict]], solved_at: float) 
         "|---|---|---|---|---|---|---|---|---|" + "---|" * len(columns) + ("---|" if frontier else ""),
     ]
     for (cell, *values), members in sorted(
-        groups.items(), key=lambda kv: (cell_order(kv[1][0].config), [_value_key(v) for v in kv[0][1:]])
+        groups.items(), key=lambda kv: (cell_order(kv[1][0].config), kv[0][0], [_value_key(v) for v in kv[0][1:]])
     ):
-        members.sort(key=lambda r: r.config.seed)
+        members, repeats = distinct_seeds(members)
+        named = f"{cell}" + "".join(f", {key} {printable(str(value))}" for key, value in zip(columns, values,
+                                                                                          strict=True))
+        if repeats:
+            notes.append(f"- {named}: {repeats} repeat run{'s' if repeats != 1 else ''} of a seed left out "
+                         "(the same configuration and seed again)")
+        differs = provenance.differs(members)
+        if differs:
+            notes.append(f"- {named}: {differs} (runs {', '.join(f'#{r.id}' for r in members)})")
         histories = [history_of[r.id] for r in members]
         finals = [h[-1] for h in histories if h]
         wall = [sum(row["seconds"] for row in h) / 60 for h in histories]
@@ -212,7 +259,7 @@ def _tag_table(runs: list, history_of: dict[int, list[dict]], solved_at: float) 
             + f"| {mean_std(wall, digits=1)} min |"
             + (f" {_frontiers(members, histories)} |" if frontier else "")
         )
-    return lines
+    return lines + (["", *notes] if notes else [])
 
 
 def lineage_lines(runs, history_of: dict[int, list[dict]]) -> list[str]:
@@ -241,17 +288,18 @@ def _value_key(value):
 
 
 def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: list[str] | None = None,
-                    sweep_id: int | None = None, solved_at: float = SOLVED_AT) -> str:
+                    sweep_id: int | None = None, solved_at: float = SOLVED_AT, include_pruned: bool = False) -> str:
     """One row per cell × value of the setting ``by``: each final metric's mean over seeds ± the
     chosen spread (standard error by default), the epochs to 90% test copy accuracy, and the
     seeds that solved (reached ``solved_at``) with the Wilson 95% interval of that share."""
-    runs, failed = _finished(store, tags, sweep_id)
+    runs, failed = _finished(store, tags, sweep_id, include_pruned)
     if not runs and not failed:
         return "No completed runs in this store."
     history_of = epochs_by_run(store.epochs([r.id for r in runs]))
     rows: dict[tuple, list] = defaultdict(list)
     for run in runs:
-        rows[(cell_order(run.config), cell_label(run.config), getattr(run.config, by))].append(run)
+        cell = cell_label(run.config) + (f" ({origin_of(run)})" if run.parent_id is not None else "")
+        rows[(cell_order(run.config), cell, getattr(run.config, by))].append(run)
     lines = []
     if runs:
         lines += [settings_line([r.config for r in runs]), ""]
@@ -267,8 +315,10 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
             f"| solved (≥ {solved_at:.0%}, Wilson 95%) | wall time ({spread}) |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-    for (_, cell, value), members in sorted(rows.items(), key=lambda kv: (kv[0][0], _value_key(kv[0][2]))):
-        members.sort(key=lambda r: r.config.seed)
+    repeats = 0
+    for (_, cell, value), members in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], _value_key(kv[0][2]))):
+        members, again = distinct_seeds(members)
+        repeats += again
         histories = [history_of[r.id] for r in members]
         finals = [h[-1] for h in histories if h]
         reached = [first_reaching(h, THRESHOLDS[0]) for h in histories]
@@ -287,6 +337,12 @@ def build_by_report(store: Store, by: str, error: str = DEFAULT_ERROR, tags: lis
         )
     if failed:
         lines += [""] + _failed_lines(failed)
+    if repeats:
+        lines += ["", f"{repeats} repeat run{'s' if repeats != 1 else ''} of a seed left out (the same configuration "
+                      "and seed again)."]
+    note = None if include_pruned else pruned_note(store, tags, sweep_id)
+    if note:
+        lines += ["", note]
     lines += ["", f"Each entry: mean over the seeds ± {ERROR_SHORT[error]}, the {ERROR_KINDS[error]}, n = the seeds "
                   f"column; one seed has no spread. {SOLVED_NOTE} {HONEST_NOTE}"]
     return "\n".join(lines)
@@ -299,13 +355,16 @@ FINAL_METRICS = ("test_copy_acc", "test_seq_acc", "test_acc", "test_loss", "trai
 
 
 def build_verdict_report(store: Store, against: str, by: str | None = None, metric: str = "test_copy_acc",
-                         tags: list[str] | None = None, sweep_id: int | None = None) -> str:
+                         tags: list[str] | None = None, sweep_id: int | None = None,
+                         include_pruned: bool = False) -> str:
     """Every other cell against the cell ``against`` (as cell_label names it) at each value of the
     setting ``by`` (each tag without one): the difference of the final ``metric``'s means with its
     95% interval, the test (paired by seed when both ran the same seeds, Welch's otherwise), its
     p-value, the exact permutation test's as a check, and the verdict (seqcopy.results.verdicts).
-    ValueError (one line) when no completed run is of the cell ``against``."""
-    runs, failed = _finished(store, tags, sweep_id)
+    ValueError (one line) when no completed run is of the cell ``against``. A continuation is not a
+    seed of its cell (it would stand in for its parent's seed), so it is left out here."""
+    runs, failed = _finished(store, tags, sweep_id, include_pruned)
+    runs = [r for r in runs if not r.continues_parent]
     if not runs:
         return "No completed runs in this store."
     if not any(cell_label(r.config) == against for r in runs):

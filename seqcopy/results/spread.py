@@ -72,12 +72,17 @@ def summarise(values: Sequence[float], kind: str = DEFAULT_ERROR) -> tuple[float
     return statistics.fmean(kept), half_width(kept, kind), len(kept)
 
 
-def format_summary(values: Sequence[float], kind: str = DEFAULT_ERROR, digits: int = 3, labelled: bool = True) -> str:
+def format_summary(values: Sequence[float], kind: str = DEFAULT_ERROR, digits: int = 3, labelled: bool = True,
+                   significant: bool = False) -> str:
     """'0.912 ± 0.013 SE (n=3)', '0.912 (1 seed)', or '—' with no values; ``labelled=False``
-    leaves out the kind and n for a table whose header says them: '0.912 ± 0.013', '0.912'."""
+    leaves out the kind and n for a table whose header says them: '0.912 ± 0.013', '0.912'.
+    ``digits`` decimals, or with ``significant`` ``digits`` significant figures of the mean and
+    the spread to the same decimal (a loss of 0.0012 ± 0.0003 is not '0.001 ± 0.000')."""
     mean, half, n = summarise(values, kind)
     if mean is None:
         return "—"
+    if significant and mean != 0 and math.isfinite(mean):
+        digits = max(0, digits - 1 - math.floor(math.log10(abs(mean))))
     if half is None:
         return f"{mean:.{digits}f}" + (" (1 seed)" if labelled else "")
     return f"{mean:.{digits}f} ± {half:.{digits}f}" + (f" {ERROR_SHORT[kind]} (n={n})" if labelled else "")

@@ -14,10 +14,11 @@ Which test, and why:
   groups spread alike (a cell that always solves has no spread, one that sometimes fails has a lot).
 - The 95% interval is the t-test's own (``confidence_interval(0.95)``): Student's t with n − 1
   degrees of freedom paired, Welch–Satterthwaite's unpaired.
-- An **exact permutation test** (scipy.stats.permutation_test, every sign flip or relabelling) is
-  reported beside it as a check that assumes no normal distribution. It is not the verdict: with
-  3 seeds it cannot go below p = 0.25 paired (2³ = 8 sign flips) or 0.10 unpaired (20 relabellings),
-  so it could never call anything clear at the seed counts this project runs.
+- An **exact permutation test** (scipy.stats.permutation_test, every sign flip or relabelling;
+  a fixed sample of them past 100,000, as in a sweep of many seeds) is reported beside it as a
+  check that assumes no normal distribution. It is not the verdict: with 3 seeds it cannot go
+  below p = 0.25 paired (2³ = 8 sign flips) or 0.10 unpaired (20 relabellings), so it could
+  never call anything clear at the seed counts this project runs.
 
 **Clear** means the t-test's 95% interval of the difference excludes 0 (p < 0.05). Otherwise the
 verdict says plainly that these seeds cannot decide; with 2–3 seeds that is the usual answer for
@@ -35,10 +36,12 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from seqcopy.text import rounded
 
 ALPHA = 0.05  # two-sided: a 95% interval
 PAIRED = "paired t-test"
@@ -74,14 +77,21 @@ class Verdict:
         """The seeds behind the verdict: pairs when paired, else the smaller group."""
         return min(self.n_reference, self.n_group)
 
-    def interval_text(self, digits: int = 3) -> str:
+    def interval_text(self, digits: int = 3, significant: bool = False) -> str:
+        """'+0.093 [+0.055, +0.131]': the difference and its 95% interval to ``digits`` decimals
+        (the report's columns), or to ``digits`` significant figures with ``significant`` (a page:
+        '+0.0933 [+0.0554, +0.131]', and a loss's 0.00120 keeps its figures); '' with no difference."""
         if self.difference is None:
-            return "—"
-        text = f"{self.difference:+.{digits}f}"
-        return text + (f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]" if self.low is not None else "")
+            return ""
+
+        def shown(value: float) -> str:
+            return rounded(value, digits, signed=True) if significant else f"{value:+.{digits}f}"
+
+        text = shown(self.difference)
+        return text + (f" [{shown(self.low)}, {shown(self.high)}]" if self.low is not None else "")
 
     def describe(self) -> str:
-        """The verdict in words: 'clear: higher by 0.120 [+0.050, +0.190]', or why it is not."""
+        """The verdict in words: 'clear: higher by 0.120 (+0.120 [+0.050, +0.190])', or why it is not."""
         if self.test == NO_TEST:
             return f"no test: {WHY[NO_TEST]} (has {self.n_reference} and {self.n_group})"
         if self.clear:
@@ -91,6 +101,38 @@ class Verdict:
             return "no difference: every seed gives the same value in both groups"
         return (f"not clear: the 95% interval {self.interval_text()} includes 0; "
                 f"{self.seeds} seed{'s' if self.seeds != 1 else ''} cannot decide")
+
+    def short(self, lower_is_better: bool = False) -> str:
+        """The verdict in a few words, for a table whose other columns give the numbers:
+        'better', 'worse', 'cannot decide', 'no difference', 'no test'."""
+        if self.test == NO_TEST:
+            return "no test (needs 2 seeds each)"
+        if self.clear:
+            return "better" if (self.difference < 0) == lower_is_better else "worse"
+        if self.test == NO_SPREAD:
+            return "no difference"
+        return "cannot decide"
+
+    def headline(self, group: str, reference: str, lower_is_better: bool = False,
+                 seeds: Sequence[int] = ()) -> str:
+        """One line that answers 'which is better': 'gru − lstm: −0.011 [−0.080, +0.058], paired
+        over seeds 0, 1, 2: these 3 seeds cannot decide', or 'gru − lstm: +0.120 [+0.050,
+        +0.190], paired over seeds 0, 1, 2: gru is better (the 95% interval excludes 0)'.
+        ``seeds``: the seeds both groups ran, named when the test paired them."""
+        how = (f"paired over seed{'s' if len(seeds) != 1 else ''} {', '.join(str(s) for s in seeds)}"
+               if self.paired and seeds else
+               f"{self.n_group} against {self.n_reference} seeds, unpaired" if self.test == WELCH else
+               f"{self.n_group} and {self.n_reference} seeds")
+        numbers = self.interval_text(significant=True)
+        if self.test == NO_TEST:
+            return f"{group} − {reference}: {numbers or 'no values'} ({how}): {WHY[NO_TEST]}"
+        if self.clear:
+            better = group if (self.difference < 0) == lower_is_better else reference
+            interval = "every seed shows it" if self.test == NO_SPREAD else "the 95% interval excludes 0"
+            return f"{group} − {reference}: {numbers}, {how}: {better} is better ({interval})"
+        if self.test == NO_SPREAD:
+            return f"{group} − {reference}: no difference, {how}: every seed gives the same value"
+        return f"{group} − {reference}: {numbers}, {how}: these {self.seeds} seeds cannot decide"
 
     def to_dict(self) -> dict:
         return asdict(self) | {"verdict": self.describe()}
@@ -104,13 +146,23 @@ def _mean_difference(a, b, axis):
     return np.mean(a, axis=axis) - np.mean(b, axis=axis)
 
 
+EXACT_LIMIT = 100_000  # arrangements an exact test enumerates; past it, a fixed sample of them
+SAMPLED = 20_000
+
+
 def permutation_p(group: list[float], reference: list[float], paired: bool) -> float:
     """The exact two-sided permutation p-value of the difference of means: every sign flip of
-    the per-seed differences (paired) or every relabelling of the pooled values (unpaired)."""
+    the per-seed differences (paired) or every relabelling of the pooled values (unpaired).
+    Past EXACT_LIMIT arrangements (17 pairs, or 10 seeds against 10: a big sweep), a fixed
+    sample of SAMPLED of them instead, from a seeded generator so the page shows one value:
+    exact enumeration grows as 2ⁿ or C(2n, n), and would stall a page for minutes."""
     from scipy import stats  # here: slow to import, and the command line loads this module
 
+    arrangements = 2 ** len(group) if paired else math.comb(len(group) + len(reference), len(group))
+    exact = arrangements <= EXACT_LIMIT
     result = stats.permutation_test(
-        (np.asarray(group), np.asarray(reference)), _mean_difference, vectorized=True, n_resamples=np.inf,
+        (np.asarray(group), np.asarray(reference)), _mean_difference, vectorized=True,
+        n_resamples=np.inf if exact else SAMPLED, rng=None if exact else np.random.default_rng(0),
         permutation_type="samples" if paired else "independent", alternative="two-sided",
     )
     return float(result.pvalue)

@@ -33,7 +33,9 @@ from seqcopy.runs.states import RunStatus
 # a few epochs, seqcopy.runs.snapshots); 8: the searches' tables (searches, search_trials, search_runs)
 # under this version: a store of version 7 may hold them already, made by that seqcopy's search
 # module with these same columns, and gets them when it has none; 9: runs.preemptions (how often a
-# worker's stop put the run back to resume, so a finished run still says it resumed).
+# worker's stop put the run back to resume, so a finished run still says it resumed) and
+# runs.environments (what each segment of the run trained with: code, libraries, threads, hardware)
+# and runs.rerun_of (the run ``seqcopy rerun`` trains again).
 SCHEMA_VERSION = 9
 DEFAULT_MAX_RESTARTS = 3  # lapsed leases after a first epoch that a run survives before it fails
 # The stored values are the enums' own (seqcopy.runs.states): a StrEnum member is its string.
@@ -169,6 +171,14 @@ class Run(Base):
     preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     """Times a worker that was stopped (SIGTERM, a preemption) put it back in the queue with its
     resume state (schema version 9)."""
+    rerun_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The run whose config it trains again to check it repeats (``seqcopy rerun``; schema
+    version 9); no foreign key: the rerun keeps its word if that run is deleted."""
+    environments: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON list, one entry per segment it trained (a resumed run has several): the epoch it went
+    on from, the code (seqcopy version, git commit and whether the checkout had changes), torch,
+    numpy, Python, torch's thread count, CPU, GPU and host (seqcopy.runs.provenance; schema
+    version 9); NULL for a run trained before, or not started."""
     max_restarts: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_RESTARTS,
                                               server_default=text(str(DEFAULT_MAX_RESTARTS)))
     """Past this many restarts a lapsed lease fails the run, so a run that kills its worker every

@@ -76,7 +76,7 @@ from seqcopy.runs.schema import (
     Sweep,
     WorkerRow,
 )
-from seqcopy.runs.search_tables import SearchTables
+from seqcopy.runs.search_tables import SearchTables, trial_runs_t
 from seqcopy.runs.states import FINISHED, PRUNED_PREFIX, RunBadge, RunStatus, WorkerPresence
 from seqcopy.text import MAX_ID, check_tag, storable
 
@@ -137,6 +137,17 @@ def _config_from_json(text: str) -> RunConfig:
     return RunConfig.from_dict(json.loads(text))
 
 
+def _environments(text: str | None) -> tuple[dict, ...]:
+    """runs.environments as RunInfo keeps it: () for NULL or anything not a JSON list of objects."""
+    if not text:
+        return ()
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple(item for item in found if isinstance(item, dict)) if isinstance(found, list) else ()
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """A run row as a plain object."""
@@ -165,6 +176,9 @@ class RunInfo:
     max_restarts: int = DEFAULT_MAX_RESTARTS
     parent_id: int | None = None  # the run it was forked from or continues
     parent_epoch: int | None = None  # the parent's epoch it started from
+    # one dict per segment it trained (seqcopy.runs.provenance): () when none was recorded
+    environments: tuple[dict, ...] = ()
+    rerun_of: int | None = None  # the run it trains again (seqcopy rerun)
 
     @property
     def lineage(self) -> str:
@@ -234,6 +248,8 @@ class RunInfo:
             max_restarts=m.get("max_restarts") if m.get("max_restarts") is not None else DEFAULT_MAX_RESTARTS,
             parent_id=m.get("parent_id"),
             parent_epoch=m.get("parent_epoch"),
+            environments=_environments(m.get("environments")),
+            rerun_of=m.get("rerun_of"),
         )
 
 
@@ -403,6 +419,14 @@ def _enable_wal(cursor, patience: float = 30.0) -> None:
             time.sleep(0.02)
 
 
+def first_own_epoch(row) -> int:
+    """The epoch a run's own training starts after: its parent's for a continuation (whose first
+    resume state is the parent's), else 0. ``row``: a runs row or a RunInfo (parent_id,
+    parent_epoch, sweep_id)."""
+    continues = row.parent_id is not None and row.sweep_id is None
+    return (row.parent_epoch or 0) if continues else 0
+
+
 def _float_or_none(value) -> float | None:
     """A diagnostic as the epochs table keeps it: a finite float, or NULL (not measured)."""
     return None if value is None or not math.isfinite(float(value)) else float(value)
@@ -542,9 +566,12 @@ class Store(SearchTables):
 
     # ------------------------------------------------------------------ queueing
     def submit(self, config: RunConfig, status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
-               device_used: str | None = None, max_restarts: int | None = None) -> int:
-        return self.submit_many([config], status=status, worker_id=worker_id, device_used=device_used,
-                                max_restarts=max_restarts)[0]
+               device_used: str | None = None, max_restarts: int | None = None, rerun_of: int | None = None) -> int:
+        """One run (see submit_many); ``rerun_of``: the run whose config it trains again."""
+        if rerun_of is not None:
+            self._check_id(rerun_of)
+        return self._submit([config], status, worker_id, device_used, max_restarts=max_restarts,
+                            rerun_of=rerun_of)[1][0]
 
     def submit_many(
         self, configs: Sequence[RunConfig], status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
@@ -575,7 +602,7 @@ class Store(SearchTables):
     def _submit(
         self, configs: Sequence[RunConfig], status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
         device_used: str | None = None, sweep: dict | None = None, existing_sweep: int | None = None, then=None,
-        lineage: dict | None = None, max_restarts: int | None = None,
+        lineage: dict | None = None, max_restarts: int | None = None, rerun_of: int | None = None,
     ) -> tuple[int | None, list[int]]:
         """(sweep id or None, run ids) of the runs written in one transaction; ``sweep``
         ({name, spec}) records them as one sweep. ``lineage`` ({parent_id, parent_epoch, state,
@@ -607,9 +634,14 @@ class Store(SearchTables):
                 if lineage is not None:
                     values.update(parent_id=lineage["parent_id"], parent_epoch=lineage["parent_epoch"],
                                   epochs_done=lineage.get("epochs_done", 0))
+                if rerun_of is not None:
+                    values.update(rerun_of=rerun_of)
                 if max_restarts is not None and status != RunStatus.RUNNING:
                     values.update(max_restarts=max_restarts)
                 run_id = conn.execute(insert(runs_t).values(**values).returning(runs_t.c.id)).scalar_one()
+                # SQLite hands a deleted newest id out again: a trial row left by a run deleted
+                # before deletion kept a search's runs must not claim this new run.
+                conn.execute(delete(trial_runs_t).where(trial_runs_t.c.run_id == run_id))
                 ids.append(run_id)
                 if lineage is not None and lineage.get("state") is not None:
                     conn.execute(insert(states_t).values(run_id=run_id, epoch=lineage.get("epochs_done", 0),
@@ -790,6 +822,22 @@ class Store(SearchTables):
         if conn.execute(update(states_t).where(states_t.c.run_id == run_id).values(**values)).rowcount == 0:
             conn.execute(insert(states_t).values(run_id=run_id, **values))
 
+    def add_environment(self, run_id: int, worker_id: str, segment: dict, token: str | None = None) -> None:
+        """Append the environment of the segment a held run starts (seqcopy.runs.provenance) to
+        its runs.environments. Safe to repeat: an entry of the same worker from the same epoch
+        replaces the last. LeaseLost when the run is no longer held by this claim."""
+        with self._write() as conn:
+            found = conn.execute(select(runs_t.c.environments).where(*self._owned(run_id, worker_id, token))
+                                 .with_for_update()).first()
+            if found is None:
+                raise LeaseLost(f"run {run_id} is no longer held by {worker_id}")
+            segments = list(_environments(found.environments))
+            same = ("from_epoch", "worker")
+            if segments and all(segments[-1].get(key) == segment.get(key) for key in same):
+                segments.pop()
+            conn.execute(update(runs_t).where(runs_t.c.id == run_id)
+                         .values(environments=json.dumps([*segments, segment])))
+
     def resume_state(self, run_id: int) -> tuple[int, bytes] | None:
         """(epoch, bytes) of the run's resume state, or None when it has none."""
         if not self._known_ids([run_id]):
@@ -886,16 +934,37 @@ class Store(SearchTables):
         ).first()
         return row is not None and tuple(row) == (status, worker_id, token)
 
+    def keep_checkpoint(self, run_id: int, epoch: int, data: bytes) -> bool:
+        """Record ``data`` as the checkpoint of a finished run that has none (one stopped between
+        epochs: its last resume state's weights, seqcopy.runs.lineage.kept_weights); False, and
+        nothing written, when it has one or is not finished. Safe to repeat."""
+        self._check_id(run_id)
+        with self._write() as conn:
+            if self._status(conn, run_id) not in FINISHED:
+                return False
+            if conn.execute(select(checkpoints_t.c.run_id).where(checkpoints_t.c.run_id == run_id)).first():
+                return False
+            conn.execute(insert(checkpoints_t).values(run_id=run_id, data=data, size=len(data), epoch=epoch))
+            return True
+
     def request_cancel(self, run_id: int) -> RunStatus:
-        """Cancel a queued run at once, or ask a running one to stop; returns its status after."""
+        """Cancel a queued run at once, or ask a running one to stop; returns its status after.
+        A queued run that trained before (preempted, or its worker lost) says after which epoch
+        it was waiting to resume: its state there is kept, and its weights with it."""
         self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
             if status == RunStatus.QUEUED:
+                resumes = conn.execute(select(states_t.c.epoch).where(states_t.c.run_id == run_id)).scalar()
+                row = conn.execute(select(runs_t.c.parent_id, runs_t.c.parent_epoch, runs_t.c.sweep_id)
+                                   .where(runs_t.c.id == run_id)).first()
+                started = resumes is not None and resumes > first_own_epoch(row)
+                reason = f"cancelled while queued to resume after epoch {resumes}" if started \
+                    else "cancelled before it started"
                 changed = conn.execute(
                     update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == RunStatus.QUEUED)
                     .values(status=RunStatus.CANCELLED, cancel_requested=True, finished_at=time.time(),
-                            error="cancelled before it started")
+                            error=reason)
                 )
                 if changed.rowcount == 1:
                     return RunStatus.CANCELLED
@@ -936,8 +1005,13 @@ class Store(SearchTables):
                     values = dict(back, started_at=None, requeues=(requeues or 0) + 1,
                                   error=f"{silence} before its first epoch; queued again")
                 elif epochs_done > 0 and restarts < cap:
+                    # The epoch it truly goes on after: its last resume state's (--state-every
+                    # may leave it behind the epochs recorded, which are trained again).
+                    resumes = conn.execute(select(states_t.c.epoch).where(states_t.c.run_id == run_id)).scalar()
+                    resumes = epochs_done if resumes is None else resumes
+                    again = f"; epochs {resumes + 1}–{epochs_done} are trained again" if resumes < epochs_done else ""
                     values = dict(back, restarts=restarts + 1,
-                                  error=f"{silence}; resumes after epoch {epochs_done} "
+                                  error=f"{silence}; resumes after epoch {resumes}{again} "
                                         f"(restart {restarts + 1} of at most {cap})")
                 elif epochs_done > 0 and cap > 0:
                     values = dict(status=RunStatus.FAILED, finished_at=now,
@@ -999,12 +1073,20 @@ class Store(SearchTables):
                 raise UnknownRun(f"no run with id {run_id}")
 
     def delete_run(self, run_id: int) -> None:
-        """Delete a run that is not running, with everything recorded for it."""
+        """Delete a run that is not running, with everything recorded for it. A search's run is
+        refused: its trial's value (here and in the Optuna study) was computed from its epochs,
+        and a trial whose runs went missing would report a value nothing shows, as a sweep is
+        never deleted for the same reason."""
         self._check_id(run_id)
         with self._write() as conn:
             status = self._status(conn, run_id)
             if status == RunStatus.RUNNING:
                 raise ValueError(f"run {run_id} is running: cancel it first")
+            trial = conn.execute(select(trial_runs_t.c.sweep_id, trial_runs_t.c.number)
+                                 .where(trial_runs_t.c.run_id == run_id)).first()
+            if trial is not None:
+                raise ValueError(f"run {run_id} is a run of trial {trial.number} of search {trial.sweep_id}: its value "
+                                 "was computed from it, so it is kept (cancel it to stop it)")
             for table in (epochs_t, checkpoints_t, positions_t, lengths_t, states_t, snapshots_t):
                 conn.execute(delete(table).where(table.c.run_id == run_id))
             # Its children keep their weights and epochs; only the link to it goes.

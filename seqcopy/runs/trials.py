@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import time
 import uuid
@@ -127,10 +128,26 @@ def _random(seed, number, _trials, _space):
     return optuna.samplers.RandomSampler(seed=_trial_seed(seed, number))
 
 
-def _grid(seed, number, _trials, space):
+def _grid(_seed, number, _trials, space):
     import optuna
 
-    return optuna.samplers.GridSampler(grid_values(space), seed=_trial_seed(seed, number))
+    # Trial n takes the grid's n-th point, so every point is asked once however many workers ask
+    # at once (a grid sampler made afresh per trial cannot see what the others drew, and repeats
+    # points once they run out); create_search caps the trials at the grid's size.
+    point = grid_point(space, number)
+    return optuna.samplers.GridSampler({name: [value] for name, value in point.items()})
+
+
+def grid_points(space: dict) -> list[dict]:
+    """Every point of a grid search's space, in one fixed order (the settings' product)."""
+    values = grid_values(space)
+    return [dict(zip(values, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+def grid_point(space: dict, number: int) -> dict:
+    """The point trial ``number`` (1-based) of a grid search trains."""
+    points = grid_points(space)
+    return points[(number - 1) % len(points)]
 
 
 def _cmaes(seed, number, _trials, _space):
@@ -240,6 +257,9 @@ def create_search(store: Store, spec: SearchSpec) -> int:
     problem = sweep_name_problem(spec.name)
     if problem:
         raise SearchInputError(f"the search's name: {problem}")
+    if spec.kind == SearchKind.SEARCH and spec.sampler == "grid":
+        # A grid ends when every point is asked: a trial more would train a point again.
+        spec = dataclasses.replace(spec, trials=min(spec.trials, len(grid_points(decode_space(spec.space)))))
     study = _new_study(store, spec.kind, spec.direction)
     return store.create_search(dataclasses.replace(spec, study_name=study.study_name))
 

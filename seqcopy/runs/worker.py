@@ -39,6 +39,7 @@ from seqcopy import devices
 from seqcopy.core import checkpoint
 from seqcopy.core.train import AfterEpoch, EpochResult, Stopped, TrainResult, train
 from seqcopy.runs import snapshots, trials
+from seqcopy.runs.lineage import kept_weights
 from seqcopy.runs.retry import ThrottledLog, logger, retry
 from seqcopy.runs.states import Outcome, RunStatus
 from seqcopy.runs.store import (
@@ -156,6 +157,41 @@ class RunExecution:
             f"recording epoch {result.epoch} of run {self.run.id}",
         )
 
+    def _record_environment(self, torch) -> None:
+        """This segment's environment, on the run's record. A run resumed here trains with the
+        thread count it started with (torch's reductions split by thread, so another count
+        changes the last bits), restored once the run is done; where the rest cannot match (a
+        GPU, another torch, a count torch refuses) the segment says its epochs agree with the
+        run left alone to rounding only."""
+        first = self.run.environments[0] if self.run.environments else None
+        segment_exact, why = True, []
+        if first is not None and self.resumed_from:
+            if first.get("threads") and first["threads"] != torch.get_num_threads():
+                torch.set_num_threads(int(first["threads"]))
+            if first.get("threads") and torch.get_num_threads() != first["threads"]:
+                why.append(f"{torch.get_num_threads()} threads here, {first['threads']} before")
+            if first.get("torch") != torch.__version__:
+                why.append(f"torch {torch.__version__} here, {first.get('torch')} before")
+            devices_used = {str(first.get("device") or "cpu"), str(self.config.device)}
+            if devices_used != {"cpu"}:
+                why.append(f"trained on {' and '.join(sorted(devices_used))}: a GPU's kernels are not bit for bit "
+                           "repeatable")
+            segment_exact = not why
+        from seqcopy.runs.provenance import environment
+
+        segment = environment(self.resumed_from, self.config.device, self.worker_id)
+        if not segment_exact:
+            segment.update(exact=False, exact_note=f"epochs from {self.resumed_from + 1} agree with the run left "
+                                                   f"alone to rounding only ({'; '.join(why)})")
+        try:
+            self._retry(lambda: self.store.add_environment(self.run.id, self.worker_id, segment, token=self.token),
+                        f"recording the environment of run {self.run.id}")
+        except LeaseLost:
+            raise
+        except Exception as error:  # noqa: BLE001 - provenance must not cost the run: it trains on, unrecorded
+            self.log("environment", f"could not record the environment of run {self.run.id} "
+                                    f"({type(error).__name__}: {self.store.describe(error)})")
+
     def _resume_state(self) -> bytes | None:
         """The run's resume state (a preempted or restarted run's, a continuation's or a fork's
         start), or None for a run from scratch."""
@@ -207,13 +243,18 @@ class RunExecution:
             beat.join()
 
     def _train_and_record(self) -> Outcome:
+        import torch
+
+        threads_before = torch.get_num_threads()
         try:
+            resume = self._resume_state()
+            self._record_environment(torch)
             result = self.result = train(
                 self.config,
                 on_epoch_state=self._on_epoch,
                 on_batch=self._on_batch,
                 should_stop=self._should_stop,
-                resume=self._resume_state(),
+                resume=resume,
             )
         except LeaseLost:
             return Outcome.LOST
@@ -221,6 +262,8 @@ class RunExecution:
             message = f"{type(error).__name__}: {error}".strip()
             detail = traceback.format_exc(limit=3)
             return self._finish(Outcome.FAILED, error=f"{message}\n{detail}"[:4000])
+        finally:
+            torch.set_num_threads(threads_before)
         if self.lost.is_set():
             return Outcome.LOST
         outcome, reason = ending_of(result, pruned=self.pruned, cancelled=self.cancelled.is_set(),
@@ -243,6 +286,8 @@ class RunExecution:
         except LeaseLost:
             return Outcome.LOST
         cancelled = self.store.get_run(self.run.id).status == RunStatus.CANCELLED
+        if cancelled:
+            keep_weights(self.store, self.run.id, self.log)
         return Outcome.CANCELLED if cancelled else Outcome.PREEMPTED
 
     def _finish(self, status: Outcome, **details) -> Outcome:
@@ -268,6 +313,15 @@ class RunExecution:
                     f"run {self.run.id} left to its lease: {type(second).__name__}: {self.store.describe(second)}",
                 )
                 return Outcome.LOST
+
+
+def keep_weights(store: Store, run_id: int, log: ThrottledLog) -> None:
+    """A run that ended between epochs keeps its last state's weights as its checkpoint
+    (seqcopy.runs.lineage.kept_weights; nothing for a run queued again or one with a checkpoint)."""
+    try:
+        kept_weights(store, run_id)
+    except Exception as error:  # noqa: BLE001 - the state stays; fork and evaluate convert it when asked
+        log("weights", f"could not keep the weights of run {run_id} ({type(error).__name__}: {error})")
 
 
 def ending_of(result: TrainResult, *, pruned: str | None, cancelled: bool, requeue_on_stop: bool,
@@ -448,7 +502,8 @@ class Worker:
     # ---------------------------------------------------------------- claiming and training
     def run_one(self) -> Outcome | None:
         """Claim and train one run; None when no run it can serve is queued."""
-        self.store.reclaim_expired()
+        for taken in self.store.reclaim_expired():
+            keep_weights(self.store, taken, self.log)  # one that failed by --max-restarts keeps its weights
         # The last claim raised, yet it may have landed with its reply lost: first look for the
         # run it took, by its token, rather than leave that run to lapse untrained.
         run = self.store.held(self.worker_id, self._claim_token) if self._claim_token else None

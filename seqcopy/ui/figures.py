@@ -6,10 +6,13 @@ group (Compare page) keeps its colour across every figure of the page.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from seqcopy.text import rounded
 from seqcopy.vocab import CHANCE_LEVEL
 
 PALETTE = (
@@ -17,20 +20,42 @@ PALETTE = (
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )
 CHANCE_NAME = "chance (1/9)"
+# Titles short enough for the narrowest column a figure is drawn in (about 350 px: three or four
+# figures side by side); what they measure exactly is the y axis's title.
+TITLE_CHARACTERS = 34
 METRIC_TITLES = {
-    "loss": "Loss (cross-entropy)",
-    "acc": "Accuracy over all positions",
-    "copy_acc": "Copy accuracy (copied symbols only)",
-    "seq_acc": "Sequence accuracy (every symbol right)",
+    "loss": "Loss",
+    "acc": "Accuracy",
+    "copy_acc": "Copy accuracy",
+    "seq_acc": "Sequence accuracy",
+}
+METRIC_AXES = {
+    "loss": "cross-entropy",
+    "acc": "accuracy, all positions",
+    "copy_acc": "copy acc, copied symbols",
+    "seq_acc": "share of sequences all right",
 }
 X_TITLES = {"epoch": "epoch", "minutes": "wall time (minutes since start)"}
 # The memory diagnostics of each epoch (seqcopy.core.diagnostics), as their figures name them.
 DIAGNOSTIC_TITLES = {
-    "memory_gate": "Memory gate through the delay (forget f / update z)",
-    "saturated_gates": "Share of saturated gates (< 0.1 or > 0.9)",
-    "saliency_diagonal": "Saliency diagonal (outputs reading the right letter)",
-    "first_input_grad": "Gradient from the last output to the first input",
+    "memory_gate": "Memory gate in the delay",
+    "saturated_gates": "Saturated gates",
+    "saliency_diagonal": "Saliency diagonal",
+    "first_input_grad": "Gradient to the first input",
 }
+DIAGNOSTIC_AXES = {
+    "memory_gate": "mean forget f / update z",
+    "saturated_gates": "share < 0.1 or > 0.9",
+    "saliency_diagonal": "share on the right letter",
+    "first_input_grad": "last output → first input",
+}
+CURRICULUM_NAME = "curriculum stage change"
+# A decimal with more digits than a person reads (a sampled learning rate), standing alone:
+# not inside a word such as a tag 'v1.2345'.
+_LONG_NUMBER = re.compile(r"(?<![\w.])-?\d+\.\d{4,}(?:e[-+]?\d+)?(?![\w.])")
+# Roughly what one legend entry takes in a horizontal legend: the line sample and gaps, then
+# each character at the legend's font size; and the width each of ``legend_columns`` has.
+LEGEND_ENTRY_PX, LEGEND_CHAR_PX, LEGEND_ROW_PX, COLUMN_PX = 46, 7.0, 30, 330
 
 
 def colour(index: int) -> str:
@@ -42,6 +67,47 @@ def rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def legend_text(name: object) -> str:
+    """A legend entry or hover name as a person reads it: every long decimal in it rounded to
+    three significant figures ('lr=0.001202222703522498' → 'lr=0.00120'); the CSVs keep them exact."""
+    return _LONG_NUMBER.sub(lambda match: rounded(float(match[0])), str(name))
+
+
+def legend_rows(names: list[str], legend_columns: int = 1) -> int:
+    """How many rows a horizontal legend of ``names`` takes in a figure ``legend_columns`` columns
+    wide, entries packed left to right as plotly packs them. Estimated on the generous side: a
+    legend taller than the room left for it would make plotly shrink the plot instead."""
+    width = COLUMN_PX * max(legend_columns, 1)
+    rows, used = 0, width
+    for name in names:
+        entry = LEGEND_ENTRY_PX + LEGEND_CHAR_PX * len(name)
+        if used + entry > width:
+            rows, used = rows + 1, 0
+        used += entry
+    return rows
+
+
+def legend_below(fig: go.Figure, height: int, legend_columns: int = 1) -> go.Figure:
+    """A horizontal legend under the plot, the figure grown by its rows, so the plot keeps
+    ``height`` however many entries there are (a legend beside or over the plot narrows it or
+    covers the title); long decimals in the entries' names rounded (legend_text)."""
+    names = []
+    for trace in fig.data:
+        if trace.name is not None:
+            trace.name = legend_text(trace.name)
+        if trace.showlegend is not False and trace.name:
+            names.append(trace.name)
+    legend = LEGEND_ROW_PX * legend_rows(names, legend_columns)
+    axis = 45  # the x axis's ticks and title, between the plot and the legend
+    bottom = axis + legend + 10
+    fig.update_layout(
+        height=height + bottom, margin=dict(l=10, r=10, t=50, b=bottom),
+        legend=dict(orientation="h", yanchor="top", yref="container", y=(legend + 10) / (height + bottom),
+                    x=0, font=dict(size=12)),
+    )
+    return fig
+
+
 def styled_layout(
     fig: go.Figure,
     title: str,
@@ -51,19 +117,15 @@ def styled_layout(
     height: int = 300,
     legend_columns: int = 1,
 ) -> go.Figure:
-    """Title, axes, and a legend below the plot with room for it: figures side by side in
-    narrow columns wrap their legend to about one entry a row, so the bottom margin grows with
-    the number of entries (and all figures of one page with the same entries stay aligned);
-    a wider figure says how many entries fit on a row with ``legend_columns``."""
-    entries = sum(1 for trace in fig.data if trace.showlegend is not False)
-    bottom = 60 + 22 * -(-entries // max(legend_columns, 1))
-    fig.update_layout(
-        title=title, height=height + bottom, margin=dict(l=10, r=10, t=50, b=bottom),
-        legend=dict(orientation="h", yanchor="top", y=-60 / max(height - 50, 1), x=0),
-        xaxis_title=x_title, yaxis_title=y_title, hovermode="x unified",
-    )
+    """Title, axes, and a horizontal legend below the plot with room for it: the figure grows by
+    the legend's rows, so the plot keeps ``height`` however many entries there are (figures side
+    by side in narrow columns wrap theirs to about one long entry a row; a wider figure says how
+    many columns wide it is with ``legend_columns``). Long decimals in entry names are rounded."""
+    legend_below(fig, height, legend_columns)
+    fig.update_layout(title=dict(text=title, font=dict(size=15)), xaxis_title=x_title, yaxis_title=y_title,
+                      hovermode="x unified", yaxis_hoverformat=".3g")  # 3 significant figures on hover
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_layout(yaxis_type="log")
     return fig
 
 
@@ -90,7 +152,7 @@ def run_curves_figure(
 
     ``metric`` is 'loss', 'acc' or 'copy_acc' (columns train_<metric>, test_<metric>); copy
     accuracy gets the chance line; ``stages`` (from frames.stage_changes) marks where a run's
-    curriculum moved on, with the new output length."""
+    curriculum moved on (add_stage_ticks)."""
     fig = go.Figure()
     for index, (run_id, run) in enumerate(epochs.groupby("run_id", sort=True)):
         label = run["label"].iloc[0] if "label" in run else f"#{run_id}"
@@ -101,18 +163,32 @@ def run_curves_figure(
                 showlegend=split == "test",  # one entry per run; clicking it hides both lines
                 line=dict(color=colour(index), dash=dash, width=2), marker=dict(size=5),
             ))
-    if stages is not None and not stages.empty:
-        # One vertical dotted line per stage change, labelled with the new output length.
-        for _, change in stages.iterrows():
-            fig.add_vline(x=change[x], line=dict(color="black", dash="dot", width=1),
-                          annotation_text=f"curriculum → N={int(change['stage_output_len'])}",
-                          annotation_position="top", annotation_font_size=10)
     if metric == "copy_acc":
         add_chance_line(fig)
     if metric != "loss":
-        fig.update_yaxes(range=None if log_y else [0, 1.02])
+        fig.update_layout(yaxis_range=None if log_y else [0, 1.02])
+    if stages is not None and not stages.empty:
+        add_stage_ticks(fig, stages, x)
     title = f"{METRIC_TITLES.get(metric, metric)}<br><sup>solid: test · dashed: train</sup>"
-    return styled_layout(fig, title, X_TITLES.get(x, x), metric.replace("_", " "), log_y)
+    return styled_layout(fig, title, X_TITLES.get(x, x), METRIC_AXES.get(metric, metric.replace("_", " ")), log_y)
+
+
+def add_stage_ticks(fig: go.Figure, stages: pd.DataFrame, x: str = "epoch") -> go.Figure:
+    """Where a run's curriculum moved on (frames.stage_changes: run_id, label, the new
+    stage_output_len), a short tick at the foot of the plot, the full text on hover: labels
+    written on the plot pile up when several runs change stage at nearby epochs. The ticks
+    sit on an axis of their own (0 to 1, hidden) so that they stay at the foot whatever the
+    metric's scale."""
+    labels = stages["label"] if "label" in stages else "#" + stages["run_id"].astype(str)
+    text = [f"{label}: curriculum → N={int(n)} at {x} {rounded(at)}"
+            for label, n, at in zip(labels, stages["stage_output_len"], stages[x], strict=True)]
+    fig.add_trace(go.Scatter(
+        x=stages[x], y=[0.04] * len(stages), yaxis="y2", mode="markers", name=CURRICULUM_NAME,
+        marker=dict(symbol="line-ns-open", size=16, color="#444444", line=dict(width=2)), cliponaxis=False,
+        hovertext=text, hovertemplate="%{hovertext}<extra></extra>", meta={"kind": "curriculum"},
+    ))
+    fig.update_layout(yaxis2=dict(overlaying="y", range=[0, 1], visible=False, fixedrange=True))
+    return fig
 
 
 def diagnostic_curves_figure(epochs: pd.DataFrame, metric: str, x: str = "epoch") -> go.Figure:
@@ -131,8 +207,8 @@ def diagnostic_curves_figure(epochs: pd.DataFrame, metric: str, x: str = "epoch"
     gradient = metric == "first_input_grad"
     if not gradient:
         fig.update_yaxes(range=[0, 1.02])
-    return styled_layout(fig, DIAGNOSTIC_TITLES.get(metric, metric), X_TITLES.get(x, x), metric.replace("_", " "),
-                   log_y=gradient)
+    return styled_layout(fig, DIAGNOSTIC_TITLES.get(metric, metric), X_TITLES.get(x, x),
+                         DIAGNOSTIC_AXES.get(metric, metric.replace("_", " ")), log_y=gradient)
 
 
 def _seed_lines(members: pd.DataFrame, x: str, y: str, run: str, name, hue: str) -> go.Scatter:

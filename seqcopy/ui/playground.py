@@ -20,6 +20,7 @@ import torch
 from seqcopy.config import RunConfig, cell_label
 from seqcopy.core.data import Layout, make_sequences
 from seqcopy.core.model import CopyModel
+from seqcopy.text import parse_id, shorten
 from seqcopy.ui.inside import UNIT_ORDERS, phase_means, phases, state_trajectory, summary_line, trace_model, unit_order
 from seqcopy.vocab import ALPHABET, SYMBOLS, VISIBLE_BLANK, InvalidSequence, decode, validate_symbols
 
@@ -254,3 +255,46 @@ def epoch_caption(choice, kept: Sequence, final_epoch: int) -> str:
         return f"Showing the final model (epoch {final_epoch}), the run's checkpoint."
     reason = next((snapshot.reason for snapshot in kept if snapshot.epoch == choice), "kept")
     return f"Showing the model after epoch {choice} of {final_epoch}: kept as {reason}."
+
+
+# ----------------------------------------------------------------------------- a shareable link
+URL_KEYS = ("run", "epoch", "seq")  # ?run=12&epoch=8&seq=axcry
+
+
+def run_from_url(value: str, run_ids: Sequence[int]) -> tuple[int | None, str | None]:
+    """The run a link's ``run=`` names, or None and why it is ignored (one line)."""
+    try:
+        run_id = parse_id(value)
+    except ValueError as error:
+        return None, str(error)
+    if run_id not in run_ids:
+        return None, f"run {run_id} has no model to play with here"
+    return run_id, None
+
+
+def epoch_from_url(value: str, choices: Sequence) -> tuple[object | None, str | None]:
+    """The Epoch slider's stop a link's ``epoch=`` names (a kept epoch, or "final"), or None and why."""
+    if value.strip().lower() == FINAL:
+        return FINAL, None
+    kept = [choice for choice in choices if choice != FINAL]
+    if value.strip().isascii() and value.strip().isdecimal() and len(value.strip()) < 10 \
+            and int(value) in kept:
+        return int(value), None
+    shown = ", ".join(map(str, kept)) or "none"
+    return None, f"epoch {shorten(value)!r} was not kept for this run (kept: {shown}; or final)"
+
+
+def sequence_from_url(value: str, config: RunConfig) -> tuple[str | None, str | None]:
+    """The sequence a link's ``seq=`` gives, cleaned, or None and why it cannot be copied."""
+    try:
+        return decode(validate_symbols(value, max_sequence_length(config))), None
+    except InvalidSequence as error:
+        return None, f"sequence {shorten(value)!r}: {error}"
+
+
+def url_query(run_id: int, epoch, sequence: str) -> dict[str, str]:
+    """What the link says for a run, an Epoch slider's stop and a sequence: no epoch for the final model."""
+    query = {"run": str(run_id), "seq": sequence}
+    if epoch is not None and epoch != FINAL:
+        query["epoch"] = str(epoch)
+    return query

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from seqcopy.ui.figures import colour
+from seqcopy.ui.figures import colour, legend_below
 from seqcopy.ui.inside import PHASES, QUANTITIES
 
 PHASE_COLOURS = dict(zip(PHASES, ("#1f77b4", "#7f7f7f", "#d62728"), strict=True))
@@ -146,7 +146,7 @@ def saliency_figure(
     )
     _symbol_axis(fig, labels)
     title = (f"{measure.capitalize()} · diagonal: {score:.0%}"
-             "<br><sup>share of outputs that depend most on the right letter</sup>")
+             "<br><sup>outputs reading the right letter most</sup>")
     fig.update_layout(title=title, height=max(280, min(700, 16 * len(rows) + 150)), margin=dict(l=10, r=10, t=60, b=10),
                       xaxis_title="input step (symbol read)", yaxis_title="copied output", showlegend=False)
     fig.update_yaxes(autorange="reversed")
@@ -219,14 +219,11 @@ def right_probability_figure(copies: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(range=[0, 1.05])
     _whole_positions(fig, copies["position"].nunique())
     fig.update_layout(
-        title="Probability of the right symbol (● right, ✕ wrong)",
-        height=300,
-        margin=dict(l=10, r=10, t=50, b=10),
+        title="p(right symbol)<br><sup>● right · ✕ wrong</sup>",
         xaxis_title="copied position",
         yaxis_title="p(right symbol)",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
     )
-    return fig
+    return legend_below(fig, 300, legend_columns=2)
 
 
 def trajectory_figure(
@@ -252,15 +249,12 @@ def trajectory_figure(
         fig.add_trace(go.Scatter(x=here["pc1"], y=here["pc2"], mode="markers", name=f"step {step}",
                                  marker=dict(symbol="circle-open", size=20, color="black", line=dict(width=2))))
     fig.update_layout(
-        title=f"{title} over time, on its first two principal components "
-        f"({shares[0]:.0%} and {shares[1]:.0%} of the variance)",
-        height=460,
-        margin=dict(l=10, r=10, t=50, b=10),
-        xaxis_title="PC 1",
-        yaxis_title="PC 2",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
+        title=f"{title} on its principal components<br><sup>"
+        f"({shares[0]:.0%} and {shares[1]:.0%} of the variance)</sup>",
+        xaxis_title=f"PC 1 ({shares[0]:.0%})",
+        yaxis_title=f"PC 2 ({shares[1]:.0%})",
     )
-    return fig
+    return legend_below(fig, 460, legend_columns=2)
 
 
 def input_row_figure(sequence: str, selected: int | None = None) -> go.Figure:

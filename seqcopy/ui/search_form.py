@@ -8,6 +8,7 @@ and the command line refuse the same spaces with the same words.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import streamlit as st
@@ -23,7 +24,7 @@ SEARCHABLE = [name for name, d in SETTINGS.items() if d.sweepable and name != "s
 
 
 def key(name: str) -> str:
-    return f"search_{name}"
+    return f"launch_search_{name}"
 
 
 def render_space() -> None:
@@ -54,14 +55,51 @@ def render_space() -> None:
 class FormSearch:
     plan: SearchPlan | None
     error: str | None
+    hint: str | None = None  # what to fill in, while nothing is wrong yet (an untouched form)
+
+
+NOTHING_CHOSEN = ("Choose a setting to search and type its range or choices, "
+                  "e.g. lr with log(1e-4,1e-2) or hidden_size with 16,32,64.")
+# The search's own command-line flags, as the form labels them (longest first: --sampler-seed
+# before --sampler, --seeds before any --seed).
+_FORM_LABELS = {"--sampler-seed": "Sampler seed", "--objective": "Objective", "--direction": "Objective",
+                "--sampler": "Sampler", "--pruner": "Pruner", "--trials": "Trials", "--seeds": "Seeds",
+                "--space": "Setting"}
+
+
+def form_words(message: str) -> str:
+    """A search's one-line error (written for the command line) in the form's words: a setting's
+    flags become its name as the Setting box lists it, the search's flags the fields' labels."""
+    spellings = {d.spelling: name for name, d in SETTINGS.items()} | _FORM_LABELS
+    for spelling in sorted(spellings, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(spelling)}(?![\w-])", spellings[spelling], message)
+    return message
+
+
+def _space_texts() -> tuple[list[str], str | None]:
+    """The filled space rows as SETTING=SPEC, and what to fill in when none is complete yet."""
+    texts, waiting = [], []
+    for i in range(SPACE_ROWS):
+        name, spec = st.session_state.get(key(f"field_{i}")), (st.session_state.get(key(f"spec_{i}")) or "").strip()
+        if name and spec:
+            texts.append(f"{name}={spec}")
+        elif name:
+            waiting.append(name)
+    if texts:
+        return texts, None
+    if waiting:
+        return texts, f"Type the range or choices of {waiting[0]} in Range or choices."
+    return texts, NOTHING_CHOSEN
 
 
 def form_plan(base: RunConfig | None, seeds: list[int], problem: str | None) -> FormSearch:
-    """The plan the form describes, checked; or the one-line reason it cannot start."""
+    """The plan the form describes, checked; or the one-line reason it cannot start (in the
+    form's words); or, before any space row is filled, what to fill in, with no error."""
     if base is None:
         return FormSearch(None, problem or "fix the fields of the form first")
-    texts = [f"{st.session_state[key(f'field_{i}')]}={st.session_state[key(f'spec_{i}')]}"
-             for i in range(SPACE_ROWS) if st.session_state.get(key(f"field_{i}"))]
+    texts, waiting = _space_texts()
+    if waiting:
+        return FormSearch(None, None, waiting)
     objective = st.session_state[key("objective")]
     try:
         plan = SearchPlan(base=base, space=parse_space(texts), trials=int(st.session_state[key("trials")]),
@@ -70,7 +108,7 @@ def form_plan(base: RunConfig | None, seeds: list[int], problem: str | None) -> 
                           seeds=tuple(seeds), sampler_seed=int(st.session_state[key("sampler_seed")]),
                           space_texts=tuple(texts)).check()
     except SearchError as error:
-        return FormSearch(None, str(error))
+        return FormSearch(None, form_words(str(error)))
     return FormSearch(plan, None)
 
 
@@ -88,15 +126,18 @@ def render_summary(found: FormSearch, store, factor: float | None) -> None:
     """The search's estimates and its Start button (in the summary column)."""
     if found.error:
         st.error(f"The search cannot start: {escape.markdown(found.error)}")
+    elif found.plan is None:
+        st.info(escape.markdown(found.hint or NOTHING_CHOSEN))
     else:
         runs, seconds = upper_bound(found.plan, factor)
         st.metric("Runs, at most", runs, help="trials × seeds; pruning stops some of them early")
         st.metric("Total, one worker, no pruning (upper bound)", format_duration(seconds))
         st.metric("Total, two workers, no pruning", format_duration(seconds / 2))
         st.caption(found.plan.describe())
-    if st.button("Start search", type="primary", width="stretch", key=key("start")):
-        if found.error:
-            st.error("Nothing was started: fix the search first.")
+    if st.button("Start search", type="primary", width="stretch", key="button_search_start"):
+        if found.plan is None:
+            st.error("Nothing was started: " + ("fix the search first." if found.error else
+                                                escape.markdown(found.hint or NOTHING_CHOSEN)))
             return
         sweep_id = start_search(store, found.plan)
         st.session_state[key("started")] = sweep_id

@@ -12,7 +12,7 @@ from seqcopy.config import RunConfig
 from seqcopy.results import search
 from seqcopy.runs.states import TrialState
 from seqcopy.runs.store import Store
-from seqcopy.ui.search_figures import VIEW_TITLES, VIEWS, search_figure, trials_frame
+from seqcopy.ui.search_figures import VIEW_CAPTIONS, VIEW_TABS, VIEWS, search_figure, trials_frame
 
 MORE_SEEDS = 3
 
@@ -49,11 +49,13 @@ def render(store: Store, sweep_id: int) -> None:
             new_sweep, ids = more_seeds_of_best(store, sweep_id, best[0])
             st.success(f"Queued {len(ids)} run(s) as sweep #{new_sweep}.")
     study = search.load_optuna_study(store, sweep_id)
-    tabs = st.tabs([VIEW_TITLES[view].split(":")[0].split(" (")[0] for view in VIEWS])
+    numbers = {r["trial_id"]: r["number"] for r in rows if r.get("trial_id") is not None}
+    tabs = st.tabs([VIEW_TABS[view] for view in VIEWS])
     for tab, view in zip(tabs, VIEWS, strict=True):
         with tab:
-            figure = search_figure(study, view, row.objective)
+            figure = search_figure(study, view, row.objective, numbers)
             if figure is None:
                 st.info("Not enough finished trials (or parameters) for this view yet.")
             else:
                 st.plotly_chart(figure, width="stretch", key=f"search_{view}")
+                st.caption(f"{VIEW_CAPTIONS[view]} Trials are numbered as in the table above.")

@@ -34,7 +34,7 @@ from seqcopy.runs.store import (
     open_store,
 )
 from seqcopy.ui import escape
-from seqcopy.ui.local_worker import LocalWorker
+from seqcopy.ui.local_worker import LocalWorker, Supervision
 
 if TYPE_CHECKING:  # torch loads only on the page that plays a model, not on every page
     from seqcopy.core.model import CopyModel
@@ -72,6 +72,18 @@ def ensure_local_worker() -> LocalWorker | None:
     if external_workers():
         return None
     return _local_worker(url())
+
+
+def supervise_local_worker() -> tuple[LocalWorker | None, Supervision | None]:
+    """The local worker (None: workers are external), started again if it exited while runs
+    wait for it: queued ones, or one it held when it died (a worker killed outright leaves its
+    run 'running' until a next worker takes it back after its lease). A database error is raised."""
+    worker = ensure_local_worker()
+    if worker is None:
+        return None, None
+    waiting = any(run.status == RunStatus.QUEUED or run.worker_id == worker.worker_id
+                  for run in active_runs(url()))
+    return worker, worker.supervise(waiting)
 
 
 # ----------------------------------------------------------------------------- cached reads

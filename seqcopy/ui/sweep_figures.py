@@ -15,28 +15,40 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from seqcopy.results.spread import ERROR_KINDS, ERROR_SHORT
+from seqcopy.text import rounded
 from seqcopy.ui.figures import add_chance_line, colour, rgba, styled_layout
-from seqcopy.ui.sweep_frames import is_numeric, spans_a_decade, summary_by_setting, x_order
+from seqcopy.ui.sweep_frames import is_categorical, is_numeric, spans_a_decade, summary_by_setting, x_order
 
 NEVER_COLOUR = "#444444"
 
 
 def _x_axis(fig: go.Figure, values: Sequence, log_x: bool | None) -> bool:
     """Numbers on a numeric axis (log where they span a decade, unless ``log_x`` says), anything
-    else as categories in order; returns whether the axis is logarithmic."""
+    else (and a single number) as categories in order; returns whether the axis is logarithmic."""
     order = x_order(list(values))
-    if not is_numeric(order):
-        fig.update_xaxes(type="category", categoryorder="array", categoryarray=[str(v) for v in order])
+    if is_categorical(order):
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=[_category(v) for v in order])
         return False
     log = spans_a_decade(order) if log_x is None else log_x and spans_a_decade(order)
     fig.update_xaxes(type="log" if log else "linear")
     if len(order) <= 12:
-        fig.update_xaxes(tickmode="array", tickvals=order, ticktext=[f"{v:g}" for v in order])
+        fig.update_xaxes(tickmode="array", tickvals=order, ticktext=[rounded(v) for v in order])
     return log
 
 
+def _category(value) -> str:
+    """A category's name: a number as a person reads it (0.00120, not 0.001202222703522498)."""
+    return rounded(value)
+
+
 def _xs(values: pd.Series, numeric: bool) -> list:
-    return list(values) if numeric else [str(v) for v in values]
+    return list(values) if numeric else [_category(v) for v in values]
+
+
+def _mode(numeric: bool) -> str:
+    """A line joins the means only along a numeric axis: between categories it would suggest an
+    order and a trend that are not there."""
+    return "lines+markers" if numeric else "markers"
 
 
 def metric_vs_setting_figure(
@@ -54,7 +66,8 @@ def metric_vs_setting_figure(
     where the values span a decade; the chance line for copy accuracy."""
     fig = go.Figure()
     data = frame.dropna(subset=[y])
-    numeric = is_numeric(list(data["x"]))
+    numeric = not is_categorical(list(data["x"]))
+    style = style if numeric else "bars"  # a band spans between values: categories have none
     summary = summary_by_setting(data, y, error)
     for index, (name, line) in enumerate(summary.groupby("group", sort=True)):
         hue = colour(index)
@@ -64,7 +77,7 @@ def metric_vs_setting_figure(
             fig.add_trace(go.Scatter(
                 x=_xs(seeds["x"], numeric), y=seeds[y], mode="markers", name=f"{name}: seeds", legendgroup=str(name),
                 showlegend=False, marker=dict(color=rgba(hue, 0.35), size=7), text=seeds["label"],
-                hovertemplate="%{text}: %{y:.3f}<extra></extra>",
+                hovertemplate="%{text}: %{y:.3g}<extra></extra>",
                 meta={"kind": "seeds", "group": str(name), "runs": [int(i) for i in seeds["run_id"]]},
             ))
         if style == "band":
@@ -79,10 +92,10 @@ def metric_vs_setting_figure(
         counts = sorted(set(line["n"]))
         n_text = f"n={counts[0]}" if len(counts) == 1 else f"n={counts[0]}–{counts[-1]}"
         fig.add_trace(go.Scatter(
-            x=xs, y=line["mean"], mode="lines+markers", name=f"{name} (mean ± {ERROR_SHORT[error]}, {n_text})",
-            legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=8), error_y=bars,
+            x=xs, y=line["mean"], mode=_mode(numeric), name=f"{name} (mean ± {ERROR_SHORT[error]}, {n_text})",
+            legendgroup=str(name), line=dict(color=hue, width=3), marker=dict(size=8 if numeric else 11), error_y=bars,
             customdata=np.stack([np.nan_to_num(line["half"].to_numpy()), line["n"].to_numpy()], axis=-1),
-            hovertemplate="%{y:.3f} ± %{customdata[0]:.3f} (n=%{customdata[1]})<extra>" + str(name) + "</extra>",
+            hovertemplate="%{y:.3g} ± %{customdata[0]:.3g} (n=%{customdata[1]})<extra>" + str(name) + "</extra>",
             meta={"kind": "mean", "group": str(name), "error": error},
         ))
     if y.endswith("copy_acc"):
@@ -102,7 +115,7 @@ def _reached_seed_points(line_runs: pd.DataFrame, name, hue: str, numeric: bool)
     return go.Scatter(
         x=_xs(line_runs["x"], numeric), y=line_runs["y"], mode="markers", showlegend=False, legendgroup=str(name),
         name=f"{name}: seeds", marker=dict(color=rgba(hue, 0.35), size=7), text=line_runs["label"],
-        hovertemplate="%{text}: %{y:.1f}<extra></extra>",
+        hovertemplate="%{text}: %{y:.3g}<extra></extra>",
         meta={"kind": "seeds", "group": str(name), "runs": [int(i) for i in line_runs["run_id"]]},
     )
 
@@ -118,7 +131,7 @@ def _reached_mean_line(line_runs: pd.DataFrame, members: pd.DataFrame, name, hue
     return go.Scatter(
         x=_xs(summary["x"], numeric),
         y=summary["mean"],
-        mode="lines+markers+text",
+        mode=_mode(numeric) + "+text",
         text=texts,
         textposition="middle left",
         textfont=dict(size=10, color=hue),
@@ -138,7 +151,7 @@ def _never_crosses(never: pd.DataFrame, numeric: bool, threshold: float, measure
         x=_xs(never["x"], numeric), y=never[f"{measure}_run"], mode="markers",
         name=f"never reached {threshold:.0%} (plotted at its last {'epoch' if measure == 'epochs' else 'minute'})",
         marker=dict(symbol="x-open", size=10, color=NEVER_COLOUR), text=never["label"] + " · " + never["group"],
-        hovertemplate="%{text}: not reached in %{y:.1f} " + measure + "<extra></extra>",
+        hovertemplate="%{text}: not reached in %{y:.3g} " + measure + "<extra></extra>",
         meta={"kind": "never", "runs": [int(i) for i in never["run_id"]]},
     )
 
@@ -183,7 +196,7 @@ def convergence_figure(frame: pd.DataFrame, x_title: str, threshold: float, meas
     reached it ('2/3'); runs that never reached it are not dropped: an open cross at how far they
     ran, marked as such."""
     fig = go.Figure()
-    numeric = is_numeric(list(frame["x"]))
+    numeric = not is_categorical(list(frame["x"]))
     done = frame[frame["reached"]].assign(y=frame[f"{measure}_to"])
     for index, (name, members) in enumerate(frame.groupby("group", sort=True)):
         hue = colour(index)
@@ -236,7 +249,7 @@ def parallel_coordinates_figure(frame: pd.DataFrame, keys: Sequence[str], metric
 
 
 def _p_text(p: float) -> str:
-    return "—" if pd.isna(p) else f"{p:.3f}"
+    return "—" if pd.isna(p) else rounded(p)
 
 
 def verdicts_figure(verdicts: pd.DataFrame, reference: str, y: str, x_title: str,
@@ -246,7 +259,7 @@ def verdicts_figure(verdicts: pd.DataFrame, reference: str, y: str, x_title: str
     marker where the difference is clear (the interval excludes 0), an open one where these seeds
     cannot decide, and the zero line (no difference). Hover names the test and its p-value."""
     fig = go.Figure()
-    numeric = is_numeric(list(verdicts["x"]))
+    numeric = not is_categorical(list(verdicts["x"]))
     # Colours as the page's other figures give them: by the group's place among all groups, sorted.
     order = sorted({*verdicts["group"], reference})
     for name, line in verdicts.groupby("group", sort=True):
@@ -255,13 +268,15 @@ def verdicts_figure(verdicts: pd.DataFrame, reference: str, y: str, x_title: str
         plus = (line["high"] - line["difference"]).fillna(0).to_numpy()
         minus = (line["difference"] - line["low"]).fillna(0).to_numpy()
         fig.add_trace(go.Scatter(
-            x=_xs(line["x"], numeric), y=line["difference"], mode="lines+markers", name=str(name), showlegend=True,
+            x=_xs(line["x"], numeric), y=line["difference"], mode=_mode(numeric), name=str(name), showlegend=True,
             legendgroup=str(name), line=dict(color=hue, width=2),
             marker=dict(size=11, color=[hue if clear else "white" for clear in line["clear"]],
                         line=dict(color=hue, width=2), symbol="circle"),
             error_y=dict(type="data", symmetric=False, array=plus, arrayminus=minus, color=hue, thickness=1.5, width=4),
-            text=line["verdict"], customdata=np.stack([line["test"], line["p"].map(_p_text)], axis=-1),
-            hovertemplate="%{text}<br>%{customdata[0]}, p = %{customdata[1]}<extra>" + str(name) + "</extra>",
+            text=line["verdict"], customdata=np.stack([line["test"], line["p"].map(_p_text),
+                                                       line["permutation_p"].map(_p_text)], axis=-1),
+            hovertemplate="%{text}<br>%{customdata[0]}, p = %{customdata[1]} (exact permutation test: "
+                          "%{customdata[2]})<extra>" + str(name) + "</extra>",
             meta={"kind": "difference", "group": str(name), "clear": [bool(c) for c in line["clear"]]},
         ))
     fig.add_hline(y=0, line=dict(color="#444444", width=1, dash="dot"),

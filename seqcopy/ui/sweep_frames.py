@@ -20,7 +20,7 @@ from seqcopy.runs.states import RunStatus
 from seqcopy.runs.store import RunInfo, SweepInfo
 from seqcopy.text import parse_id
 from seqcopy.ui.escape import plotly
-from seqcopy.ui.frames import GroupKeys, group_of, run_label
+from seqcopy.ui.frames import GroupKeys, group_of, label_digits, lower_is_better, run_label
 
 NOT_PLOTTED = ("seed", "tag")  # never an x axis: seeds are averaged, a tag names the runs
 
@@ -56,6 +56,12 @@ def is_numeric(values: Sequence) -> bool:
     )
 
 
+def is_categorical(values: Sequence) -> bool:
+    """Values a figure draws as categories, each its own point with no line between: anything
+    not a number (a cell, a form, on/off), and numbers of fewer than two distinct values."""
+    return not is_numeric(values) or len(set(values)) < 2
+
+
 def spans_a_decade(values: Sequence) -> bool:
     """Positive numbers whose largest is at least ten times the smallest: a log axis reads them."""
     if not len(values) or not is_numeric(values):
@@ -71,16 +77,19 @@ def settings_frame(runs: Sequence[RunInfo], x: str | None, group: GroupKeys | No
                    keys: Sequence[str] = ()) -> pd.DataFrame:
     """One row per run: id, label, seed, the x setting (ALL_RUNS for None: one point), the line it
     belongs to (its value of the key(s) ``group``; one line of all runs for None or no keys), its
-    final (latest) metrics, and a column for each setting in ``keys`` (for parallel coordinates)."""
-    columns = ["run_id", "label", "seed", "x", "group", "status", *LATEST_METRICS, *keys]
+    status and whether a search's pruner stopped it, its final (latest) metrics, and a column for
+    each setting in ``keys`` (for parallel coordinates)."""
+    columns = ["run_id", "label", "seed", "x", "group", "status", "pruned", *LATEST_METRICS, *keys]
+    digits = label_digits(runs, group) if group else 3
     rows = [
         [
             run.id,
             run_label(run.id, cell_label(run.config), run.config.seed),
             run.config.seed,
             getattr(run.config, x) if x else ALL_RUNS,
-            plotly(group_of(run, group)) if group else ALL_RUNS,
+            plotly(group_of(run, group, digits)) if group else ALL_RUNS,
             str(run.status),  # the plain word, as runs_frame has it
+            run.pruned,
             *(run.latest.get(name) for name in LATEST_METRICS),
             *(getattr(run.config, key) for key in keys),
         ]
@@ -121,16 +130,18 @@ def line_keys(runs: Sequence[RunInfo], x: str, keys: Sequence[str]) -> tuple[str
     slices: dict[str, list] = {}
     for run in runs:
         slices.setdefault(repr(getattr(run.config, x)), []).append(run)
+    digits = label_digits(runs, keys)
     return tuple(key for key in keys if key != x and any(
-        len({group_of(run, key) for run in members}) > 1 for members in slices.values()))
+        len({group_of(run, key, digits) for run in members}) > 1 for members in slices.values()))
 
 
 def mixed_settings(runs: Sequence[RunInfo], x: str, group: GroupKeys | None) -> list[str]:
     """Settings that differ between the runs averaged into one point (same line, same x):
     besides the seed, each point should hold repeats of one configuration."""
     points: dict[tuple, list] = {}
+    digits = label_digits(runs, group) if group else 3
     for run in runs:
-        line = group_of(run, group) if group else None  # the lines settings_frame draws
+        line = group_of(run, group, digits) if group else None  # the lines settings_frame draws
         points.setdefault((line, repr(getattr(run.config, x))), []).append(run.config)
     ignored = ("seed", "tag", x, *([group] if isinstance(group, str) else group or ()))
     mixed = {key for configs in points.values() for key in varied_keys(configs, ignore=ignored)}
@@ -175,13 +186,14 @@ BASELINE_CELL = "lstm"  # the assignment's baseline cell, the one the docs' verd
 
 def default_reference(frame: pd.DataFrame) -> str | None:
     """The group (``group`` of a settings_frame) that verdicts are first drawn against: the one
-    with the most seeds among its completed runs, whose mean is the firmest to measure others
-    by; on a tie the first lstm group when one ties (group_of names the cell bare: 'lstm',
+    with the most seeds among its completed runs that no pruner stopped (a pruned trial is a
+    shorter run, not a measure of its settings), whose mean is the firmest to measure others by;
+    on a tie the first lstm group when one ties (group_of names the cell bare: 'lstm',
     'lstm, train_seq_len=8'), else the first tied group in name order. None for no runs."""
     groups = sorted(frame["group"].unique())
     if not groups:
         return None
-    completed = frame[frame["status"] == RunStatus.COMPLETED]
+    completed = frame[(frame["status"] == RunStatus.COMPLETED) & ~frame["pruned"].astype(bool)]
     seeds = completed.groupby("group")["seed"].nunique()
     most = max(int(seeds.get(group, 0)) for group in groups)
     tied = [group for group in groups if int(seeds.get(group, 0)) == most]
@@ -190,14 +202,15 @@ def default_reference(frame: pd.DataFrame) -> str | None:
 
 
 VERDICT_COLUMNS = ["group", "x", "n", "n_reference", "paired", "test", "difference", "low", "high", "p",
-                   "permutation_p", "clear", "verdict"]
+                   "permutation_p", "clear", "interval", "short", "verdict"]
 
 
 def verdicts_frame(frame: pd.DataFrame, y: str, reference: str) -> pd.DataFrame:
     """Each line (``group``) of a settings_frame other than ``reference``, against it, at each x
-    value where both have runs: the difference of the final ``y``'s means with its 95% interval,
-    the test (paired by seed when both ran the same seeds), p-values and whether the difference is
-    clear (seqcopy.results.verdicts.verdict)."""
+    value where both have runs: the difference of the final ``y``'s means with its 95% interval
+    (also as rounded text, ``interval``), the test (paired by seed when both ran the same seeds),
+    p-values, whether the difference is clear, and the verdict in a few words (``short``: better
+    or worse for ``y``, lower for a loss) and in a sentence (seqcopy.results.verdicts.verdict)."""
     rows = []
     for x, at_x in frame.groupby("x", sort=False):
         base = at_x[at_x["group"] == reference]
@@ -209,8 +222,33 @@ def verdicts_frame(frame: pd.DataFrame, y: str, reference: str) -> pd.DataFrame:
             rows.append({"group": group, "x": x, "n": result.n_group, "n_reference": result.n_reference,
                          "paired": result.paired, "test": result.test, "difference": result.difference,
                          "low": result.low, "high": result.high, "p": result.p,
-                         "permutation_p": result.permutation_p, "clear": result.clear, "verdict": result.describe()})
+                         "permutation_p": result.permutation_p, "clear": result.clear,
+                         "interval": result.interval_text(significant=True), "short": result.short(lower_is_better(y)),
+                         "verdict": result.describe()})
     table = pd.DataFrame(rows, columns=VERDICT_COLUMNS).astype(
         {"difference": float, "low": float, "high": float, "p": float, "permutation_p": float})
     order = {value: i for i, value in enumerate(x_order(list(table["x"])))}
     return table.assign(_o=table["x"].map(order)).sort_values(["group", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+def head_to_head(frame: pd.DataFrame, y: str, reference: str | None) -> list[str]:
+    """Compare's answer at the top: each group of a settings_frame (its ``group``: the groups the
+    page shows, every run at one x) against ``reference`` on the final ``y``, one sentence each
+    (seqcopy.results.verdicts.Verdict.headline). Empty when there is nothing to set side by side:
+    one group, no reference among them, or a group holding two runs of one seed (runs that
+    differ in more than the grouping, which no pairing by seed can measure)."""
+    frame = frame.dropna(subset=[y])
+    groups = sorted(frame["group"].unique())
+    if reference not in groups or len(groups) < 2 or frame.duplicated(["group", "seed"]).any():
+        return []
+    base = frame[frame["group"] == reference]
+    by_seed = dict(zip(base["seed"], base[y], strict=True))
+    lines = []
+    for group in groups:
+        if group == reference:
+            continue
+        members = frame[frame["group"] == group]
+        other = dict(zip(members["seed"], members[y], strict=True))
+        result = verdict(by_seed, other)
+        lines.append(result.headline(group, reference, lower_is_better(y), sorted(set(by_seed) & set(other))))
+    return lines

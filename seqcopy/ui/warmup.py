@@ -1,10 +1,12 @@
-"""Load the Playground's heavy imports (torch and the model code) in the background, once per
-server process, after the first page has been drawn.
+"""Load the heavy imports of the pages opened after the first in the background, once per
+server process, after the first page has been drawn: Compare's scipy (its verdicts, intervals and
+solve rates), then the Playground's torch and model code.
 
-Importing torch is most of the Playground's first open (a second or two; the rest is tens of
-milliseconds). Started after a page's script has finished, the import costs that page nothing,
-and the Playground opened later finds torch loaded. Only a Playground opened as the very first
-page of a fresh server still waits for it. No Streamlit here.
+Importing scipy.stats is most of Compare's first open (about two seconds), and torch most of the
+Playground's (a second or two; the rest is tens of milliseconds). Started after a page's script
+has finished, the imports cost that page nothing, and a page opened later finds them loaded.
+Compare comes first because a tour reaches it before the Playground. Only a page opened as the
+very first of a fresh server still waits for its own. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import importlib
 import threading
 
 MODULES = (
+    "scipy.stats",
+    "seqcopy.results.verdicts",
+    "seqcopy.ui.sweep_figures",
     "torch",
     "seqcopy.core.checkpoint",
     "seqcopy.ui.playground",
@@ -28,7 +33,7 @@ def _import_all() -> None:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the page that needs the module reports its error itself
-            return
+            continue  # the other pages' imports still help them
 
 
 def warm_up_in_background() -> threading.Thread:

@@ -57,3 +57,37 @@ def queued_reasons(runs: Sequence[RunInfo], workers: Sequence[WorkerInfo], now: 
     """Why each queued run of ``runs`` waits, by run id ('waiting for a CUDA worker …')."""
     now = time.time() if now is None else now
     return {run.id: waiting_reason(run.config.device, workers, now) for run in runs if run.status == RunStatus.QUEUED}
+
+
+@dataclass(frozen=True)
+class LocalWorkerLine:
+    """The sidebar's line about the dashboard's own worker: ``ok`` (a caption) or not (a warning)."""
+
+    ok: bool
+    text: str
+
+
+def local_worker_line(worker_id: str | None, pid: int | None, process_alive: bool, workers: Sequence[WorkerInfo],
+                      now: float | None = None) -> LocalWorkerLine:
+    """What the store's heartbeats say of the local worker (its row in ``workers``, found by
+    ``worker_id``): live, vanished or stopped; 'starting' before its first heartbeat. Its process
+    having exited is said as well, since a worker killed outright stays 'live' until its lease lapses."""
+    now = time.time() if now is None else now
+    row = next((w for w in workers if w.id == worker_id), None)
+    who = f"pid {pid}"
+    if row is None:
+        if process_alive:
+            return LocalWorkerLine(True, f"Local worker: starting ({who})")
+        return LocalWorkerLine(False, f"Local worker: exited ({who}) before its first heartbeat")
+    presence = row.state(now)
+    seen = f"last heartbeat {ago(now - row.heartbeat_at)} ago"
+    if presence == WorkerPresence.LIVE and process_alive:
+        doing = f"training #{row.run_id}" if row.run_id is not None else "idle"
+        return LocalWorkerLine(True, f"Local worker: live ({who}) · {doing} · {seen}")
+    if presence == WorkerPresence.LIVE:
+        return LocalWorkerLine(False, f"Local worker: exited ({who}) · {seen}")
+    if presence == WorkerPresence.VANISHED:
+        gone = "" if process_alive else "; its process has exited"
+        return LocalWorkerLine(False, f"Local worker: vanished ({who}): no heartbeat for "
+                                      f"{ago(now - row.heartbeat_at)}{gone}")
+    return LocalWorkerLine(False, f"Local worker: stopped ({who}) {ago(now - row.heartbeat_at)} ago")
