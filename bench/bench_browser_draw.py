@@ -83,9 +83,8 @@ def main() -> int:
             bench_pages.fill(database, args.runs, 50)
             sweep_id = bench_pages.group_into_sweeps(database, args.runs)[0]
         else:
+            sweep_id, _ = ui_store.add_sweep(database)  # first: fill leaves a run queued
             ui_store.fill(database)
-            sweep_id, _ = ui_store.add_sweep(database)
-        (Path(folder) / "logs").mkdir()
         for base, _, _ in serve(Path(folder), database, with_worker=False):
             with chromium_page() as page:
                 figures = tour_timings(page, base, sweep_id)

@@ -125,8 +125,10 @@ def test_the_five_minute_tour(own_worker_dashboard):
                                  120, "a run past its first epoch")
             os.kill(worker.pid, signal.SIGTERM)
             wait_until(lambda: store.get_run(running.id).preemptions >= 1, 60, "the run to be preempted")
-            expect(page.get_by_text("queued · preempted, resumes").first).to_be_visible(timeout=20_000)
-            page.screenshot(path=str(ARTIFACTS / "tour-preempted.png"), full_page=True)
+            preempted = page.get_by_text("queued · preempted, resumes").first
+            expect(preempted).to_be_visible(timeout=20_000)
+            preempted.scroll_into_view_if_needed()  # the queue, below the form
+            page.screenshot(path=str(ARTIFACTS / "tour-preempted.png"))
             wait_until(lambda: (live_worker(store) or worker).pid != worker.pid, 60, "a restarted local worker")
             wait_until(lambda: str(store.get_run(running.id).status) == "completed", 180,
                        "the preempted run to finish")
