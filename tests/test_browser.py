@@ -67,10 +67,14 @@ def dashboard(tmp_path):
     yield from serve(tmp_path, f"sqlite:///{tmp_path / 'runs.db'}", with_worker=True)
 
 
-def serve(tmp_path, database: str, with_worker: bool):
+def serve(tmp_path, database: str, with_worker: bool, own_worker: bool = False):
+    """Serve the app on ``database``: with one worker of the test's (``with_worker``), or with
+    the app starting and looking after its own local worker (``own_worker``), as bin/dashboard does."""
     port = free_port()
     env = dict(os.environ, SEQCOPY_DB=database, SEQCOPY_WORKER="external", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    if own_worker:
+        del env["SEQCOPY_WORKER"]
     logs = tmp_path / "logs"
     logs.mkdir()
     server = subprocess.Popen(

@@ -13,19 +13,15 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 from test_browser import (
     ARTIFACTS,
     CHROMIUM,
-    ROOT,
     choose,
     chromium_page,
-    free_port,
-    healthy,
     keep_failure_evidence,
+    serve,
     set_number,
     settle,
     wait_until,
@@ -39,30 +35,9 @@ pytestmark = [
 
 @pytest.fixture
 def own_worker_dashboard(tmp_path):
-    """A dashboard on a fresh database that starts and looks after its own local worker."""
-    port = free_port()
-    database = f"sqlite:///{tmp_path / 'runs.db'}"
-    env = {key: value for key, value in os.environ.items() if key != "SEQCOPY_WORKER"}
-    env.update(SEQCOPY_DB=database, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
-    )
-    base = f"http://localhost:{port}"
-    try:
-        wait_until(lambda: healthy(base) or server.poll() is not None, 60, "the Streamlit server")
-        assert server.poll() is None, (logs / "server.log").read_text()
-        yield base, database, logs
-    finally:
-        server.terminate()  # the local worker follows its parent (seqcopy.ui.local_worker)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    """A dashboard on a fresh database that starts and looks after its own local worker (it
+    follows its parent out when the server stops: seqcopy.ui.local_worker)."""
+    yield from serve(tmp_path, f"sqlite:///{tmp_path / 'runs.db'}", with_worker=False, own_worker=True)
 
 
 def live_worker(store):
@@ -138,6 +113,7 @@ def test_the_five_minute_tour(own_worker_dashboard):
             page.goto(f"{base}/runs?runs={running.id}")
             # The run's details line (in a tab of its own below the curves) says it was resumed.
             expect(page.locator("p", has_text=re.compile(r"completed · resumed")).first).to_be_attached()
+            page.locator(".js-plotly-plot .main-svg").first.wait_for()  # the curves drawn, not placeholders
             settle(page)
             page.screenshot(path=str(ARTIFACTS / "tour-runs-done.png"), full_page=True)
 

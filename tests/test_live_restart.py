@@ -22,7 +22,7 @@ class SleepingWorker(LocalWorker):
 
 @pytest.fixture
 def worker():
-    made = SleepingWorker("sqlite:///unused.db", limit=2, window=600.0)
+    made = SleepingWorker("sqlite:///unused.db", limit=2, window=600.0, delay=0.0)
     made.start()
     yield made
     made.stop(wait=1.0)
@@ -81,7 +81,7 @@ def test_a_sigterm_puts_the_run_back_and_the_restarted_worker_resumes_it(tmp_pat
             time.sleep(0.05)
         assert condition()
 
-    worker = LocalWorker(url)
+    worker = LocalWorker(url, delay=0.0)
     worker.start()
     try:
         wait_for(lambda: store.get_run(run_id).epochs_done >= 2)
@@ -96,3 +96,15 @@ def test_a_sigterm_puts_the_run_back_and_the_restarted_worker_resumes_it(tmp_pat
     finally:
         store.request_cancel(run_id)
         worker.stop(wait=30.0)
+
+
+def test_an_exited_worker_waits_out_the_delay_before_its_restart():
+    made = SleepingWorker("sqlite:///unused.db", limit=2, window=600.0, delay=4.0)
+    made.start()
+    try:
+        kill(made)
+        assert not made.supervise(queued=True, now=10.0).restarted  # noticed: the run shows preempted
+        assert not made.supervise(queued=True, now=13.0).restarted
+        assert made.supervise(queued=True, now=14.5).restarted and made.alive()
+    finally:
+        made.stop(wait=1.0)

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from conftest import TINY
+from test_resume_defects import Killed
 
 from seqcopy.core import checkpoint
 from seqcopy.core.train import train
@@ -29,10 +30,6 @@ def store(db_url):
     store = Store(db_url)
     yield store
     store.close()
-
-
-class Killed(BaseException):
-    """SIGKILL, in-process: nothing catches it."""
 
 
 def test_a_finished_run_records_its_one_segment_and_shows_it(store):

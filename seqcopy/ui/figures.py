@@ -125,7 +125,9 @@ def styled_layout(
     fig.update_layout(title=dict(text=title, font=dict(size=15)), xaxis_title=x_title, yaxis_title=y_title,
                       hovermode="x unified", yaxis_hoverformat=".3g")  # 3 significant figures on hover
     if log_y:
-        fig.update_layout(yaxis_type="log")
+        # Every tick with its whole value: plotly labels a log axis's in-between ticks by their
+        # first digit alone ('5', '2' below '0.1'), which reads as the numbers 5 and 2.
+        fig.update_layout(yaxis_type="log", yaxis_tickformat=".3g")
     return fig
 
 

@@ -37,6 +37,9 @@ STOP_GRACE_S = 30.0  # after the app died: time to record the current epoch befo
 # again at most this often, not every few seconds for ever; a person's Restart resets the count.
 RESTART_LIMIT = 5
 RESTART_WINDOW_S = 600.0
+# Seconds between noticing the exit and the restart: a worker that dies at once is not restarted
+# in a tight loop, and the pages' 2-second refresh shows the run preempted before it resumes.
+RESTART_DELAY_S = 4.0
 
 log = logger("ui.local_worker")
 
@@ -114,14 +117,17 @@ class LocalWorker:
     """Handle on the worker process the app started; one per server process, shared by every
     session (hence the lock)."""
 
-    def __init__(self, url: str, limit: int = RESTART_LIMIT, window: float = RESTART_WINDOW_S):
+    def __init__(self, url: str, limit: int = RESTART_LIMIT, window: float = RESTART_WINDOW_S,
+                 delay: float = RESTART_DELAY_S):
         self.url = url
+        self.delay = delay
         self.process: subprocess.Popen | None = None
         self.starts = 0
         self.limit = limit
         self.window = window
         self._restarts: deque[float] = deque()  # monotonic times of the restarts of its own
         self._gave_up_told = False
+        self._exit_seen: float | None = None  # monotonic time the exit was first noticed
         self._lock = threading.RLock()
         atexit.register(self.stop)
 
@@ -176,6 +182,11 @@ class LocalWorker:
                                 self.pid, code, len(self._restarts), self.window)
                     self._gave_up_told = True
                 return Supervision(len(self._restarts), self.limit, gave_up=True, exit_code=code)
+            if self._exit_seen is None:
+                self._exit_seen = now
+            if now - self._exit_seen < self.delay:
+                return Supervision(len(self._restarts), self.limit, exit_code=code)
+            self._exit_seen = None
             old = self.pid
             self.start()
             self._restarts.append(now)
