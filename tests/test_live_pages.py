@@ -104,7 +104,7 @@ class SleepingWorker(LocalWorker):
 
 @pytest.fixture
 def local(empty_db, monkeypatch):
-    worker = SleepingWorker(empty_db, limit=2)
+    worker = SleepingWorker(empty_db, limit=2, delay=0.0)
     worker.start()
     monkeypatch.setattr(state, "ensure_local_worker", lambda: worker)
     yield Store(empty_db), worker
