@@ -35,8 +35,10 @@ from seqcopy.runs.states import RunStatus
 # module with these same columns, and gets them when it has none; 9: runs.preemptions (how often a
 # worker's stop put the run back to resume, so a finished run still says it resumed) and
 # runs.environments (what each segment of the run trained with: code, libraries, threads, hardware)
-# and runs.rerun_of (the run ``seqcopy rerun`` trains again).
-SCHEMA_VERSION = 9
+# and runs.rerun_of (the run ``seqcopy rerun`` trains again); 10: the epochs' progress measures
+# (PROGRESS_METRICS), runs.submitted_by and sweeps.submitted_by (who queued it), searches.fidelity
+# and searches.confirm_seeds, and search_runs.rung (a fidelity search's length step).
+SCHEMA_VERSION = 10
 DEFAULT_MAX_RESTARTS = 3  # lapsed leases after a first epoch that a run survives before it fails
 # The stored values are the enums' own (seqcopy.runs.states): a StrEnum member is its string.
 STATUSES = tuple(RunStatus)
@@ -58,6 +60,11 @@ EPOCH_METRICS = (
 # Memory on a fixed probe batch, per epoch (seqcopy.core.diagnostics; schema version 5): nullable,
 # as epochs recorded before them, and the RNN's gates, have none.
 DIAGNOSTIC_METRICS = ("memory_gate", "saturated_gates", "saliency_diagonal", "first_input_grad")
+# Measures that move before copy accuracy jumps (schema version 10): nullable, as epochs recorded
+# before them have none. test_copy_loss: cross-entropy over the copied positions of the test set;
+# positions_copied: the share of output positions copied at >= 99% on it; stage_progress: a
+# curriculum run's progress on one scale that only rises (copy accuracy without a curriculum).
+PROGRESS_METRICS = ("test_copy_loss", "positions_copied", "stage_progress")
 # The metrics copied onto the run row after each epoch.
 LATEST_METRICS = ("train_loss", "test_loss", "test_acc", "test_copy_acc", "test_seq_acc")
 
@@ -89,6 +96,9 @@ class Sweep(Base):
     """The grid as JSON: cells, seeds, axes and ties as --sweep and --tie take them."""
     varied: Mapped[str] = mapped_column(Text)
     """JSON list of the settings whose value differs between the sweep's runs."""
+    submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """Who queued it (schema version 10): the runs a search or a fidelity step queues later are
+    theirs too."""
 
 
 class Run(Base):
@@ -188,6 +198,9 @@ class Run(Base):
     scratch (schema version 5)."""
     parent_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """The parent's epoch whose weights (a continuation: whole resume state) it started from."""
+    submitted_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """Who queued it: the signed-in user of the dashboard, or the operating-system user of the
+    command line (schema version 10); NULL for a run queued before, shown as "unknown"."""
 
 
 class Epoch(Base):
@@ -225,6 +238,12 @@ class Epoch(Base):
     """Share of probed outputs whose largest input gradient is on the right letter (version 5)."""
     first_input_grad: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Norm of the gradient from the last output to the first input's embedding (version 5)."""
+    test_copy_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Cross-entropy over the copied positions of the test set only (version 10)."""
+    positions_copied: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Share of the test set's output positions copied at >= 99% (version 10)."""
+    stage_progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """A curriculum run's progress that only rises as stages pass; copy accuracy without one (version 10)."""
 
 
 class Checkpoint(Base):
@@ -370,6 +389,11 @@ class Search(Base):
     """JSON: setting → Optuna distribution JSON."""
     base: Mapped[str] = mapped_column(Text)
     """The base RunConfig as JSON ("{}" for a pruned grid, whose runs are queued up front)."""
+    fidelity: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON: {setting: [value, ...]}, the task lengths a fidelity search trains its trials up
+    (schema version 10); NULL for a search without one."""
+    confirm_seeds: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON list: the seeds the best configuration is queued on once the search ends (schema version 10)."""
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -411,4 +435,7 @@ class SearchRun(Base):
     run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sweep_id: Mapped[int] = mapped_column(Integer)
     number: Mapped[int] = mapped_column(Integer)
+    rung: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """A fidelity search's step: 0 on the shortest task, 1 on the next (schema version 10); NULL
+    for a search without fidelity."""
 

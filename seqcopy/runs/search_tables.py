@@ -13,6 +13,7 @@ exactly one caller wins it. A trial is failed by the one worker that holds its n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -57,6 +58,9 @@ class SearchSpec:
     seeds: tuple[int, ...] = ()
     sampler_seed: int | None = None
     kind: SearchKind = SearchKind.SEARCH
+    submitted_by: str | None = None  # who queues it (default: the operating-system user)
+    fidelity: dict | None = None  # {setting: [value, ...]}: the task lengths its trials train up
+    confirm_seeds: tuple[int, ...] = ()  # the best configuration is queued on these once it ends
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class SearchInfo:
     space: str
     base: dict  # the base RunConfig's fields ({} for a pruned grid)
     created_at: float
+    fidelity: dict = dataclasses.field(default_factory=dict)  # {} for a search without fidelity
+    confirm_seeds: tuple[int, ...] = ()
 
     @property
     def epochs(self) -> int:
@@ -87,7 +93,8 @@ class SearchInfo:
     def from_row(cls, row) -> SearchInfo:
         m = dict(row._mapping)
         return cls(**{**m, "kind": SearchKind(m["kind"]), "seeds": tuple(json.loads(m["seeds"])),
-                      "base": json.loads(m["base"])})
+                      "base": json.loads(m["base"]), "fidelity": json.loads(m.get("fidelity") or "{}"),
+                      "confirm_seeds": tuple(json.loads(m.get("confirm_seeds") or "[]"))})
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ class SearchTables:
         now = time.time()
         with self._write() as conn:
             sweep_id = self._insert_sweep(conn, {"name": spec.name, "spec": spec.spec}, (), now,
-                                          varied=sorted(json.loads(spec.space)))
+                                          varied=sorted(json.loads(spec.space)), submitted_by=spec.submitted_by)
             self._insert_search(conn, sweep_id, spec, asked=0, now=now)
         return sweep_id
 
@@ -175,6 +182,8 @@ class SearchTables:
             objective=spec.objective, direction=spec.direction, sampler=spec.sampler,
             sampler_seed=spec.sampler_seed, pruner=spec.pruner, seeds=json.dumps(list(spec.seeds)),
             space=spec.space, base=spec.base.to_json() if spec.base is not None else "{}", created_at=now,
+            fidelity=json.dumps(spec.fidelity) if spec.fidelity else None,
+            confirm_seeds=json.dumps(list(spec.confirm_seeds)) if spec.confirm_seeds else None,
         ))
 
     # ---------------------------------------------------------------- reading

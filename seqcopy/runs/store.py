@@ -57,12 +57,14 @@ from sqlalchemy.schema import CreateColumn
 
 from seqcopy.config import SETTINGS, ConfigError, RunConfig, varied_keys
 from seqcopy.errors import InputError
+from seqcopy.runs.access import os_user
 from seqcopy.runs.redact import display_url, scrub
 from seqcopy.runs.schema import (
     DEFAULT_MAX_RESTARTS,
     DIAGNOSTIC_METRICS,
     EPOCH_METRICS,
     LATEST_METRICS,
+    PROGRESS_METRICS,
     SCHEMA_VERSION,
     Base,
     Checkpoint,
@@ -81,6 +83,7 @@ from seqcopy.runs.states import FINISHED, PRUNED_PREFIX, RunBadge, RunStatus, Wo
 from seqcopy.text import MAX_ID, check_tag, storable
 
 DEFAULT_URL = "sqlite:///runs.db"
+UNKNOWN_SUBMITTER = "unknown"  # runs queued before schema version 10 recorded no submitter
 DEFAULT_LEASE = 120.0
 MIN_LEASE = 1.0  # seconds: four heartbeats at the shortest interval
 SCHEMA_LOCK = 0x5E0C0B7  # PostgreSQL advisory lock held while the schema is checked or created
@@ -179,6 +182,12 @@ class RunInfo:
     # one dict per segment it trained (seqcopy.runs.provenance): () when none was recorded
     environments: tuple[dict, ...] = ()
     rerun_of: int | None = None  # the run it trains again (seqcopy rerun)
+    submitted_by: str | None = None  # who queued it (None: queued before schema 10, shown "unknown")
+
+    @property
+    def submitter(self) -> str:
+        """Who queued it, as pages and reports show it."""
+        return self.submitted_by or UNKNOWN_SUBMITTER
 
     @property
     def lineage(self) -> str:
@@ -250,6 +259,7 @@ class RunInfo:
             parent_epoch=m.get("parent_epoch"),
             environments=_environments(m.get("environments")),
             rerun_of=m.get("rerun_of"),
+            submitted_by=m.get("submitted_by"),
         )
 
 
@@ -566,63 +576,79 @@ class Store(SearchTables):
 
     # ------------------------------------------------------------------ queueing
     def submit(self, config: RunConfig, status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
-               device_used: str | None = None, max_restarts: int | None = None, rerun_of: int | None = None) -> int:
+               device_used: str | None = None, max_restarts: int | None = None, rerun_of: int | None = None,
+               submitted_by: str | None = None) -> int:
         """One run (see submit_many); ``rerun_of``: the run whose config it trains again."""
         if rerun_of is not None:
             self._check_id(rerun_of)
         return self._submit([config], status, worker_id, device_used, max_restarts=max_restarts,
-                            rerun_of=rerun_of)[1][0]
+                            rerun_of=rerun_of, submitted_by=submitted_by)[1][0]
 
     def submit_many(
         self, configs: Sequence[RunConfig], status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
-        device_used: str | None = None, max_restarts: int | None = None,
+        device_used: str | None = None, max_restarts: int | None = None, submitted_by: str | None = None,
     ) -> list[int]:
         """Queue runs (all or none): every config is validated before anything is written.
         ``status='running'`` records a run trained here and now by ``worker_id`` on ``device_used``.
-        ``max_restarts``: lapsed leases after a first epoch each run survives (default 3)."""
-        return self._submit(configs, status, worker_id, device_used, max_restarts=max_restarts)[1]
+        ``max_restarts``: lapsed leases after a first epoch each run survives (default 3).
+        ``submitted_by``: who queues them (default: this process's operating-system user)."""
+        return self._submit(configs, status, worker_id, device_used, max_restarts=max_restarts,
+                            submitted_by=submitted_by)[1]
 
     def submit_sweep(self, configs: Sequence[RunConfig], name: str, spec: dict, lineage: dict | None = None,
-                     max_restarts: int | None = None) -> tuple[int, list[int]]:
+                     max_restarts: int | None = None, submitted_by: str | None = None) -> tuple[int, list[int]]:
         """Queue a grid as one sweep, all or nothing; returns (sweep id, run ids). ``lineage``:
         every run starts from that parent (see _submit); ``max_restarts``: each run's cap."""
         if not configs:
             raise ValueError("a sweep needs at least one run")
-        return self._submit(configs, sweep={"name": name, "spec": spec}, lineage=lineage, max_restarts=max_restarts)
+        return self._submit(configs, sweep={"name": name, "spec": spec}, lineage=lineage, max_restarts=max_restarts,
+                            submitted_by=submitted_by)
 
     def submit_child(self, config: RunConfig, parent_id: int, parent_epoch: int, state: bytes,
-                     epochs_done: int = 0, max_restarts: int | None = None) -> int:
+                     epochs_done: int = 0, max_restarts: int | None = None, submitted_by: str | None = None) -> int:
         """Queue one run that starts from ``state`` of run ``parent_id`` after ``parent_epoch``:
         a continuation (the parent's resume state, ``epochs_done`` = parent_epoch) or a fork (a
         checkpoint's weights, epochs_done 0)."""
         self._check_id(parent_id)
         lineage = dict(parent_id=parent_id, parent_epoch=parent_epoch, state=state, epochs_done=epochs_done)
-        return self._submit([config], lineage=lineage, max_restarts=max_restarts)[1][0]
+        return self._submit([config], lineage=lineage, max_restarts=max_restarts, submitted_by=submitted_by)[1][0]
 
     def _submit(
         self, configs: Sequence[RunConfig], status: RunStatus = RunStatus.QUEUED, worker_id: str | None = None,
         device_used: str | None = None, sweep: dict | None = None, existing_sweep: int | None = None, then=None,
         lineage: dict | None = None, max_restarts: int | None = None, rerun_of: int | None = None,
+        submitted_by: str | None = None,
     ) -> tuple[int | None, list[int]]:
         """(sweep id or None, run ids) of the runs written in one transaction; ``sweep``
         ({name, spec}) records them as one sweep. ``lineage`` ({parent_id, parent_epoch, state,
         epochs_done}) records each as started from a parent, ``state`` (bytes: a resume state, or a
         checkpoint's weights) as its first resume state and ``epochs_done`` as already done (a
-        continuation numbers its epochs on from its parent's)."""
+        continuation numbers its epochs on from its parent's). ``submitted_by``: who queues them
+        (default: this process's operating-system user, seqcopy.runs.access.os_user)."""
         for config in configs:
             errors = config.validate(check_device=False)  # the worker checks the device
             if errors:
                 raise ConfigError(errors)
         now = time.time()
         ids = []
+        submitter = storable(submitted_by or os_user())[:200]
         with self._write() as conn:
-            sweep_id = self._insert_sweep(conn, sweep, configs, now) if sweep is not None else existing_sweep
+            if existing_sweep is not None and submitted_by is None:
+                # A search's trials (and a fidelity step's forks) are queued by whichever worker
+                # is free: they are the sweep's submitter's runs.
+                submitter = conn.execute(select(sweeps_t.c.submitted_by)
+                                         .where(sweeps_t.c.id == existing_sweep)).scalar() or submitter
+            if sweep is not None:
+                sweep_id = self._insert_sweep(conn, sweep, configs, now, submitted_by=submitter)
+            else:
+                sweep_id = existing_sweep
             for config in configs:
                 values = dict(
                     config=config.to_json(), cell=config.cell, seed=config.seed, tag=config.tag,
                     device=config.device, status=status, created_at=now, epochs_total=config.epochs,
                     lease_seconds=DEFAULT_LEASE, cancel_requested=False, epochs_done=0,
                     batch_done=0, batch_total=config.batches_per_epoch, sweep_id=sweep_id,
+                    submitted_by=submitter,
                 )
                 if status == RunStatus.RUNNING:  # trained here and now (``train``): claimed at once
                     values.update(started_at=now, heartbeat_at=now, worker_id=worker_id,
@@ -653,7 +679,7 @@ class Store(SearchTables):
 
     @staticmethod
     def _insert_sweep(conn: Connection, sweep: dict, configs: Sequence[RunConfig], now: float,
-                      varied: Sequence[str] | None = None) -> int:
+                      varied: Sequence[str] | None = None, submitted_by: str | None = None) -> int:
         """The sweeps row; ``varied``: the settings its runs vary, when no config is queued yet (a search's)."""
         problem = sweep_name_problem(sweep["name"])
         if problem:
@@ -661,7 +687,8 @@ class Store(SearchTables):
         varied = varied_keys(configs) if varied is None else list(varied)
         return conn.execute(
             insert(sweeps_t).values(name=sweep["name"], created_at=now, spec=json.dumps(sweep["spec"]),
-                                    varied=json.dumps(varied)).returning(sweeps_t.c.id)
+                                    varied=json.dumps(varied), submitted_by=submitted_by or os_user())
+            .returning(sweeps_t.c.id)
         ).scalar_one()
 
     def claim(
@@ -768,7 +795,7 @@ class Store(SearchTables):
         now = time.time()
         number = int(epoch["epoch"])
         row = {name: float(epoch[name]) for name in EPOCH_METRICS}
-        measured = {name: _float_or_none(epoch.get(name)) for name in DIAGNOSTIC_METRICS}
+        measured = {name: _float_or_none(epoch.get(name)) for name in (*DIAGNOSTIC_METRICS, *PROGRESS_METRICS)}
         with self._write() as conn:
             # This UPDATE also locks the run's row, so the check below cannot race with
             # another writer of the same run.
